@@ -1,0 +1,49 @@
+# metarl: two commands do everything on a fresh machine: `make test` and `make bench`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+SCALE  ?= quick
+STAMP   = $(VENV)/.installed
+
+.PHONY: venv test test-fast bench bench-throughput bench-meta-critic bench-outer-value \
+        bench-model-based-critic bench-metagenrl install-cuda clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --durations=15 tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+# The main job: every paper's quick-scale table plus throughput, on the CPU.
+bench: bench-throughput bench-meta-critic bench-outer-value bench-model-based-critic bench-metagenrl
+
+bench-throughput: $(STAMP)
+	$(PY) -m benchmarks.throughput --scale $(SCALE)
+
+bench-meta-critic: $(STAMP)
+	$(PY) -m benchmarks.meta_critic --scale $(SCALE)
+
+bench-outer-value: $(STAMP)
+	$(PY) -m benchmarks.outer_value --scale $(SCALE)
+
+bench-model-based-critic: $(STAMP)
+	$(PY) -m benchmarks.model_based_critic --scale $(SCALE)
+
+bench-metagenrl: $(STAMP)
+	$(PY) -m benchmarks.metagenrl --scale $(SCALE)
+
+# On a GPU machine: replace the CPU jaxlib with the CUDA build of the same version.
+install-cuda: $(STAMP)
+	$(PY) -m pip install -q "jax[cuda12]==0.10.2"
+
+clean:
+	rm -rf $(VENV) .jax_cache results
