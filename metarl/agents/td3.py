@@ -1,0 +1,127 @@
+"""TD3 (Fujimoto et al., 2018) and, with its tricks switched off, DDPG ('OurDDPG' of the same code).
+
+TD3: twin critics (the target takes their minimum), target policy smoothing (Gaussian noise 0.2
+clipped at 0.5) and a delayed policy (the actor and both targets move every 2nd critic update).
+Actions are in [-1, 1]: environments rescale them to their own bounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from metarl import nets
+from metarl.agents.base import Agent, AgentState, adam, apply_grads, merge_hp, soft_update
+from metarl.envs import EnvSpec
+
+
+@dataclass(frozen=True)
+class TD3Config:
+    actor_hidden: Sequence[int] = (400, 300)
+    critic_hidden: Sequence[int] = (400, 300)
+    batch_size: int = 100
+    twin: bool = True  # twin critics, min in the target
+    target_smoothing: bool = True
+    policy_delay: int = 2
+    layer_norm: bool = False
+
+
+TD3_HP = dict(actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, tau=0.005, expl_noise=0.1, policy_noise=0.2,
+              noise_clip=0.5)
+
+
+def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") -> Agent:
+    if spec.discrete:
+        raise ValueError(f"{name} needs a continuous action space; {spec.name} is discrete")
+    adim = spec.action_dim
+    actor_net = nets.DeterministicActor(adim, tuple(config.actor_hidden), layer_norm=config.layer_norm)
+    critic_cls = nets.TwinCritic if config.twin else nets.Critic
+    critic_net = critic_cls(tuple(config.critic_hidden), layer_norm=config.layer_norm)
+
+    def q_values(params, obs, action):
+        q = critic_net.apply(params, obs, action)
+        return q if config.twin else q[None]  # always (n_critics, batch)
+
+    def init(key, hp=None) -> AgentState:
+        hp = merge_hp(TD3_HP, hp)
+        ka, kc = jax.random.split(key)
+        obs = jnp.zeros((1,) + spec.obs_shape)
+        act = jnp.zeros((1, adim))
+        actor = actor_net.init(ka, obs)
+        critic = critic_net.init(kc, obs, act)
+        return AgentState(actor=actor, critic=critic, actor_target=actor, critic_target=critic,
+                          actor_opt=adam(hp["actor_lr"]).init(actor), critic_opt=adam(hp["critic_lr"]).init(critic),
+                          log_alpha=jnp.zeros(()), alpha_opt=(), hp=hp, step=jnp.zeros((), jnp.int32))
+
+    def act(state: AgentState, obs, key, explore=True):
+        a = actor_net.apply(state.actor, obs)
+        if explore:
+            a = a + state.hp["expl_noise"] * jax.random.normal(key, a.shape)
+        return jnp.clip(a, -1.0, 1.0)
+
+    def critic_loss(critic_params, state: AgentState, batch, key):
+        next_a = actor_net.apply(state.actor_target, batch["next_obs"])
+        if config.target_smoothing:
+            noise = state.hp["policy_noise"] * jax.random.normal(key, next_a.shape)
+            noise = jnp.clip(noise, -state.hp["noise_clip"], state.hp["noise_clip"])
+            next_a = jnp.clip(next_a + noise, -1.0, 1.0)
+        q_next = jnp.min(q_values(state.critic_target, batch["next_obs"], next_a), axis=0)
+        not_term = 1.0 - batch["terminated"].astype(jnp.float32)
+        target = jax.lax.stop_gradient(batch["reward"] + state.hp["gamma"] * not_term * q_next)
+        q = q_values(critic_params, batch["obs"], batch["action"])
+        loss = jnp.sum(jnp.mean((q - target[None]) ** 2, axis=-1))
+        return loss, {"critic_loss": loss, "q_mean": jnp.mean(q[0])}
+
+    def actor_loss(actor_params, state: AgentState, batch, key):
+        del key
+        a = actor_net.apply(actor_params, batch["obs"])
+        q1 = q_values(state.critic, batch["obs"], a)[0]
+        loss = -jnp.mean(q1)
+        return loss, {"actor_loss": loss}
+
+    def critic_step(state: AgentState, batch, key):
+        grads, m = jax.grad(critic_loss, has_aux=True)(state.critic, state, batch, key)
+        critic, opt = apply_grads(state.critic, state.critic_opt, grads)
+        return state.replace(critic=critic, critic_opt=opt, step=state.step + 1), m
+
+    def actor_step(state: AgentState, batch, key, loss_fn=None, extra_grads=None):
+        loss_fn = loss_fn or actor_loss
+        grads, m = jax.grad(loss_fn, has_aux=True)(state.actor, state, batch, key)
+        if extra_grads is not None:
+            grads = jax.tree.map(jnp.add, grads, extra_grads)
+        actor, opt = apply_grads(state.actor, state.actor_opt, grads)
+        tau = state.hp["tau"]
+        state = state.replace(actor=actor, actor_opt=opt,
+                              actor_target=soft_update(state.actor_target, actor, tau),
+                              critic_target=soft_update(state.critic_target, state.critic, tau))
+        return state, m
+
+    def update(state: AgentState, batch, key, loss_fn=None):
+        kc, ka = jax.random.split(key)
+        state, m = critic_step(state, batch, kc)
+        if config.policy_delay <= 1:
+            state, ma = actor_step(state, batch, ka, loss_fn)
+            return state, {**m, **ma}
+        # Delayed policy: the actor and the targets move on every policy_delay-th critic update.
+        do_actor = state.step % config.policy_delay == 0
+        with_actor = lambda s: actor_step(s, batch, ka, loss_fn)
+        skipped = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(with_actor, state)[1])
+        state, ma = jax.lax.cond(do_actor, with_actor, lambda s: (s, skipped), state)
+        return state, {**m, **ma}
+
+    return Agent(name, config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
+                 actor_step, update, dict(TD3_HP))
+
+
+@dataclass(frozen=True)
+class DDPGConfig(TD3Config):
+    twin: bool = False
+    target_smoothing: bool = False
+    policy_delay: int = 1
+
+
+def make_ddpg(spec: EnvSpec, config: DDPGConfig = DDPGConfig()) -> Agent:
+    """DDPG as Fujimoto et al.'s 'OurDDPG': 400-300 actor and critic, Adam 1e-3, batch 100, tau 0.005."""
+    return make_td3(spec, config, name="ddpg")

@@ -1,0 +1,388 @@
+"""Model-based meta-learning of critics (Bechtle, Righetti and Meier, 2022).
+
+Three parts, all pure functions over pytrees:
+
+1. The analytic toy of Section 4.1 / Appendix A: f(s, a) = s + a, pi_theta(s) = theta, horizon T,
+   terminal cost (s_T - g)^2, critic (s + a)^2 phi_1. The three learning loops of the appendix run
+   themselves (no closed form inside them): supervised Q-fitting (Algorithm 1 with the residual TD
+   error of Eq. 22), the Meta-Critic of Appendix A.3 and model-based meta-learning (Algorithm 2).
+   ``toy_sweep`` vmaps them over a sweep of initial theta.
+2. The method on any differentiable model ``step(dyn, x, u) -> x'`` (Brax systems in
+   ``metarl.meta.arm_models``): a goal-conditioned critic L_phi(s, a, g) (MLP 400-400 ELU), a policy
+   pi_theta(s, g) (MLP 64-64 tanh), Algorithm 2 (``meta_train``: inner policy step(s) with the
+   critic on model-free data, task loss ||q_T - g||^2 of the updated policy unrolled through the
+   model, critic updated by the gradient through the inner step) and Algorithm 3 (``learn_policy``:
+   with the critic frozen, a new policy learned from scratch model-free, on any goal and dynamics).
+3. The DDPG-style baseline: a supervised Q(s - g, a) fitted by TD on rollouts, its policy learned
+   by that Q; at test time the frozen Q trains new policies exactly as ours does (Algorithm 3).
+
+Costs are minimised throughout (the paper's rewards are squared errors).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl.nets import MLP
+
+# ----------------------------------------------------------------------------------------------
+# 1. The analytic toy (Section 4.1, Appendix A)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    s0: float = -6.0
+    g: float = 0.0
+    horizon: int = 2
+    mb_alpha: float = 0.5          # inner step of the model-based loop and of the Meta-Critic (paper: 1/2)
+    q_policy_lr: float = 0.1       # policy step of the Q-fitting loop (stable for < 1/3 near theta = 4)
+    critic_solver: str = "newton"  # "newton": critic fitted to convergence each iteration (the appendix's
+                                   # assumption); "gd": critic_steps plain gradient steps, warm-started
+    critic_steps: int = 3
+    critic_lr: float = 1e-3
+    iterations: int = 300
+
+
+def toy_rollout(theta, s0, horizon):
+    """s_t = s_0 + t theta, t = 0..T, under f(s, a) = s + a and pi(s) = theta."""
+    return s0 + jnp.arange(horizon + 1, dtype=jnp.result_type(theta, float)) * theta
+
+
+def toy_critic(phi, s, a):
+    """L_critic(s, a) = Q(s, a) = (s + a)^2 phi_1."""
+    return (s + a) ** 2 * phi
+
+
+def toy_td_error(phi, states, theta, g):
+    """The residual TD error delta of Eq. 22 (gamma = 1, both Q's differentiated as in Eq. 26).
+
+    Rewards are r_t = 0 for t < T and r_T = (s_T - g)^2; the target of the last step is r_{T-1} + r_T.
+    """
+    horizon = states.shape[0] - 1
+    q = toy_critic(phi, states[:-1], theta)                       # Q(s_t, a_t), t = 0..T-1
+    r_T = (states[-1] - g) ** 2
+    nxt = jnp.concatenate([q[1:], r_T[None]])                    # Q(s_{t+1}, a_{t+1}) or r_T
+    return jnp.sum((q - nxt) ** 2) if horizon > 0 else 0.0
+
+
+def toy_policy_objective(theta, phi, states):
+    """sum_{t<T} Q_phi(s_t, pi_theta(s_t)) with the states as data (Eq. 31 / Eq. 36)."""
+    return jnp.sum(toy_critic(phi, states[:-1], theta))
+
+
+def toy_q_phi_closed_form(theta, s0, g):
+    """Eq. 30: the supervised phi_1 for the rollout of theta (T = 2)."""
+    s1 = s0 + theta
+    a = theta
+    r2 = (s0 + 2 * theta - g) ** 2
+    return (s1 + a) ** 2 * r2 / (((s0 + a) ** 2 - (s1 + a) ** 2) ** 2 + (s1 + a) ** 4)
+
+
+def toy_mb_phi_closed_form(theta, s0, g):
+    """Eq. 46: the model-based loop's phi_1 at convergence of the outer loop (alpha = 1/2, T = 2)."""
+    s1 = s0 + theta
+    return (s0 + 2 * theta - g) / (2 * (s0 + s1 + 2 * theta))
+
+
+def _fit_scalar(loss_fn, x0, solver, steps, lr):
+    """Minimise a scalar quadratic loss in x: Newton steps (exact for a quadratic) or plain GD."""
+    grad = jax.grad(loss_fn)
+    hess = jax.grad(grad)
+
+    def newton(x, _):
+        gx, hx = grad(x), hess(x)
+        ok = hx > 1e-30
+        return jnp.where(ok, x - gx / jnp.where(ok, hx, 1.0), x), None
+
+    def gd(x, _):
+        return x - lr * grad(x), None
+
+    x, _ = jax.lax.scan(newton if solver == "newton" else gd, x0, None, length=steps)
+    return x
+
+
+class ToyCarry(NamedTuple):
+    theta: jax.Array
+    phi: jax.Array
+    beta: jax.Array
+
+
+def toy_q_fitting_iteration(cfg: ToyConfig, carry: ToyCarry) -> ToyCarry:
+    """Algorithm 1 on the toy: roll out, fit phi_1 on the TD error, one policy step on sum Q."""
+    states = toy_rollout(carry.theta, cfg.s0, cfg.horizon)
+    phi = _fit_scalar(lambda p: toy_td_error(p, states, carry.theta, cfg.g), carry.phi,
+                      cfg.critic_solver, cfg.critic_steps, cfg.critic_lr)
+    theta = carry.theta - cfg.q_policy_lr * jax.grad(toy_policy_objective)(carry.theta, phi, states)
+    return ToyCarry(theta, phi, carry.beta)
+
+
+def _inner_step(theta, phi, states, alpha):
+    return theta - alpha * jax.grad(toy_policy_objective)(theta, phi, states)
+
+
+def toy_meta_critic_iteration(cfg: ToyConfig, carry: ToyCarry) -> ToyCarry:
+    """Appendix A.3: Q (phi_1) fitted by TD; the meta-critic beta_1 minimises the main critic's cost of
+    the policy updated with both critics, l(beta) = sum_t Q_phi(s_t, theta_new(beta)); theta <- theta_new."""
+    states = toy_rollout(carry.theta, cfg.s0, cfg.horizon)
+    phi = _fit_scalar(lambda p: toy_td_error(p, states, carry.theta, cfg.g), carry.phi,
+                      cfg.critic_solver, cfg.critic_steps, cfg.critic_lr)
+
+    def theta_new(beta):
+        return _inner_step(carry.theta, phi + beta, states, cfg.mb_alpha)
+
+    def meta_loss(beta):
+        return toy_policy_objective(theta_new(beta), phi, states)
+
+    beta = _fit_scalar(meta_loss, carry.beta, cfg.critic_solver, cfg.critic_steps, cfg.critic_lr)
+    return ToyCarry(theta_new(beta), phi, beta)
+
+
+def toy_model_based_iteration(cfg: ToyConfig, carry: ToyCarry) -> ToyCarry:
+    """Algorithm 2 on the toy: inner step theta_new(phi) on model-free data, task loss (s_T - g)^2 of
+    theta_new unrolled through f, phi updated by the gradient through the inner step; theta <- theta_new."""
+    states = toy_rollout(carry.theta, cfg.s0, cfg.horizon)
+
+    def task_loss(phi):
+        th = _inner_step(carry.theta, phi, states, cfg.mb_alpha)
+        return (toy_rollout(th, cfg.s0, cfg.horizon)[-1] - cfg.g) ** 2
+
+    phi = _fit_scalar(task_loss, carry.phi, cfg.critic_solver, cfg.critic_steps, cfg.critic_lr)
+    return ToyCarry(_inner_step(carry.theta, phi, states, cfg.mb_alpha), phi, carry.beta)
+
+
+TOY_LOOPS = {"q_fitting": toy_q_fitting_iteration, "meta_critic": toy_meta_critic_iteration,
+             "model_based": toy_model_based_iteration}
+
+
+def toy_run(cfg: ToyConfig, loop: str, theta0, phi0=0.0):
+    """Run one loop from theta0 for cfg.iterations; returns the final carry and the theta trajectory."""
+    it = TOY_LOOPS[loop]
+    theta0 = jnp.asarray(theta0)
+    carry = ToyCarry(theta0, jnp.zeros_like(theta0) + phi0, jnp.zeros_like(theta0))
+
+    def body(c, _):
+        c = it(cfg, c)
+        return c, c.theta
+
+    return jax.lax.scan(body, carry, None, length=cfg.iterations)
+
+
+def toy_sweep(cfg: ToyConfig, loop: str, thetas0, phi0=0.0):
+    """The loop from every initial theta at once (a vmapped axis)."""
+    return jax.vmap(lambda t: toy_run(cfg, loop, t, phi0))(thetas0)
+
+
+def toy_stationary_points(cfg: ToyConfig) -> dict:
+    """Closed-form stationary points of the loops at (s0, g), T = 2.
+
+    Q-fitting: theta = -(s0 + s1)/2 with s1 = s0 + theta (Eq. 35), i.e. theta = -2 s0 / 3, and the points
+    where phi_1 of Eq. 30 vanishes (r_2 = 0: theta = (g - s0)/2; s_1 + a = 0: theta = -s0/2).
+    Model-based: theta = (g - s0)/2 (Eq. 49), plus the degenerate point s0 + s1 + 2 theta = 0 where the
+    inner gradient vanishes for every phi (theta = -2 s0 / 3, the same place as Eq. 35).
+    """
+    s0, g = cfg.s0, cfg.g
+    return {"optimal": (g - s0) / 2, "eq35": -2 * s0 / 3, "phi_zero": -s0 / 2}
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Networks and the method on a differentiable model
+# ----------------------------------------------------------------------------------------------
+
+
+class GoalCritic(nn.Module):
+    """L_critic(s, a, g): MLP (400, 400) with ELU; linear or softplus output."""
+
+    hidden: tuple = (400, 400)
+    output: str = "linear"
+
+    @nn.compact
+    def __call__(self, s, a, g):
+        x = jnp.concatenate([s, a, g], -1)
+        y = MLP(tuple(self.hidden) + (1,), activation=nn.elu)(x)[..., 0]
+        return nn.softplus(y) if self.output == "softplus" else y
+
+
+class GoalPolicy(nn.Module):
+    """pi_theta(s, g) = max_action * tanh(MLP(64, 64, tanh)([s, g]))."""
+
+    action_dim: int
+    hidden: tuple = (64, 64)
+    max_action: float = 1.0
+
+    @nn.compact
+    def __call__(self, s, g):
+        x = jnp.concatenate([s, g], -1)
+        x = MLP(tuple(self.hidden), activation=nn.tanh, activate_final=True)(x)
+        return self.max_action * jnp.tanh(nn.Dense(self.action_dim)(x))
+
+
+class Task(NamedTuple):
+    """A differentiable model and its task: ``step(dyn, x, u) -> x'`` on flat states x = [q, qd];
+    ``x0(dyn)`` the initial state; goals live in joint-angle space (the first ``goal_dim`` entries)."""
+
+    step: Callable
+    x0: Callable
+    state_dim: int
+    action_dim: int
+    goal_dim: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MBCConfig:
+    horizon: int = 50
+    inner_lr: float = 1e-3          # alpha of the inner policy step (SGD, as Algorithm 2)
+    inner_steps: int = 1
+    grad_through_data: bool = True  # with several inner steps, let the outer gradient see that later
+                                    # rollouts depend on phi (through the model)
+    critic_lr: float = 1e-3         # Adam on phi
+    meta_clip: float = 10.0         # global-norm clip of the meta-gradient
+    inner_clip: float = 0.0         # optional clip of the inner policy gradient (0: none)
+    critic_hidden: tuple = (400, 400)
+    critic_output: str = "linear"
+    policy_hidden: tuple = (64, 64)
+    n_policy_inits: int = 2         # fresh policies per goal and meta-iteration
+    iterations: int = 300
+    vel_cost: float = 0.0           # optional ||qd_T||^2 weight in the task loss
+
+
+def make_nets(cfg: MBCConfig, task: Task):
+    critic = GoalCritic(tuple(cfg.critic_hidden), cfg.critic_output)
+    policy = GoalPolicy(task.action_dim, tuple(cfg.policy_hidden))
+    return critic, policy
+
+
+def rollout(task: Task, dyn, policy_apply, theta, goal, horizon):
+    """States x_0..x_T and actions u_0..u_{T-1} of pi_theta through the model (differentiable)."""
+    x0 = task.x0(dyn)
+
+    def body(x, _):
+        u = policy_apply(theta, x, goal)
+        return task.step(dyn, x, u), (x, u)
+
+    xT, (xs, us) = jax.lax.scan(body, x0, None, length=horizon)
+    return xT, xs, us
+
+
+def final_error(task: Task, xT, goal):
+    """Mean squared error between the last state's joint angles and the goal."""
+    return jnp.mean((xT[: task.goal_dim] - goal) ** 2)
+
+
+def task_loss(task: Task, cfg: MBCConfig, xT, goal):
+    """||q_T - g||^2 (+ vel_cost ||qd_T||^2)."""
+    q, qd = xT[: task.goal_dim], xT[task.goal_dim:]
+    return jnp.sum((q - goal) ** 2) + cfg.vel_cost * jnp.sum(qd ** 2)
+
+
+def critic_policy_loss(critic_apply, policy_apply, phi, theta, xs, goal):
+    """sum_t L_critic(s_t, pi_theta(s_t, g), g) on given states (model-free: no gradient to the states
+    is taken by the caller's d/dtheta)."""
+    us = jax.vmap(lambda x: policy_apply(theta, x, goal))(xs)
+    gs = jnp.broadcast_to(goal, (xs.shape[0],) + goal.shape)
+    return jnp.sum(critic_apply(phi, xs, us, gs))
+
+
+def _clip_tree(tree, max_norm):
+    if not max_norm:
+        return tree
+    norm = optax.global_norm(tree)
+    scale = jnp.minimum(1.0, max_norm / (norm + 1e-12))
+    return jax.tree.map(lambda x: x * scale, tree)
+
+
+def policy_update(cfg: MBCConfig, task: Task, critic_apply, policy_apply, phi, theta, goal, dyn,
+                  lr=None, steps=None, stop_data=False):
+    """Algorithm 3's loop (also the inner loop of Algorithm 2): roll pi_theta out through the system,
+    take theta <- theta - lr grad_theta sum_t L_critic(s_t, pi_theta(s_t), g) with the states as data."""
+    lr = cfg.inner_lr if lr is None else lr
+    steps = cfg.inner_steps if steps is None else steps
+    grad_fn = jax.grad(critic_policy_loss, argnums=3)
+
+    def body(theta, _):
+        _, xs, _ = rollout(task, dyn, policy_apply, theta, goal, cfg.horizon)
+        if stop_data or not cfg.grad_through_data:
+            xs = jax.lax.stop_gradient(xs)
+        g = _clip_tree(grad_fn(critic_apply, policy_apply, phi, theta, xs, goal), cfg.inner_clip)
+        return jax.tree.map(lambda p, d: p - lr * d, theta, g), None
+
+    theta, _ = jax.lax.scan(body, theta, None, length=steps)
+    return theta
+
+
+class MetaState(struct.PyTreeNode):
+    phi: Any
+    opt_state: Any
+    key: jax.Array
+    step: jax.Array
+
+
+def meta_init(cfg: MBCConfig, task: Task, key):
+    critic, policy = make_nets(cfg, task)
+    k1, k2 = jax.random.split(key)
+    x = jnp.zeros(task.state_dim)
+    phi = critic.init(k1, x, jnp.zeros(task.action_dim), jnp.zeros(task.goal_dim))
+    opt = optax.adam(cfg.critic_lr)
+    return MetaState(phi, opt.init(phi), k2, jnp.zeros((), jnp.int32))
+
+
+def init_policies(cfg: MBCConfig, task: Task, key, n):
+    _, policy = make_nets(cfg, task)
+    x = jnp.zeros(task.state_dim)
+    return jax.vmap(lambda k: policy.init(k, x, jnp.zeros(task.goal_dim)))(jax.random.split(key, n))
+
+
+def meta_loss(cfg: MBCConfig, task: Task, phi, thetas, goals, dyn):
+    """Mean over goals x policy inits of the task loss of the policy after the inner step(s).
+
+    thetas: policy params with leading axes (n_goals, n_inits); goals: (n_goals, goal_dim)."""
+    critic, policy = make_nets(cfg, task)
+
+    def one(theta, goal):
+        th = policy_update(cfg, task, critic.apply, policy.apply, phi, theta, goal, dyn)
+        xT, _, _ = rollout(task, dyn, policy.apply, th, goal, cfg.horizon)
+        return task_loss(task, cfg, xT, goal), final_error(task, xT, goal)
+
+    per_goal = jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, 0))
+    losses, errs = per_goal(thetas, goals)
+    return jnp.mean(losses), jnp.mean(errs)
+
+
+def meta_step(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn):
+    """One iteration of Algorithm 2 over all training goals (their gradients averaged)."""
+    key, kp = jax.random.split(state.key)
+    n_goals = goals.shape[0]
+    thetas = init_policies(cfg, task, kp, n_goals * cfg.n_policy_inits)
+    thetas = jax.tree.map(lambda x: x.reshape((n_goals, cfg.n_policy_inits) + x.shape[1:]), thetas)
+    (loss, err), grads = jax.value_and_grad(meta_loss, argnums=2, has_aux=True)(
+        cfg, task, state.phi, thetas, goals, dyn)
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    grads = _clip_tree(jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads), cfg.meta_clip)
+    opt = optax.adam(cfg.critic_lr)
+    updates, opt_state = opt.update(grads, state.opt_state, state.phi)
+    phi = optax.apply_updates(state.phi, updates)
+    return MetaState(phi, opt_state, key, state.step + 1), {"task_loss": loss, "train_error": err,
+                                                           "finite": finite}
+
+
+def meta_train_chunk(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn, length: int):
+    """``length`` meta-iterations as one lax.scan; metrics stacked over iterations."""
+    return jax.lax.scan(lambda s, _: meta_step(cfg, task, s, goals, dyn), state, None, length=length)
+
+
+def learn_policy(cfg: MBCConfig, task: Task, phi, key, goal, dyn, steps=None, lr=None):
+    """Algorithm 3: a new policy from scratch learned model-free with the frozen critic; returns the
+    final-state error of the learned policy under ``dyn``."""
+    critic, policy = make_nets(cfg, task)
+    theta = init_policies(cfg, task, key, 1)
+    theta = jax.tree.map(lambda x: x[0], theta)
+    theta = policy_update(cfg, task, critic.apply, policy.apply, jax.lax.stop_gradient(phi), theta, goal,
+                          dyn, lr=lr, steps=steps, stop_data=True)
+    xT, _, _ = rollout(task, dyn, policy.apply, theta, goal, cfg.horizon)
+    return final_error(task, xT, goal)
