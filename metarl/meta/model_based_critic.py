@@ -44,7 +44,8 @@ class ToyConfig:
     mb_alpha: float = 0.5          # inner step of the model-based loop and of the Meta-Critic (paper: 1/2)
     q_policy_lr: float = 0.1       # policy step of the Q-fitting loop (stable for < 1/3 near theta = 4)
     critic_solver: str = "newton"  # "newton": critic fitted to convergence each iteration (the appendix's
-                                   # assumption); "gd": critic_steps plain gradient steps, warm-started
+                                   # assumption); "damped": critic_steps Newton steps scaled by critic_lr
+                                   # (a slow online critic, warm-started); "gd": plain gradient steps
     critic_steps: int = 3
     critic_lr: float = 1e-3
     iterations: int = 300
@@ -101,10 +102,17 @@ def _fit_scalar(loss_fn, x0, solver, steps, lr):
         ok = hx > 1e-30
         return jnp.where(ok, x - gx / jnp.where(ok, hx, 1.0), x), None
 
+    def damped(x, _):
+        gx, hx = grad(x), hess(x)
+        ok = hx > 1e-30
+        return jnp.where(ok, x - lr * gx / jnp.where(ok, hx, 1.0), x), None
+
     def gd(x, _):
         return x - lr * grad(x), None
 
-    x, _ = jax.lax.scan(newton if solver == "newton" else gd, x0, None, length=steps)
+    if solver not in ("newton", "damped", "gd"):
+        raise ValueError(f"unknown critic solver {solver!r}; valid: newton, damped, gd")
+    x, _ = jax.lax.scan({"newton": newton, "damped": damped, "gd": gd}[solver], x0, None, length=steps)
     return x
 
 
