@@ -51,6 +51,7 @@ class Agent(NamedTuple):
     actor_step: Callable  # (state, batch, key, loss_fn=None, extra_grads=None) -> (state, metrics)
     update: Callable  # (state, batch, key) -> (state, metrics): one full update
     default_hp: dict
+    extras: dict | None = None  # algorithm-specific functions (e.g. TD3's target_action)
 
 
 def adam(lr) -> optax.GradientTransformation:

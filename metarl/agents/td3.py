@@ -61,12 +61,17 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
             a = a + state.hp["expl_noise"] * jax.random.normal(key, a.shape)
         return jnp.clip(a, -1.0, 1.0)
 
-    def critic_loss(critic_params, state: AgentState, batch, key):
-        next_a = actor_net.apply(state.actor_target, batch["next_obs"])
+    def target_action(state: AgentState, next_obs, key):
+        """The target policy's action, smoothed by clipped Gaussian noise (TD3) or not (DDPG)."""
+        next_a = actor_net.apply(state.actor_target, next_obs)
         if config.target_smoothing:
             noise = state.hp["policy_noise"] * jax.random.normal(key, next_a.shape)
             noise = jnp.clip(noise, -state.hp["noise_clip"], state.hp["noise_clip"])
             next_a = jnp.clip(next_a + noise, -1.0, 1.0)
+        return next_a
+
+    def critic_loss(critic_params, state: AgentState, batch, key):
+        next_a = target_action(state, batch["next_obs"], key)
         q_next = jnp.min(q_values(state.critic_target, batch["next_obs"], next_a), axis=0)
         not_term = 1.0 - batch["terminated"].astype(jnp.float32)
         target = jax.lax.stop_gradient(batch["reward"] + state.hp["gamma"] * not_term * q_next)
@@ -112,7 +117,7 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
         return state, {**m, **ma}
 
     return Agent(name, config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
-                 actor_step, update, dict(TD3_HP))
+                 actor_step, update, dict(TD3_HP), extras={"target_action": target_action})
 
 
 @dataclass(frozen=True)

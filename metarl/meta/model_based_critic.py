@@ -232,14 +232,18 @@ class GoalPolicy(nn.Module):
 
 
 class Task(NamedTuple):
-    """A differentiable model and its task: ``step(dyn, x, u) -> x'`` on flat states x = [q, qd];
-    ``x0(dyn)`` the initial state; goals live in joint-angle space (the first ``goal_dim`` entries)."""
+    """A differentiable model and its task. ``init(dyn) -> m`` and ``step(dyn, m, u) -> m`` act on the
+    model's own state m (a pytree, e.g. a Brax pipeline state); ``obs(m)`` is the flat state x = [q, qd]
+    the critic and policy see; goals live in joint-angle space (the first ``goal_dim`` entries of x).
+    ``prepare(dyn)`` turns dynamics parameters into what init/step take (done once per rollout)."""
 
+    init: Callable
     step: Callable
-    x0: Callable
+    obs: Callable
     state_dim: int
     action_dim: int
     goal_dim: int
+    prepare: Callable = lambda dyn: dyn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,15 +271,16 @@ def make_nets(cfg: MBCConfig, task: Task):
 
 
 def rollout(task: Task, dyn, policy_apply, theta, goal, horizon):
-    """States x_0..x_T and actions u_0..u_{T-1} of pi_theta through the model (differentiable)."""
-    x0 = task.x0(dyn)
+    """Final state x_T, states x_0..x_{T-1} and actions of pi_theta through the model (differentiable)."""
+    model = task.prepare(dyn)
 
-    def body(x, _):
+    def body(m, _):
+        x = task.obs(m)
         u = policy_apply(theta, x, goal)
-        return task.step(dyn, x, u), (x, u)
+        return task.step(model, m, u), (x, u)
 
-    xT, (xs, us) = jax.lax.scan(body, x0, None, length=horizon)
-    return xT, xs, us
+    mT, (xs, us) = jax.lax.scan(body, task.init(model), None, length=horizon)
+    return task.obs(mT), xs, us
 
 
 def final_error(task: Task, xT, goal):

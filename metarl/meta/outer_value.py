@@ -1,0 +1,622 @@
+"""Meta-gradient discount tuning with an outer value function (Bonnet et al., 2022).
+
+Self-tuning A2C: the discount ``gamma = low + (high - low) * sigmoid(logit)`` is a meta-parameter.
+
+* **MG**: one inner A2C update with ``gamma`` (differentiable in it), a fresh rollout with the updated
+  policy, outer loss = policy gradient with ``gamma'`` (and ``lambda'``, entropy'); the meta-gradient
+  flows through the inner update into ``gamma``.
+* **BMG**: after the inner update, one target step with the outer loss on fresh data, then the
+  matching loss ``KL(pi_target || pi_new)``; its gradient reaches ``gamma`` through ``pi_new``.
+* **Outer critic**: the outer loss's advantage uses a value of the policy at ``gamma'`` instead of the
+  inner critic's value at ``gamma``. Here: the analytic value at ``gamma' = 1`` on the Discounting
+  Chain; on Snake a second value head on ``stop_gradient(critic torso)`` trained by TD(lambda') with
+  ``gamma'`` (the paper's design), or a separate outer network (the authors' Snake code).
+
+The method is written once over a :class:`Problem` (rollout, inner loss, outer loss, matching loss,
+inner optimiser); ``make_chain_problem`` and ``make_snake_problem`` build the two environments of the
+paper. ``make_agent_step`` turns a problem into a pure ``step(state, key, outer_critic)`` for the
+methods ``"a2c"`` (fixed gamma), ``"mg"`` and ``"bmg"``; ``outer_critic`` is an array flag, so MG and
+MG + outer critic run vmapped in one program (likewise BMG). Every rollout counts in ``env_steps``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl.agents import a2c
+from metarl.nets import MLP, CNNTorso
+
+sg = jax.lax.stop_gradient
+METHODS = ("a2c", "mg", "bmg")
+
+
+# -- meta-parameter bijector ---------------------------------------------------------------------
+def to_gamma(logit, low, high):
+    return low + (high - low) * jax.nn.sigmoid(logit)
+
+
+def from_gamma(gamma, low, high):
+    u = (gamma - low) / (high - low)
+    return jnp.log(u) - jnp.log1p(-u)
+
+
+# -- the problem interface -----------------------------------------------------------------------
+class Problem(NamedTuple):
+    """What the meta-learner needs from an environment + agent.
+
+    rollout(params, env_state, key) -> (batch, env_state, info): ``info`` holds ``return_sum`` and
+      ``return_count`` (completed episodes) and any extra scalar diagnostics.
+    inner_loss(params, batch, gamma) -> (loss, metrics)
+    outer_loss(params, batch, gamma, outer_critic) -> (loss, metrics): ``gamma`` is the inner discount
+      (the inner critic's), ``outer_critic`` a 0/1 flag; metrics hold ``advantage``, ``advantage_step0``.
+    matching_loss(target_params, params, batch) -> scalar KL(pi_target || pi_params)
+    """
+
+    init_params: Callable
+    init_env: Callable
+    rollout: Callable
+    inner_loss: Callable
+    outer_loss: Callable
+    matching_loss: Callable
+    inner_opt: optax.GradientTransformation
+    steps_per_rollout: int
+    matching_fresh_rollout: bool = True
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    gamma_low: float = 0.0
+    gamma_high: float = 1.0
+    gamma_init: float = 0.8
+    meta_lr: float = 3e-3
+    meta_clip: float | None = None  # global-norm clip of the meta-gradient
+
+    def optimizer(self):
+        adam = optax.adam(self.meta_lr)
+        return adam if self.meta_clip is None else optax.chain(optax.clip_by_global_norm(self.meta_clip), adam)
+
+
+@struct.dataclass
+class AgentState:
+    params: Any
+    opt_state: Any
+    logit: jax.Array  # unconstrained meta-parameter of gamma
+    meta_opt_state: Any
+    env_state: Any
+    env_steps: jax.Array
+
+
+def init_agent(problem: Problem, mcfg: MetaConfig, key) -> AgentState:
+    kp, ke = jax.random.split(key)
+    params = problem.init_params(kp)
+    logit = from_gamma(jnp.asarray(mcfg.gamma_init, jnp.float32), mcfg.gamma_low, mcfg.gamma_high)
+    return AgentState(params, problem.inner_opt.init(params), logit, mcfg.optimizer().init(logit),
+                      problem.init_env(ke), jnp.zeros((), jnp.float32))
+
+
+def inner_update(problem: Problem, params, opt_state, batch, gamma):
+    """theta' = theta + optimiser step on the inner loss; differentiable in gamma."""
+    grads, metrics = jax.grad(problem.inner_loss, has_aux=True)(params, batch, gamma)
+    updates, opt_state = problem.inner_opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+
+def mg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic):
+    """MG: outer loss after one inner update. Returns (loss, (state', info, outer_metrics))."""
+    gamma = to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high)
+    k1, k2 = jax.random.split(key)
+    batch, env_state, info = problem.rollout(state.params, state.env_state, k1)
+    params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
+    batch2, env_state, _ = problem.rollout(sg(params), env_state, k2)
+    loss, m_out = problem.outer_loss(params, batch2, gamma, outer_critic)
+    new = state.replace(params=params, opt_state=opt_state, env_state=env_state,
+                        env_steps=state.env_steps + 2 * problem.steps_per_rollout)
+    return loss, (new, info, m_out)
+
+
+def bmg_target(problem: Problem, params, opt_state, batch, gamma, outer_critic):
+    """One target step with the outer loss from (stopped) updated parameters: the BMG target."""
+    params, opt_state = sg(params), sg(opt_state)
+    grads, m_out = jax.grad(problem.outer_loss, has_aux=True)(params, batch, sg(gamma), outer_critic)
+    updates, _ = problem.inner_opt.update(grads, opt_state, params)
+    return sg(optax.apply_updates(params, updates)), m_out
+
+
+def bmg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic):
+    """BMG: matching loss KL(target || theta'(gamma)). Returns (loss, (state', info, outer_metrics))."""
+    gamma = to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high)
+    k1, k2, k3 = jax.random.split(key, 3)
+    batch, env_state, info = problem.rollout(state.params, state.env_state, k1)
+    params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
+    batch2, env_state, _ = problem.rollout(sg(params), env_state, k2)
+    target, m_out = bmg_target(problem, params, opt_state, batch2, gamma, outer_critic)
+    n_rollouts = 2
+    if problem.matching_fresh_rollout:
+        batch2, env_state, _ = problem.rollout(sg(params), env_state, k3)
+        n_rollouts = 3
+    loss = problem.matching_loss(target, params, batch2)
+    new = state.replace(params=params, opt_state=opt_state, env_state=env_state,
+                        env_steps=state.env_steps + n_rollouts * problem.steps_per_rollout)
+    return loss, (new, info, m_out)
+
+
+def make_agent_step(problem: Problem, mcfg: MetaConfig, method: str):
+    """A pure ``step(state, key, outer_critic) -> (state, metrics)`` for one agent and seed."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    meta_opt = mcfg.optimizer()
+
+    def a2c_step(state: AgentState, key, outer_critic):
+        del outer_critic
+        gamma = to_gamma(state.logit, mcfg.gamma_low, mcfg.gamma_high)
+        batch, env_state, info = problem.rollout(state.params, state.env_state, key)
+        params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
+        state = state.replace(params=params, opt_state=opt_state, env_state=env_state,
+                              env_steps=state.env_steps + problem.steps_per_rollout)
+        nan = jnp.full((), jnp.nan)
+        return state, {"gamma": gamma, "meta_grad": jnp.zeros(()), "outer_advantage": nan,
+                       "outer_advantage_step0": nan, **info}
+
+    meta_loss = mg_meta_loss if method == "mg" else bmg_meta_loss
+
+    def meta_step(state: AgentState, key, outer_critic):
+        grad, (new, info, m_out) = jax.grad(meta_loss, has_aux=True)(state.logit, problem, mcfg, state, key,
+                                                                   outer_critic)
+        updates, meta_opt_state = meta_opt.update(grad, state.meta_opt_state, state.logit)
+        logit = optax.apply_updates(state.logit, updates)
+        new = new.replace(logit=logit, meta_opt_state=meta_opt_state)
+        return new, {"gamma": to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high), "meta_grad": grad,
+                     "outer_advantage": m_out["advantage"], "outer_advantage_step0": m_out["advantage_step0"],
+                     **info}
+
+    return a2c_step if method == "a2c" else meta_step
+
+
+# -- a population of agents in one program --------------------------------------------------------
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    method: str
+    outer_critic: bool = False
+
+
+def make_population(problem_for: Callable[[str], Problem], mcfg_for: Callable[[str], MetaConfig],
+                    agents: Sequence[AgentSpec], num_seeds: int):
+    """All agents and seeds as one set of pure functions.
+
+    Agents that share a method share a vmapped axis (their outer-critic flag is an array), and seeds are
+    a second vmapped axis; the methods are separate branches of the same compiled program.
+    Returns ``(init(key) -> states, step(states, key) -> (states, metrics))``; metrics are dicts
+    ``{agent name: {metric: [num_seeds]}}``.
+    """
+    methods = [m for m in METHODS if any(a.method == m for a in agents)]
+    groups = {m: [a for a in agents if a.method == m] for m in methods}
+    steps = {m: make_agent_step(problem_for(m), mcfg_for(m), m) for m in methods}
+    flags = {m: jnp.asarray([float(a.outer_critic) for a in groups[m]]) for m in methods}
+
+    def init(key):
+        keys = jax.random.split(key, num_seeds)  # the same seeds for every agent
+        out = {}
+        for m in methods:
+            one = jax.vmap(lambda k: init_agent(problem_for(m), mcfg_for(m), k))(keys)
+            out[m] = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(groups[m]),) + x.shape), one)
+        return out
+
+    def step(states, key):
+        new, metrics = {}, {}
+        for i, m in enumerate(methods):
+            keys = jax.random.split(jax.random.fold_in(key, i), (len(groups[m]), num_seeds))
+            f = jax.vmap(jax.vmap(steps[m], in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+            new[m], met = f(states[m], keys, flags[m])
+            for j, a in enumerate(groups[m]):
+                metrics[a.name] = jax.tree.map(lambda x: x[j], met)
+                metrics[a.name]["env_steps"] = new[m].env_steps[j]
+        return new, metrics
+
+    return init, step
+
+
+def make_chunk_runner(step, updates_per_log: int, logs_per_chunk: int):
+    """Jitted ``run(states, key) -> (states, logs)`` doing ``updates_per_log * logs_per_chunk`` updates.
+
+    Each log row averages the metrics of its ``updates_per_log`` updates (returns are averaged over
+    completed episodes: sum of returns / number of episodes; gamma and env_steps are the last value).
+    """
+
+    def window(states, key):
+        def body(s, k):
+            s, m = step(s, k)
+            return s, m
+
+        states, ms = jax.lax.scan(body, states, jax.random.split(key, updates_per_log))
+
+        def reduce(name, x):
+            if name in ("gamma", "env_steps"):
+                return x[-1]
+            return jnp.nanmean(x, axis=0) if name not in ("return_sum", "return_count") else jnp.sum(x, 0)
+
+        out = {}
+        for agent, d in ms.items():
+            r = {k: reduce(k, v) for k, v in d.items()}
+            r["return"] = r.pop("return_sum") / jnp.maximum(r.pop("return_count"), 1.0)
+            out[agent] = r
+        return states, out
+
+    @jax.jit
+    def run(states, key):
+        return jax.lax.scan(window, states, jax.random.split(key, logs_per_chunk))
+
+    return run
+
+
+# ================================================================================================
+# Discounting Chain (bsuite; gymnax DiscountingChain-bsuite) with the analytic value function
+# ================================================================================================
+@dataclass(frozen=True)
+class ChainConfig:
+    """The paper's Discounting Chain setting (Table 1, Appendix C.1)."""
+
+    batch_size: int = 128
+    horizon: int = 100  # one whole episode per rollout
+    lr: float = 0.5  # inner SGD
+    entropy_cost: float = 0.005
+    outer_gamma: float = 1.0
+    outer_entropy_cost: float = 0.005
+    normalize_advantages: bool = False
+    # The authors' code values the first state with gamma^{t_a} instead of gamma^{t_a - 1} (one
+    # discount too many: gymnax pays arm 0 on the first transition). False: the exact value.
+    authors_first_step_value: bool = False
+
+
+def chain_env_constants(optimal_arm: int = 3):
+    """Reward timesteps and reward vector read from gymnax's DiscountingChain.
+
+    gymnax 1.0.1 puts the 1.1 reward at index ``mapping_seed`` of the rewards array; the paper (and the
+    authors' ``mapping_seed=3``) makes arm 3 (reward at t = 30) the 1.1 arm, so we pass
+    ``mapping_seed=optimal_arm`` and read the vector back from the environment's reset state.
+    """
+    from metarl.envs import make
+
+    env = make("gymnax/DiscountingChain-bsuite", mapping_seed=optimal_arm)
+    inner, _ = env.raw.reset(jax.random.PRNGKey(0))
+    timesteps = jnp.asarray(env.raw.params.reward_timestep, jnp.int32)
+    return timesteps, jnp.asarray(inner.rewards, jnp.float32), env
+
+
+def chain_policy_logits(params, obs):
+    """The paper's linear softmax policy on the observation [context, t / 100]."""
+    return obs @ params["w"] + params["b"]
+
+
+def chain_init_params(key, num_actions: int = 5):
+    w = jax.random.normal(key, (2, num_actions)) / jnp.sqrt(2.0)  # LeCun normal, zero bias
+    return {"w": w, "b": jnp.zeros((num_actions,))}
+
+
+def sample_categorical(key, logits):
+    """Inverse-CDF sampling (one uniform per draw) from categorical logits ``[..., A]``."""
+    u = jax.random.uniform(key, logits.shape[:-1])
+    cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+    return jnp.sum(u[..., None] > cdf[..., :-1], axis=-1).astype(jnp.int32)
+
+
+def chain_true_value(obs, probs0, gamma, timesteps, rewards, horizon: int = 100, authors_first_step=False):
+    """V^{pi, gamma}(s) of the Discounting Chain, exact.
+
+    ``obs[..., 0]`` is the context (the first action, -1 before it), ``obs[..., 1] = t / horizon``.
+    In gymnax arm ``a`` pays ``rewards[a]`` on the transition into time ``timesteps[a]``; from time
+    ``t >= 1`` that is ``timesteps[a] - 1 - t`` discounts ahead (0 once it has been paid). At ``t = 0``
+    the value averages the arms under the first-step action probabilities ``probs0``:
+    ``sum_a probs0[a] * gamma^(timesteps[a] - 1) * rewards[a]``.
+    """
+    gamma = jnp.asarray(gamma, jnp.float32)
+    t = jnp.round(obs[..., 1] * horizon).astype(jnp.int32)
+    ctx = obs[..., 0].astype(jnp.int32)
+    first = ctx < 0
+    c = jnp.where(first, 0, ctx)
+    k = timesteps[c] - 1 - t
+    later = jnp.where(k >= 0, rewards[c] * gamma ** jnp.maximum(k, 0).astype(jnp.float32), 0.0)
+    arm_values = rewards * gamma ** (timesteps - (0 if authors_first_step else 1)).astype(jnp.float32)
+    v0 = jnp.sum(probs0 * arm_values, axis=-1)
+    return jnp.where(first, v0, later)
+
+
+class ChainBatch(NamedTuple):
+    """A batch of whole episodes, per sample (the reference form)."""
+
+    obs: jax.Array  # [T, B, 2]
+    actions: jax.Array  # [T, B]
+    rewards: jax.Array  # [T, B]
+    next_obs: jax.Array  # [T, B, 2]
+    probs0: jax.Array  # [A] first-step action probabilities of the behaviour policy
+
+
+class ChainCounts(NamedTuple):
+    """The same batch as sufficient statistics: only the first action moves the chain, so a sample
+    is fixed by (t, context, action) and the losses are sums over a [T, A, A] table of counts."""
+
+    n0: jax.Array  # [A] episodes per first action (= per context)
+    n: jax.Array  # [T - 1, A, A] counts of action a at time t >= 1 in episodes of context c: [t-1, c, a]
+    probs0: jax.Array  # [A]
+
+
+def chain_observations(first_action, horizon: int = 100):
+    """Observations [T, B, 2] and next observations of episodes with the given first actions [B]."""
+    b = first_action.shape[0]
+    t = jnp.arange(horizon + 1, dtype=jnp.float32)[:, None]
+    ctx = jnp.where(t == 0, -1.0, first_action[None, :].astype(jnp.float32))
+    all_obs = jnp.stack([ctx, jnp.broadcast_to(t / horizon, (horizon + 1, b))], axis=-1)
+    return all_obs[:-1], all_obs[1:]
+
+
+def _table_obs(num_actions: int, horizon: int):
+    """Observations [T - 1, A, 2] for t = 1..T-1 and every context, and their successors."""
+    t = jnp.arange(1, horizon + 1, dtype=jnp.float32)[:, None]
+    c = jnp.arange(num_actions, dtype=jnp.float32)[None, :]
+    grid = jnp.stack(jnp.broadcast_arrays(c, t / horizon), axis=-1)  # [T, A, 2] for t = 1..T
+    return grid[:-1], grid[1:]
+
+
+def chain_rollout(params, key, batch_size: int, horizon: int = 100, num_actions: int = 5):
+    """A batch of whole episodes under the linear policy, as counts (:class:`ChainCounts`).
+
+    The later actions do not move the chain but are still sampled (their log-probabilities enter the
+    policy-gradient losses). One key per time step, shared by the batch, in the same order as
+    :func:`chain_rollout_env`, which steps the gymnax environment: the test suite checks that both
+    draw the same actions.
+    """
+    keys = jax.random.split(key, horizon)
+    logits0 = chain_policy_logits(params, jnp.array([-1.0, 0.0]))
+    a0 = sample_categorical(keys[0], jnp.broadcast_to(logits0, (batch_size, num_actions)))
+    obs_tab, _ = _table_obs(num_actions, horizon)
+    cdf = jnp.cumsum(jax.nn.softmax(chain_policy_logits(params, obs_tab), axis=-1), axis=-1)  # [T-1, C, A]
+    u = jax.vmap(lambda k: jax.random.uniform(k, (batch_size,)))(keys[1:])  # [T-1, B]
+    cdf_b = cdf[:, a0]  # [T-1, B, A]
+    a = jnp.sum(u[..., None] > cdf_b[..., :-1], axis=-1)
+    ctx = jax.nn.one_hot(a0, num_actions)
+    n = jnp.einsum("tba,bc->tca", jax.nn.one_hot(a, num_actions), ctx)
+    return ChainCounts(jnp.sum(ctx, axis=0), n, jax.nn.softmax(logits0))
+
+
+def chain_rollout_env(params, key, env, batch_size: int, horizon: int = 100):
+    """The same episodes by stepping the wrapped gymnax environment, per sample (:class:`ChainBatch`)."""
+    keys = jax.random.split(key, horizon)
+    k_reset, k_env = jax.random.split(jax.random.fold_in(key, 1))
+    state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, batch_size))
+
+    def body(carry, xs):
+        state, obs = carry
+        k, t = xs
+        a = sample_categorical(k, chain_policy_logits(params, obs))
+        state, ts = jax.vmap(env.step)(state, a, jax.random.split(jax.random.fold_in(k_env, t), batch_size))
+        return (state, ts.obs), (obs, a, ts.reward, ts.next_obs)
+
+    _, (obs, actions, r, next_obs) = jax.lax.scan(body, (state, ts.obs), (keys, jnp.arange(horizon)))
+    probs0 = jax.nn.softmax(chain_policy_logits(params, jnp.array([-1.0, 0.0])))
+    return ChainBatch(obs, actions, r, next_obs, probs0)
+
+
+def chain_counts(batch: ChainBatch, num_actions: int = 5) -> ChainCounts:
+    """Tabulate a per-sample batch into counts."""
+    a0 = batch.actions[0]
+    ctx = jax.nn.one_hot(a0, num_actions)
+    n = jnp.einsum("tba,bc->tca", jax.nn.one_hot(batch.actions[1:], num_actions), ctx)
+    return ChainCounts(jnp.sum(ctx, axis=0), n, batch.probs0)
+
+
+def chain_pg_loss_samples(params, batch: ChainBatch, gamma_value, gamma_target, entropy_cost, timesteps, rewards,
+                          horizon=100, authors_first_step=False, normalize_advantages=False):
+    """Reference loss on a per-sample batch with :func:`metarl.agents.a2c.a2c_loss` (TD(0), no critic loss)."""
+    v = lambda o: chain_true_value(o, batch.probs0, sg(gamma_value), timesteps, rewards, horizon, authors_first_step)
+    logits = chain_policy_logits(params, batch.obs)
+    ones = jnp.ones_like(batch.rewards)
+    return a2c.a2c_loss(logits, batch.actions, v(batch.obs), v(batch.next_obs), batch.rewards, ones, gamma_target,
+                        0.0, pg_cost=1.0, td_cost=0.0, entropy_cost=entropy_cost,
+                        normalize_advantages=normalize_advantages)
+
+
+def chain_pg_loss(params, counts: ChainCounts, gamma_value, gamma_target, entropy_cost, timesteps, rewards,
+                  horizon=100, authors_first_step=False, normalize_advantages=False):
+    """The same loss as :func:`chain_pg_loss_samples`, computed exactly from counts.
+
+    Policy gradient with the TD(0) advantage ``r + gamma_target * V(s') - V(s)``; the analytic critic
+    ``V`` at ``gamma_value`` is held constant (stop-gradient, as in the authors' code) while
+    ``gamma_target`` stays differentiable; minus ``entropy_cost`` times the mean entropy.
+    """
+    na = rewards.shape[0]
+    batch = jnp.sum(counts.n0)
+    total = batch * horizon
+    v = lambda o: chain_true_value(o, counts.probs0, sg(gamma_value), timesteps, rewards, horizon, authors_first_step)
+    # step 0: one observation; action a leads to context a at t = 1
+    o0 = jnp.array([-1.0, 0.0])
+    obs1 = jnp.stack([jnp.arange(na, dtype=jnp.float32), jnp.full((na,), 1.0 / horizon)], axis=-1)
+    r0 = jnp.where(timesteps == 1, rewards, 0.0)
+    adv0 = r0 + gamma_target * v(obs1) - v(o0)  # [A]
+    logits0 = chain_policy_logits(params, o0)
+    # steps t >= 1, per context
+    obs_tab, next_tab = _table_obs(na, horizon)  # [T-1, C, 2]
+    tt = jnp.arange(1, horizon)[:, None]
+    r = jnp.where(tt + 1 == timesteps[None, :], rewards[None, :], 0.0)  # [T-1, C]
+    adv = r + gamma_target * v(next_tab) - v(obs_tab)
+    logits = chain_policy_logits(params, obs_tab)  # [T-1, C, A]
+    n_ct = jnp.sum(counts.n, axis=-1)  # [T-1, C] samples per (t, c)
+    if normalize_advantages:
+        mean = (jnp.sum(counts.n0 * adv0) + jnp.sum(n_ct * adv)) / total
+        sq = (jnp.sum(counts.n0 * adv0 ** 2) + jnp.sum(n_ct * adv ** 2)) / total
+        scale = jax.lax.rsqrt(sq - mean ** 2 + 1e-5)
+        adv0 = (adv0 - sg(mean)) * sg(scale)
+        adv = (adv - sg(mean)) * sg(scale)
+    pg0 = jnp.sum(counts.n0 * jax.nn.log_softmax(logits0) * adv0)
+    pg = jnp.sum(counts.n * jax.nn.log_softmax(logits, axis=-1) * adv[..., None])
+    pg_loss = -(pg0 + pg) / total
+    ent = (batch * a2c.entropy(logits0) + jnp.sum(n_ct * a2c.entropy(logits))) / total
+    loss = pg_loss - entropy_cost * ent
+    adv_sum = jnp.sum(counts.n0 * adv0) + jnp.sum(n_ct * adv)
+    metrics = {"loss": loss, "pg_loss": pg_loss, "td_loss": jnp.zeros(()), "entropy": ent,
+               "advantage": adv_sum / total, "advantage_step0": jnp.sum(counts.n0 * adv0) / batch}
+    return loss, metrics
+
+
+def make_chain_problem(cfg: ChainConfig, optimal_arm: int = 3) -> Problem:
+    timesteps, rewards, _ = chain_env_constants(optimal_arm)
+    h, na = cfg.horizon, int(rewards.shape[0])
+
+    def rollout(params, env_state, key):
+        counts = chain_rollout(params, key, cfg.batch_size, h, na)
+        info = {"return_sum": jnp.sum(counts.n0 * rewards), "return_count": jnp.asarray(float(cfg.batch_size)),
+                "expected_return": jnp.sum(counts.probs0 * rewards), "p_best": counts.probs0[optimal_arm]}
+        return counts, env_state, info
+
+    def loss(params, counts, gamma_value, gamma_target, entropy_cost):
+        return chain_pg_loss(params, counts, gamma_value, gamma_target, entropy_cost, timesteps, rewards, h,
+                             cfg.authors_first_step_value, cfg.normalize_advantages)
+
+    def inner_loss(params, counts, gamma):
+        return loss(params, counts, gamma, gamma, cfg.entropy_cost)
+
+    def outer_loss(params, counts, gamma, outer_critic):
+        # The inner critic is the true value at the inner gamma; the outer critic the one at gamma'.
+        gamma_value = jnp.where(outer_critic > 0.5, cfg.outer_gamma, gamma)
+        return loss(params, counts, gamma_value, cfg.outer_gamma, cfg.outer_entropy_cost)
+
+    def matching_loss(target, params, counts):
+        o = jnp.array([-1.0, 0.0])  # every episode's step-0 observation
+        return a2c.kl_divergence(chain_policy_logits(target, o), chain_policy_logits(params, o))
+
+    return Problem(init_params=lambda key: chain_init_params(key, na), init_env=lambda key: jnp.zeros(()),
+                   rollout=rollout, inner_loss=inner_loss, outer_loss=outer_loss, matching_loss=matching_loss,
+                   inner_opt=optax.sgd(cfg.lr), steps_per_rollout=cfg.batch_size * h,
+                   matching_fresh_rollout=False)
+
+# ================================================================================================
+# Snake 6x6 (jumanji) with the paper's CNN actor and critic
+# ================================================================================================
+@dataclass(frozen=True)
+class SnakeConfig:
+    """The paper's Snake setting (Table 1, Appendix C.2)."""
+
+    num_envs: int = 512
+    horizon: int = 5
+    lr: float = 5e-4  # inner RMSProp
+    rms_decay: float = 0.9
+    rms_eps: float = 1e-8
+    lam: float = 0.95
+    pg_cost: float = 1.0
+    td_cost: float = 0.5
+    entropy_cost: float = 0.01
+    outer_gamma: float = 1.0
+    outer_lam: float = 1.0
+    outer_entropy_cost: float = 0.0
+    outer_td_cost: float = 1.0  # weight of the outer critic's TD(lambda') loss inside the inner loss
+    separate_outer_network: bool = False  # False: second head on stop_gradient(torso) (the paper)
+    normalize_advantages: bool = False
+    actor_hidden: tuple = (64, 64)
+    critic_hidden: tuple = (128, 128)
+
+
+class SnakeActor(nn.Module):
+    num_actions: int = 4
+    hidden: tuple = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs):
+        x = CNNTorso()(obs)
+        return MLP(tuple(self.hidden) + (self.num_actions,))(x)
+
+
+class SnakeCritic(nn.Module):
+    """Value torso (CNN + MLP) with the inner head and an outer head on stop_gradient(torso)."""
+
+    hidden: tuple = (128, 128)
+
+    @nn.compact
+    def __call__(self, obs):
+        x = MLP(tuple(self.hidden), activate_final=True)(CNNTorso()(obs))
+        v = nn.Dense(1, name="inner_head")(x)[..., 0]
+        v_outer = nn.Dense(1, name="outer_head")(sg(x))[..., 0]
+        return v, v_outer
+
+
+class SnakeBatch(NamedTuple):
+    obs: jax.Array  # [T, B, 6, 6, 5]
+    actions: jax.Array
+    rewards: jax.Array
+    not_terminal: jax.Array
+    next_obs: jax.Array
+
+
+def make_snake_problem(cfg: SnakeConfig, env) -> Problem:
+    """Snake with the paper's networks; ``env`` is ``metarl.envs.make("jumanji/Snake-6x6")``."""
+    actor = SnakeActor(env.spec.num_actions, tuple(cfg.actor_hidden))
+    critic = SnakeCritic(tuple(cfg.critic_hidden))
+    dummy = jnp.zeros((1,) + tuple(env.spec.obs_shape))
+
+    def init_params(key):
+        ka, kc, ko = jax.random.split(key, 3)
+        p = {"actor": actor.init(ka, dummy), "critic": critic.init(kc, dummy)}
+        if cfg.separate_outer_network:
+            p["outer"] = critic.init(ko, dummy)
+        return p
+
+    def values(params, obs):
+        v, v_outer = critic.apply(params["critic"], obs)
+        if cfg.separate_outer_network:
+            v_outer = critic.apply(params["outer"], obs)[0]
+        return v, v_outer
+
+    def init_env(key):
+        state, ts = jax.vmap(env.reset)(jax.random.split(key, cfg.num_envs))
+        return state, ts.obs
+
+    def rollout(params, env_state, key):
+        def body(carry, k):
+            state, obs = carry
+            ka, ks = jax.random.split(k)
+            a = jax.random.categorical(ka, actor.apply(params["actor"], obs))
+            state, ts = jax.vmap(env.step)(state, a, jax.random.split(ks, cfg.num_envs))
+            out = (obs, a, ts.reward, 1.0 - ts.terminated.astype(jnp.float32), ts.next_obs,
+                   ts.done.astype(jnp.float32), ts.episode_return)
+            return (state, ts.obs), out
+
+        env_state, (obs, a, r, nt, nobs, done, ep_ret) = jax.lax.scan(body, env_state,
+                                                                    jax.random.split(key, cfg.horizon))
+        info = {"return_sum": jnp.sum(done * ep_ret), "return_count": jnp.sum(done)}
+        return SnakeBatch(obs, a, r, nt, nobs), env_state, info
+
+    def inner_loss(params, batch, gamma):
+        logits = actor.apply(params["actor"], batch.obs)
+        v, v_outer = values(params, batch.obs)
+        nv, nv_outer = values(params, batch.next_obs)
+        loss, m = a2c.a2c_loss(logits, batch.actions, v, nv, batch.rewards, batch.not_terminal, gamma, cfg.lam,
+                               pg_cost=cfg.pg_cost, td_cost=cfg.td_cost, entropy_cost=cfg.entropy_cost,
+                               normalize_advantages=cfg.normalize_advantages)
+        outer_td = a2c.td_loss(v_outer, nv_outer, batch.rewards, batch.not_terminal, cfg.outer_gamma,
+                               cfg.outer_lam)
+        m["outer_td_loss"] = outer_td
+        return loss + cfg.outer_td_cost * outer_td, m
+
+    def outer_loss(params, batch, gamma, outer_critic):
+        del gamma
+        logits = actor.apply(params["actor"], batch.obs)
+        v, v_outer = values(params, batch.obs)
+        nv, nv_outer = values(params, batch.next_obs)
+        use = outer_critic > 0.5
+        return a2c.a2c_loss(logits, batch.actions, jnp.where(use, v_outer, v), jnp.where(use, nv_outer, nv),
+                            batch.rewards, batch.not_terminal, cfg.outer_gamma, cfg.outer_lam, pg_cost=1.0,
+                            td_cost=0.0, entropy_cost=cfg.outer_entropy_cost,
+                            normalize_advantages=cfg.normalize_advantages)
+
+    def matching_loss(target, params, batch):
+        return jnp.mean(a2c.kl_divergence(actor.apply(target["actor"], batch.obs),
+                                          actor.apply(params["actor"], batch.obs)))
+
+    opt = optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.rms_eps)
+    return Problem(init_params=init_params, init_env=init_env, rollout=rollout, inner_loss=inner_loss,
+                   outer_loss=outer_loss, matching_loss=matching_loss, inner_opt=opt,
+                   steps_per_rollout=cfg.num_envs * cfg.horizon, matching_fresh_rollout=True)
