@@ -1,0 +1,93 @@
+"""Small helpers shared by the benchmarks (``python -m benchmarks.<name> --scale quick|paper``).
+
+- :func:`parse_scale` checks a ``--scale`` value and fails with a message naming the bad value and
+  the valid choices.
+- :func:`scale_arg_parser` is an argparse parser with ``--scale`` (and ``--out``) already declared.
+- :func:`progress` is a tqdm bar on stderr (the benchmarks' progress display).
+- :func:`write_result` writes a JSON result atomically (temp name, then ``os.replace``) with the
+  config, package versions, device and wall time recorded beside the figures; :func:`write_text`
+  writes any text file (a markdown table, a CSV) the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from typing import Iterable
+
+SCALES = ("quick", "paper")
+
+
+def parse_scale(value: str, choices: Iterable[str] = SCALES) -> str:
+    """Return ``value`` if it is one of ``choices``; otherwise raise a ValueError naming both."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"unknown scale {value!r}; valid scales: {', '.join(choices)}")
+    return value
+
+
+def scale_arg_parser(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
+    """An ArgumentParser with ``--scale`` (checked by :func:`parse_scale`) and ``--out``."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    p.add_argument("--out", default=default_out, help="result directory")
+    return p
+
+
+def progress(total: int, desc: str, unit: str = "it"):
+    """A tqdm progress bar on stderr."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def _versions() -> dict:
+    from metarl.train import package_versions
+
+    return {**package_versions(), "python": platform.python_version()}
+
+
+def _device() -> dict:
+    from metarl.train import device_info
+
+    info = device_info()
+    info["cpu_count"] = os.cpu_count()
+    try:
+        info["loadavg_1m"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return info
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    try:
+        import numpy as np
+
+        return np.asarray(obj).tolist()
+    except Exception:
+        return str(obj)
+
+
+def write_text(path: str, text: str):
+    """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_result(path: str, results: dict, config=None, wall_time_s: float | None = None, **extra) -> dict:
+    """Write ``{"config", "versions", "device", "wall_time_s", "written_at", **extra, **results}`` as JSON,
+    atomically. ``config`` may be a dataclass. Returns the written object."""
+    obj = {"config": _jsonable(config) if config is not None else None, "versions": _versions(),
+           "device": _device(), "wall_time_s": wall_time_s,
+           "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra, **results}
+    write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    return obj
