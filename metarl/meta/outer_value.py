@@ -14,9 +14,10 @@ Self-tuning A2C: the discount ``gamma = low + (high - low) * sigmoid(logit)`` is
 
 The method is written once over a :class:`Problem` (rollout, inner loss, outer loss, matching loss,
 inner optimiser); ``make_chain_problem`` and ``make_snake_problem`` build the two environments of the
-paper. ``make_agent_step`` turns a problem into a pure ``step(state, key, outer_critic)`` for the
-methods ``"a2c"`` (fixed gamma), ``"mg"`` and ``"bmg"``; ``outer_critic`` is an array flag, so MG and
-MG + outer critic run vmapped in one program (likewise BMG). Every rollout counts in ``env_steps``.
+paper. ``make_agent_step`` turns a problem into a pure ``step(state, key)`` for the methods
+``"a2c"`` (fixed gamma), ``"mg"`` and ``"bmg"``, with or without the outer critic;
+``make_population`` puts all agents, each vmapped over seeds, into one step of one compiled program.
+Every rollout counts in ``env_steps`` (A2C one per update, MG two, BMG two or three).
 """
 from __future__ import annotations
 
@@ -50,11 +51,13 @@ def from_gamma(gamma, low, high):
 class Problem(NamedTuple):
     """What the meta-learner needs from an environment + agent.
 
-    rollout(params, env_state, key) -> (batch, env_state, info): ``info`` holds ``return_sum`` and
-      ``return_count`` (completed episodes) and any extra scalar diagnostics.
+    rollout(params, env_state, key, use) -> (batch, env_state, info): ``use`` names the loss the batch
+      feeds ("inner", "outer" or "outer_critic": the outer loss with the outer critic), so a problem may
+      skip work that loss does not need; ``info`` holds ``return_sum`` and ``return_count`` (completed
+      episodes) and any extra scalar diagnostics.
     inner_loss(params, batch, gamma) -> (loss, metrics)
-    outer_loss(params, batch, gamma, outer_critic) -> (loss, metrics): ``gamma`` is the inner discount
-      (the inner critic's), ``outer_critic`` a 0/1 flag; metrics hold ``advantage``, ``advantage_step0``.
+    outer_loss(params, batch, gamma, outer_critic: bool) -> (loss, metrics): ``gamma`` is the inner
+      discount (that of the inner critic); metrics hold ``advantage`` and ``advantage_step0``.
     matching_loss(target_params, params, batch) -> scalar KL(pi_target || pi_params)
     """
 
@@ -107,20 +110,24 @@ def inner_update(problem: Problem, params, opt_state, batch, gamma):
     return optax.apply_updates(params, updates), opt_state, metrics
 
 
-def mg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic):
+def _outer_use(outer_critic: bool) -> str:
+    return "outer_critic" if outer_critic else "outer"
+
+
+def mg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic: bool):
     """MG: outer loss after one inner update. Returns (loss, (state', info, outer_metrics))."""
     gamma = to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high)
     k1, k2 = jax.random.split(key)
-    batch, env_state, info = problem.rollout(state.params, state.env_state, k1)
+    batch, env_state, info = problem.rollout(state.params, state.env_state, k1, "inner")
     params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
-    batch2, env_state, _ = problem.rollout(sg(params), env_state, k2)
+    batch2, env_state, _ = problem.rollout(sg(params), env_state, k2, _outer_use(outer_critic))
     loss, m_out = problem.outer_loss(params, batch2, gamma, outer_critic)
     new = state.replace(params=params, opt_state=opt_state, env_state=env_state,
                         env_steps=state.env_steps + 2 * problem.steps_per_rollout)
     return loss, (new, info, m_out)
 
 
-def bmg_target(problem: Problem, params, opt_state, batch, gamma, outer_critic):
+def bmg_target(problem: Problem, params, opt_state, batch, gamma, outer_critic: bool):
     """One target step with the outer loss from (stopped) updated parameters: the BMG target."""
     params, opt_state = sg(params), sg(opt_state)
     grads, m_out = jax.grad(problem.outer_loss, has_aux=True)(params, batch, sg(gamma), outer_critic)
@@ -128,17 +135,17 @@ def bmg_target(problem: Problem, params, opt_state, batch, gamma, outer_critic):
     return sg(optax.apply_updates(params, updates)), m_out
 
 
-def bmg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic):
+def bmg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic: bool):
     """BMG: matching loss KL(target || theta'(gamma)). Returns (loss, (state', info, outer_metrics))."""
     gamma = to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high)
     k1, k2, k3 = jax.random.split(key, 3)
-    batch, env_state, info = problem.rollout(state.params, state.env_state, k1)
+    batch, env_state, info = problem.rollout(state.params, state.env_state, k1, "inner")
     params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
-    batch2, env_state, _ = problem.rollout(sg(params), env_state, k2)
+    batch2, env_state, _ = problem.rollout(sg(params), env_state, k2, _outer_use(outer_critic))
     target, m_out = bmg_target(problem, params, opt_state, batch2, gamma, outer_critic)
     n_rollouts = 2
     if problem.matching_fresh_rollout:
-        batch2, env_state, _ = problem.rollout(sg(params), env_state, k3)
+        batch2, env_state, _ = problem.rollout(sg(params), env_state, k3, "matching")
         n_rollouts = 3
     loss = problem.matching_loss(target, params, batch2)
     new = state.replace(params=params, opt_state=opt_state, env_state=env_state,
@@ -146,16 +153,15 @@ def bmg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, 
     return loss, (new, info, m_out)
 
 
-def make_agent_step(problem: Problem, mcfg: MetaConfig, method: str):
-    """A pure ``step(state, key, outer_critic) -> (state, metrics)`` for one agent and seed."""
+def make_agent_step(problem: Problem, mcfg: MetaConfig, method: str, outer_critic: bool = False):
+    """A pure ``step(state, key) -> (state, metrics)`` for one agent and one seed."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     meta_opt = mcfg.optimizer()
 
-    def a2c_step(state: AgentState, key, outer_critic):
-        del outer_critic
+    def a2c_step(state: AgentState, key):
         gamma = to_gamma(state.logit, mcfg.gamma_low, mcfg.gamma_high)
-        batch, env_state, info = problem.rollout(state.params, state.env_state, key)
+        batch, env_state, info = problem.rollout(state.params, state.env_state, key, "inner")
         params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
         state = state.replace(params=params, opt_state=opt_state, env_state=env_state,
                               env_steps=state.env_steps + problem.steps_per_rollout)
@@ -165,7 +171,7 @@ def make_agent_step(problem: Problem, mcfg: MetaConfig, method: str):
 
     meta_loss = mg_meta_loss if method == "mg" else bmg_meta_loss
 
-    def meta_step(state: AgentState, key, outer_critic):
+    def meta_step(state: AgentState, key):
         grad, (new, info, m_out) = jax.grad(meta_loss, has_aux=True)(state.logit, problem, mcfg, state, key,
                                                                    outer_critic)
         updates, meta_opt_state = meta_opt.update(grad, state.meta_opt_state, state.logit)
@@ -186,37 +192,32 @@ class AgentSpec:
     outer_critic: bool = False
 
 
-def make_population(problem_for: Callable[[str], Problem], mcfg_for: Callable[[str], MetaConfig],
-                    agents: Sequence[AgentSpec], num_seeds: int):
-    """All agents and seeds as one set of pure functions.
+PAPER_AGENTS = (AgentSpec("A2C", "a2c"), AgentSpec("MG", "mg"), AgentSpec("MG+outer critic", "mg", True),
+                AgentSpec("BMG", "bmg"), AgentSpec("BMG+outer critic", "bmg", True))
 
-    Agents that share a method share a vmapped axis (their outer-critic flag is an array), and seeds are
-    a second vmapped axis; the methods are separate branches of the same compiled program.
-    Returns ``(init(key) -> states, step(states, key) -> (states, metrics))``; metrics are dicts
-    ``{agent name: {metric: [num_seeds]}}``.
+
+def make_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], agents: Sequence[AgentSpec],
+                    num_seeds: int):
+    """All agents and seeds as one pair of pure functions (compiled together by the caller).
+
+    Seeds are a vmapped axis of every agent; the agents are branches of the same program (a vmapped
+    agent axis would make every agent pay for the most expensive method's rollouts).
+    Returns ``(init(key) -> states, step(states, key) -> (states, metrics))``, both keyed by agent
+    name; metrics are ``{agent: {metric: [num_seeds]}}``. Every agent gets the same seeds.
     """
-    methods = [m for m in METHODS if any(a.method == m for a in agents)]
-    groups = {m: [a for a in agents if a.method == m] for m in methods}
-    steps = {m: make_agent_step(problem_for(m), mcfg_for(m), m) for m in methods}
-    flags = {m: jnp.asarray([float(a.outer_critic) for a in groups[m]]) for m in methods}
+    steps = {a.name: jax.vmap(make_agent_step(problem, mcfg_for(a.method), a.method, a.outer_critic))
+             for a in agents}
 
     def init(key):
-        keys = jax.random.split(key, num_seeds)  # the same seeds for every agent
-        out = {}
-        for m in methods:
-            one = jax.vmap(lambda k: init_agent(problem_for(m), mcfg_for(m), k))(keys)
-            out[m] = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(groups[m]),) + x.shape), one)
-        return out
+        keys = jax.random.split(key, num_seeds)
+        return {a.name: jax.vmap(lambda k: init_agent(problem, mcfg_for(a.method), k))(keys) for a in agents}
 
     def step(states, key):
         new, metrics = {}, {}
-        for i, m in enumerate(methods):
-            keys = jax.random.split(jax.random.fold_in(key, i), (len(groups[m]), num_seeds))
-            f = jax.vmap(jax.vmap(steps[m], in_axes=(0, 0, None)), in_axes=(0, 0, 0))
-            new[m], met = f(states[m], keys, flags[m])
-            for j, a in enumerate(groups[m]):
-                metrics[a.name] = jax.tree.map(lambda x: x[j], met)
-                metrics[a.name]["env_steps"] = new[m].env_steps[j]
+        for i, a in enumerate(agents):
+            keys = jax.random.split(jax.random.fold_in(key, i), num_seeds)
+            new[a.name], metrics[a.name] = steps[a.name](states[a.name], keys)
+            metrics[a.name]["env_steps"] = new[a.name].env_steps
         return new, metrics
 
     return init, step
@@ -230,16 +231,14 @@ def make_chunk_runner(step, updates_per_log: int, logs_per_chunk: int):
     """
 
     def window(states, key):
-        def body(s, k):
-            s, m = step(s, k)
-            return s, m
-
-        states, ms = jax.lax.scan(body, states, jax.random.split(key, updates_per_log))
+        states, ms = jax.lax.scan(step, states, jax.random.split(key, updates_per_log))
 
         def reduce(name, x):
             if name in ("gamma", "env_steps"):
                 return x[-1]
-            return jnp.nanmean(x, axis=0) if name not in ("return_sum", "return_count") else jnp.sum(x, 0)
+            if name in ("return_sum", "return_count"):
+                return jnp.sum(x, axis=0)
+            return jnp.mean(x, axis=0)
 
         out = {}
         for agent, d in ms.items():
@@ -363,25 +362,36 @@ def _table_obs(num_actions: int, horizon: int):
     return grid[:-1], grid[1:]
 
 
-def chain_rollout(params, key, batch_size: int, horizon: int = 100, num_actions: int = 5):
+def chain_rollout(params, key, batch_size: int, horizon: int = 100, num_actions: int = 5,
+                  sample_later: bool = True):
     """A batch of whole episodes under the linear policy, as counts (:class:`ChainCounts`).
 
-    The later actions do not move the chain but are still sampled (their log-probabilities enter the
-    policy-gradient losses). One key per time step, shared by the batch, in the same order as
+    The later actions (t >= 1) do not move the chain but are sampled (their log-probabilities enter
+    the policy-gradient losses). One key per time step, shared by the batch, in the same order as
     :func:`chain_rollout_env`, which steps the gymnax environment: the test suite checks that both
     draw the same actions.
+
+    ``sample_later=False`` puts the expected counts ``n_c * pi(a | c, t)`` in place of the sampled
+    ones for t >= 1. Only for losses whose advantage at t >= 1 is zero: with the exact value at the
+    same discount as the TD target (the inner loss; the outer loss with the outer critic),
+    ``r + gamma V(s') - V(s) = 0`` after the first step, so those counts multiply zero and the loss
+    and its gradients are unchanged; the entropy term only uses ``n_c``. This skips the sampling.
     """
     keys = jax.random.split(key, horizon)
     logits0 = chain_policy_logits(params, jnp.array([-1.0, 0.0]))
     a0 = sample_categorical(keys[0], jnp.broadcast_to(logits0, (batch_size, num_actions)))
-    obs_tab, _ = _table_obs(num_actions, horizon)
-    cdf = jnp.cumsum(jax.nn.softmax(chain_policy_logits(params, obs_tab), axis=-1), axis=-1)  # [T-1, C, A]
-    u = jax.vmap(lambda k: jax.random.uniform(k, (batch_size,)))(keys[1:])  # [T-1, B]
-    cdf_b = cdf[:, a0]  # [T-1, B, A]
-    a = jnp.sum(u[..., None] > cdf_b[..., :-1], axis=-1)
     ctx = jax.nn.one_hot(a0, num_actions)
+    n0 = jnp.sum(ctx, axis=0)
+    obs_tab, _ = _table_obs(num_actions, horizon)
+    probs = jax.nn.softmax(chain_policy_logits(params, obs_tab), axis=-1)  # [T-1, C, A]
+    if not sample_later:
+        return ChainCounts(n0, sg(n0[None, :, None] * probs), jax.nn.softmax(logits0))
+    cdf = jnp.cumsum(probs, axis=-1)
+    u = jax.vmap(lambda k: jax.random.uniform(k, (batch_size,)))(keys[1:])  # [T-1, B]
+    cdf_b = jnp.einsum("bc,tca->tba", ctx, cdf[..., :-1])  # each episode's context row
+    a = jnp.sum(u[..., None] > cdf_b, axis=-1)
     n = jnp.einsum("tba,bc->tca", jax.nn.one_hot(a, num_actions), ctx)
-    return ChainCounts(jnp.sum(ctx, axis=0), n, jax.nn.softmax(logits0))
+    return ChainCounts(n0, n, jax.nn.softmax(logits0))
 
 
 def chain_rollout_env(params, key, env, batch_size: int, horizon: int = 100):
@@ -467,8 +477,9 @@ def make_chain_problem(cfg: ChainConfig, optimal_arm: int = 3) -> Problem:
     timesteps, rewards, _ = chain_env_constants(optimal_arm)
     h, na = cfg.horizon, int(rewards.shape[0])
 
-    def rollout(params, env_state, key):
-        counts = chain_rollout(params, key, cfg.batch_size, h, na)
+    def rollout(params, env_state, key, use="outer"):
+        # Only the outer loss without the outer critic has non-zero advantages after the first step.
+        counts = chain_rollout(params, key, cfg.batch_size, h, na, sample_later=(use == "outer"))
         info = {"return_sum": jnp.sum(counts.n0 * rewards), "return_count": jnp.asarray(float(cfg.batch_size)),
                 "expected_return": jnp.sum(counts.probs0 * rewards), "p_best": counts.probs0[optimal_arm]}
         return counts, env_state, info
@@ -482,7 +493,7 @@ def make_chain_problem(cfg: ChainConfig, optimal_arm: int = 3) -> Problem:
 
     def outer_loss(params, counts, gamma, outer_critic):
         # The inner critic is the true value at the inner gamma; the outer critic the one at gamma'.
-        gamma_value = jnp.where(outer_critic > 0.5, cfg.outer_gamma, gamma)
+        gamma_value = cfg.outer_gamma if outer_critic else gamma
         return loss(params, counts, gamma_value, cfg.outer_gamma, cfg.outer_entropy_cost)
 
     def matching_loss(target, params, counts):
@@ -574,7 +585,9 @@ def make_snake_problem(cfg: SnakeConfig, env) -> Problem:
         state, ts = jax.vmap(env.reset)(jax.random.split(key, cfg.num_envs))
         return state, ts.obs
 
-    def rollout(params, env_state, key):
+    def rollout(params, env_state, key, use="inner"):
+        del use
+
         def body(carry, k):
             state, obs = carry
             ka, ks = jax.random.split(k)
@@ -606,8 +619,9 @@ def make_snake_problem(cfg: SnakeConfig, env) -> Problem:
         logits = actor.apply(params["actor"], batch.obs)
         v, v_outer = values(params, batch.obs)
         nv, nv_outer = values(params, batch.next_obs)
-        use = outer_critic > 0.5
-        return a2c.a2c_loss(logits, batch.actions, jnp.where(use, v_outer, v), jnp.where(use, nv_outer, nv),
+        if outer_critic:
+            v, nv = v_outer, nv_outer
+        return a2c.a2c_loss(logits, batch.actions, v, nv,
                             batch.rewards, batch.not_terminal, cfg.outer_gamma, cfg.outer_lam, pg_cost=1.0,
                             td_cost=0.0, entropy_cost=cfg.outer_entropy_cost,
                             normalize_advantages=cfg.normalize_advantages)
