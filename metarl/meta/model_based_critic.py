@@ -251,7 +251,7 @@ class MBCConfig:
     horizon: int = 50
     inner_lr: float = 1e-3          # alpha of the inner policy step (SGD, as Algorithm 2)
     inner_steps: int = 1
-    grad_through_data: bool = True  # with several inner steps, let the outer gradient see that later
+    grad_through_data: bool = False # with several inner steps, let the outer gradient see that later
                                     # rollouts depend on phi (through the model)
     critic_lr: float = 1e-3         # Adam on phi
     meta_clip: float = 10.0         # global-norm clip of the meta-gradient
@@ -351,14 +351,14 @@ def init_policies(cfg: MBCConfig, task: Task, key, n):
     return jax.vmap(lambda k: policy.init(k, x, jnp.zeros(task.goal_dim)))(jax.random.split(key, n))
 
 
-def meta_loss(cfg: MBCConfig, task: Task, phi, thetas, goals, dyn):
+def meta_loss(cfg: MBCConfig, task: Task, phi, thetas, goals, dyn, inner_lr=None):
     """Mean over goals x policy inits of the task loss of the policy after the inner step(s).
 
     thetas: policy params with leading axes (n_goals, n_inits); goals: (n_goals, goal_dim)."""
     critic, policy = make_nets(cfg, task)
 
     def one(theta, goal):
-        th = policy_update(cfg, task, critic.apply, policy.apply, phi, theta, goal, dyn)
+        th = policy_update(cfg, task, critic.apply, policy.apply, phi, theta, goal, dyn, lr=inner_lr)
         xT, _, _ = rollout(task, dyn, policy.apply, th, goal, cfg.horizon)
         return task_loss(task, cfg, xT, goal), final_error(task, xT, goal)
 
@@ -367,14 +367,16 @@ def meta_loss(cfg: MBCConfig, task: Task, phi, thetas, goals, dyn):
     return jnp.mean(losses), jnp.mean(errs)
 
 
-def meta_step(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn):
-    """One iteration of Algorithm 2 over all training goals (their gradients averaged)."""
+def meta_step(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn, inner_lr=None):
+    """One iteration of Algorithm 2 over all training goals (their gradients averaged).
+
+    ``inner_lr`` (default cfg.inner_lr) may be a traced scalar, so a sweep over it is a vmapped axis."""
     key, kp = jax.random.split(state.key)
     n_goals = goals.shape[0]
     thetas = init_policies(cfg, task, kp, n_goals * cfg.n_policy_inits)
     thetas = jax.tree.map(lambda x: x.reshape((n_goals, cfg.n_policy_inits) + x.shape[1:]), thetas)
     (loss, err), grads = jax.value_and_grad(meta_loss, argnums=2, has_aux=True)(
-        cfg, task, state.phi, thetas, goals, dyn)
+        cfg, task, state.phi, thetas, goals, dyn, inner_lr)
     finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     grads = _clip_tree(jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads), cfg.meta_clip)
     opt = optax.adam(cfg.critic_lr)
@@ -384,9 +386,9 @@ def meta_step(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn):
                                                            "finite": finite}
 
 
-def meta_train_chunk(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn, length: int):
+def meta_train_chunk(cfg: MBCConfig, task: Task, state: MetaState, goals, dyn, length: int, inner_lr=None):
     """``length`` meta-iterations as one lax.scan; metrics stacked over iterations."""
-    return jax.lax.scan(lambda s, _: meta_step(cfg, task, s, goals, dyn), state, None, length=length)
+    return jax.lax.scan(lambda s, _: meta_step(cfg, task, s, goals, dyn, inner_lr), state, None, length=length)
 
 
 def learn_policy(cfg: MBCConfig, task: Task, phi, key, goal, dyn, steps=None, lr=None):
@@ -399,3 +401,231 @@ def learn_policy(cfg: MBCConfig, task: Task, phi, key, goal, dyn, steps=None, lr
                           dyn, lr=lr, steps=steps, stop_data=True)
     xT, _, _ = rollout(task, dyn, policy.apply, theta, goal, cfg.horizon)
     return final_error(task, xT, goal)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. The DDPG-style baseline: a supervised Q(s - g, a), its policy learned by that Q
+# ----------------------------------------------------------------------------------------------
+
+
+class FoldedCritic(nn.Module):
+    """Q(s, a, g) = MLP([q - g, qd, a]): the goal folded into the state as s - g (400-400 ELU, linear)."""
+
+    hidden: tuple = (400, 400)
+    goal_dim: int = 2
+
+    @nn.compact
+    def __call__(self, s, a, g):
+        x = jnp.concatenate([s[..., : self.goal_dim] - g, s[..., self.goal_dim:], a], -1)
+        return MLP(tuple(self.hidden) + (1,), activation=nn.elu)(x)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig:
+    horizon: int = 50
+    gamma: float = 0.98
+    q_lr: float = 1e-3
+    pi_lr: float = 1e-3
+    tau: float = 0.01
+    batch: int = 256
+    buffer_episodes: int = 256
+    explore_episodes: int = 2       # noisy episodes per training goal and iteration
+    explore_std: float = 0.3
+    q_updates: int = 10             # per iteration
+    pi_updates: int = 2             # per iteration
+    critic_hidden: tuple = (400, 400)
+    policy_hidden: tuple = (64, 64)
+    test_steps: int = 100           # Algorithm 3 with the frozen Q: Adam steps on sum_t Q(s_t, pi(s_t), g)
+    test_lr: float = 1e-3
+
+
+def ddpg_nets(cfg: DDPGConfig, task: Task):
+    return FoldedCritic(tuple(cfg.critic_hidden), task.goal_dim), GoalPolicy(task.action_dim, tuple(cfg.policy_hidden))
+
+
+class DDPGState(struct.PyTreeNode):
+    q: Any
+    q_targ: Any
+    pi: Any
+    q_opt: Any
+    pi_opt: Any
+    buf: Any        # dict of (capacity, ...) arrays: x, u, x2, g, c, last
+    size: jax.Array
+    ptr: jax.Array
+    key: jax.Array
+
+
+def ddpg_init(cfg: DDPGConfig, task: Task, key):
+    q_net, pi_net = ddpg_nets(cfg, task)
+    k1, k2, k3 = jax.random.split(key, 3)
+    x, a, g = jnp.zeros(task.state_dim), jnp.zeros(task.action_dim), jnp.zeros(task.goal_dim)
+    q = q_net.init(k1, x, a, g)
+    pi = pi_net.init(k2, x, g)
+    cap = cfg.buffer_episodes * cfg.horizon
+    buf = {"x": jnp.zeros((cap, task.state_dim)), "u": jnp.zeros((cap, task.action_dim)),
+           "x2": jnp.zeros((cap, task.state_dim)), "g": jnp.zeros((cap, task.goal_dim)),
+           "c": jnp.zeros(cap), "last": jnp.zeros(cap)}
+    return DDPGState(q, q, pi, optax.adam(cfg.q_lr).init(q), optax.adam(cfg.pi_lr).init(pi), buf,
+                     jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), k3)
+
+
+def noisy_rollout(task: Task, dyn, policy_apply, theta, goal, horizon, key, std):
+    """Transitions of pi_theta + N(0, std) exploration (no gradient is taken through it)."""
+    model = task.prepare(dyn)
+    noise = std * jax.random.normal(key, (horizon, task.action_dim))
+
+    def body(m, n):
+        x = task.obs(m)
+        u = jnp.clip(policy_apply(theta, x, goal) + n, -1.0, 1.0)
+        m2 = task.step(model, m, u)
+        return m2, (x, u, task.obs(m2))
+
+    _, (xs, us, x2s) = jax.lax.scan(body, task.init(model), noise)
+    return xs, us, x2s
+
+
+def ddpg_step(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn):
+    """Algorithm 1 (DDPG-style): collect noisy episodes on every training goal, TD-fit Q (cost-to-go,
+    target network), update the policy by descending Q; metrics: the greedy policy's final error."""
+    q_net, pi_net = ddpg_nets(cfg, task)
+    key, k_roll, k_q = jax.random.split(st.key, 3)
+    n_goals = goals.shape[0]
+    g_rep = jnp.repeat(goals, cfg.explore_episodes, 0)
+    keys = jax.random.split(k_roll, g_rep.shape[0])
+    xs, us, x2s = jax.vmap(lambda g, k: noisy_rollout(task, dyn, pi_net.apply, st.pi, g, cfg.horizon, k,
+                                                      cfg.explore_std))(g_rep, keys)
+    xs, us, x2s = jax.lax.stop_gradient((xs, us, x2s))
+    n_new = g_rep.shape[0] * cfg.horizon
+    gs = jnp.repeat(g_rep[:, None], cfg.horizon, 1)
+    cost = jnp.sum((x2s[..., : task.goal_dim] - gs) ** 2, -1)
+    last = jnp.zeros((g_rep.shape[0], cfg.horizon)).at[:, -1].set(1.0)
+    new = {"x": xs, "u": us, "x2": x2s, "g": gs, "c": cost, "last": last}
+    new = jax.tree.map(lambda a: a.reshape((n_new,) + a.shape[2:]), new)
+    cap = cfg.buffer_episodes * cfg.horizon
+    idx = (st.ptr + jnp.arange(n_new)) % cap
+    buf = jax.tree.map(lambda b, a: b.at[idx].set(a), st.buf, new)
+    size = jnp.minimum(st.size + n_new, cap)
+    ptr = (st.ptr + n_new) % cap
+
+    def q_update(carry, k):
+        q, q_targ, q_opt = carry
+        i = jax.random.randint(k, (cfg.batch,), 0, size)
+        b = jax.tree.map(lambda a: a[i], buf)
+        a2 = pi_net.apply(st.pi, b["x2"], b["g"])
+        y = b["c"] + cfg.gamma * (1.0 - b["last"]) * q_net.apply(q_targ, b["x2"], a2, b["g"])
+        loss_fn = lambda q: jnp.mean((q_net.apply(q, b["x"], b["u"], b["g"]) - jax.lax.stop_gradient(y)) ** 2)
+        loss, gq = jax.value_and_grad(loss_fn)(q)
+        upd, q_opt = optax.adam(cfg.q_lr).update(gq, q_opt, q)
+        q = optax.apply_updates(q, upd)
+        q_targ = jax.tree.map(lambda t, p: (1 - cfg.tau) * t + cfg.tau * p, q_targ, q)
+        return (q, q_targ, q_opt), loss
+
+    kq, kp = jax.random.split(k_q)
+    (q, q_targ, q_opt), q_loss = jax.lax.scan(q_update, (st.q, st.q_targ, st.q_opt),
+                                              jax.random.split(kq, cfg.q_updates))
+
+    def pi_update(carry, k):
+        pi, pi_opt = carry
+        i = jax.random.randint(k, (cfg.batch,), 0, size)
+        x, g = buf["x"][i], buf["g"][i]
+        gp = jax.grad(lambda p: jnp.mean(q_net.apply(q, x, pi_net.apply(p, x, g), g)))(pi)
+        upd, pi_opt = optax.adam(cfg.pi_lr).update(gp, pi_opt, pi)
+        return (optax.apply_updates(pi, upd), pi_opt), None
+
+    (pi, pi_opt), _ = jax.lax.scan(pi_update, (st.pi, st.pi_opt), jax.random.split(kp, cfg.pi_updates))
+    xT = jax.vmap(lambda g: rollout(task, dyn, pi_net.apply, pi, g, cfg.horizon)[0])(goals)
+    err = jnp.mean(jax.vmap(lambda x, g: final_error(task, x, g))(xT, goals))
+    del n_goals
+    return DDPGState(q, q_targ, pi, q_opt, pi_opt, buf, size, ptr, key), {"train_error": err,
+                                                                         "q_loss": jnp.mean(q_loss)}
+
+
+def ddpg_train_chunk(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn, length: int):
+    return jax.lax.scan(lambda s, _: ddpg_step(cfg, task, s, goals, dyn), st, None, length=length)
+
+
+def ddpg_learn_policy(cfg: DDPGConfig, task: Task, q, key, goal, dyn):
+    """Algorithm 3 with the frozen supervised Q: a new policy from scratch by Adam steps on
+    sum_t Q(s_t, pi(s_t), g) over its own (model-free) rollouts; returns its final-state error."""
+    q_net, pi_net = ddpg_nets(cfg, task)
+    pi = pi_net.init(key, jnp.zeros(task.state_dim), jnp.zeros(task.goal_dim))
+    opt = optax.adam(cfg.test_lr)
+    grad_fn = jax.grad(critic_policy_loss, argnums=3)
+
+    def body(carry, _):
+        pi, s = carry
+        _, xs, _ = rollout(task, dyn, pi_net.apply, pi, goal, cfg.horizon)
+        gp = grad_fn(q_net.apply, pi_net.apply, jax.lax.stop_gradient(q), pi, jax.lax.stop_gradient(xs), goal)
+        upd, s = opt.update(gp, s, pi)
+        return (optax.apply_updates(pi, upd), s), None
+
+    (pi, _), _ = jax.lax.scan(body, (pi, opt.init(pi)), None, length=cfg.test_steps)
+    xT, _, _ = rollout(task, dyn, pi_net.apply, pi, goal, cfg.horizon)
+    return final_error(task, xT, goal)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Drivers shared by the reacher and 7-DoF experiments: seeds vmapped, chunks with a progress bar
+# ----------------------------------------------------------------------------------------------
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def train_ours(cfg: MBCConfig, task: Task, dyn, goals, keys, chunk: int, pbar=None):
+    """Algorithm 2 for every seed in ``keys`` (a vmapped axis), cfg.iterations meta-iterations run as
+    compiled chunks. Returns the final MetaStates (leading seed axis), the training-error curves
+    (seeds, iterations), the compile+first-chunk time and the wall time per meta-iteration after it."""
+    import time
+    states = jax.vmap(lambda k: meta_init(cfg, task, k))(keys)
+    run = jax.jit(jax.vmap(lambda s: meta_train_chunk(cfg, task, s, goals, dyn, chunk)))
+    curves, t_first, t_rest, n_rest = [], 0.0, 0.0, 0
+    for i in range(max(1, cfg.iterations // chunk)):
+        t0 = time.time()
+        states, m = run(states)
+        jax.block_until_ready(m)
+        dt = time.time() - t0
+        if i == 0:
+            t_first = dt
+        else:
+            t_rest, n_rest = t_rest + dt, n_rest + chunk
+        curves.append(jax.device_get(m["train_error"]))
+        if pbar is not None:
+            pbar.update(chunk)
+    import numpy as np
+    curve = np.concatenate(curves, axis=1)
+    per_iter = t_rest / n_rest if n_rest else t_first / chunk
+    return states, curve, t_first, per_iter
+
+
+def train_ddpg(cfg: DDPGConfig, task: Task, dyn, goals, keys, iterations: int, chunk: int, pbar=None):
+    """The DDPG-style baseline for every seed (vmapped), in compiled chunks."""
+    import time
+    import numpy as np
+    states = jax.vmap(lambda k: ddpg_init(cfg, task, k))(keys)
+    run = jax.jit(jax.vmap(lambda s: ddpg_train_chunk(cfg, task, s, goals, dyn, chunk)))
+    curves, t_rest, n_rest = [], 0.0, 0
+    for i in range(max(1, iterations // chunk)):
+        t0 = time.time()
+        states, m = run(states)
+        jax.block_until_ready(m)
+        if i:
+            t_rest, n_rest = t_rest + time.time() - t0, n_rest + chunk
+        curves.append(jax.device_get(m["train_error"]))
+        if pbar is not None:
+            pbar.update(chunk)
+    return states, np.concatenate(curves, axis=1), (t_rest / n_rest if n_rest else float("nan"))
+
+
+def evaluate_critics(learn_fn, critic_params, goals, dyns, key, n_inits: int):
+    """Algorithm 3 for every (goal, dynamics) pair x seed x policy initialisation, one program.
+
+    learn_fn(params, key, goal, dyn) -> final error; critic_params has a leading seed axis; goals is
+    (P, goal_dim) and dyns a pytree with leading axis P. Returns errors of shape (P, seeds, n_inits)."""
+    n_seeds = jax.tree.leaves(critic_params)[0].shape[0]
+    keys = jax.random.split(key, n_seeds * n_inits).reshape(n_seeds, n_inits, -1)
+    per_init = jax.vmap(learn_fn, in_axes=(None, 0, None, None))
+    per_seed = jax.vmap(per_init, in_axes=(0, 0, None, None))
+    per_pair = jax.vmap(per_seed, in_axes=(None, None, 0, 0))
+    return jax.jit(per_pair)(critic_params, keys, goals, dyns)

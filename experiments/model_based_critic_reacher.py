@@ -1,0 +1,191 @@
+"""2-DoF reacher through differentiable Brax: meta-train the critic on 4 goals (Algorithm 2, seeds
+vmapped), the DDPG-style supervised-Q baseline beside it, then meta-test (Algorithm 3, model-free, a
+fresh policy from scratch with the frozen critic) over a grid of new goals covering joint space
+(Fig. 5), new link masses (Fig. 6) and new link lengths (Fig. 7), each sweep in one compiled program
+with the Brax system's masses and lengths as traced inputs. Fig. 4: meta-training curves.
+
+    python -m experiments.model_based_critic_reacher --scale quick
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, save_fig, write_atomic
+from metarl.meta import arm_models
+from metarl.meta import model_based_critic as mbc
+
+
+@dataclasses.dataclass(frozen=True)
+class ReacherExperiment:
+    seeds: int = 2
+    iterations: int = 400
+    chunk: int = 50
+    horizon: int = 50
+    inner_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    n_policy_inits: int = 2
+    ddpg_iterations: int = 400
+    ddpg_test_steps: int = 20
+    test_inits: int = 2
+    grid: int = 7            # new goals: grid x grid over [-goal_span, goal_span]^2
+    goal_span: float = 2.0
+    masses: tuple = (0.5, 1.0, 2.0, 4.0)
+    lengths: tuple = (0.6, 1.0, 1.4, 1.8)
+    train_goals: tuple = ((0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
+
+    @staticmethod
+    def at(scale: str) -> "ReacherExperiment":
+        check_scale(scale)
+        if scale == "quick":
+            return ReacherExperiment()
+        return ReacherExperiment(seeds=5, iterations=3000, chunk=100, ddpg_iterations=3000, ddpg_test_steps=200,
+                                 test_inits=5, grid=13, masses=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
+                                 lengths=(0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0))
+
+
+def configs(exp):
+    ours = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, critic_lr=exp.critic_lr,
+                         n_policy_inits=exp.n_policy_inits, iterations=exp.iterations)
+    ddpg = mbc.DDPGConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
+    return ours, ddpg
+
+
+def meta_test_pairs(exp, base: arm_models.ArmParams):
+    """(goal, dynamics) pairs of the three meta-test sweeps, concatenated for one program."""
+    lin = np.linspace(-exp.goal_span, exp.goal_span, exp.grid)
+    grid_goals = np.array([(a, b) for b in lin for a in lin], np.float32)
+    tg = np.asarray(exp.train_goals, np.float32)
+    goals, masses, lengths, tags = [], [], [], []
+    for g in grid_goals:
+        goals.append(g); masses.append(base.masses); lengths.append(base.lengths); tags.append(("goal", g[0], g[1]))
+    for m1 in exp.masses:
+        for m2 in exp.masses:
+            for g in tg:
+                goals.append(g); masses.append(np.array([m1, m2])); lengths.append(base.lengths)
+                tags.append(("mass", m1, m2))
+    for l1 in exp.lengths:
+        for l2 in exp.lengths:
+            for g in tg:
+                goals.append(g); masses.append(base.masses); lengths.append(np.array([l1, l2]))
+                tags.append(("length", l1, l2))
+    dyn = arm_models.ArmParams(jnp.asarray(np.stack(masses), jnp.float32), jnp.asarray(np.stack(lengths), jnp.float32))
+    return jnp.asarray(np.stack(goals)), dyn, tags
+
+
+def grids(exp, tags, err):
+    """Per sweep, a (rows, cols) grid of the error mean over goals, seeds and policy inits."""
+    out = {}
+    for kind, axis in (("goal", np.linspace(-exp.goal_span, exp.goal_span, exp.grid)),
+                       ("mass", np.asarray(exp.masses)), ("length", np.asarray(exp.lengths))):
+        g = np.zeros((len(axis), len(axis)))
+        for i, a in enumerate(axis):          # first parameter: x axis
+            for j, b in enumerate(axis):
+                sel = [k for k, t in enumerate(tags) if t[0] == kind and np.isclose(t[1], a) and np.isclose(t[2], b)]
+                g[j, i] = float(np.mean(err[sel]))
+        out[kind] = (axis, g)
+    return out
+
+
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
+    exp = ReacherExperiment.at(scale)
+    ours_cfg, ddpg_cfg = configs(exp)
+    task, base = arm_models.make_task(arm_models.REACHER2)
+    goals = jnp.asarray(exp.train_goals, jnp.float32)
+    t0 = time.time()
+    keys = jax.random.split(jax.random.PRNGKey(0), exp.seeds)
+    states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals, keys, exp.chunk, pbar)
+    keys_b = jax.random.split(jax.random.PRNGKey(1), exp.seeds)
+    dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals, keys_b, exp.ddpg_iterations,
+                                                 exp.chunk, pbar)
+    test_goals, test_dyn, tags = meta_test_pairs(exp, base)
+    ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
+    ddpg_learn = lambda q, k, g, d: mbc.ddpg_learn_policy(ddpg_cfg, task, q, k, g, d)
+    err_ours = np.asarray(mbc.evaluate_critics(ours_learn, states.phi, test_goals, test_dyn,
+                                               jax.random.PRNGKey(2), exp.test_inits))
+    if pbar is not None:
+        pbar.update(1)
+    err_ddpg = np.asarray(mbc.evaluate_critics(ddpg_learn, dstates.q, test_goals, test_dyn,
+                                               jax.random.PRNGKey(2), exp.test_inits))
+    if pbar is not None:
+        pbar.update(1)
+    wall = time.time() - t0
+    g_ours, g_ddpg = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg)
+    summary = {
+        "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean())},
+        "meta_test_mean_error": {k: {"ours": float(g_ours[k][1].mean()), "ddpg": float(g_ddpg[k][1].mean())}
+                                 for k in g_ours},
+        "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter},
+        "ours_compile_plus_first_chunk_s": t_compile,
+        "grids": {m: {k: {"axis": g[k][0].tolist(), "error": g[k][1].tolist()} for k in g} for m, g in
+                  (("ours", g_ours), ("ddpg", g_ddpg))},
+        **metadata(dataclasses.asdict(exp), wall)}
+    write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
+    np.savez(os.path.join(out_dir, "reacher_curves.npz"), ours=curve, ddpg=dcurve)
+    figures(out_dir, exp, curve, dcurve, g_ours, g_ddpg)
+    return summary
+
+
+def figures(out_dir, exp, curve, dcurve, g_ours, g_ddpg):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG")):
+        m, s = c.mean(0), c.std(0)
+        x = np.arange(1, c.shape[1] + 1)
+        ax.plot(x, m, label=name)
+        ax.fill_between(x, m - s, m + s, alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("final error on training goals")
+    ax.legend()
+    ax.set_title("Fig. 4 (reacher): meta-training")
+    save_fig(fig, os.path.join(out_dir, "fig4_reacher_meta_training.png"))
+    plt.close(fig)
+    tg = np.asarray(exp.train_goals)
+    for kind, fname, label, cross in (("goal", "fig5_reacher_new_goals.png", "goal q1, q2 (rad)", tg),
+                                      ("mass", "fig6_reacher_link_masses.png", "link masses m1, m2 (kg)",
+                                       np.array([[1.0, 1.0]])),
+                                      ("length", "fig7_reacher_link_lengths.png", "link lengths l1, l2 (m)",
+                                       np.array([[1.0, 1.0]]))):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+        vmax = max(g_ours[kind][1].max(), g_ddpg[kind][1].max())
+        for ax, (name, g) in zip(axes, (("L_critic (ours)", g_ours), ("DDPG", g_ddpg))):
+            axis, e = g[kind]
+            im = ax.imshow(e, origin="lower", extent=[0, len(axis), 0, len(axis)], vmin=0, vmax=vmax, cmap="viridis")
+            ax.set_xticks(np.arange(len(axis)) + 0.5)
+            ax.set_xticklabels([f"{a:g}" for a in axis], fontsize=7)
+            ax.set_yticks(np.arange(len(axis)) + 0.5)
+            ax.set_yticklabels([f"{a:g}" for a in axis], fontsize=7)
+            for c in cross:
+                ix = np.argmin(np.abs(axis - c[0])) + 0.5
+                iy = np.argmin(np.abs(axis - c[1])) + 0.5
+                ax.plot(ix, iy, "rx", ms=9)
+            ax.set_title(f"{name}: mean {e.mean():.3f}")
+            ax.set_xlabel(label)
+            fig.colorbar(im, ax=ax)
+        fig.suptitle(f"reacher meta-test error ({kind}); red: training setting")
+        save_fig(fig, os.path.join(out_dir, fname))
+        plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scale", default="quick")
+    p.add_argument("--out", default=OUT_DIR)
+    a = p.parse_args(argv)
+    s = run(check_scale(a.scale), a.out)
+    print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
