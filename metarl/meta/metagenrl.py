@@ -25,11 +25,11 @@ The pieces, all pure functions over pytrees:
   first ``anneal_steps`` training steps: ``p * L_alpha - (1 - p) * mean Q1(s, pi(s))``). With p = 0
   this is exactly two calls of TD3's ``update`` (policy delay 2). Two environment steps are taken per
   cycle, so there is one critic update per environment step, as in the paper.
-* Meta-test (:func:`make_population` with ``mode="learned"`` and ``meta_train=False``): fresh agents
-  trained with the frozen objective (saved and loaded with orbax, :func:`save_objective` /
-  :func:`load_objective`), no annealing. The same loop with ``mode="td3"`` is the TD3 baseline and
-  with ``mode="reinforce"`` the off-policy REINFORCE-with-GAE baseline (the paper's: the same agent
-  with the objective fixed to that estimator, lambda = 0.97).
+* Meta-test (:func:`make_population` with ``meta_train=False``): fresh agents trained with a frozen
+  objective (saved and loaded with orbax, :func:`save_objective` / :func:`load_objective`), no
+  annealing. Every agent carries its own frozen alpha and a ``mix`` of (L_alpha, TD3 actor loss,
+  off-policy REINFORCE with GAE), so the learned objectives and the two baselines (the paper's
+  "same agent with the objective fixed", lambda = 0.97) on one environment are one vmapped axis.
 """
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ from flax import struct
 from metarl import buffers, envs
 from metarl.agents import make_agent
 
-MODES = ("learned", "td3", "reinforce")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def objective_value(alpha, cfg: ObjectiveConfig, inputs: dict, pi_action):
     x = jnp.concatenate([a_emb, s_emb], axis=-1)
     x_t = jnp.swapaxes(x, 0, 1)  # [T, B, 40]
     mask_t = jnp.swapaxes(mask, 0, 1)[..., None]  # [T, B, 1]
-    zero = m["lstm"].initialize_carry(jax.random.PRNGKey(0), x_t.shape[1:])
+    zero = tuple(jnp.zeros((x_t.shape[1], cfg.lstm_units), x.dtype) for _ in range(2))  # (c, h)
 
     def cell(carry, xm):
         xt, mt = xm
@@ -284,15 +283,6 @@ def td3_actor_objective(agent):
     return f
 
 
-def annealed_objective(agent, alpha, cfg, p):
-    """p * L_alpha - (1 - p) * mean Q1(s, pi(s)): the TD3 actor loss at p = 0, the objective alone at p = 1."""
-    td3 = td3_actor_objective(agent)
-
-    def f(actor_params, state, inputs):
-        return p * learned_loss(alpha, cfg, agent, actor_params, inputs) + (1.0 - p) * td3(actor_params, state, inputs)
-    return f
-
-
 # ----------------------------------------------------------------------------------------------------
 # The population
 # ----------------------------------------------------------------------------------------------------
@@ -315,6 +305,11 @@ class MetaGenRLConfig:
     inner_lr: float = 1e-3  # second-order learning rate
     objective_lr: float = 1e-3
     clip_norm: float = 1.0
+    # Adam's epsilon for alpha. The second-order gradients are tiny in absolute size (an SGD step of
+    # 1e-3 inside them; ~1e-11 on Pendulum at our scale), far below Adam's default 1e-8, which would
+    # silence them; with a negligible epsilon Adam stays scale-free, as the paper's runs (critics of
+    # size ~100s, larger gradients) presumably were with the default.
+    objective_adam_eps: float = 1e-20
     gamma: float = 0.99
     tau: float = 0.005
     actor_lr: float = 1e-3
@@ -355,12 +350,14 @@ class AgentRun:
     buffer: buffers.Buffer
     key: jax.Array
     train_steps: jax.Array  # environment steps after the warm-up
+    alpha: Any  # this agent's frozen objective (meta-test; unused while meta-training)
+    mix: jax.Array  # [3] weights of (L_alpha, TD3 actor loss, off-policy REINFORCE+GAE) (meta-test)
 
 
 @struct.dataclass
 class PopState:
     groups: tuple  # one AgentRun per environment, batched over that group's agents
-    alpha: Any
+    alpha: Any  # the shared objective being meta-trained
     alpha_opt: Any
     cycles: jax.Array
 
@@ -370,6 +367,9 @@ class Group(NamedTuple):
     env: Any
     agent: Any
     n: int
+
+
+VARIANTS = {"learned": (1.0, 0.0, 0.0), "td3": (0.0, 1.0, 0.0), "reinforce": (0.0, 0.0, 1.0)}
 
 
 def make_agent_for(spec, config: MetaGenRLConfig):
@@ -390,38 +390,38 @@ def _transition(obs, action, ts, t):
                 done=ts.done, t=t)
 
 
-def make_population(config: MetaGenRLConfig, groups: Sequence[Group], mode: str = "learned",
-                    meta_train: bool = True):
-    """(init(key, alpha) -> PopState, run_segment(state) -> (state, metrics), evaluate).
+def mixed_objective(agent, alpha, ocfg, mix, gae_lambda):
+    """mix[0] * L_alpha + mix[1] * TD3 actor loss + mix[2] * off-policy REINFORCE+GAE. One compiled
+    program then serves the learned objective, both baselines and the annealing (mix = [p, 1-p, 0])."""
+    td3 = td3_actor_objective(agent)
 
-    ``run_segment`` runs ``eval_every / 2`` update cycles of every agent (2 env steps each), with the
-    objective's meta-update after every cycle when ``meta_train``, then evaluates every agent.
-    ``mode``: "learned" (L_alpha, annealed from TD3 when meta-training), "td3", "reinforce".
+    def f(actor_params, state, inputs):
+        return (mix[0] * learned_loss(alpha, ocfg, agent, actor_params, inputs)
+                + mix[1] * td3(actor_params, state, inputs)
+                + mix[2] * reinforce_loss(agent, actor_params, inputs, state.hp["gamma"], gae_lambda,
+                                          state.hp["expl_noise"]))
+    return f
+
+
+def make_population(config: MetaGenRLConfig, groups: Sequence[Group], meta_train: bool = True):
+    """(init, run_segment, evaluate_agent) for a population.
+
+    Meta-training (``meta_train=True``): every agent follows the shared objective alpha, annealed from
+    the TD3 actor loss over ``anneal_steps``, and alpha takes one Adam step per update cycle on the
+    mean of every agent's Eq. 6/8 gradient. ``init(key, alpha=None)``.
+
+    Meta-testing (``meta_train=False``): alpha is frozen and per agent, and each agent has its own
+    ``mix`` of (L_alpha, TD3, REINFORCE), so learned objectives and both baselines on one environment
+    are one vmapped axis of one program. ``init(key, variants=[(alphas [n, ...], mixes [n, 3]) per group])``.
+
+    ``run_segment`` runs ``eval_every / 2`` update cycles of every agent (2 env steps each), then
+    evaluates every agent (deterministic policy, ``eval_episodes`` episodes).
     """
     config.validate()
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-    if meta_train and mode != "learned":
-        raise ValueError("meta-training needs mode='learned'")
     ocfg = config.objective
-    tx = optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(config.objective_lr))
+    tx = optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                     optax.adam(config.objective_lr, eps=config.objective_adam_eps))
     n_total = sum(g.n for g in groups)
-
-    def agent_init(g: Group, key):
-        env, agent = g.env, g.agent
-        k_agent, k_env, k_run, k_warm = jax.random.split(key, 4)
-        st = agent.init(k_agent, config.hp)
-        env_state, ts = env.reset(k_env)
-        example = _transition(ts.obs, jnp.zeros((env.spec.action_dim,)), ts, jnp.zeros(()))
-        buf = buffers.init(example, min(config.buffer_size, config.total_steps))
-        run = AgentRun(st, env_state, ts.obs, buf, k_run, jnp.zeros((), jnp.int32))
-
-        def warm(run, k):
-            a = jax.random.uniform(k, (env.spec.action_dim,), minval=-1.0, maxval=1.0)
-            return env_step(g, run, a, k)[0], None
-
-        run, _ = jax.lax.scan(warm, run, jax.random.split(k_warm, config.learning_starts))
-        return run.replace(train_steps=jnp.zeros((), jnp.int32))
 
     def env_step(g: Group, run: AgentRun, action, key):
         env = g.env
@@ -430,7 +430,23 @@ def make_population(config: MetaGenRLConfig, groups: Sequence[Group], mode: str 
         buf = buffers.add(run.buffer, _transition(run.obs, action, ts, t))
         return run.replace(env_state=env_state, obs=ts.obs, buffer=buf, train_steps=run.train_steps + 1), ts
 
-    def agent_cycle(g: Group, run: AgentRun, alpha):
+    def agent_init(g: Group, key, alpha, mix):
+        env, agent = g.env, g.agent
+        k_agent, k_env, k_run, k_warm = jax.random.split(key, 4)
+        st = agent.init(k_agent, config.hp)
+        env_state, ts = env.reset(k_env)
+        example = _transition(ts.obs, jnp.zeros((env.spec.action_dim,)), ts, jnp.zeros(()))
+        buf = buffers.init(example, min(config.buffer_size, config.total_steps))
+        run = AgentRun(st, env_state, ts.obs, buf, k_run, jnp.zeros((), jnp.int32), alpha, mix)
+
+        def warm(run, k):
+            a = jax.random.uniform(k, (env.spec.action_dim,), minval=-1.0, maxval=1.0)
+            return env_step(g, run, a, k)[0], None
+
+        run, _ = jax.lax.scan(warm, run, jax.random.split(k_warm, config.learning_starts))
+        return run.replace(train_steps=jnp.zeros((), jnp.int32))
+
+    def agent_cycle(g: Group, run: AgentRun, shared_alpha):
         agent = g.agent
         key, ka1, ke1, ka2, ke2, kw1, kw2, ku = jax.random.split(run.key, 8)
         run = run.replace(key=key)
@@ -442,22 +458,16 @@ def make_population(config: MetaGenRLConfig, groups: Sequence[Group], mode: str 
             dones.append(ts.done.astype(jnp.float32))
         w1, _ = buffers.sample_windows(run.buffer, kw1, config.batch_windows, config.window)
         w2, m2 = buffers.sample_windows(run.buffer, kw2, config.batch_windows, config.window)
-        if mode == "td3":
-            objective = td3_actor_objective(agent)
-        elif mode == "reinforce":
-            objective = lambda p, s, i: reinforce_loss(agent, p, i, s.hp["gamma"], config.gae_lambda,
-                                                       s.hp["expl_noise"])
-        elif meta_train:
+        if meta_train:
             p = jnp.clip(run.train_steps.astype(jnp.float32) / max(config.anneal_steps, 1), 0.0, 1.0)
-            objective = annealed_objective(agent, alpha, ocfg, p)
+            objective = mixed_objective(agent, shared_alpha, ocfg, jnp.stack([p, 1.0 - p, 0.0]),
+                                        config.gae_lambda)
         else:
-            objective = lambda ap, s, i: learned_loss(alpha, ocfg, agent, ap, i)
-        new, pre, inputs, m = agent_cycle_update(agent, run.agent, w1, w2, m2, ku, objective)
+            objective = mixed_objective(agent, run.alpha, ocfg, run.mix, config.gae_lambda)
+        new, pre, inputs, m = update_agent(agent, run.agent, w1, w2, m2, ku, objective)
         m["ret_sum"] = rets[0] * dones[0] + rets[1] * dones[1]
         m["ret_n"] = dones[0] + dones[1]
         return run.replace(agent=new), pre, inputs, m
-
-    agent_cycle_update = update_agent
 
     def cycle(state: PopState, _):
         groups_out, grads, metrics = [], [], {}
@@ -513,12 +523,17 @@ def make_population(config: MetaGenRLConfig, groups: Sequence[Group], mode: str 
             out["meta_grad_norm"] = jnp.mean(m["meta_grad_norm"])
         return state.replace(groups=tuple(new_groups)), out
 
-    def init(key, alpha=None):
+    def init(key, alpha=None, variants=None):
         k_alpha, *k_groups = jax.random.split(key, len(groups) + 1)
         if alpha is None:
             alpha = init_objective(k_alpha, ocfg)
-        runs = tuple(jax.vmap(lambda k: agent_init(g, k))(jax.random.split(kg, g.n))
-                     for g, kg in zip(groups, k_groups))
+        if variants is None:
+            if not meta_train:
+                raise ValueError("meta-test needs variants: per group (alphas [n, ...], mixes [n, 3])")
+            variants = [(jax.tree.map(lambda x: jnp.broadcast_to(x, (g.n,) + x.shape), alpha),
+                         jnp.zeros((g.n, 3))) for g in groups]
+        runs = tuple(jax.vmap(lambda k, a, mx: agent_init(g, k, a, mx))(jax.random.split(kg, g.n), va, vm)
+                     for g, kg, (va, vm) in zip(groups, k_groups, variants))
         return PopState(runs, alpha, tx.init(alpha), jnp.zeros((), jnp.int32))
 
     return init, run_segment, evaluate_agent

@@ -314,14 +314,14 @@ def chain_true_value(obs, probs0, gamma, timesteps, rewards, horizon: int = 100,
     the value averages the arms under the first-step action probabilities ``probs0``:
     ``sum_a probs0[a] * gamma^(timesteps[a] - 1) * rewards[a]``.
     """
-    gamma = jnp.asarray(gamma, jnp.float32)
+    gamma = jnp.asarray(gamma, jnp.result_type(float))
     t = jnp.round(obs[..., 1] * horizon).astype(jnp.int32)
     ctx = obs[..., 0].astype(jnp.int32)
     first = ctx < 0
     c = jnp.where(first, 0, ctx)
     k = timesteps[c] - 1 - t
-    later = jnp.where(k >= 0, rewards[c] * gamma ** jnp.maximum(k, 0).astype(jnp.float32), 0.0)
-    arm_values = rewards * gamma ** (timesteps - (0 if authors_first_step else 1)).astype(jnp.float32)
+    later = jnp.where(k >= 0, rewards[c] * gamma ** jnp.maximum(k, 0).astype(gamma.dtype), 0.0)
+    arm_values = rewards * gamma ** (timesteps - (0 if authors_first_step else 1)).astype(gamma.dtype)
     v0 = jnp.sum(probs0 * arm_values, axis=-1)
     return jnp.where(first, v0, later)
 
@@ -634,3 +634,36 @@ def make_snake_problem(cfg: SnakeConfig, env) -> Problem:
     return Problem(init_params=init_params, init_env=init_env, rollout=rollout, inner_loss=inner_loss,
                    outer_loss=outer_loss, matching_loss=matching_loss, inner_opt=opt,
                    steps_per_rollout=cfg.num_envs * cfg.horizon, matching_fresh_rollout=True)
+
+
+# ================================================================================================
+# Running a population in compiled chunks
+# ================================================================================================
+def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], agents: Sequence[AgentSpec],
+                     num_seeds: int, num_updates: int, updates_per_log: int, logs_per_chunk: int, key,
+                     on_chunk: Callable[[int], None] | None = None):
+    """Train every agent and seed together; Python only loops over compiled chunks.
+
+    Returns ``(states, logs)`` with ``logs[agent][metric]`` a numpy array ``[num_updates //
+    updates_per_log, num_seeds]``; ``on_chunk(n_updates_done)`` is called after each chunk (a
+    progress bar). ``num_updates`` must be a multiple of ``updates_per_log * logs_per_chunk``.
+    """
+    import numpy as np
+
+    chunk = updates_per_log * logs_per_chunk
+    if num_updates % chunk:
+        raise ValueError(f"num_updates={num_updates} is not a multiple of the chunk "
+                         f"updates_per_log * logs_per_chunk = {chunk}")
+    init, step = make_population(problem, mcfg_for, agents, num_seeds)
+    run = make_chunk_runner(step, updates_per_log, logs_per_chunk)
+    k_init, k_run = jax.random.split(key)
+    states = jax.jit(init)(k_init)
+    parts = []
+    for i in range(num_updates // chunk):
+        states, logs = run(states, jax.random.fold_in(k_run, i))
+        parts.append(jax.device_get(logs))
+        if on_chunk is not None:
+            on_chunk((i + 1) * chunk)
+    logs = {a.name: {m: np.concatenate([np.asarray(p[a.name][m]) for p in parts], axis=0)
+                     for m in parts[0][a.name]} for a in agents}
+    return states, logs

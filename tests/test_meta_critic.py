@@ -1,0 +1,143 @@
+"""Online Meta-Critic: the meta-gradient against an explicit unroll and finite differences, the
+vanilla-equivalence of a zero meta-critic, and the tabular-MDP analysis (Fig. 6 of the paper)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl.agents import make_agent
+from metarl.envs import EnvSpec
+from metarl.meta.meta_critic import MetaCriticConfig, lookahead_mask, make_meta_critic
+
+SPEC = EnvSpec(name="tiny", obs_shape=(3,), discrete=False, action_dim=2)
+N = 6  # base batch size
+
+
+def tiny_base(algo):
+    return make_agent(algo, SPEC, actor_hidden=(5, 4), critic_hidden=(6,), batch_size=N)
+
+
+def batch_of(key, n=3 * N):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    return dict(obs=jax.random.normal(k1, (n, 3)), action=jax.random.uniform(k2, (n, 2), minval=-1.0, maxval=1.0),
+                reward=jax.random.normal(k3, (n,)), next_obs=jax.random.normal(k4, (n, 3)),
+                terminated=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool))
+
+
+def split3(batch):
+    return [jax.tree.map(lambda x: x[i * N:(i + 1) * N], batch) for i in range(3)]
+
+
+def reference_h(form, w, actor_net, phi, batch):
+    """h_w written out by hand (ReLU MLP, softplus output, batch mean; MetaReg sum w|phi|)."""
+    if form == "metareg":
+        return sum(jnp.sum(a * jnp.abs(b)) for a, b in zip(jax.tree.leaves(w), jax.tree.leaves(phi)))
+    x = actor_net.apply(phi, batch["obs"], method="features")
+    if form == "feature_sa":
+        x = jnp.concatenate([x, batch["obs"], batch["action"]], -1)
+    layers = w["params"]["MLP_0"]
+    names = sorted(layers, key=lambda k: int(k.split("_")[1]))
+    for i, name in enumerate(names):
+        x = x @ layers[name]["kernel"] + layers[name]["bias"]
+        if i < len(names) - 1:
+            x = jax.nn.relu(x)
+    return jnp.mean(jax.nn.softplus(x[..., 0]))
+
+
+def unrolled_meta_loss(form, lookahead, clip, base, state, w, d_trn, d_val, key):
+    """Algorithm 1, lines 10-16, unrolled by hand: two explicit SGD steps, then the validation loss."""
+    phi, eta = state.base.actor, state.base.hp["actor_lr"]
+    mask = lookahead_mask(phi, lookahead)
+    lc = lambda p, b, k: base.actor_loss(p, state.base, b, k)[0]
+    g1 = jax.grad(lc)(phi, d_trn, key)
+    phi_old = jax.tree.map(lambda p, g, m: p - eta * m * g, phi, g1, mask)
+    g2 = jax.grad(lambda p: reference_h(form, w, base.actor_net, p, d_trn))(phi)
+    phi_new = jax.tree.map(lambda p, g, m: p - eta * m * g, phi_old, g2, mask)
+    kv = jax.random.fold_in(key, 1)
+    if clip:
+        return jnp.tanh(lc(phi_new, d_val, kv) - lc(phi_old, d_val, kv))
+    return lc(phi_new, d_val, kv)
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+@pytest.mark.parametrize("algo,form,lookahead,meta_loss", [
+    ("ddpg", "feature", "all", "clip"),
+    ("td3", "feature_sa", "first_layer", "plain"),
+    ("sac", "metareg", "features", "clip"),
+])
+def test_meta_gradient_matches_unroll_and_finite_differences(algo, form, lookahead, meta_loss):
+    with jax.enable_x64(True):
+        base = tiny_base(algo)
+        agent, fns = make_meta_critic(base, MetaCriticConfig(form=form, lookahead=lookahead, meta_loss=meta_loss,
+                                                             hidden=(7, 5)))
+        # a large look-ahead step makes the second-order term visible in float64
+        state = agent.init(jax.random.PRNGKey(0), {"actor_lr": 0.05})
+        state = jax.tree.map(lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+        if form == "metareg":  # start away from w = 0
+            state = state.replace(w=jax.tree.map(
+                lambda x: 0.1 * jax.random.uniform(jax.random.PRNGKey(5), x.shape, jnp.float64), state.w))
+        d_trn, d_val, _ = split3(jax.tree.map(
+            lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            batch_of(jax.random.PRNGKey(1))))
+        key = jax.random.PRNGKey(2)
+        loss, g_w, _ = jax.jit(fns.meta_gradient)(state, d_trn, d_val, key)
+        ref = jax.jit(lambda w: unrolled_meta_loss(form, lookahead, meta_loss == "clip", base, state, w, d_trn,
+                                                   d_val, key))
+        np.testing.assert_allclose(float(loss), float(ref(state.w)), rtol=1e-10, atol=1e-14)
+        g_ref = jax.grad(ref)(state.w)
+        np.testing.assert_allclose(flat(g_w), flat(g_ref), rtol=1e-8, atol=1e-14)
+        assert np.linalg.norm(flat(g_w)) > 1e-8  # the meta-gradient is not trivially zero
+        # central finite differences along three random directions
+        for i in range(3):
+            v = jax.tree.map(lambda x: jax.random.normal(jax.random.PRNGKey(10 + i), x.shape, jnp.float64), state.w)
+            eps = 1e-5
+            plus = ref(jax.tree.map(lambda a, b: a + eps * b, state.w, v))
+            minus = ref(jax.tree.map(lambda a, b: a - eps * b, state.w, v))
+            fd = (plus - minus) / (2 * eps)
+            analytic = float(np.dot(flat(g_w), flat(v)))
+            np.testing.assert_allclose(analytic, float(fd), rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("algo", ["ddpg", "td3", "sac"])
+def test_zero_meta_critic_equals_vanilla(algo):
+    """h_w = 0 (MetaReg with w = 0 held there by meta_lr = 0, and the feature form with aux_scale = 0):
+    the MC agent's updates equal the vanilla agent's bit for bit, over several (TD3: delayed) steps."""
+    base = tiny_base(algo)
+    for form, hp in (("metareg", {"meta_lr": 0.0}), ("feature", {"aux_scale": 0.0})):
+        agent, _ = make_meta_critic(base, MetaCriticConfig(form=form, hidden=(7, 5)))
+        mc_state = agent.init(jax.random.PRNGKey(0), hp)
+        vanilla = mc_state.base  # the base agent's own state, as base.init made it
+        # eagerly, op by op: under jit XLA may fuse the two programs differently (1-ulp differences)
+        mc_update, base_update = agent.update, base.update
+        for i in range(3):  # covers TD3's skipped and delayed policy steps
+            batch = batch_of(jax.random.PRNGKey(100 + i))
+            key = jax.random.PRNGKey(200 + i)
+            mc_state, m = mc_update(mc_state, batch, key)
+            vanilla, _ = base_update(vanilla, split3(batch)[0], key)
+            for a, b in zip(jax.tree.leaves(mc_state.base), jax.tree.leaves(vanilla)):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert float(m["h_w"]) == 0.0 or form == "feature"
+        assert int(mc_state.meta_steps) == (1 if algo == "td3" else 3)  # TD3-MC: policy steps only
+
+
+def test_meta_critic_changes_the_actor_update():
+    """The converse control: a non-zero meta-critic does move the actor differently from vanilla."""
+    base = tiny_base("ddpg")
+    agent, _ = make_meta_critic(base, MetaCriticConfig(hidden=(7, 5)))
+    s = agent.init(jax.random.PRNGKey(0), {})
+    batch = batch_of(jax.random.PRNGKey(3))
+    s2, m = agent.update(s, batch, jax.random.PRNGKey(4))
+    v2, _ = base.update(s.base, split3(batch)[0], jax.random.PRNGKey(4))
+    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(s2.base.actor), jax.tree.leaves(v2.actor)))
+    assert diff > 0.0
+    assert float(m["meta_grad_norm"]) > 0.0 and int(s2.meta_steps) == 1
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="form 'bogus'.*feature"):
+        make_meta_critic(tiny_base("ddpg"), MetaCriticConfig(form="bogus"))
+    with pytest.raises(ValueError, match="lookahead"):
+        make_meta_critic(tiny_base("ddpg"), MetaCriticConfig(lookahead="half"))

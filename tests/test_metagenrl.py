@@ -1,0 +1,227 @@
+"""MetaGenRL: the learned objective's invariances, its second-order gradient, and the population update."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl.agents import make_agent
+from metarl.envs import EnvSpec
+from metarl.meta import metagenrl as mg
+
+TINY = mg.ObjectiveConfig(action_layers=(8, 8), scalar_layers=(8, 4), lstm_units=8, out_layers=(8,))
+SPEC = EnvSpec(name="toy", obs_shape=(3,), discrete=False, action_dim=2, action_low=(-1.0, -1.0),
+               action_high=(1.0, 1.0), max_episode_steps=50)
+
+
+def _agent():
+    return make_agent("td3", SPEC, actor_hidden=(8,), critic_hidden=(8,), layer_norm=True, batch_size=4)
+
+
+def _windows(key, b=4, t=5, obs_dim=3, adim=2, with_end=True):
+    ks = jax.random.split(key, 6)
+    done = jnp.zeros((b, t), bool)
+    term = jnp.zeros((b, t), bool)
+    if with_end:  # window 0 ends an episode at step 2 (terminated), window 1 is truncated at step 3
+        done = done.at[0, 2].set(True).at[1, 3].set(True)
+        term = term.at[0, 2].set(True)
+    w = dict(obs=jax.random.normal(ks[0], (b, t, obs_dim)),
+             action=jnp.tanh(jax.random.normal(ks[1], (b, t, adim))),
+             reward=jax.random.normal(ks[2], (b, t)),
+             next_obs=jax.random.normal(ks[3], (b, t, obs_dim)),
+             terminated=term, done=done,
+             t=jnp.tile(jnp.arange(t, dtype=jnp.float32) / 50.0, (b, 1)))
+    ended_before = jnp.cumsum(done.astype(jnp.int32), 1) - done.astype(jnp.int32)
+    return w, ended_before == 0
+
+
+def _inputs(key, b, t, d):
+    ks = jax.random.split(key, 5)
+    inp = dict(action=jax.random.normal(ks[0], (b, t, d)), reward=jax.random.normal(ks[1], (b, t)),
+               t=jnp.tile(jnp.arange(t) / t, (b, 1)), v=jax.random.normal(ks[2], (b, t)),
+               v_next=jax.random.normal(ks[3], (b, t)), mask=jnp.ones((b, t), bool))
+    return inp, jax.random.normal(ks[4], (b, t, d))
+
+
+def test_objective_any_action_size_and_permutation_invariant():
+    alpha = mg.init_objective(jax.random.PRNGKey(0), mg.ObjectiveConfig())
+    f = jax.jit(lambda inp, pi: mg.objective_value(alpha, mg.ObjectiveConfig(), inp, pi))
+    values = []
+    for d in (1, 2, 5):
+        inp, pi = _inputs(jax.random.PRNGKey(d), 3, 20, d)
+        v = f(inp, pi)
+        assert v.shape == () and np.isfinite(v)
+        values.append(float(v))
+        perm = jax.random.permutation(jax.random.PRNGKey(10 + d), d)
+        vp = f(dict(inp, action=inp["action"][..., perm]), pi[..., perm])
+        np.testing.assert_allclose(vp, v, rtol=1e-5, atol=1e-5)
+    assert len(set(values)) == 3  # the inputs matter
+    # Pairing matters: swapping the buffer action of dim 0 with dim 1 only (not pi's) changes the value.
+    inp, pi = _inputs(jax.random.PRNGKey(2), 3, 20, 2)
+    assert abs(float(f(dict(inp, action=inp["action"][..., ::-1]), pi)) - float(f(inp, pi))) > 1e-4
+
+
+def test_objective_ignores_steps_after_episode_end_and_is_bounded():
+    cfg = TINY
+    alpha = mg.init_objective(jax.random.PRNGKey(1), cfg)
+    inp, pi = _inputs(jax.random.PRNGKey(3), 2, 6, 2)
+    mask = jnp.ones((2, 6), bool).at[0, 4:].set(False)
+    inp = dict(inp, mask=mask)
+    v = mg.objective_value(alpha, cfg, inp, pi)
+    # Changing anything at the invalid steps (including pi there) leaves the value unchanged: the
+    # backward LSTM starts from a zero state at the last valid step.
+    inp2 = dict(inp, reward=inp["reward"].at[0, 4:].add(5.0), action=inp["action"].at[0, 4:].add(1.0))
+    v2 = mg.objective_value(alpha, cfg, inp2, pi.at[0, 4:].add(3.0))
+    # z-normalisation uses only valid steps, so the statistics are unchanged too.
+    np.testing.assert_allclose(v2, v, rtol=1e-6, atol=1e-6)
+    # A change at a valid step does change it.
+    v3 = mg.objective_value(alpha, cfg, inp, pi.at[0, 1].add(1.0))
+    assert abs(float(v3 - v)) > 1e-5
+    # Per-step outputs are bounded by eta: with eta tiny the value is at most eta * valid steps / B.
+    cfg_small = mg.ObjectiveConfig(**{**TINY.__dict__, "eta": 1e-3})
+    vs = mg.objective_value(alpha, cfg_small, inp, pi * 100.0)
+    assert abs(float(vs)) <= 1e-3 * float(mask.sum()) / 2 + 1e-9
+
+
+def test_meta_gradient_matches_finite_differences():
+    agent = _agent()
+    with jax.enable_x64(True):
+        to64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, t)
+        state = to64(agent.init(jax.random.PRNGKey(0)))
+        alpha = to64(mg.init_objective(jax.random.PRNGKey(1), TINY))
+        w, mask = _windows(jax.random.PRNGKey(2), b=6)
+        inputs = to64(mg.objective_inputs(agent, state, to64(w), mask))
+        d = to64(jax.tree.map(lambda x: jax.random.normal(jax.random.PRNGKey(x.size), x.shape), alpha))
+        for k in (1, 2):
+            f = lambda a: mg.meta_loss(a, TINY, agent, state.actor, state.critic, inputs, inner_steps=k, inner_lr=0.5)
+            g = jax.grad(f)(alpha)
+            analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(d)))
+            eps = 1e-5
+            shift = lambda s: jax.tree.map(lambda a, b: a + s * b, alpha, d)
+            numeric = (f(shift(eps)) - f(shift(-eps))) / (2 * eps)
+            assert abs(float(analytic)) > 1e-6  # the objective really moves the policy
+            np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-5, atol=1e-9)
+
+
+def test_meta_loss_inner_steps_unrolled_by_hand():
+    """Eq. 8 with k = 2: two explicit SGD steps on disjoint chunks, then -mean Q1 on the whole batch."""
+    agent = _agent()
+    state = agent.init(jax.random.PRNGKey(0))
+    alpha = mg.init_objective(jax.random.PRNGKey(1), TINY)
+    w, mask = _windows(jax.random.PRNGKey(2), b=6)
+    inputs = mg.objective_inputs(agent, state, w, mask)
+    lr = 0.3
+    phi = state.actor
+    for j in range(2):  # chunks of 6 // 3 = 2 windows: [0:2] then [2:4]
+        chunk = jax.tree.map(lambda x: x[2 * j:2 * j + 2], inputs)
+        g = jax.grad(lambda p: mg.learned_loss(alpha, TINY, agent, p, chunk))(phi)
+        phi = jax.tree.map(lambda p, gi: p - lr * gi, phi, g)
+    a = agent.actor_net.apply(phi, inputs["obs"])
+    expected = -jnp.mean(agent.critic_net.apply(state.critic, inputs["obs"], a)[0])
+    got = mg.meta_loss(alpha, TINY, agent, state.actor, state.critic, inputs, inner_steps=2, inner_lr=lr)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert abs(float(got - mg.meta_loss(alpha, TINY, agent, state.actor, state.critic, inputs, 2, 0.0))) > 1e-6
+
+
+def test_population_with_td3_objective_updates_exactly_as_td3():
+    agent = _agent()
+    n = 3
+    states = jax.vmap(lambda k: agent.init(k))(jax.random.split(jax.random.PRNGKey(0), n))
+    ws = [jax.vmap(lambda k: _windows(k))(jax.random.split(jax.random.PRNGKey(s), n)) for s in (1, 2)]
+    (w1, _), (w2, m2) = ws
+    keys = jax.random.split(jax.random.PRNGKey(3), n)
+    alpha = mg.init_objective(jax.random.PRNGKey(4), TINY)
+
+    def pop_update(mix):
+        def one(s, a, b, mb, k):
+            obj = mg.mixed_objective(agent, alpha, TINY, mix, 0.97)
+            return mg.update_agent(agent, s, a, b, mb, k, obj)[0]
+        return jax.jit(jax.vmap(one))(states, w1, w2, m2, keys)
+
+    # Both ways the population reduces to TD3: the baseline variant (mix = [0, 1, 0]) and the
+    # meta-training annealing at its start (p = 0: mix = [p, 1 - p, 0]).
+    p = jnp.float32(0.0)
+    for mix in (jnp.array([0.0, 1.0, 0.0]), jnp.stack([p, 1.0 - p, 0.0])):
+        got = pop_update(mix)
+        for i in range(n):
+            s = jax.tree.map(lambda x: x[i], states)
+            k1, k2 = jax.random.split(keys[i])
+            flat = lambda w: mg.flatten_windows(jax.tree.map(lambda x: x[i], w))
+            s, _ = agent.update(s, flat(w1), k1)
+            s, _ = agent.update(s, flat(w2), k2)
+            mine = jax.tree.map(lambda x: x[i], got)
+            for name in ("actor", "critic", "actor_target", "critic_target", "step"):
+                jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                             getattr(mine, name), getattr(s, name))
+    # ...and the learned objective does not.
+    other = pop_update(jnp.array([1.0, 0.0, 0.0]))
+    diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), other.actor, got.actor)
+    assert max(jax.tree.leaves(diff)) > 1e-6
+
+
+def test_summed_per_agent_meta_gradients_equal_gradient_of_summed_meta_loss():
+    agent = _agent()
+    n = 3
+    states = jax.vmap(lambda k: agent.init(k))(jax.random.split(jax.random.PRNGKey(0), n))
+    w, mask = jax.vmap(lambda k: _windows(k, b=4))(jax.random.split(jax.random.PRNGKey(1), n))
+    inputs = jax.vmap(lambda s, wi, mi: mg.objective_inputs(agent, s, wi, mi))(states, w, mask)
+    alpha = mg.init_objective(jax.random.PRNGKey(2), TINY)
+    g_pop, losses = mg.population_meta_grad(alpha, TINY, agent, states.actor, states.critic, inputs, 1, 0.5)
+    total = None
+    for i in range(n):
+        at = lambda x: x[i]
+        gi = jax.grad(mg.meta_loss)(alpha, TINY, agent, jax.tree.map(at, states.actor),
+                                    jax.tree.map(at, states.critic), jax.tree.map(at, inputs), 1, 0.5)
+        total = gi if total is None else jax.tree.map(jnp.add, total, gi)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-9), g_pop, total)
+    assert losses.shape == (n,)
+    assert float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(total))) > 0.0
+
+
+def test_gae_matches_a_hand_loop():
+    w, mask = _windows(jax.random.PRNGKey(5), b=3, t=6)
+    rng = np.random.default_rng(0)
+    v, v_next = rng.normal(size=(3, 6)), rng.normal(size=(3, 6))
+    v_next = v_next * (1 - np.asarray(w["terminated"], float))
+    inputs = dict(reward=w["reward"], v=jnp.asarray(v, jnp.float32), v_next=jnp.asarray(v_next, jnp.float32),
+                  done=w["done"].astype(jnp.float32), mask=mask)
+    gamma, lam = 0.99, 0.97
+    got = np.asarray(mg.gae(inputs, gamma, lam))
+    r, done, m = np.asarray(w["reward"]), np.asarray(w["done"], float), np.asarray(mask, float)
+    want = np.zeros((3, 6))
+    for b in range(3):
+        nxt = 0.0
+        for t in reversed(range(6)):
+            delta = r[b, t] + gamma * v_next[b, t] - v[b, t]
+            want[b, t] = m[b, t] * (delta + gamma * lam * (1 - done[b, t]) * nxt)
+            nxt = want[b, t]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.all(got[0, 3:] == 0.0) and np.all(got[1, 4:] == 0.0)
+
+
+def test_save_and_load_objective_roundtrip(tmp_path):
+    cfg = mg.ObjectiveConfig(use_t=False, use_v_next=False)
+    alpha = mg.init_objective(jax.random.PRNGKey(7), cfg)
+    mg.save_objective(str(tmp_path / "obj"), alpha, cfg, {"stage": 3})
+    back, cfg2, extra = mg.load_objective(str(tmp_path / "obj"))
+    assert cfg2 == cfg and extra == {"stage": 3}
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), alpha, back)
+
+
+@pytest.mark.slow
+def test_population_meta_train_and_meta_test_smoke():
+    """Two environments with different action sizes share one objective; meta-test runs the frozen
+    objective and both baselines side by side."""
+    c = mg.MetaGenRLConfig(envs=("gymnax/Pendulum-v1", "gymnax/Reacher-misc"), agents_per_env=2,
+                           total_steps=60, learning_starts=40, anneal_steps=10, eval_every=20, eval_episodes=1,
+                           batch_windows=4, window=5, hidden=(8,), max_episode_steps=10, objective=TINY)
+    groups = mg.make_groups(c)
+    init, seg, _ = mg.make_population(c, groups, meta_train=True)
+    s = init(jax.random.PRNGKey(0))
+    alpha0 = s.alpha
+    s, m = jax.jit(seg)(s)
+    for g in groups:
+        assert m[g.name]["eval_return"].shape == (2,)
+        assert np.all(np.isfinite(m[g.name]["meta_loss"]))
+        assert int(m[g.name]["env_steps"][0]) == 60
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), s.alpha, alpha0)
+    assert max(jax.tree.leaves(moved)) > 0.0

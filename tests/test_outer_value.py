@@ -1,0 +1,268 @@
+"""Outer value function for meta-gradients (Bonnet et al., 2022): A2C, MG/BMG meta-gradients, chain values."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from metarl.agents import a2c
+from metarl.meta import outer_value as ov
+
+GAMMA_BOUNDS = (0.9, 1.0)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    timesteps, rewards, env = ov.chain_env_constants(3)
+    return timesteps, rewards, env
+
+
+# -- A2C pieces ----------------------------------------------------------------------------------
+def test_lambda_returns_against_loop_and_gradients():
+    rng = np.random.default_rng(0)
+    T, B = 6, 3
+    r, v = rng.normal(size=(T, B)), rng.normal(size=(T, B))
+    nt = (rng.random((T, B)) > 0.2).astype(float)
+
+    def loop(gamma, lam):
+        g = np.zeros((T, B))
+        nxt = v[-1]
+        for t in reversed(range(T)):
+            g[t] = r[t] + gamma * nt[t] * ((1 - lam) * v[t] + lam * nxt)
+            nxt = g[t]
+        return g
+
+    with jax.enable_x64(True):
+        f = lambda gamma, lam: a2c.lambda_returns(jnp.asarray(r), gamma * jnp.asarray(nt), jnp.asarray(v), lam)
+        np.testing.assert_allclose(f(0.9, 0.7), loop(0.9, 0.7), rtol=1e-12)
+        # differentiable in gamma and lambda
+        dg, dl = jax.grad(lambda g, l: jnp.sum(f(g, l) ** 2), argnums=(0, 1))(0.9, 0.7)
+        eps = 1e-6
+        s = lambda g, l: np.sum(loop(g, l) ** 2)
+        np.testing.assert_allclose(dg, (s(0.9 + eps, 0.7) - s(0.9 - eps, 0.7)) / (2 * eps), rtol=1e-6)
+        np.testing.assert_allclose(dl, (s(0.9, 0.7 + eps) - s(0.9, 0.7 - eps)) / (2 * eps), rtol=1e-6)
+
+
+def test_a2c_loss_by_hand():
+    logits = jnp.array([[[0.0, 1.0]], [[2.0, 0.0]]])  # [T=2, B=1, A=2]
+    actions = jnp.array([[1], [0]])
+    v, nv = jnp.array([[0.5], [0.2]]), jnp.array([[0.2], [0.7]])
+    r, nt = jnp.array([[1.0], [0.0]]), jnp.array([[1.0], [0.0]])
+    loss, m = a2c.a2c_loss(logits, actions, v, nv, r, nt, 0.9, 0.0, pg_cost=1.0, td_cost=0.5, entropy_cost=0.1)
+    adv = np.array([1.0 + 0.9 * 0.2 - 0.5, 0.0 - 0.2])
+    lp = np.array([1.0 - np.log(1 + np.e), 2.0 - np.log(1 + np.e ** 2)])
+    p = [np.exp(lp[0]), np.exp(lp[1])]
+    ent = np.mean([-(p[0] * np.log(p[0]) + (1 - p[0]) * np.log(1 - p[0])),
+                   -(p[1] * np.log(p[1]) + (1 - p[1]) * np.log(1 - p[1]))])
+    expected = -np.mean(lp * adv) + 0.5 * np.mean(adv ** 2) - 0.1 * ent
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(m["advantage"], adv.mean(), rtol=1e-5)
+
+
+def test_gamma_bijector_round_trip():
+    for g in (0.91, 0.95, 0.999):
+        assert abs(float(ov.to_gamma(ov.from_gamma(g, *GAMMA_BOUNDS), *GAMMA_BOUNDS)) - g) < 1e-5
+
+
+# -- Discounting Chain ---------------------------------------------------------------------------
+def test_chain_reward_mapping(chain):
+    timesteps, rewards, _ = chain
+    np.testing.assert_array_equal(np.asarray(timesteps), [1, 3, 10, 30, 100])
+    np.testing.assert_allclose(np.asarray(rewards), [1.0, 1.0, 1.0, 1.1, 1.0])  # arm 3 (t = 30) pays 1.1
+
+
+def _policy(bias):
+    return {"w": jnp.array([[0.3, -0.2, 0.1, 0.4, 0.0], [0.5, 0.1, -0.3, 0.2, 0.1]]), "b": jnp.asarray(bias)}
+
+
+def test_count_rollout_matches_gymnax_env(chain):
+    timesteps, rewards, env = chain
+    params = _policy([0.3, -0.2, 0.1, 0.5, -0.4])
+    key = jax.random.PRNGKey(3)
+    batch = jax.jit(lambda p, k: ov.chain_rollout_env(p, k, env, 32))(params, key)
+    counts = ov.chain_rollout(params, key, 32)
+    ref = ov.chain_counts(batch)
+    np.testing.assert_array_equal(np.asarray(counts.n0), np.asarray(ref.n0))
+    np.testing.assert_array_equal(np.asarray(counts.n), np.asarray(ref.n))
+    # episode returns from the env: arm 3 episodes return 1.1, the others 1.0
+    ret = np.asarray(jnp.sum(batch.rewards, axis=0))
+    np.testing.assert_allclose(ret, np.asarray(rewards)[np.asarray(batch.actions[0])], rtol=1e-6)
+    # the count-based loss equals the per-sample A2C loss, value and gradient
+    for gv, gt, norm in [(0.95, 0.95, False), (0.95, 1.0, False), (1.0, 1.0, True)]:
+        args = (gv, gt, 0.005, timesteps, rewards)
+        (l1, m1), g1 = jax.value_and_grad(ov.chain_pg_loss, has_aux=True)(params, counts, *args,
+                                                                          normalize_advantages=norm)
+        (l2, m2), g2 = jax.value_and_grad(ov.chain_pg_loss_samples, has_aux=True)(params, batch, *args,
+                                                                                  normalize_advantages=norm)
+        np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(m1["advantage_step0"], m2["advantage_step0"], rtol=1e-5, atol=1e-7)
+        for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_chain_true_value_against_monte_carlo(chain):
+    timesteps, rewards, env = chain
+    params = _policy([0.0, 0.2, 0.4, 0.8, -0.5])
+    gamma = 0.95
+    n = 1024
+    batch = jax.jit(lambda p, k: ov.chain_rollout_env(p, k, env, n))(params, jax.random.PRNGKey(7))
+    r = np.asarray(batch.rewards, np.float64)  # [T, B]
+    T = r.shape[0]
+    disc = gamma ** np.arange(T)
+    mc = np.stack([np.sum(r[t:] * disc[: T - t, None], axis=0) for t in range(T)])  # G_t per sample
+    v = np.asarray(ov.chain_true_value(batch.obs, batch.probs0, gamma, timesteps, rewards))
+    # After the first step the chain is deterministic: the value is each sample's return exactly.
+    np.testing.assert_allclose(v[1:], mc[1:], rtol=1e-5, atol=1e-6)
+    # At the start the value is the expected return over the first action.
+    se = mc[0].std() / np.sqrt(n)
+    assert abs(v[0, 0] - mc[0].mean()) < 4 * se
+    # and the exact expectation over arms
+    p0 = np.asarray(batch.probs0)
+    np.testing.assert_allclose(v[0, 0], np.sum(p0 * np.asarray(rewards) * gamma ** (np.asarray(timesteps) - 1)),
+                               rtol=1e-6)
+
+
+def test_expected_counts_leave_zero_advantage_losses_unchanged(chain):
+    """The inner loss and the outer-critic loss have zero advantage after step 0, so the count-based
+    rollout may skip sampling the later actions: same loss and gradient as with sampled counts."""
+    timesteps, rewards, _ = chain
+    params = _policy([0.1, 0.0, -0.3, 0.2, 0.0])
+    key = jax.random.PRNGKey(11)
+    sampled = ov.chain_rollout(params, key, 64, sample_later=True)
+    expected = ov.chain_rollout(params, key, 64, sample_later=False)
+    np.testing.assert_array_equal(np.asarray(sampled.n0), np.asarray(expected.n0))
+    for gv, gt in [(0.95, 0.95), (1.0, 1.0)]:
+        f = lambda p, c: ov.chain_pg_loss(p, c, gv, gt, 0.005, timesteps, rewards)[0]
+        np.testing.assert_allclose(f(params, sampled), f(params, expected), rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(jax.grad(f)(params, sampled)), jax.tree.leaves(jax.grad(f)(params, expected))):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # ... but not the outer loss with the inner critic (advantage (1 - gamma) V(s') after step 0)
+    f = lambda p, c: ov.chain_pg_loss(p, c, 0.95, 1.0, 0.005, timesteps, rewards)[0]
+    ga, gb = jax.grad(f)(params, sampled), jax.grad(f)(params, expected)
+    assert np.max(np.abs(np.asarray(ga["w"]) - np.asarray(gb["w"]))) > 1e-4
+
+
+def test_outer_advantage_centred_with_outer_value_biased_with_inner(chain):
+    """Fig. 5's claim on a fixed policy: with the true outer value (gamma' = 1) the outer-loss advantage
+    has zero mean; with the inner critic (gamma = 0.95) it is biased, by exactly
+    sum_a pi(a) R_a gamma^(t_a - 2) (1 - gamma) at the first step."""
+    timesteps, rewards, _ = chain
+    params = _policy([0.0, 0.2, 0.4, 0.8, -0.5])
+    gamma = 0.95
+    probs0 = jax.nn.softmax(ov.chain_policy_logits(params, jnp.array([-1.0, 0.0])))
+    n = 100_000
+    # exact expectation: expected counts in place of sampled ones
+    exp_counts = ov.chain_rollout(params, jax.random.PRNGKey(0), n, sample_later=False)
+    exp_counts = exp_counts._replace(n0=n * probs0)
+    _, m_outer = ov.chain_pg_loss(params, exp_counts, 1.0, 1.0, 0.0, timesteps, rewards)
+    _, m_inner = ov.chain_pg_loss(params, exp_counts, gamma, 1.0, 0.0, timesteps, rewards)
+    assert abs(float(m_outer["advantage_step0"])) < 1e-5 and abs(float(m_outer["advantage"])) < 1e-6
+    t, R, p = np.asarray(timesteps), np.asarray(rewards), np.asarray(probs0)
+    bias0 = np.sum((p * R * gamma ** (t - 2.0) * (1 - gamma))[t >= 2])
+    np.testing.assert_allclose(float(m_inner["advantage_step0"]), bias0, rtol=1e-4)
+    assert bias0 > 1e-3 and float(m_inner["advantage"]) > 1e-3
+    # sampled: the outer-critic advantage is centred within its standard error
+    c = ov.chain_rollout(params, jax.random.PRNGKey(1), 4096)
+    _, m = ov.chain_pg_loss(params, c, 1.0, 1.0, 0.0, timesteps, rewards)
+    assert abs(float(m["advantage_step0"])) < 4 * 0.05 / np.sqrt(4096)  # sd of R_a - V(s0) <= 0.05
+    _, m = ov.chain_pg_loss(params, c, gamma, 1.0, 0.0, timesteps, rewards)
+    assert float(m["advantage_step0"]) > 0.5 * bias0
+
+
+# -- meta-gradients against finite differences ----------------------------------------------------
+def _fixed_batch_problem(problem, batches):
+    """The same problem, but every rollout returns a fixed batch: the meta-loss is then a deterministic
+    function of gamma (the meta-gradient never differentiates through the sampling)."""
+    info = {"return_sum": jnp.zeros(()), "return_count": jnp.ones(())}
+    return problem._replace(rollout=lambda params, env_state, key, use: (batches[use], env_state, info))
+
+
+def _check_meta_gradient(problem, mcfg, state, method, outer_critic, gamma0, eps, rtol):
+    key = jax.random.PRNGKey(0)
+    meta_loss = ov.mg_meta_loss if method == "mg" else ov.bmg_meta_loss
+    lo, hi = mcfg.gamma_low, mcfg.gamma_high
+
+    def f(gamma):
+        return meta_loss(ov.from_gamma(gamma, lo, hi), problem, mcfg, state, key, outer_critic)[0]
+
+    grad = float(jax.grad(f)(gamma0))
+    if method == "mg":
+        fd_f = f
+    else:  # the BMG target is a constant of the meta-loss: hold it at gamma0
+        gamma0_ = jnp.asarray(gamma0)
+        params1, opt1, _ = ov.inner_update(problem, state.params, state.opt_state, problem.rollout(None, None, None, "inner")[0], gamma0_)
+        target, _ = ov.bmg_target(problem, params1, opt1, problem.rollout(None, None, None, "outer_critic" if outer_critic else "outer")[0], gamma0_, outer_critic)
+
+        def fd_f(gamma):
+            p, _, _ = ov.inner_update(problem, state.params, state.opt_state, problem.rollout(None, None, None, "inner")[0], gamma)
+            return problem.matching_loss(target, p, problem.rollout(None, None, None, "matching")[0])
+
+    fd = (float(fd_f(gamma0 + eps)) - float(fd_f(gamma0 - eps))) / (2 * eps)
+    assert abs(grad) > 1e-8, (method, outer_critic, grad)
+    np.testing.assert_allclose(grad, fd, rtol=rtol, err_msg=f"{method} outer_critic={outer_critic}")
+    return grad
+
+
+@pytest.mark.parametrize("method", ["mg", "bmg"])
+def test_chain_meta_gradient_matches_finite_differences(method):
+    with jax.enable_x64(True):
+        problem = ov.make_chain_problem(ov.ChainConfig(batch_size=16))
+        mcfg = ov.MetaConfig(0.9, 1.0, 0.95, 0.1)
+        state = ov.init_agent(problem, mcfg, jax.random.PRNGKey(5))
+        state = state.replace(params=_policy([0.1, 0.3, 0.2, 0.6, -0.2]))
+        b1 = ov.chain_rollout(state.params, jax.random.PRNGKey(1), 16, sample_later=True)
+        b2 = ov.chain_rollout(state.params, jax.random.PRNGKey(2), 16, sample_later=True)
+        problem = _fixed_batch_problem(problem, {"inner": b1, "outer": b2, "outer_critic": b2, "matching": b2})
+        grads = [_check_meta_gradient(problem, mcfg, state, method, oc, 0.95, 1e-5, 1e-5) for oc in (False, True)]
+        assert grads[0] != grads[1]  # the outer critic changes the meta-gradient
+
+
+def test_snake_meta_gradient_matches_finite_differences():
+    """MG and BMG through an RMSProp inner step on the paper's Snake networks (tiny), with the outer critic head."""
+    from metarl.envs import make
+
+    env = make("jumanji/Snake-6x6")
+    cfg = ov.SnakeConfig(num_envs=4, horizon=3, actor_hidden=(8,), critic_hidden=(8,))
+    with jax.enable_x64(True):
+        problem = ov.make_snake_problem(cfg, env)
+        mcfg = ov.MetaConfig(0.0, 1.0, 0.8, 3e-3, 0.1)
+        state = ov.init_agent(problem, mcfg, jax.random.PRNGKey(0))
+        f64 = lambda t: jax.tree.map(lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, t)
+        params, opt_state = f64(state.params), f64(problem.inner_opt.init(f64(state.params)))
+        env_state = state.env_state
+        batches = []
+        for i in range(4):  # a few real rollouts; two warm-up updates so RMSProp's scale is not degenerate
+            b, env_state, _ = problem.rollout(params, env_state, jax.random.PRNGKey(10 + i))
+            batches.append(f64(b))
+            if i < 2:
+                params, opt_state, _ = ov.inner_update(problem, params, opt_state, batches[-1], jnp.asarray(0.8))
+        state = state.replace(params=params, opt_state=opt_state, env_state=env_state)
+        problem = _fixed_batch_problem(problem, {"inner": batches[2], "outer": batches[3], "outer_critic": batches[3],
+                                                 "matching": batches[1]})
+        for method in ("mg", "bmg"):
+            for oc in (False, True):
+                _check_meta_gradient(problem, mcfg, state, method, oc, 0.8, 1e-5, 1e-4)
+
+
+# -- the agents in one program --------------------------------------------------------------------
+def test_population_counts_every_rollout_and_vmaps_seeds():
+    problem = ov.make_chain_problem(ov.ChainConfig(batch_size=8))
+    mcfg = ov.MetaConfig(0.9, 1.0, 0.95, 0.1)
+    agents = ov.PAPER_AGENTS
+    init, step = ov.make_population(problem, lambda m: mcfg, agents, num_seeds=2)
+    states = init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    new, metrics = jax.jit(step)(states, key)
+    per_rollout = 8 * 100
+    expected = {"A2C": 1, "MG": 2, "MG+outer critic": 2, "BMG": 2, "BMG+outer critic": 2}  # chain BMG: no 3rd rollout
+    for a in agents:
+        np.testing.assert_allclose(np.asarray(metrics[a.name]["env_steps"]), expected[a.name] * per_rollout)
+    np.testing.assert_allclose(np.asarray(metrics["A2C"]["gamma"]), 0.95, rtol=1e-6)
+    # seed 1 of the vmapped population equals a single run with seed 1's state and key
+    i, a = 1, agents[3]
+    single = ov.make_agent_step(problem, mcfg, a.method, a.outer_critic)
+    s1 = jax.tree.map(lambda x: x[i], states[a.name])
+    k1 = jax.random.split(jax.random.fold_in(key, 3), 2)[i]
+    ref_state, ref_m = jax.jit(single)(s1, k1)
+    np.testing.assert_allclose(np.asarray(new[a.name].logit[i]), np.asarray(ref_state.logit), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(metrics[a.name]["meta_grad"][i]), np.asarray(ref_m["meta_grad"]), rtol=1e-4)
