@@ -67,7 +67,8 @@ class ThroughputConfig:
     torch_updates: int = 50  # timed updates per seed per round (after torch_warmup untimed ones)
     torch_warmup: int = 5
     torch_threads: int = 1  # torch intra-op threads; 0 = torch's default (all cores)
-    rounds: int = 2
+    rounds: int = 3
+    sac_time_eval: bool = False  # also compile and time our evaluation alone, and subtract it
     run_brax: bool = True
     run_torch: bool = True
 
@@ -104,7 +105,7 @@ SCALES = {
     "paper": ThroughputConfig(sac_env="halfcheetah", sac_learning_starts=1_000, sac_steps_per_chunk=5_000,
                               sac_chunks_before=2, sac_chunks_after=2, brax_epochs=4, td3_buffer_size=100_000,
                               td3_updates_per_call=500, td3_calls=3, torch_updates=500, torch_warmup=20,
-                              torch_threads=0, rounds=3),
+                              torch_threads=0, rounds=3, sac_time_eval=True),
 }
 
 
@@ -191,9 +192,11 @@ class OurSAC:
         t = time.perf_counter()
         self.chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0).lower(self.run).compile()
         self.compile_s["chunk"] = time.perf_counter() - t
-        t = time.perf_counter()
-        self.evaluate = jax.jit(jax.vmap(evaluate)).lower(self.run.agent, self.keys).compile()
-        self.compile_s["evaluate_alone"] = time.perf_counter() - t
+        self.evaluate = None
+        if cfg.sac_time_eval:
+            t = time.perf_counter()
+            self.evaluate = jax.jit(jax.vmap(evaluate)).lower(self.run.agent, self.keys).compile()
+            self.compile_s["evaluate_alone"] = time.perf_counter() - t
         self.chunk_s, self.eval_s = [], []
 
     def time_chunks(self, n: int):
@@ -202,15 +205,18 @@ class OurSAC:
             self.run, m = self.chunk(self.run)
             _block(m)
             self.chunk_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            _block(self.evaluate(self.run.agent, self.keys))
-            self.eval_s.append(time.perf_counter() - t)
+            if self.evaluate is not None:
+                t = time.perf_counter()
+                _block(self.evaluate(self.run.agent, self.keys))
+                self.eval_s.append(time.perf_counter() - t)
 
     def result(self) -> dict:
         steps = self.steps_per_chunk * len(self.chunk_s)
         chunk_total, eval_total = sum(self.chunk_s), sum(self.eval_s)
+        # Without sac_time_eval the figure keeps the chunk's one evaluation episode (about 1% of a
+        # chunk when it was timed apart): a conservative figure for our side.
         return {"env_steps_per_s": steps / max(chunk_total - eval_total, 1e-9),
-                "env_steps_per_s_incl_eval": steps / chunk_total,
+                "env_steps_per_s_incl_eval": steps / chunk_total, "eval_subtracted": bool(self.eval_s),
                 "chunk_s": self.chunk_s, "eval_s": self.eval_s, "steps_per_chunk": self.steps_per_chunk,
                 "compile_time_s": self.compile_s["init"] + self.compile_s["chunk"],
                 "compile_breakdown_s": self.compile_s, "train_config": dataclasses.asdict(self.train_config)}
@@ -236,6 +242,38 @@ def run_brax_peer(cfg: ThroughputConfig, workdir: str, timeout_s: float = 900) -
 # ----------------------------------------------------------------------------------------------------
 # (b, c) TD3 update: ours vmapped over seeds; eager PyTorch peer
 # ----------------------------------------------------------------------------------------------------
+def _td3_spec_agent(cfg: ThroughputConfig):
+    from metarl.agents import make_agent
+    from metarl.envs import EnvSpec
+
+    a_dim, o_dim = cfg.td3_act_dim, cfg.td3_obs_dim
+    spec = EnvSpec(name="synthetic/td3-update", obs_shape=(o_dim,), discrete=False, action_dim=a_dim,
+                   action_low=(-1.0,) * a_dim, action_high=(1.0,) * a_dim)
+    return spec, make_agent("td3", spec)
+
+
+def td3_flops_per_update(cfg: ThroughputConfig) -> float:
+    """XLA's own FLOP count of one TD3 update of one seed: the critic step plus half an actor step
+    (policy delay 2). Turns updates/s into achieved GFLOP/s, which shows whether the update is
+    compute-bound (then vmapping seeds cannot raise the aggregate rate on a CPU)."""
+    import jax
+    import jax.numpy as jnp
+
+    _, agent = _td3_spec_agent(cfg)
+    state = agent.init(jax.random.PRNGKey(0), {})
+    b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
+    batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
+                 terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
+    key = jax.random.PRNGKey(1)
+
+    def flops(fn):
+        ca = jax.jit(fn).lower(state, batch, key).compile().cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        return float(ca["flops"])
+
+    return flops(agent.critic_step) + flops(agent.actor_step) / agent.config.policy_delay
+
+
 class OurTD3Updates:
     """``n`` seeds of TD3 (each with its own agent and replay buffer of random transitions) as one
     compiled program that runs ``updates_per_call`` x (sample a batch, ``agent.update``) in a lax.scan."""
@@ -245,13 +283,9 @@ class OurTD3Updates:
         import jax.numpy as jnp
 
         from metarl import buffers
-        from metarl.agents import make_agent
-        from metarl.envs import EnvSpec
 
         a_dim, o_dim = cfg.td3_act_dim, cfg.td3_obs_dim
-        spec = EnvSpec(name="synthetic/td3-update", obs_shape=(o_dim,), discrete=False, action_dim=a_dim,
-                       action_low=(-1.0,) * a_dim, action_high=(1.0,) * a_dim)
-        agent = make_agent("td3", spec)
+        _, agent = _td3_spec_agent(cfg)
         c = agent.config
         assert (tuple(c.actor_hidden), tuple(c.critic_hidden), c.batch_size, c.twin, c.policy_delay) == \
             ((400, 300), (400, 300), 100, True, 2)
@@ -370,16 +404,21 @@ def make_table(s: dict) -> str:
         f"| {_fmt(agg[str(n_max)])} | torch {_fmt(torch_agg)} | {_fmt(r_torch, 'x') if r_torch else 'n/a'} | >= 3x "
         f"| {_verdict(r_torch, 3.0)} |",
         "",
-        "| TD3 vmapped seeds | aggregate updates/s | per seed | vs 1 seed | compile (s) |",
-        "|---|---|---|---|---|",
+        "| TD3 vmapped seeds | aggregate updates/s | per seed | vs 1 seed | achieved GFLOP/s | compile (s) |",
+        "|---|---|---|---|---|---|",
     ]
+    gf = td3.get("flops_per_update")
+    gflops = (lambda rate: _fmt(rate * gf / 1e9)) if gf else (lambda rate: "n/a")
     for k in sorted(agg, key=int):
         lines.append(f"| {k} | {_fmt(agg[k])} | {_fmt(agg[k] / int(k))} | {_fmt(agg[k] / agg['1'], 'x')} | "
-                     f"{_fmt(td3['ours_compile_s'][k])} |")
+                     f"{gflops(agg[k])} | {_fmt(td3['ours_compile_s'][k])} |")
     if torch_agg:
         t = td3["torch"]
         lines.append(f"| torch eager, {cfg['torch_seeds']} seeds in sequence ({t['threads']} thread(s)) | "
-                     f"{_fmt(torch_agg)} | {_fmt(torch_agg / cfg['torch_seeds'])} | | |")
+                     f"{_fmt(torch_agg)} | {_fmt(torch_agg / cfg['torch_seeds'])} | | {gflops(torch_agg)} | |")
+    if gf:
+        lines.append(f"\nOne TD3 update (batch 100, 400-300, twin critics, actor every 2nd) = {gf / 1e6:,.0f} MFLOP "
+                     f"(XLA cost analysis); the same arithmetic is assumed for torch.")
     for name, why in s.get("skipped", {}).items():
         lines.append(f"\n{name} not measured: {why}")
     return "\n".join(lines) + "\n"
@@ -455,6 +494,8 @@ def main(argv=None):
         phase(f"our TD3: compile {n} seed(s)")
         td3_runs[n] = OurTD3Updates(cfg, n)
         bar.update(1)
+    phase("TD3 FLOP count")
+    flops_per_update = td3_flops_per_update(cfg)
     torch_peer = None
     if cfg.run_torch and "torch peer" not in skipped:
         try:
@@ -484,7 +525,7 @@ def main(argv=None):
     td3 = {"ours_aggregate_updates_per_s": {str(n): statistics.median(td3_runs[n].samples) for n in counts},
            "ours_samples": {str(n): td3_runs[n].samples for n in counts},
            "ours_compile_s": {str(n): td3_runs[n].compile_s for n in counts},
-           "torch": torch_res, "order": f"{cfg.rounds} interleaved rounds: ours {list(counts)} seeds, then torch"}
+           "flops_per_update": flops_per_update, "torch": torch_res, "order": f"{cfg.rounds} interleaved rounds: ours {list(counts)} seeds, then torch"}
 
     phase("write results")
     summary = {"config": dataclasses.asdict(cfg), "scale": scale, "sac": sac, "td3": td3, "skipped": skipped}
@@ -506,9 +547,13 @@ def main(argv=None):
              "peer_versions": {"brax": brax["versions"] if brax else None,
                                "torch": {k: torch_res[k] for k in ("torch", "numpy", "threads")} if torch_res else None}}
     write_result(os.path.join(a.out, "summary.json"), summary, config=cfg, wall_time_s=wall, **extra)
-    header = (f"# Throughput ({scale} scale)\n\nDevice: ours {summary['sac']['ours'] and __import__('jax').default_backend()}, "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; wall time {wall:.0f} s "
-              f"(peer venv setup {venv_s:.0f} s). Figures are steady-state rates, compilation apart.\n\n")
+    import jax
+
+    peer_dev = brax["device"]["backend"] if brax else "n/a"
+    header = (f"# Throughput ({scale} scale)\n\nOurs on jax {jax.__version__} ({jax.default_backend()}), Brax peer on "
+              f"jax {brax['versions']['jax'] if brax else 'n/a'} ({peer_dev}), torch peer on the CPU. Load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end; wall time {wall:.0f} s (peer venv "
+              f"setup {venv_s:.0f} s). Steady-state rates, compilation reported apart; medians over rounds.\n\n")
     write_text(os.path.join(a.out, "table.md"), header + table)
     bar.update(1)
     bar.close()

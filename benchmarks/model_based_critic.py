@@ -1,0 +1,92 @@
+"""`make bench-model-based-critic`: the model-based meta-critic's toy, reacher and 7-DoF results.
+
+    python -m benchmarks.model_based_critic --scale quick|paper
+
+Writes into results/model_based_critic/: the toy's basins and Figures 8/9, the reacher's Fig. 4-7,
+the 7-DoF arm's Tables 1-3 beside the paper's (markdown + CSV), the meta-training curves, the wall time
+of a meta-iteration, and bench.json/tables.md with config, versions, device and wall times.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+
+from experiments import model_based_critic_arm7 as arm7
+from experiments import model_based_critic_reacher as reacher
+from experiments import model_based_critic_toy as toy
+
+SCALES = toy.SCALES
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    p.add_argument("--out", default=toy.OUT_DIR)
+    p.add_argument("--parts", default="toy,reacher,arm7", help="comma-separated subset of toy,reacher,arm7")
+    a = p.parse_args(argv)
+    scale = toy.check_scale(a.scale)
+    parts = [s for s in a.parts.split(",") if s]
+    bad = [s for s in parts if s not in ("toy", "reacher", "arm7")]
+    if bad:
+        raise ValueError(f"unknown part(s) {bad}; valid: toy, reacher, arm7")
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
+    from tqdm import tqdm
+
+    total = 0
+    if "toy" in parts:
+        total += 6
+    if "reacher" in parts:
+        e = reacher.ReacherExperiment.at(scale)
+        total += e.iterations // e.chunk * e.chunk + e.ddpg_iterations // e.chunk * e.chunk + 2
+    if "arm7" in parts:
+        e = arm7.Arm7Experiment.at(scale)
+        total += e.iterations // e.chunk * e.chunk + e.ddpg_iterations // e.chunk * e.chunk + 2
+    t0 = time.time()
+    out, times = {}, {}
+    with tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
+        if "toy" in parts:
+            t = time.time()
+            out["toy"] = toy.run(scale, a.out, progress=bar)
+            times["toy"] = time.time() - t
+        if "reacher" in parts:
+            t = time.time()
+            out["reacher"] = reacher.run(scale, a.out, pbar=bar)
+            times["reacher"] = time.time() - t
+        if "arm7" in parts:
+            t = time.time()
+            out["arm7"] = arm7.run(scale, a.out, pbar=bar)
+            times["arm7"] = time.time() - t
+    wall = time.time() - t0
+    md = [f"# Model-based meta-critic benchmark ({scale})", "",
+          f"wall time {wall:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())}); "
+          f"device {jax.devices()[0]}", ""]
+    if "toy" in out:
+        md += ["## Toy (s0=-6, g=0): end point of each loop by initial theta", "",
+               toy.basins_markdown(out["toy"]), ""]
+    for name in ("reacher", "arm7"):
+        if name in out:
+            s = out[name]
+            md += [f"## {name}: meta-training", "",
+                   "| method | final error on training goals | wall time of a meta-iteration (s) |", "|---|---|---|",
+                   f"| L_critic (ours) | {s['final_train_error']['ours']:.4f} | {s['meta_iteration_wall_s']['ours']:.4f} |",
+                   f"| DDPG | {s['final_train_error']['ddpg']:.4f} | {s['meta_iteration_wall_s']['ddpg']:.4f} |", ""]
+    if "reacher" in out:
+        md += ["## reacher: meta-test (mean final error over the grid)", "", "| sweep | ours | DDPG |", "|---|---|---|"]
+        for k, v in out["reacher"]["meta_test_mean_error"].items():
+            md.append(f"| {k} | {v['ours']:.4f} | {v['ddpg']:.4f} |")
+        md.append("")
+    if "arm7" in out:
+        md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"])]
+    toy.write_atomic(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
+    toy.write_atomic(os.path.join(a.out, "bench.json"), json.dumps(
+        {"part_wall_s": times, **toy.metadata({"scale": scale, "parts": parts}, wall)}, indent=1))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
