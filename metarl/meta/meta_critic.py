@@ -51,6 +51,7 @@ from metarl.agents.base import Agent, AgentState, adam, apply_grads, merge_hp, s
 FORMS = ("feature", "feature_sa", "metareg")
 LOOKAHEADS = ("all", "features", "first_layer")
 META_LOSSES = ("clip", "plain")
+WEIGHT_DECAYS = ("decoupled", "l2")
 
 # Traced meta-hyperparameters (a list value in TrainConfig.hp makes them a vmapped sweep).
 MC_HP = dict(meta_lr=1e-3, meta_wd=1e-4, aux_scale=1.0, meta_clip=1.0, extra_updates=0.0)
@@ -62,13 +63,20 @@ class MetaCriticConfig:
     meta_loss: str = "clip"  # Eq. 9 "clip" (default) or Eq. 8 "plain": sets the default of hp meta_clip
     lookahead: str = "all"  # which actor parameters the virtual steps move: all | features | first_layer
     hidden: Sequence[int] = (100, 100)
+    # "decoupled" (default): w <- Adam(g) - lr * wd * w. "l2": wd * w added to the gradient before Adam
+    # (PyTorch Adam's weight_decay, the authors' code). With meta-gradients as small as the look-ahead
+    # makes them (~eta), Adam normalises the L2 term into full-size steps towards w = 0: f_w's weights
+    # collapse, h_w = softplus(0) = log 2 everywhere, grad_phi h_w = 0 and the meta-gradient is zero for
+    # ever -- the absorbing state of the authors' issue #1. The decoupled form does not do that.
+    weight_decay: str = "decoupled"
     zero_tol: float = 1e-12  # a meta-gradient norm below this counts as zero
     reset_after: int = 200  # consecutive zero meta-gradients before h_w is re-initialised (0: never)
     hp: dict = field(default_factory=dict)  # overrides of MC_HP defaults
 
     def validate(self):
         for name, value, valid in (("form", self.form, FORMS), ("lookahead", self.lookahead, LOOKAHEADS),
-                                   ("meta_loss", self.meta_loss, META_LOSSES)):
+                                   ("meta_loss", self.meta_loss, META_LOSSES),
+                                   ("weight_decay", self.weight_decay, WEIGHT_DECAYS)):
             if value not in valid:
                 raise ValueError(f"unknown meta-critic {name} {value!r}; valid: {', '.join(valid)}")
         bad = sorted(set(self.hp) - set(MC_HP))
@@ -226,9 +234,14 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
         g_h = jax.grad(h_value, argnums=1)(state.w, state.base.actor, d_trn)
         extra = jax.tree.map(lambda g: state.hp["aux_scale"] * g, g_h)
         base_state, m_actor = base.actor_step(state.base, d_trn, key, extra_grads=extra)
-        # The meta-critic step: Adam with L2 weight decay (PyTorch Adam's weight_decay).
-        g_w_total = jax.tree.map(lambda g, p: g + state.hp["meta_wd"] * p, g_w, state.w)
-        w, w_opt = apply_grads(state.w, set_lr(state.w_opt, state.hp["meta_lr"]), g_w_total)
+        # The meta-critic step: Adam with weight decay (decoupled by default, see MetaCriticConfig).
+        lr, wd = state.hp["meta_lr"], state.hp["meta_wd"]
+        if mc.weight_decay == "l2":
+            w, w_opt = apply_grads(state.w, set_lr(state.w_opt, lr),
+                                   jax.tree.map(lambda g, p: g + wd * p, g_w, state.w))
+        else:
+            w, w_opt = apply_grads(state.w, set_lr(state.w_opt, lr), g_w)
+            w = jax.tree.map(lambda new, old: new - lr * wd * old, w, state.w)
         gnorm = tree_norm(g_w)
         zero = gnorm <= mc.zero_tol
         zero_run = jnp.where(zero, state.zero_run + 1, 0)

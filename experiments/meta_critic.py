@@ -1,0 +1,237 @@
+"""Online Meta-Critic experiments (Zhou et al., NeurIPS 2020): Tables 1-3 and the tabular-MDP analysis.
+
+Two parts, both pure JAX programs:
+
+* ``tabular_*``: the Fig. 6 analysis. A 2-state, 2-action MDP; DDPG and DDPG-MC (the same compiled
+  program, ``aux_scale`` 0 or 1 as a vmapped axis next to the seeds) record L_critic, h_w and L_meta at
+  every update and the actor's parameters at every episode end; the figure shows the loss curves and
+  the 2-D PCA projection of the parameter trajectory over the exact average-reward surface.
+* ``run_algo``: {DDPG, TD3, SAC} x {vanilla, +updates, MC (Eq. 10, Eq. 11, MetaReg; Eq. 9 or Eq. 8),
+  +params} on a Brax task through ``metarl.train.Runner``. Variants that share parameter shapes (vanilla
+  = MC with aux_scale 0, '+updates', MC with Eq. 9 or Eq. 8) are one vmapped program with the seeds;
+  Eq. 11, MetaReg and '+params' change shapes and are programs of their own.
+
+``python -m experiments.meta_critic --algo td3 --env brax/hopper --steps 100000`` runs one algorithm;
+``python -m experiments.meta_critic --tabular`` the analysis.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metarl import buffers
+from metarl.agents import make_agent
+from metarl.envs import EnvSpec
+from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
+
+# ----------------------------------------------------------------------------------------------------
+# The tabular MDP (|S| = 2, |A| = 2), Fig. 6
+# ----------------------------------------------------------------------------------------------------
+# State 0: action 0 pays 0.3 and stays; action 1 pays nothing but moves to state 1 (p = 0.9).
+# State 1: action 1 pays 1.0 and stays (p = 0.9); action 0 pays nothing and falls back (p = 0.9).
+# The myopic choice in state 0 (action 0) is the wrong one: a learner must bootstrap through state 1.
+TAB_REWARD = np.array([[0.3, 0.0], [0.0, 1.0]], np.float32)  # [s, a]
+TAB_P_NEXT1 = np.array([[0.0, 0.9], [0.1, 0.9]], np.float32)  # P(s' = 1 | s, a)
+
+
+@dataclass(frozen=True)
+class TabularConfig:
+    seeds: int = 5
+    episodes: int = 100  # the paper's n = 100 episodes
+    horizon: int = 10  # steps per episode
+    warmup_episodes: int = 5  # uniformly random actions first
+    gamma: float = 0.9
+    hidden: Sequence[int] = (32, 32)
+    mc_hidden: Sequence[int] = (100, 100)
+    batch_size: int = 32
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    expl_noise: float = 0.1
+    weight_decay: str = "decoupled"  # "l2": the authors' coupled form (falls into the zero state)
+    seed: int = 0
+
+
+TAB_SPEC = EnvSpec(name="tabular-2x2", obs_shape=(2,), discrete=False, action_dim=1, max_episode_steps=10)
+
+
+def tab_policy_probs(actor_net, params):
+    """P(a = 1 | s) for s = 0, 1 under the deterministic actor: the action a in [-1, 1] is the mixture
+    weight (a + 1) / 2 of discrete action 1."""
+    a = actor_net.apply(params, jnp.eye(2))[:, 0]
+    return (jnp.clip(a, -1.0, 1.0) + 1.0) / 2.0
+
+
+def tab_expected_return(p1, horizon: int):
+    """Exact expected undiscounted episode return from a uniform start, given P(a = 1 | s)."""
+    R, P = jnp.asarray(TAB_REWARD), jnp.asarray(TAB_P_NEXT1)
+    r = (1 - p1) * R[:, 0] + p1 * R[:, 1]
+    to1 = (1 - p1) * P[:, 0] + p1 * P[:, 1]
+    T = jnp.stack([1 - to1, to1], axis=1)  # [s, s']
+    d = jnp.array([0.5, 0.5])
+    ret = 0.0
+    for _ in range(horizon):
+        ret = ret + d @ r
+        d = d @ T
+    return ret
+
+
+def make_tabular(cfg: TabularConfig):
+    """(agent, fns, run(key, aux_scale) -> trace dict) for one seed and one variant."""
+    base = make_agent("ddpg", TAB_SPEC, actor_hidden=tuple(cfg.hidden), critic_hidden=tuple(cfg.hidden),
+                      batch_size=cfg.batch_size)
+    agent, fns = make_meta_critic(base, MetaCriticConfig(hidden=tuple(cfg.mc_hidden), weight_decay=cfg.weight_decay))
+    steps = cfg.episodes * cfg.horizon
+    warm = cfg.warmup_episodes * cfg.horizon
+    R, P = jnp.asarray(TAB_REWARD), jnp.asarray(TAB_P_NEXT1)
+
+    def env_step(s, a_cont, t, key):
+        k1, k2 = jax.random.split(key)
+        d = jax.random.bernoulli(k1, (jnp.clip(a_cont[0], -1, 1) + 1) / 2).astype(jnp.int32)
+        s2 = jax.random.bernoulli(k2, P[s, d]).astype(jnp.int32)
+        truncated = (t + 1) % cfg.horizon == 0
+        return s2, R[s, d], truncated
+
+    def run(key, aux_scale):
+        k_init, k_s0, k_loop = jax.random.split(key, 3)
+        hp = dict(gamma=cfg.gamma, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, expl_noise=cfg.expl_noise,
+                  aux_scale=aux_scale)
+        state = agent.init(k_init, hp)
+        ex = dict(obs=jnp.zeros(2), action=jnp.zeros(1), reward=jnp.zeros(()), next_obs=jnp.zeros(2),
+                  terminated=jnp.zeros((), bool), done=jnp.zeros((), bool))
+        buf = buffers.init(ex, warm + steps)
+        s = jax.random.bernoulli(k_s0).astype(jnp.int32)
+
+        def step(carry, inp):
+            state, buf, s = carry
+            t, k = inp
+            k_act, k_env, k_reset, k_b, k_u = jax.random.split(k, 5)
+            obs = jax.nn.one_hot(s, 2)
+            a = jnp.where(t < warm, jax.random.uniform(k_act, (1,), minval=-1.0, maxval=1.0),
+                          agent.act(state, obs, k_act, True))
+            s2, r, trunc = env_step(s, a, t, k_env)
+            buf = buffers.add(buf, dict(obs=obs, action=a, reward=r, next_obs=jax.nn.one_hot(s2, 2),
+                                        terminated=jnp.zeros((), bool), done=trunc))
+
+            def learn(st):
+                batch = buffers.sample(buf, k_b, 3 * cfg.batch_size)
+                return agent.update(st, batch, k_u)
+
+            skip_m = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(learn, state)[1])
+            state, m = jax.lax.cond(t >= warm, learn, lambda st: (st, skip_m), state)
+            s_next = jnp.where(trunc, jax.random.bernoulli(k_reset).astype(jnp.int32), s2)
+            out = dict(L_critic=m["L_critic"], h_w=m["h_w"], L_meta=m["L_meta"], meta_grad_norm=m["meta_grad_norm"],
+                       meta_grad_zero=m["meta_grad_zero"], actor=state.base.actor)
+            return (state, buf, s_next), out
+
+        ts = jnp.arange(warm + steps)
+        (state, _, _), tr = jax.lax.scan(step, (state, buf, s), (ts, jax.random.split(k_loop, warm + steps)))
+        # drop the warm-up; keep the actor at every episode end (n + 1 snapshots incl. the start)
+        tr = jax.tree.map(lambda x: x[warm:], tr)
+        ends = jnp.arange(-1, steps, cfg.horizon)[1:]
+        actor0 = jax.tree.map(lambda x: x[0], tr["actor"])
+        snaps = jax.tree.map(lambda a0, x: jnp.concatenate([a0[None], x[ends]], 0), actor0, tr["actor"])
+        tr["actor"] = snaps
+        tr["return"] = jax.vmap(lambda p: tab_expected_return(tab_policy_probs(base.actor_net, p), cfg.horizon))(snaps)
+        tr["zero_total"] = state.zero_total
+        return tr
+
+    return base, agent, fns, run
+
+
+def run_tabular(cfg: TabularConfig = TabularConfig()):
+    """Traces [variant (0: DDPG, 1: DDPG-MC), seed, ...] from one vmapped program."""
+    base, _, _, run = make_tabular(cfg)
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
+    aux = jnp.array([0.0, 1.0])
+    f = jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, None)), in_axes=(None, 0)))
+    return base, jax.device_get(f(keys, aux))
+
+
+def _flat_params(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)], axis=-1)
+
+
+def tabular_pca(base, actor_snaps, horizon: int, grid: int = 25):
+    """The paper's 2-D slice: PCA of [phi_0 - phi_n, ..., phi_{n-1} - phi_n], the path projected on the
+    two leading directions, and the exact expected return on a grid of that plane."""
+    leaves, treedef = jax.tree.flatten(actor_snaps)
+    flat = np.concatenate([np.reshape(x, (x.shape[0], -1)) for x in leaves], axis=1)  # [n+1, D]
+    final = flat[-1]
+    M = flat[:-1] - final
+    _, sv, vt = np.linalg.svd(M, full_matrices=False)
+    dirs = vt[:2]
+    path = (flat - final) @ dirs.T  # [n+1, 2]
+    span = np.abs(path).max() * 1.3 + 1e-6
+    xs = np.linspace(-span, span, grid)
+    pts = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
+    shapes = [x.shape[1:] for x in leaves]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def unflat(v):
+        out, i = [], 0
+        for s, n in zip(shapes, sizes):
+            out.append(jnp.reshape(v[i:i + n], s))
+            i += n
+        return jax.tree.unflatten(treedef, out)
+
+    def ret_at(c):
+        return tab_expected_return(tab_policy_probs(base.actor_net, unflat(final + c @ dirs)), horizon)
+
+    surface = np.asarray(jax.jit(jax.vmap(ret_at))(jnp.asarray(pts, jnp.float32))).reshape(grid, grid)
+    explained = (sv[:2] ** 2) / max(np.sum(sv ** 2), 1e-12)
+    return dict(path=path, xs=xs, surface=surface, explained=explained)
+
+
+def tabular_figures(base, traces, cfg: TabularConfig, out_dir: str):
+    from metarl.plots import _plt, curves, save_fig
+
+    plt = _plt()
+    os.makedirs(out_dir, exist_ok=True)
+    x = np.arange(traces["L_critic"].shape[-1])
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    curves(axes[0], x, {"DDPG": traces["L_critic"][0], "DDPG-MC": traces["L_critic"][1]}, "L_critic (actor)")
+    curves(axes[1], x, {"DDPG-MC h_w": traces["h_w"][1]}, "h_w")
+    curves(axes[2], x, {"DDPG-MC L_meta_clip": traces["L_meta"][1]}, "L_meta_clip")
+    axes[2].axhline(0.0, color="k", lw=0.5)
+    for ax in axes:
+        ax.set_xlabel("update step")
+    fig.suptitle(f"tabular MDP |S|=2 |A|=2, {cfg.seeds} seeds")
+    p1 = os.path.join(out_dir, "tabular_losses.png")
+    save_fig(fig, p1)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for v, (ax, name) in enumerate(zip(axes, ("DDPG", "DDPG-MC"))):
+        snaps = jax.tree.map(lambda a: a[v, 0], traces["actor"])
+        pca = tabular_pca(base, snaps, cfg.horizon)
+        cs = ax.contourf(pca["xs"], pca["xs"], pca["surface"], levels=20, cmap="viridis")
+        fig.colorbar(cs, ax=ax, label="expected episode return")
+        ax.plot(pca["path"][:, 0], pca["path"][:, 1], ".", color="hotpink", ms=4)
+        ax.plot(pca["path"][-1, 0], pca["path"][-1, 1], "*", color="red", ms=14)
+        ax.set_title(f"{name} (seed 0; PCs explain {100 * pca['explained'].sum():.0f}%)")
+    p2 = os.path.join(out_dir, "tabular_pca.png")
+    save_fig(fig, p2)
+    plt.close(fig)
+    return [p1, p2]
+
+
+def tabular_summary(traces, early: int = 200):
+    """The numbers behind the Fig. 6 claims, per variant, over seeds."""
+    lc, lm, ret = traces["L_critic"], traces["L_meta"], traces["return"]
+    T = lc.shape[-1]
+    checkpoints = [T // 4, T // 2, T - 1]
+    return dict(
+        L_meta_early_mean=float(lm[1, :, :early].mean()),
+        L_meta_late_mean=float(lm[1, :, -early:].mean()),
+        L_critic_at={int(t): [float(lc[0, :, t].mean()), float(lc[1, :, t].mean())] for t in checkpoints},
+        L_critic_mean_over_training=[float(lc[0].mean()), float(lc[1].mean())],
+        final_expected_return=[float(ret[0, :, -1].mean()), float(ret[1, :, -1].mean())],
+        zero_meta_grad_steps=int(np.sum(traces["zero_total"][1])),
+    )
