@@ -1,0 +1,221 @@
+"""MetaGenRL experiments: meta-train an objective with a population of TD3 agents, then meta-test it.
+
+    python -m experiments.metagenrl meta-train --scale quick --train Pendulum,Reacher --out results/metagenrl/obj
+    python -m experiments.metagenrl meta-test  --scale quick --objective results/metagenrl/obj/final --test Pendulum
+
+Scales:
+  paper  the paper's budget (Tables 3-4): 20 agents split over the training environments, 1M steps per
+         agent, 10k random steps, annealing over 10k steps, 350-350 LayerNorm networks, 100 windows of
+         20 steps per batch; meta-test 6 seeds of 1M steps. Environments: brax halfcheetah ("Cheetah"),
+         brax hopper ("Hopper") and brax inverted_double_pendulum as the stand-in for
+         LunarLanderContinuous ("Lunar"), which has no JAX version.
+  quick  minutes on a 2-core CPU: cheap gymnax tasks only (Pendulum-v1, Reacher-misc with 2-D actions,
+         MountainCarContinuous-v0), 64-64 networks, 16 windows per batch, a few thousand steps.
+         Brax locomotion compiles for over a minute per program and steps at ~1-2k steps/s on this CPU,
+         too slow for the quick budget. Quick numbers are NOT comparable with the paper's.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metarl.meta import metagenrl as mg
+
+SCALES = ("quick", "paper")
+
+ENVS = {
+    "paper": {"Cheetah": "brax/halfcheetah", "Hopper": "brax/hopper", "Lunar": "brax/inverted_double_pendulum"},
+    "quick": {"Pendulum": "gymnax/Pendulum-v1", "Reacher": "gymnax/Reacher-misc",
+              "MountainCar": "gymnax/MountainCarContinuous-v0"},
+}
+# Table 2's rows: the training environments of each objective.
+TRAIN_SETS = {
+    "paper": [("Cheetah", "Hopper"), ("Cheetah", "Lunar"), ("Hopper", "Lunar"), ("Hopper",), ("Lunar",)],
+    "quick": [("Pendulum", "Reacher"), ("Pendulum",)],
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    train: mg.MetaGenRLConfig  # meta-training population (agents_per_env set per training set)
+    test: mg.MetaGenRLConfig  # meta-test agents
+    total_agents: int  # population size, split evenly over the training environments
+    test_seeds: int
+    stages: int  # objectives saved at this many evenly spaced points of meta-training (Fig. 4)
+    envs: dict = field(default_factory=dict)
+    train_sets: tuple = ()
+
+
+def get_scale(scale: str) -> Scale:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(SCALES)}")
+    if scale == "paper":
+        train = mg.MetaGenRLConfig()  # Tables 3-4
+        test = dataclasses.replace(train, anneal_steps=0)
+        return Scale("paper", train, test, total_agents=20, test_seeds=6, stages=4, envs=ENVS["paper"],
+                     train_sets=tuple(TRAIN_SETS["paper"]))
+    small = mg.MetaGenRLConfig(total_steps=8_000, learning_starts=1_000, anneal_steps=1_000, eval_every=1_000,
+                               eval_episodes=3, buffer_size=8_000, batch_windows=16, hidden=(64, 64),
+                               max_episode_steps=200)
+    return Scale("quick", small, dataclasses.replace(small, anneal_steps=0), total_agents=4, test_seeds=3,
+                 stages=2, envs=ENVS["quick"], train_sets=tuple(TRAIN_SETS["quick"]))
+
+
+def _progress(total, desc, enabled=True):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
+def _np(tree):
+    return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objective: mg.ObjectiveConfig | None = None,
+               inner_steps: int | None = None, progress: bool = True, config: mg.MetaGenRLConfig | None = None):
+    """Meta-train one objective on the named training environments; saves it (orbax) at ``scale.stages``
+    evenly spaced points under ``out_dir/stage_<i>`` and the last one also as ``out_dir/final``.
+    Returns a dict: per-environment metrics [evals, agents], meta_grad_norm [evals], wall times, paths."""
+    cfg = config or scale.train
+    names = [scale.envs[n] for n in train]
+    cfg = dataclasses.replace(cfg, envs=tuple(names), agents_per_env=max(scale.total_agents // len(names), 1),
+                              objective=objective or cfg.objective, inner_steps=inner_steps or cfg.inner_steps)
+    groups = mg.make_groups(cfg)
+    init, segment, _ = mg.make_population(cfg, groups, meta_train=True)
+    t0 = time.perf_counter()
+    state = jax.jit(init)(jax.random.PRNGKey(seed))
+    seg = jax.jit(segment)
+    n = cfg.num_evals
+    save_at = sorted({max(1, round(n * (i + 1) / scale.stages)) for i in range(scale.stages)})
+    history, paths = [], {}
+    bar = _progress(n, f"meta-train {'&'.join(train)}", progress)
+    for i in range(1, n + 1):
+        state, m = seg(state)
+        m = _np(m)
+        history.append(m)
+        bar.update(1)
+        bar.set_postfix({k[-12:]: f"{np.mean(v['eval_return']):.0f}" for k, v in m.items() if isinstance(v, dict)})
+        if i in save_at:
+            p = os.path.join(out_dir, f"stage_{save_at.index(i) + 1}")
+            mg.save_objective(p, state.alpha, cfg.objective,
+                              {"train": list(train), "env_steps_per_agent": cfg.learning_starts + i * cfg.eval_every,
+                               "inner_steps": cfg.inner_steps, "seed": seed})
+            paths[f"stage_{save_at.index(i) + 1}"] = p
+    bar.close()
+    final = os.path.join(out_dir, "final")
+    mg.save_objective(final, state.alpha, cfg.objective, {"train": list(train), "inner_steps": cfg.inner_steps,
+                                                          "seed": seed})
+    paths["final"] = final
+    metrics = {g.name: {k: np.stack([h[g.name][k] for h in history]) for k in history[0][g.name]} for g in groups}
+    return dict(metrics=metrics, meta_grad_norm=np.stack([h["meta_grad_norm"] for h in history]),
+                wall_s=time.perf_counter() - t0, paths=paths, config=dataclasses.asdict(cfg))
+
+
+def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, baselines: bool = True,
+              progress: bool = True, seeds: int | None = None, config: mg.MetaGenRLConfig | None = None):
+    """Train fresh agents on each test environment: ``seeds`` agents per objective (frozen, loaded
+    with orbax; all must share one ObjectiveConfig) plus, if ``baselines``, TD3 and off-policy
+    REINFORCE+GAE, all variants of one environment vmapped in one program.
+
+    ``objectives``: {label: path}. Returns {env_label: {variant_label: {eval_return [seeds, evals], ...}}}.
+    """
+    cfg = config or scale.test
+    seeds = seeds or scale.test_seeds
+    loaded = {k: mg.load_objective(p) for k, p in objectives.items()}
+    ocfgs = {c for _, c, _ in loaded.values()}
+    if len(ocfgs) > 1:
+        raise ValueError("meta_test: all objectives of one run must share an ObjectiveConfig; run ablations separately")
+    ocfg = ocfgs.pop() if ocfgs else cfg.objective
+    cfg = dataclasses.replace(cfg, objective=ocfg, envs=tuple(scale.envs[n] for n in test))
+    variants = [(k, loaded[k][0], mg.VARIANTS["learned"]) for k in objectives]
+    if baselines:
+        dummy = next(iter(loaded.values()))[0] if loaded else mg.init_objective(jax.random.PRNGKey(0), ocfg)
+        variants += [("TD3", dummy, mg.VARIANTS["td3"]), ("off-policy REINFORCE", dummy, mg.VARIANTS["reinforce"])]
+    n = len(variants) * seeds
+    alphas = jax.tree.map(lambda *a: jnp.stack([x for x in a for _ in range(seeds)]), *[v[1] for v in variants])
+    mixes = jnp.asarray([v[2] for v in variants for _ in range(seeds)], jnp.float32)
+    groups = mg.make_groups(cfg, n=n)
+    init, segment, _ = mg.make_population(cfg, groups, meta_train=False)
+    t0 = time.perf_counter()
+    # Every variant on an environment uses the same seeds (agent/env keys): paired comparisons.
+    state = jax.jit(lambda k: init(k, variants=[(alphas, mixes)] * len(groups)))(jax.random.PRNGKey(seed))
+    state = state.replace(groups=tuple(_same_seeds(r, len(variants), seeds) for r in state.groups))
+    seg = jax.jit(segment)
+    history = []
+    bar = _progress(cfg.num_evals, f"meta-test on {'&'.join(test)}", progress)
+    for _ in range(cfg.num_evals):
+        state, m = seg(state)
+        history.append(_np(m))
+        bar.update(1)
+    bar.close()
+    out = {}
+    for label, g in zip(test, groups):
+        per = {k: np.stack([h[g.name][k] for h in history], axis=1) for k in ("eval_return", "train_return", "env_steps")}
+        out[label] = {v[0]: {k: x[i * seeds:(i + 1) * seeds] for k, x in per.items()} for i, v in enumerate(variants)}
+    return dict(results=out, wall_s=time.perf_counter() - t0, config=dataclasses.asdict(cfg),
+                variants=[v[0] for v in variants], seeds=seeds)
+
+
+def _same_seeds(run, n_variants, seeds):
+    """Give variant v's seed s the initial agent, environment, buffer and key of variant 0's seed s."""
+    idx = jnp.asarray([s for _ in range(n_variants) for s in range(seeds)])
+    keep = {"alpha": run.alpha, "mix": run.mix}
+    run = jax.tree.map(lambda x: x[idx], run)
+    return run.replace(**keep)
+
+
+def _objective_config(args) -> mg.ObjectiveConfig:
+    return mg.ObjectiveConfig(use_t=not args.no_t, use_v=not args.no_v, use_v_next=not args.no_v_next)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", help="meta-train or meta-test")
+    p.add_argument("--scale", default="quick")
+    p.add_argument("--train", default=None, help="comma-separated training env labels (meta-train)")
+    p.add_argument("--test", default=None, help="comma-separated test env labels (meta-test); default: all")
+    p.add_argument("--objective", action="append", default=[], help="LABEL=PATH or PATH of a saved objective")
+    p.add_argument("--out", default="results/metagenrl/run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--no-t", action="store_true")
+    p.add_argument("--no-v", action="store_true")
+    p.add_argument("--no-v-next", action="store_true")
+    p.add_argument("--no-baselines", action="store_true")
+    args = p.parse_args(argv)
+    scale = get_scale(args.scale)
+    if args.mode not in ("meta-train", "meta-test"):
+        raise ValueError(f"unknown mode {args.mode!r}; valid choices: meta-train, meta-test")
+    os.makedirs(args.out, exist_ok=True)
+    from metarl.train import device_info, package_versions, write_json
+
+    info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())
+    if args.mode == "meta-train":
+        train = tuple(args.train.split(",")) if args.train else scale.train_sets[0]
+        r = meta_train(scale, train, os.path.abspath(args.out), args.seed, _objective_config(args), args.inner_steps)
+        write_json(os.path.join(args.out, "meta_train.json"), {**info, **r})
+        print(json.dumps({k: float(np.mean(v["eval_return"][-1])) for k, v in r["metrics"].items()}))
+    else:
+        objs = {}
+        for o in args.objective:
+            label, _, path = o.rpartition("=")
+            objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
+        test = tuple(args.test.split(",")) if args.test else tuple(scale.envs)
+        r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines)
+        write_json(os.path.join(args.out, "meta_test.json"), {**info, **r})
+        for env, per in r["results"].items():
+            for v, x in per.items():
+                print(f"{env:12s} {v:28s} final eval return {np.mean(x['eval_return'][:, -1]):9.1f}")
+
+
+if __name__ == "__main__":
+    main()
