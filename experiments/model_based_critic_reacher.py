@@ -30,6 +30,7 @@ class ReacherExperiment:
     chunk: int = 50
     horizon: int = 50
     inner_lr: float = 1e-3
+    inner_steps: int = 3
     critic_lr: float = 1e-3
     n_policy_inits: int = 2
     ddpg_iterations: int = 400
@@ -52,7 +53,8 @@ class ReacherExperiment:
 
 
 def configs(exp):
-    ours = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, critic_lr=exp.critic_lr,
+    ours = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,
+                             critic_lr=exp.critic_lr,
                          n_policy_inits=exp.n_policy_inits, iterations=exp.iterations)
     ddpg = mbc.DDPGConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
     return ours, ddpg

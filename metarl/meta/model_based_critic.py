@@ -205,15 +205,20 @@ def toy_stationary_points(cfg: ToyConfig) -> dict:
 
 
 class GoalCritic(nn.Module):
-    """L_critic(s, a, g): MLP (400, 400) with ELU; linear or softplus output."""
+    """L_critic(s, a, g): MLP (400, 400) with ELU; linear or softplus output. ``zero_out`` starts the
+    output layer at zero, so the first inner steps leave the policy where it is (the critic then grows
+    from a flat landscape instead of first undoing a random one)."""
 
     hidden: tuple = (400, 400)
     output: str = "linear"
+    zero_out: bool = False
 
     @nn.compact
     def __call__(self, s, a, g):
         x = jnp.concatenate([s, a, g], -1)
-        y = MLP(tuple(self.hidden) + (1,), activation=nn.elu)(x)[..., 0]
+        h = MLP(tuple(self.hidden), activation=nn.elu, activate_final=True)(x)
+        init = nn.initializers.zeros if self.zero_out else nn.initializers.lecun_normal()
+        y = nn.Dense(1, kernel_init=init, name="out")(h)[..., 0]
         return nn.softplus(y) if self.output == "softplus" else y
 
 
@@ -258,6 +263,7 @@ class MBCConfig:
     inner_clip: float = 0.0         # optional clip of the inner policy gradient (0: none)
     critic_hidden: tuple = (400, 400)
     critic_output: str = "linear"
+    critic_zero_out: bool = False
     policy_hidden: tuple = (64, 64)
     n_policy_inits: int = 2         # fresh policies per goal and meta-iteration
     iterations: int = 300
@@ -265,7 +271,7 @@ class MBCConfig:
 
 
 def make_nets(cfg: MBCConfig, task: Task):
-    critic = GoalCritic(tuple(cfg.critic_hidden), cfg.critic_output)
+    critic = GoalCritic(tuple(cfg.critic_hidden), cfg.critic_output, cfg.critic_zero_out)
     policy = GoalPolicy(task.action_dim, tuple(cfg.policy_hidden))
     return critic, policy
 
@@ -427,11 +433,11 @@ class DDPGConfig:
     q_lr: float = 1e-3
     pi_lr: float = 1e-3
     tau: float = 0.01
-    batch: int = 256
+    batch: int = 128
     buffer_episodes: int = 256
     explore_episodes: int = 2       # noisy episodes per training goal and iteration
     explore_std: float = 0.3
-    q_updates: int = 10             # per iteration
+    q_updates: int = 5              # per iteration
     pi_updates: int = 2             # per iteration
     critic_hidden: tuple = (400, 400)
     policy_hidden: tuple = (64, 64)

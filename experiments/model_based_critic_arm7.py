@@ -1,0 +1,239 @@
+"""7-DoF arm (a KUKA-iiwa-like MJCF chain) through differentiable Brax: meta-train the critic on 4 goals
+(Algorithm 2), the DDPG-style supervised-Q baseline beside it, then Tables 1-3 of the paper: a fresh
+policy learned from scratch with the frozen critic (Algorithm 3) on new goals N(goal, std^2) around two
+training goals (Table 1), with end-effector masses 0..9 (Table 2) and end-effector link lengths
+0.2..2.0 (Table 3). Error: mean squared error between the last joint angles and the goal, mean(std)
+over new goals x seeds x policy initialisations. All meta-test settings are one compiled program.
+
+    python -m experiments.model_based_critic_arm7 --scale quick
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, save_fig, write_atomic
+from metarl.meta import arm_models
+from metarl.meta import model_based_critic as mbc
+
+# The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
+PAPER_TABLES_CSV = """\
+# Model Based Meta Learning of Critics for Policy Gradients: 7-DoF Kuka generalization. Mean squared error between last state and goal, mean(std) over 10 new goals x 5 seeds x 5 policy inits.
+table,setting,value,ours_mean,ours_std,ddpg_mean,ddpg_std,metacritic_mean,metacritic_std
+1_new_goals,std,0.1,0.02,0.02,3.425,2.136,4.149,1.781
+1_new_goals,std,0.2,0.04,0.03,3.943,2.415,3.817,1.763
+1_new_goals,std,0.3,0.05,0.04,5.638,1.621,4.962,2.298
+1_new_goals,std,0.4,0.07,0.05,4.426,2.841,4.413,1.746
+1_new_goals,std,0.5,0.41,0.58,4.001,1.735,5.611,2.059
+1_new_goals,std,0.6,1.65,2.63,3.9,1.664,5.544,2.5
+1_new_goals,std,0.7,2.05,3.78,4.312,2.268,4.622,2.254
+1_new_goals,std,0.8,1.01,1.92,4.293,1.609,4.77,1.585
+1_new_goals,std,0.9,0.27,0.2,4.095,2.85,4.754,2.804
+1_new_goals,std,1.0,0.95,0.8,5.031,3.801,7.771,3.304
+2_ee_mass,mass,0,0.066,0.058,3.688,1.817,1.495,0.105
+2_ee_mass,mass,1,0.061,0.054,4.276,1.295,2.696,0.865
+2_ee_mass,mass,2,0.06,0.053,5.132,0.595,3.31,1.198
+2_ee_mass,mass,3,0.06,0.053,3.494,2.585,2.879,0.621
+2_ee_mass,mass,4,0.06,0.053,2.141,1.489,3.274,0.409
+2_ee_mass,mass,5,0.06,0.053,1.882,0.841,4.267,1.215
+2_ee_mass,mass,6,0.06,0.053,4.503,3.101,4.312,0.375
+2_ee_mass,mass,7,0.06,0.054,3.919,2.408,3.205,1.314
+2_ee_mass,mass,8,0.061,0.054,3.96,2.321,2.674,0.912
+2_ee_mass,mass,9,0.061,0.054,2.327,2.229,2.238,0.704
+3_ee_length,length,0.2,0.009,0.0,3.717,1.274,3.92,0.661
+3_ee_length,length,0.4,0.009,0.0,5.295,1.045,3.003,0.461
+3_ee_length,length,0.6,0.009,0.0,4.341,2.925,3.736,1.101
+3_ee_length,length,0.8,0.009,0.0,5.197,1.629,3.047,0.409
+3_ee_length,length,1.0,0.021,0.0,1.644,0.69,3.685,0.95
+3_ee_length,length,1.2,0.021,0.0,1.926,1.264,3.147,1.079
+3_ee_length,length,1.4,0.021,0.0,3.39,1.781,3.673,1.961
+3_ee_length,length,1.6,0.021,0.0,1.616,0.876,5.166,0.627
+3_ee_length,length,1.8,0.021,0.0,3.628,0.577,1.737,0.032
+3_ee_length,length,2.0,0.021,0.0,2.918,1.118,1.944,0.561
+"""
+TABLES = (("1_new_goals", "std", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)),
+          ("2_ee_mass", "mass", (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)),
+          ("3_ee_length", "length", (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm7Experiment:
+    seeds: int = 2
+    iterations: int = 300
+    chunk: int = 50
+    horizon: int = 40
+    inner_lr: float = 1e-3
+    inner_steps: int = 3
+    critic_lr: float = 1e-3
+    n_policy_inits: int = 2
+    ddpg_iterations: int = 300
+    ddpg_test_steps: int = 20
+    test_inits: int = 2
+    new_goals: int = 10          # per table column
+    dyn_goal_std: float = 0.1    # Tables 2-3: new goals at this std around the training goals
+    train_goal_seed: int = 3
+
+    @staticmethod
+    def at(scale: str) -> "Arm7Experiment":
+        check_scale(scale)
+        if scale == "quick":
+            return Arm7Experiment()
+        return Arm7Experiment(seeds=5, iterations=3000, chunk=100, horizon=50, ddpg_iterations=3000,
+                              ddpg_test_steps=200, test_inits=5)
+
+
+def train_goals(exp) -> np.ndarray:
+    return np.asarray(jax.random.uniform(jax.random.PRNGKey(exp.train_goal_seed), (4, 7), minval=-0.8, maxval=0.8))
+
+
+def meta_test_pairs(exp, base: arm_models.ArmParams):
+    tg = train_goals(exp)
+    rng = np.random.default_rng(7)
+    eps = rng.standard_normal((exp.new_goals, 7)).astype(np.float32)
+    around = np.array([tg[i % 2] for i in range(exp.new_goals)], np.float32)   # two of the four training goals
+    goals, masses, lengths, tags = [], [], [], []
+    for table, name, values in TABLES:
+        for v in values:
+            for k in range(exp.new_goals):
+                m, l = np.asarray(base.masses).copy(), np.asarray(base.lengths).copy()
+                if name == "std":
+                    g = around[k] + v * eps[k]
+                else:
+                    g = around[k] + exp.dyn_goal_std * eps[k]
+                    if name == "mass":
+                        m[-1] = v
+                    else:
+                        l[-1] = v
+                goals.append(g); masses.append(m); lengths.append(l); tags.append((table, v))
+    dyn = arm_models.ArmParams(jnp.asarray(np.stack(masses), jnp.float32), jnp.asarray(np.stack(lengths), jnp.float32))
+    return jnp.asarray(np.stack(goals), jnp.float32), dyn, tags
+
+
+def read_paper():
+    out = {}
+    rows = [r for r in PAPER_TABLES_CSV.splitlines() if r and not r.startswith("#")]
+    for r in csv.DictReader(rows):
+        out[(r["table"], float(r["value"]))] = r
+    return out
+
+
+def tables(tags, err_ours, err_ddpg):
+    """Rows (table, setting, value, ours mean/std, ddpg mean/std, paper's), stats over goals x seeds x inits."""
+    paper = read_paper()
+    rows = []
+    for table, name, values in TABLES:
+        for v in values:
+            sel = [i for i, t in enumerate(tags) if t == (table, v)]
+            o, d = err_ours[sel].ravel(), err_ddpg[sel].ravel()
+            p = paper.get((table, float(v)), {})
+            rows.append({"table": table, "setting": name, "value": v,
+                         "ours_mean": float(o.mean()), "ours_std": float(o.std()),
+                         "ddpg_mean": float(d.mean()), "ddpg_std": float(d.std()),
+                         "paper_ours_mean": p.get("ours_mean"), "paper_ours_std": p.get("ours_std"),
+                         "paper_ddpg_mean": p.get("ddpg_mean"), "paper_ddpg_std": p.get("ddpg_std"),
+                         "paper_metacritic_mean": p.get("metacritic_mean"), "paper_metacritic_std": p.get("metacritic_std")})
+    return rows
+
+
+def markdown(rows) -> str:
+    titles = {"1_new_goals": "Table 1: new goals N(0, std) around two training goals",
+              "2_ee_mass": "Table 2: end-effector mass (training 3.12)",
+              "3_ee_length": "Table 3: end-effector link length (training 0.126)"}
+    out = []
+    for table, name, values in TABLES:
+        rs = [r for r in rows if r["table"] == table]
+        out.append(f"**{titles[table]}** (mean squared final joint error, mean(std))\n")
+        out.append("| method | " + " | ".join(f"{name}={v:g}" for v in values) + " |")
+        out.append("|---|" + "---|" * len(values))
+        fmt = lambda m, s: "-" if m is None else f"{float(m):.3g}({float(s):.2g})"
+        out.append("| L_critic (ours, this run) | " + " | ".join(fmt(r["ours_mean"], r["ours_std"]) for r in rs) + " |")
+        out.append("| DDPG (this run) | " + " | ".join(fmt(r["ddpg_mean"], r["ddpg_std"]) for r in rs) + " |")
+        out.append("| L_critic (paper) | " + " | ".join(fmt(r["paper_ours_mean"], r["paper_ours_std"]) for r in rs) + " |")
+        out.append("| DDPG (paper) | " + " | ".join(fmt(r["paper_ddpg_mean"], r["paper_ddpg_std"]) for r in rs) + " |")
+        out.append("| Meta Critic (paper) | " + " | ".join(fmt(r["paper_metacritic_mean"], r["paper_metacritic_std"])
+                                                        for r in rs) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
+    exp = Arm7Experiment.at(scale)
+    task, base = arm_models.make_task(arm_models.ARM7)
+    ours_cfg = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,
+                             critic_lr=exp.critic_lr,
+                             n_policy_inits=exp.n_policy_inits, iterations=exp.iterations)
+    ddpg_cfg = mbc.DDPGConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
+    goals = jnp.asarray(train_goals(exp), jnp.float32)
+    t0 = time.time()
+    states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals,
+                                                        jax.random.split(jax.random.PRNGKey(0), exp.seeds), exp.chunk, pbar)
+    dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals,
+                                                 jax.random.split(jax.random.PRNGKey(1), exp.seeds),
+                                                 exp.ddpg_iterations, exp.chunk, pbar)
+    test_goals, test_dyn, tags = meta_test_pairs(exp, base)
+    err_ours = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.learn_policy(ours_cfg, task, p, k, g, d),
+                                               states.phi, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
+    if pbar is not None:
+        pbar.update(1)
+    err_ddpg = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.ddpg_learn_policy(ddpg_cfg, task, p, k, g, d),
+                                               dstates.q, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
+    if pbar is not None:
+        pbar.update(1)
+    wall = time.time() - t0
+    rows = tables(tags, err_ours, err_ddpg)
+    summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),
+                                     "ddpg": float(dcurve[:, -exp.chunk:].mean())},
+               "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter},
+               "ours_compile_plus_first_chunk_s": t_compile, "rows": rows,
+               **metadata(dataclasses.asdict(exp), wall)}
+    write_atomic(os.path.join(out_dir, "arm7_summary.json"), json.dumps(summary, indent=1))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
+    write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
+    np.savez(os.path.join(out_dir, "arm7_curves.npz"), ours=curve, ddpg=dcurve)
+    figure(out_dir, curve, dcurve)
+    return summary
+
+
+def figure(out_dir, curve, dcurve):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG")):
+        m, s = c.mean(0), c.std(0)
+        x = np.arange(1, c.shape[1] + 1)
+        ax.plot(x, m, label=name)
+        ax.fill_between(x, np.maximum(m - s, 1e-4), m + s, alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("final error on training goals")
+    ax.legend()
+    ax.set_title("Fig. 4 (7-DoF arm): meta-training")
+    save_fig(fig, os.path.join(out_dir, "fig4_arm7_meta_training.png"))
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scale", default="quick")
+    p.add_argument("--out", default=OUT_DIR)
+    a = p.parse_args(argv)
+    s = run(check_scale(a.scale), a.out)
+    print(markdown(s["rows"]))
+
+
+if __name__ == "__main__":
+    main()
