@@ -50,6 +50,7 @@ class TrainConfig:
     evals_per_chunk: int = 1  # evaluations per compiled chunk (progress/checkpoint granularity)
     buffer_size: int = 1_000_000
     updates_per_step: int = 1
+    static_schedule: bool = True  # lay out TD3's policy delay statically (False: lax.cond per update)
     max_episode_steps: int | None = None
     normalize_obs: bool = False
     agent: dict = field(default_factory=dict)  # static agent config overrides (hidden sizes, batch_size)
@@ -118,6 +119,10 @@ def make_functions(config: TrainConfig, agent_fn=None):
     env = envs.make(config.env, backend=config.backend, max_episode_steps=config.max_episode_steps,
                     normalize_obs=config.normalize_obs)
     agent = agent_fn(env.spec) if agent_fn is not None else make_agent(config.algo, env.spec, **config.agent)
+    period_ = int((agent.extras or {}).get("update_period", 1))
+    if config.static_schedule and config.eval_every % period_:
+        raise ValueError(f"eval_every={config.eval_every} must be a multiple of the agent's update period "
+                         f"{period_} (TD3's policy delay)")
     batch_size = agent.config.batch_size
     capacity = min(config.buffer_size, config.total_steps)
     adim = env.spec.action_dim
@@ -144,21 +149,29 @@ def make_functions(config: TrainConfig, agent_fn=None):
         run, _ = jax.lax.scan(warm, run, jax.random.split(k_warm, config.learning_starts))
         return run
 
-    def train_step(run: RunState, _):
-        key, k_act, k_upd = jax.random.split(run.key, 3)
-        action = agent.act(run.agent, run.obs, k_act, True)
-        run, ts = env_step(run.replace(key=key), action)
+    # With a delayed policy (TD3), ``period`` env steps form one scan iteration so that the delay
+    # schedule is laid out statically (under vmap, a lax.cond would compute the actor step every time).
+    extras = agent.extras or {}
+    period = int(extras.get("update_period", 1)) if (config.static_schedule and "update_phase" in extras) else 1
+    ups = config.updates_per_step
 
-        def one_update(agent_state, k):
-            k_s, k_u = jax.random.split(k)
-            batch = buffers.sample(run.buffer, k_s, batch_size)
-            return agent.update(agent_state, batch, k_u)
-
-        agent_state, m = jax.lax.scan(one_update, run.agent, jax.random.split(k_upd, config.updates_per_step))
-        m = jax.tree.map(lambda x: x[-1], m)
-        m["episode_return"] = ts.episode_return
-        m["episode_done"] = ts.done
-        return run.replace(agent=agent_state), m
+    def train_steps(run: RunState, _):
+        outs = []
+        for i in range(period):
+            key, k_act, k_upd = jax.random.split(run.key, 3)
+            action = agent.act(run.agent, run.obs, k_act, True)
+            run, ts = env_step(run.replace(key=key), action)
+            agent_state = run.agent
+            for j, k in enumerate(jax.random.split(k_upd, ups)):
+                k_s, k_u = jax.random.split(k)
+                batch = buffers.sample(run.buffer, k_s, batch_size)
+                if period > 1:  # the update count stays a multiple of period at each group's start
+                    agent_state, m = extras["update_phase"](agent_state, batch, k_u, (i * ups + j + 1) % period == 0)
+                else:
+                    agent_state, m = agent.update(agent_state, batch, k_u)
+            run = run.replace(agent=agent_state)
+            outs.append({**m, "episode_return": ts.episode_return, "episode_done": ts.done})
+        return run, jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     def evaluate(agent_state, key):
         """Mean undiscounted return of ``eval_episodes`` deterministic episodes, run in parallel."""
@@ -179,7 +192,8 @@ def make_functions(config: TrainConfig, agent_fn=None):
 
     def run_chunk(run: RunState):
         def segment(run, _):
-            run, m = jax.lax.scan(train_step, run, None, length=config.eval_every)
+            run, m = jax.lax.scan(train_steps, run, None, length=config.eval_every // period)
+            m = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), m)
             done = m.pop("episode_done").astype(jnp.float32)
             rets = m.pop("episode_return")
             out = jax.tree.map(jnp.mean, m)

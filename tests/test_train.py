@@ -175,3 +175,18 @@ def test_unknown_scale_is_a_clear_error():
     assert resolve_scale("quick", {"quick": 1, "paper": 2}) == 1
     with pytest.raises(ValueError, match="unknown scale 'huge'; valid scales: quick, paper"):
         resolve_scale("huge")
+
+
+def test_static_delay_schedule_equals_cond_schedule(tiny_run):
+    """The loop's static layout of TD3's policy delay gives the same run as a lax.cond per update."""
+    _, metrics, _ = tiny_run
+    cfg = T.TrainConfig(**{**TINY.__dict__, "static_schedule": False})
+    _, m = T.Runner(cfg, None, progress=False).run()
+    for k in metrics:
+        np.testing.assert_allclose(m[k], metrics[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_eval_every_must_fit_the_policy_delay():
+    cfg = T.TrainConfig(**{**TINY.__dict__, "eval_every": 201, "total_steps": 703})
+    with pytest.raises(ValueError, match="eval_every=201 must be a multiple of the agent's update period 2"):
+        T.make_functions(cfg)

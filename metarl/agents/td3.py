@@ -103,21 +103,31 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
                               critic_target=soft_update(state.critic_target, state.critic, tau))
         return state, m
 
-    def update(state: AgentState, batch, key, loss_fn=None):
+    def update_phase(state: AgentState, batch, key, do_actor: bool, loss_fn=None):
+        """One update whose policy step is decided in Python (``do_actor`` static): critic step, then
+        the actor and target step or none. The training loop uses it to lay out the delay schedule
+        statically, because under vmap a ``lax.cond`` computes both branches."""
         kc, ka = jax.random.split(key)
         state, m = critic_step(state, batch, kc)
-        if config.policy_delay <= 1:
-            state, ma = actor_step(state, batch, ka, loss_fn)
-            return state, {**m, **ma}
-        # Delayed policy: the actor and the targets move on every policy_delay-th critic update.
-        do_actor = state.step % config.policy_delay == 0
         with_actor = lambda s: actor_step(s, batch, ka, loss_fn)
-        skipped = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(with_actor, state)[1])
-        state, ma = jax.lax.cond(do_actor, with_actor, lambda s: (s, skipped), state)
+        if do_actor:
+            state, ma = with_actor(state)
+        else:
+            ma = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(with_actor, state)[1])
         return state, {**m, **ma}
 
+    def update(state: AgentState, batch, key, loss_fn=None):
+        if config.policy_delay <= 1:
+            return update_phase(state, batch, key, True, loss_fn)
+        # Delayed policy: the actor and the targets move on every policy_delay-th critic update.
+        do_actor = (state.step + 1) % config.policy_delay == 0
+        return jax.lax.cond(do_actor, lambda s: update_phase(s, batch, key, True, loss_fn),
+                            lambda s: update_phase(s, batch, key, False, loss_fn), state)
+
     return Agent(name, config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
-                 actor_step, update, dict(TD3_HP), extras={"target_action": target_action})
+                 actor_step, update, dict(TD3_HP),
+                 extras={"target_action": target_action, "update_phase": update_phase,
+                         "update_period": max(config.policy_delay, 1)})
 
 
 @dataclass(frozen=True)
