@@ -177,48 +177,74 @@ def _fixed_batch_problem(problem, batches):
     return problem._replace(rollout=lambda params, env_state, key, use: (batches[use], env_state, info))
 
 
-def _check_meta_gradient(problem, mcfg, state, method, outer_critic, gamma0, eps, rtol):
+def _check_meta_gradient(problem, mcfg, state, method, outer_critic, gamma0, eps, rtol, reference=None):
+    """jax.grad of the library's meta-loss w.r.t. gamma against central finite differences of
+    ``reference(gamma)`` (default: the outer loss after the inner update for MG; for BMG the matching
+    loss to the target computed at gamma0 and then held fixed, as the BMG target is a constant)."""
     key = jax.random.PRNGKey(0)
     meta_loss = ov.mg_meta_loss if method == "mg" else ov.bmg_meta_loss
     lo, hi = mcfg.gamma_low, mcfg.gamma_high
+    batch = lambda use: problem.rollout(None, None, None, use)[0]
+    outer_use = "outer_critic" if outer_critic else "outer"
 
     def f(gamma):
         return meta_loss(ov.from_gamma(gamma, lo, hi), problem, mcfg, state, key, outer_critic)[0]
 
     grad = float(jax.grad(f)(gamma0))
-    if method == "mg":
-        fd_f = f
-    else:  # the BMG target is a constant of the meta-loss: hold it at gamma0
-        gamma0_ = jnp.asarray(gamma0)
-        params1, opt1, _ = ov.inner_update(problem, state.params, state.opt_state, problem.rollout(None, None, None, "inner")[0], gamma0_)
-        target, _ = ov.bmg_target(problem, params1, opt1, problem.rollout(None, None, None, "outer_critic" if outer_critic else "outer")[0], gamma0_, outer_critic)
-
-        def fd_f(gamma):
-            p, _, _ = ov.inner_update(problem, state.params, state.opt_state, problem.rollout(None, None, None, "inner")[0], gamma)
-            return problem.matching_loss(target, p, problem.rollout(None, None, None, "matching")[0])
-
-    fd = (float(fd_f(gamma0 + eps)) - float(fd_f(gamma0 - eps))) / (2 * eps)
+    inner = lambda g: ov.inner_update(problem, state.params, state.opt_state, batch("inner"), g)
+    if reference is None and method == "mg":
+        reference = lambda g: problem.outer_loss(inner(g)[0], batch(outer_use), g, outer_critic)[0]
+    elif reference is None:
+        p1, o1, _ = inner(jnp.asarray(gamma0))
+        target, _ = ov.bmg_target(problem, p1, o1, batch(outer_use), jnp.asarray(gamma0), outer_critic)
+        matching = "matching" if problem.matching_fresh_rollout else outer_use
+        reference = lambda g: problem.matching_loss(target, inner(g)[0], batch(matching))
+    fd = (float(reference(gamma0 + eps)) - float(reference(gamma0 - eps))) / (2 * eps)
     assert abs(grad) > 1e-8, (method, outer_critic, grad)
     np.testing.assert_allclose(grad, fd, rtol=rtol, err_msg=f"{method} outer_critic={outer_critic}")
     return grad
 
 
 @pytest.mark.parametrize("method", ["mg", "bmg"])
-def test_chain_meta_gradient_matches_finite_differences(method):
+def test_chain_meta_gradient_matches_finite_differences(chain, method):
+    """On the chain the critics are analytic values held constant (their discount is not
+    differentiated): the reference recomputes the inner SGD step by hand with the value discount
+    fixed at gamma0 and only the TD target's gamma varying."""
+    timesteps, rewards, _ = chain
+    lr, ent, g0 = 0.5, 0.005, 0.95
     with jax.enable_x64(True):
-        problem = ov.make_chain_problem(ov.ChainConfig(batch_size=16))
-        mcfg = ov.MetaConfig(0.9, 1.0, 0.95, 0.1)
+        problem = ov.make_chain_problem(ov.ChainConfig(batch_size=16, lr=lr, entropy_cost=ent))
+        mcfg = ov.MetaConfig(0.9, 1.0, g0, 0.1)
         state = ov.init_agent(problem, mcfg, jax.random.PRNGKey(5))
         state = state.replace(params=_policy([0.1, 0.3, 0.2, 0.6, -0.2]))
         b1 = ov.chain_rollout(state.params, jax.random.PRNGKey(1), 16, sample_later=True)
         b2 = ov.chain_rollout(state.params, jax.random.PRNGKey(2), 16, sample_later=True)
         problem = _fixed_batch_problem(problem, {"inner": b1, "outer": b2, "outer_critic": b2, "matching": b2})
-        grads = [_check_meta_gradient(problem, mcfg, state, method, oc, 0.95, 1e-5, 1e-5) for oc in (False, True)]
+        loss = lambda p, c, gv, gt: ov.chain_pg_loss(p, c, gv, gt, ent, timesteps, rewards)[0]
+
+        def theta1(gamma):  # one SGD step on the inner loss, written out
+            g = jax.grad(loss)(state.params, b1, g0, gamma)
+            return jax.tree.map(lambda p, d: p - lr * d, state.params, g)
+
+        grads = []
+        for oc in (False, True):
+            if method == "mg":
+                ref = lambda gamma: loss(theta1(gamma), b2, 1.0 if oc else g0, 1.0)
+            else:
+                p1 = theta1(g0)
+                gt = jax.grad(loss)(p1, b2, 1.0 if oc else g0, 1.0)
+                target = jax.tree.map(lambda p, d: p - lr * d, p1, gt)
+                o = jnp.array([-1.0, 0.0])
+                ref = lambda gamma: a2c.kl_divergence(ov.chain_policy_logits(target, o),
+                                                      ov.chain_policy_logits(theta1(gamma), o))
+            grads.append(_check_meta_gradient(problem, mcfg, state, method, oc, g0, 1e-5, 1e-5, reference=ref))
         assert grads[0] != grads[1]  # the outer critic changes the meta-gradient
 
 
 def test_snake_meta_gradient_matches_finite_differences():
-    """MG and BMG through an RMSProp inner step on the paper's Snake networks (tiny), with the outer critic head."""
+    """MG and BMG through an RMSProp inner step on the paper's Snake networks (tiny), with and without
+    the outer-critic head (the meta-gradient reaches gamma through the actor's and the critic's
+    inner updates)."""
     from metarl.envs import make
 
     env = make("jumanji/Snake-6x6")
@@ -239,9 +265,15 @@ def test_snake_meta_gradient_matches_finite_differences():
         state = state.replace(params=params, opt_state=opt_state, env_state=env_state)
         problem = _fixed_batch_problem(problem, {"inner": batches[2], "outer": batches[3], "outer_critic": batches[3],
                                                  "matching": batches[1]})
-        for method in ("mg", "bmg"):
-            for oc in (False, True):
-                _check_meta_gradient(problem, mcfg, state, method, oc, 0.8, 1e-5, 1e-4)
+        batch = lambda use: problem.rollout(None, None, None, use)[0]
+        theta1 = lambda g: ov.inner_update(problem, state.params, state.opt_state, batch("inner"), g)[0]
+        critic0 = {k: v for k, v in theta1(jnp.asarray(0.8)).items() if k != "actor"}
+        for oc in (False, True):
+            # The policy gradient treats its advantage as a constant: the reference holds the critics
+            # at theta'(gamma0) and moves only the actor with gamma.
+            ref = lambda g: problem.outer_loss({**critic0, "actor": theta1(g)["actor"]}, batch("outer"), g, oc)[0]
+            _check_meta_gradient(problem, mcfg, state, "mg", oc, 0.8, 1e-5, 1e-5, reference=ref)
+            _check_meta_gradient(problem, mcfg, state, "bmg", oc, 0.8, 1e-5, 1e-5)
 
 
 # -- the agents in one program --------------------------------------------------------------------

@@ -16,7 +16,8 @@ The loss (Appendix A of Bonnet et al., 2022, and the A2C of Mnih et al., 2016):
     L     = c_pg * mean(-log pi(a_t|s_t) * A_t) + c_td * mean((G_t - V(s_t))^2) - c_ent * mean(H(pi(.|s_t)))
 
 Gradients: the targets ``G_t`` stop the gradient into the *parameters* through ``V(s_{t+1})`` and the
-advantage stops it through ``V(s_t)``, but neither stops the gradient into ``gamma`` and ``lam``.
+advantage stops it through ``V(s_t)``, but neither stops the gradient into ``gamma`` and ``lam``: a
+meta-gradient reaches gamma through the policy-gradient term *and* through the critic's TD update.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def a2c_loss(logits, actions, values, next_values, rewards, not_terminal, gamma,
     """
     targets, adv = advantages(rewards, not_terminal, values, next_values, gamma, lam, normalize_advantages)
     pg = -jnp.mean(log_prob(logits, actions) * adv)
-    td = jnp.mean(jnp.square(jax.lax.stop_gradient(targets) - values))
+    td = jnp.mean(jnp.square(targets - values))  # targets: no parameter gradient, but gamma's
     ent = jnp.mean(entropy(logits))
     loss = pg_cost * pg + td_cost * td - entropy_cost * ent
     metrics = {"loss": loss, "pg_loss": pg, "td_loss": td, "entropy": ent, "advantage": jnp.mean(adv),
@@ -112,7 +113,7 @@ def a2c_loss(logits, actions, values, next_values, rewards, not_terminal, gamma,
 def td_loss(values, next_values, rewards, not_terminal, gamma, lam):
     """Mean squared TD(lambda) error of a critic (used for the outer critic with gamma', lambda')."""
     targets = lambda_returns(rewards, gamma * not_terminal, jax.lax.stop_gradient(next_values), lam)
-    return jnp.mean(jnp.square(jax.lax.stop_gradient(targets) - values))
+    return jnp.mean(jnp.square(targets - values))
 
 
 def update(params, opt_state, optimizer, loss_fn, *args):
