@@ -1,0 +1,94 @@
+"""Benchmark: outer value function for meta-gradient discount tuning (Bonnet et al., 2022).
+
+    python -m benchmarks.outer_value --scale quick|paper [--only chain|snake]
+
+Runs the Discounting Chain and Snake 6x6 experiments (all five agents, all seeds, one compiled program
+each), prints the summary table (final gamma, return, mean outer-loss advantage) ours beside the
+paper's, and writes CSV/PNG/JSON/markdown into ``results/outer_value_chain/`` and
+``results/outer_value_snake/``; the combined table goes to ``results/outer_value_chain/benchmark.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+SCALES = ("quick", "paper")
+PARTS = ("chain", "snake")
+
+
+def check_scale(value: str) -> str:
+    if value not in SCALES:
+        raise ValueError(f"unknown scale {value!r}; valid scales: {', '.join(SCALES)}")
+    return value
+
+
+def combined_table(chain_result, snake_result) -> str:
+    from experiments import outer_value_chain as chain
+    from experiments import outer_value_snake as snake
+
+    header = ["env", "agent", "final gamma", "paper gamma", "return", "paper return", "outer adv. (ours)",
+              "paper outer adv."]
+    rows = []
+    if chain_result is not None:
+        for agent, s in chain_result["summary"].items():
+            p = chain.PAPER[agent]
+            rows.append(["Chain", agent, chain.fmt(s, "final_gamma"), p["final_gamma"], chain.fmt(s, "return"),
+                         p["return"], chain.fmt(s, "outer_advantage_step0", 4) + " (step 0)",
+                         (p["outer_advantage_step0"] + " (step 0)") if p["outer_advantage_step0"] else ""])
+    if snake_result is not None:
+        for agent, s in snake_result["summary"].items():
+            p = snake.PAPER[agent]
+            rows.append(["Snake", agent, chain.fmt(s, "final_gamma"), p["final_gamma"], chain.fmt(s, "return", 2),
+                         p["return"], chain.fmt(s, "outer_advantage", 4), p["outer_advantage"]])
+    return chain.markdown_table(header, rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    p.add_argument("--only", default=None, help=f"run one part: {', '.join(PARTS)}")
+    p.add_argument("--results", default="results", help="results root directory")
+    a = p.parse_args(argv)
+    scale = check_scale(a.scale)
+    if a.only is not None and a.only not in PARTS:
+        raise ValueError(f"unknown part {a.only!r}; valid parts: {', '.join(PARTS)}")
+
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", ".jax_cache")
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    from experiments import outer_value_chain as chain
+    from experiments import outer_value_snake as snake
+
+    t0 = time.time()
+    chain_result = snake_result = None
+    if a.only in (None, "chain"):
+        chain_result = chain.run(chain.get_scale(scale), os.path.join(a.results, chain.NAME), scale)
+    if a.only in (None, "snake"):
+        snake_result = snake.run(snake.get_scale(scale, snake.SCALES), os.path.join(a.results, snake.NAME), scale)
+    wall = time.time() - t0
+    lines = [f"Outer value function benchmark, scale {scale}, total wall time {wall:.0f} s "
+             f"({jax.devices()[0]}, jax {jax.__version__})."]
+    for name, r in (("Chain", chain_result), ("Snake", snake_result)):
+        if r is not None:
+            c = r["config"]
+            env = c["env"]
+            steps = (f"{env['batch_size']} episodes x {env['horizon']} steps" if name == "Chain"
+                     else f"{env['num_envs']} envs x {env['horizon']} steps")
+            lines.append(f"- {name}: {c['num_updates']} updates ({steps}), {c['num_seeds']} seeds, "
+                         f"{r['wall_time_s']:.0f} s.")
+    text = "\n".join(lines) + "\n\n" + combined_table(chain_result, snake_result)
+    text += ("\nChain return: mean episode return of the training batches; outer advantage: first-step "
+             "outer-loss advantage. Snake return: training episodes (stochastic policy). Mean ± sd over seeds, "
+             "last 10% of training.\n")
+    out = os.path.join(a.results, chain.NAME if chain_result is not None else snake.NAME, "benchmark.md")
+    chain.write_atomic(out, text)
+    print(text)
+    sys.stdout.flush()
+    return chain_result, snake_result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Snake 6x6: MG and BMG discount tuning with and without the outer critic (Bonnet et al., 2022, Fig. 3, 5).
+
+jumanji Snake(num_rows=6, num_cols=6) through ``metarl.envs.make("jumanji/Snake-6x6")`` (time limit
+500, +1 per fruit). The paper's networks: separate actor and critic, each Conv(32, 2x2, stride 2) -
+Conv(32, 2x2, stride 1) - flatten, then policy MLP [64, 64] -> 4 and value MLP [128, 128] -> 1; the
+outer critic is a second value head on stop_gradient(critic torso) (``--separate-outer`` for the
+authors' separate outer network). Inner A2C: RMSProp 5e-4, lambda 0.95, gamma = sigmoid(logit) from
+0.8, 512 envs x 5 steps; outer loss: policy gradient with gamma' = 1, lambda' = 1; meta Adam 3e-3
+(MG) / 6e-3 (BMG), meta-gradient clipped at 0.1. All five agents and all seeds in one program.
+
+    python -m experiments.outer_value_snake --scale quick|paper [--out results/outer_value_snake]
+
+Returns are those of the training episodes (stochastic policy) of every agent alike, averaged over
+the episodes completed in each log window.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import jax
+
+from experiments.outer_value_chain import (environment_record, fmt, get_scale, markdown_table, plot_curves,
+                                           progress_bar, summarise, to_jsonable, write_atomic, curves_csv)
+from metarl.meta import outer_value as ov
+
+NAME = "outer_value_snake"
+SCALE_NAMES = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class SnakeExperiment:
+    """Paper defaults (Table 1, Appendix C.2): 29,200 updates of 512 envs x 5 steps, 10 seeds."""
+
+    num_updates: int = 29_200
+    num_seeds: int = 10
+    updates_per_log: int = 100
+    logs_per_chunk: int = 4
+    gamma_init: float = 0.8
+    mg_meta_lr: float = 3e-3
+    bmg_meta_lr: float = 6e-3
+    meta_clip: float | None = 0.1
+    seed: int = 0
+    env: ov.SnakeConfig = field(default_factory=ov.SnakeConfig)
+
+
+SCALES = {
+    "paper": SnakeExperiment(),
+    # Sized for the 2-core CPU budget of `make bench`: far too short for Snake to learn much.
+    "quick": SnakeExperiment(num_updates=1000, num_seeds=2, updates_per_log=20, logs_per_chunk=5,
+                             env=ov.SnakeConfig(num_envs=64)),
+}
+
+# The authors' released per-seed results at update 29,200 (10 seeds), mean and sd
+# (/work/shared/paper-tables/outer-value-function_snake.csv).
+PAPER = {
+    "A2C": {"return": "17.38 ± 0.34", "final_gamma": "0.8", "outer_advantage": "", "return_14600": "15.59"},
+    "MG": {"return": "24.90 ± 6.26", "final_gamma": "0.965 ± 0.026", "outer_advantage": "0.39", "return_14600": "17.52"},
+    "MG+outer critic": {"return": "34.22 ± 0.27", "final_gamma": "0.996 ± 0.002", "outer_advantage": "0.0006",
+                        "return_14600": "29.90"},
+    "BMG": {"return": "24.00 ± 11.47", "final_gamma": "0.811 ± 0.244", "outer_advantage": "0.38", "return_14600": "15.61"},
+    "BMG+outer critic": {"return": "31.58 ± 6.04", "final_gamma": "0.988 ± 0.021", "outer_advantage": "0.003",
+                         "return_14600": "23.21"},
+}
+
+TABLE_HEADER = ["agent", "final gamma", "paper gamma", "return", "paper return (29.2k upd.)", "outer adv.",
+                "paper outer adv."]
+
+
+def table_rows(summary: dict) -> list[list[str]]:
+    rows = []
+    for agent, s in summary.items():
+        p = PAPER.get(agent, {})
+        rows.append([agent, fmt(s, "final_gamma"), p.get("final_gamma", ""), fmt(s, "return", 2),
+                     p.get("return", ""), fmt(s, "outer_advantage", 4), p.get("outer_advantage", "")])
+    return rows
+
+
+def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True) -> dict:
+    from metarl.envs import make
+
+    env = make("jumanji/Snake-6x6")
+    problem = ov.make_snake_problem(exp.env, env)
+    lr = {"a2c": 0.0, "mg": exp.mg_meta_lr, "bmg": exp.bmg_meta_lr}
+    cfgs = {m: ov.MetaConfig(0.0, 1.0, exp.gamma_init, lr[m], exp.meta_clip) for m in lr}
+    bar = progress_bar(exp.num_updates, f"snake ({scale})") if progress else None
+    t0 = time.time()
+    _, logs = ov.train_population(problem, cfgs.__getitem__, ov.PAPER_AGENTS, exp.num_seeds, exp.num_updates,
+                                  exp.updates_per_log, exp.logs_per_chunk, jax.random.PRNGKey(exp.seed),
+                                  on_chunk=(lambda n: bar.update(n - bar.n)) if bar else None)
+    wall = time.time() - t0
+    if bar:
+        bar.close()
+    summary = summarise(logs)
+    result = {"experiment": NAME, "scale": scale, "config": to_jsonable(exp), "wall_time_s": wall,
+              "environment": environment_record(), "summary": summary,
+              "notes": "return = mean return of the training episodes (stochastic policy) completed in the last "
+                       "10% of training, every agent alike; env_steps counts every rollout (MG 2, BMG 3 per update)."}
+    if out_dir:
+        write_outputs(out_dir, result, logs, exp.updates_per_log)
+    result["logs"] = logs
+    return result
+
+
+def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
+    write_atomic(os.path.join(out_dir, "curves.csv"), curves_csv(logs, updates_per_log))
+    rows = table_rows(result["summary"])
+    buf = io.StringIO()
+    csv.writer(buf).writerows([TABLE_HEADER] + rows)
+    write_atomic(os.path.join(out_dir, "summary.csv"), buf.getvalue())
+    env, cfg = result["environment"], result["config"]
+    md = (f"Snake 6x6, scale {result['scale']}: {cfg['num_updates']} updates of {cfg['env']['num_envs']} envs x "
+          f"{cfg['env']['horizon']} steps, {cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
+          f"{env['device']} (jax {env['jax']}). Mean ± sd over seeds; return and outer advantage averaged over the "
+          f"last 10% of training.\n\n" + markdown_table(TABLE_HEADER, rows))
+    write_atomic(os.path.join(out_dir, "summary.md"), md)
+    write_atomic(os.path.join(out_dir, "result.json"), json.dumps(to_jsonable(result), indent=1))
+    plot_curves(logs, updates_per_log, os.path.join(out_dir, "curves.png"),
+                f"Snake 6x6 ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALE_NAMES)}")
+    p.add_argument("--out", default=os.path.join("results", NAME))
+    p.add_argument("--updates", type=int, default=None, help="override the number of updates")
+    p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    p.add_argument("--separate-outer", action="store_true", help="outer critic as a separate network")
+    a = p.parse_args(argv)
+    exp = get_scale(a.scale, SCALES)
+    if a.updates:
+        exp = dataclasses.replace(exp, num_updates=a.updates)
+    if a.seeds:
+        exp = dataclasses.replace(exp, num_seeds=a.seeds)
+    if a.separate_outer:
+        exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, separate_outer_network=True))
+    result = run(exp, a.out, a.scale)
+    print(open(os.path.join(a.out, "summary.md")).read())
+    return result
+
+
+if __name__ == "__main__":
+    main()
