@@ -132,29 +132,30 @@ def venv_ready(path: str, requirements: str) -> bool:
         return f.read().strip() == _stamp_of(requirements)
 
 
-def start_venv(path: str, requirements: str):
+def start_venv(path: str, requirements: str, log_path: str):
     """Start creating ``path`` with the pinned ``requirements`` (no dependency resolution: the file pins
-    the whole closure). Returns a Popen, or None if the venv is already there and matches."""
+    the whole closure), logging to ``log_path``. Returns a Popen, or None if the venv is already there
+    and matches."""
     if venv_ready(path, requirements):
         return None
     shutil.rmtree(path, ignore_errors=True)
-    log = open(path + ".log", "w")
+    log = open(log_path, "w")
     cmd = (f"{sys.executable} -m venv {path} && {path}/bin/python -m pip install -q --no-deps "
            f"-r {requirements} && echo {_stamp_of(requirements)} > {path}/.metarl-peer-stamp")
     return subprocess.Popen(["bash", "-c", cmd], stdout=log, stderr=subprocess.STDOUT)
 
 
-def finish_venv(proc, path: str, requirements: str) -> str | None:
+def finish_venv(proc, path: str, requirements: str, log_path: str) -> str | None:
     """Wait for ``proc``; returns None when the venv is usable, else the reason it is not."""
     if proc is not None:
         proc.wait()
     if venv_ready(path, requirements):
         return None
     tail = ""
-    if os.path.exists(path + ".log"):
-        with open(path + ".log") as f:
+    if os.path.exists(log_path):
+        with open(log_path) as f:
             tail = f.read()[-600:]
-    return f"could not create {os.path.relpath(path, ROOT)} (see {os.path.relpath(path, ROOT)}.log): {tail}"
+    return f"could not create {os.path.relpath(path, ROOT)} (log: {log_path}): {tail}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -435,6 +436,9 @@ def main(argv=None):
     p.add_argument("--no-brax", action="store_true", help="skip the Brax peer (no peer venv)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer (no peer venv)")
     a = p.parse_args(argv)
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Brax System")  # Brax's maintenance notice, once per env
     try:
         scale = parse_scale(a.scale, SCALES)
     except ValueError as e:
@@ -456,13 +460,14 @@ def main(argv=None):
     brax_req = os.path.join(PEERS, "brax_requirements.txt")
     torch_req = os.path.join(PEERS, "torch_requirements.txt")
     procs = {}
+    logs = {name: os.path.join(os.path.abspath(a.out), f"{name}-peer-venv.log") for name in ("brax", "torch")}
     if cfg.run_brax:
-        procs["brax"] = (start_venv(BRAX_VENV, brax_req), BRAX_VENV, brax_req)
+        procs["brax"] = (start_venv(BRAX_VENV, brax_req, logs["brax"]), BRAX_VENV, brax_req)
     if cfg.run_torch:
-        procs["torch"] = (start_venv(TORCH_VENV, torch_req), TORCH_VENV, torch_req)
+        procs["torch"] = (start_venv(TORCH_VENV, torch_req, logs["torch"]), TORCH_VENV, torch_req)
     venv_created = {k: v[0] is not None for k, v in procs.items()}
     for name, (proc, path, req) in procs.items():
-        why = finish_venv(proc, path, req)
+        why = finish_venv(proc, path, req, logs[name])
         if why:
             skipped[f"{name} peer"] = why
     venv_s = time.perf_counter() - t_start
