@@ -235,3 +235,236 @@ def tabular_summary(traces, early: int = 200):
         final_expected_return=[float(ret[0, :, -1].mean()), float(ret[1, :, -1].mean())],
         zero_meta_grad_steps=int(np.sum(traces["zero_total"][1])),
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Brax experiments: {DDPG, TD3, SAC} x {vanilla, +updates, MC variants, +params} (Tables 1-3)
+# ----------------------------------------------------------------------------------------------------
+# Variants of the main program (one compiled program, vmapped with the seeds): their traced meta-hp.
+SHARED_VARIANTS = {
+    "vanilla": dict(aux_scale=0.0, extra_updates=0.0, meta_clip=1.0),
+    "updates": dict(aux_scale=0.0, extra_updates=None, meta_clip=1.0),  # None: K, the measured overhead
+    "mc": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=1.0),  # Eq. 10, Eq. 9 (the default)
+    "mc_plain": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=0.0),  # Eq. 10, Eq. 8
+}
+OWN_PROGRAM_VARIANTS = ("mc_sa", "metareg", "params")  # Eq. 11, MetaReg, '+params'
+VARIANTS = tuple(SHARED_VARIANTS) + OWN_PROGRAM_VARIANTS
+LABELS = {"vanilla": "{A}", "updates": "{A}+updates", "params": "{A}+params", "mc": "{A}-MC",
+          "mc_plain": "{A}-MC L_meta", "mc_sa": "{A}-MC h(pi,s,a)", "metareg": "{A}-MC MetaReg"}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    algo: str = "td3"
+    env: str = "brax/halfcheetah"
+    variants: tuple = ("vanilla", "updates", "params", "mc")
+    seeds: int = 5
+    seed: int = 0
+    total_steps: int = 1_000_000
+    learning_starts: int = 10_000
+    eval_every: int = 1_000
+    eval_episodes: int = 10
+    evals_per_chunk: int = 10
+    max_episode_steps: int | None = None
+    agent: dict = field(default_factory=dict)  # base agent config overrides (hidden sizes, batch size)
+    lookahead: str = "all"  # the look-ahead's actor parameters (all | features | first_layer)
+    weight_decay: str = "decoupled"
+    updates_k: float | None = None  # '+updates' fraction K; None: the measured time overhead
+    params_n: float | None = None  # '+params' fraction N; None: the measured parameter overhead
+
+    def validate(self):
+        bad = sorted(set(self.variants) - set(VARIANTS))
+        if bad:
+            raise ValueError(f"unknown variant(s) {bad}; valid: {', '.join(VARIANTS)}")
+        return self
+
+    def train_config(self, **agent_overrides):
+        from metarl.train import TrainConfig
+
+        return TrainConfig(algo=self.algo, env=self.env, seeds=self.seeds, seed=self.seed,
+                           total_steps=self.total_steps, learning_starts=self.learning_starts,
+                           eval_every=self.eval_every, eval_episodes=self.eval_episodes,
+                           evals_per_chunk=self.evals_per_chunk, max_episode_steps=self.max_episode_steps,
+                           agent={**self.agent, **agent_overrides})
+
+
+def measure_overhead(cfg: ExperimentConfig, spec, n_updates: int = 20, repeats: int = 3) -> dict:
+    """Wall time per update and parameter count of -MC against its base (one seed, compiled, warm)."""
+    from metarl.meta.meta_critic import param_overhead
+
+    base = make_agent(cfg.algo, spec, **cfg.agent)
+    agent = make_meta_critic(base, MetaCriticConfig(lookahead=cfg.lookahead, weight_decay=cfg.weight_decay))[0]
+    n = base.config.batch_size
+    k = jax.random.PRNGKey(0)
+    adim = spec.action_dim
+    batch = dict(obs=jax.random.normal(k, (3 * n,) + spec.obs_shape),
+                 action=jax.random.uniform(k, (3 * n, adim), minval=-1.0, maxval=1.0),
+                 reward=jax.random.normal(k, (3 * n,)), next_obs=jax.random.normal(k, (3 * n,) + spec.obs_shape),
+                 terminated=jnp.zeros((3 * n,), bool), done=jnp.zeros((3 * n,), bool))
+
+    def loop(update, b):
+        def f(state):
+            def body(s, key):
+                return update(s, b, key)[0], None
+            return jax.lax.scan(body, state, jax.random.split(jax.random.PRNGKey(1), n_updates))[0]
+        return jax.jit(f)
+
+    out = {}
+    for name, ag, b in (("base", base, jax.tree.map(lambda x: x[:n], batch)), ("mc", agent, batch)):
+        state = ag.init(jax.random.PRNGKey(0), {})
+        f = loop(ag.update, b)
+        jax.block_until_ready(f(state))
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(f(state))
+            times.append((time.perf_counter() - t) / n_updates)
+        out[f"{name}_s_per_update"] = float(np.median(times))
+        if name == "mc":
+            out.update({f"params_{k}": v for k, v in param_overhead(state).items()})
+    out["time_overhead"] = out["mc_s_per_update"] / out["base_s_per_update"] - 1.0
+    return out
+
+
+def scaled_hidden(cfg: ExperimentConfig, spec, frac: float) -> dict:
+    """Hidden layers of actor and critic scaled by one factor so the parameter count grows by ``frac``."""
+    from metarl import nets
+
+    base = make_agent(cfg.algo, spec, **cfg.agent)
+
+    def count(scale):
+        ah = tuple(max(1, int(round(h * scale))) for h in base.config.actor_hidden)
+        ch = tuple(max(1, int(round(h * scale))) for h in base.config.critic_hidden)
+        st = make_agent(cfg.algo, spec, **{**cfg.agent, "actor_hidden": ah, "critic_hidden": ch}).init(
+            jax.random.PRNGKey(0), {})
+        return nets.count_params(st.actor) + nets.count_params(st.critic), ah, ch
+
+    n0 = count(1.0)[0]
+    lo, hi = 1.0, 2.0
+    for _ in range(30):  # bisection on the scale
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if count(mid)[0] < (1 + frac) * n0 else (lo, mid)
+    n1, ah, ch = count(hi)
+    return dict(actor_hidden=ah, critic_hidden=ch, params=n1, base_params=n0, growth=n1 / n0 - 1.0)
+
+
+def _set_runs(runner, combos: list[dict]):
+    """Point a Runner at an explicit list of hp combinations (not a cartesian grid), times the seeds."""
+    from metarl.train import run_sharding
+
+    c = runner.config
+    seed_keys = jax.random.split(jax.random.PRNGKey(c.seed), c.seeds)
+    runner.combos = combos
+    runner.keys = jnp.tile(seed_keys, (len(combos), 1))
+    runner.hp = {k: jnp.repeat(jnp.asarray([cb[k] for cb in combos], jnp.float32), c.seeds) for k in combos[0]}
+    runner.num_runs = len(combos) * c.seeds
+    runner.sharding = run_sharding(runner.num_runs)
+
+
+MC_METRICS = ("L_critic", "h_w", "L_meta", "meta_grad_norm", "meta_grad_zero", "meta_absorbed", "meta_resets")
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: bool = True, overhead=None) -> dict:
+    """Train every requested variant; returns {variant: {eval_return [seeds, evals], ...}, 'overhead': ...}."""
+    from metarl import envs
+    from metarl.train import Runner
+
+    cfg.validate()
+    spec = envs.make(cfg.env, max_episode_steps=cfg.max_episode_steps).spec
+    need_overhead = ("updates" in cfg.variants and cfg.updates_k is None) or \
+                    ("params" in cfg.variants and cfg.params_n is None)
+    overhead = overhead or (measure_overhead(cfg, spec) if need_overhead else {})
+    k_updates = cfg.updates_k if cfg.updates_k is not None else max(overhead.get("time_overhead", 0.0), 0.0)
+    n_params = cfg.params_n if cfg.params_n is not None else overhead.get("params_overhead", 0.0)
+    results = {"overhead": overhead, "updates_k": k_updates, "params_n": n_params, "wall_s": {}}
+    tc = cfg.train_config()
+
+    def sub(name):
+        return os.path.join(out_dir, name) if out_dir else None
+
+    def collect(metrics, names, seeds):
+        for i, v in enumerate(names):
+            sl = slice(i * seeds, (i + 1) * seeds)
+            results[v] = {"eval_return": np.asarray(metrics["eval_return"][sl]),
+                          "env_steps": np.asarray(metrics["env_steps"][0])}
+            for m in MC_METRICS:
+                if m in metrics:
+                    results[v][m] = np.asarray(metrics[m][sl]).mean(0)
+
+    def run(name, agent_fn, combos, names, train_cfg=tc):
+        t = time.perf_counter()
+        r = Runner(train_cfg, sub(name), agent_fn=agent_fn, progress=progress)
+        if combos is not None:
+            _set_runs(r, combos)
+        _, metrics = r.run()
+        results["wall_s"][name] = time.perf_counter() - t
+        collect(metrics, names, train_cfg.seeds)
+
+    def mc_fn(form):
+        return lambda spec: make_meta_critic(make_agent(cfg.algo, spec, **cfg.agent),
+                                             MetaCriticConfig(form=form, lookahead=cfg.lookahead,
+                                                              weight_decay=cfg.weight_decay,
+                                                              max_extra_updates=max(1, int(np.ceil(k_updates)))))[0]
+
+    shared = [v for v in SHARED_VARIANTS if v in cfg.variants]
+    if shared:
+        combos = [{k: (k_updates if val is None else val) for k, val in SHARED_VARIANTS[v].items()} for v in shared]
+        run("main", mc_fn("feature"), combos, shared)
+    for v, form in (("mc_sa", "feature_sa"), ("metareg", "metareg")):
+        if v in cfg.variants:
+            run(v, mc_fn(form), None, [v])
+    if "params" in cfg.variants:
+        hid = scaled_hidden(cfg, spec, n_params)
+        results["params_hidden"] = hid
+        run("params", None, None, ["params"], cfg.train_config(actor_hidden=hid["actor_hidden"],
+                                                                critic_hidden=hid["critic_hidden"]))
+    return results
+
+
+def paper_metrics(eval_return) -> dict:
+    """Max over evaluation points of the seed-average return (std over seeds there), and the sum."""
+    r = np.asarray(eval_return, float)
+    mean = r.mean(0)
+    i = int(np.argmax(mean))
+    return dict(max_avg=float(mean[i]), std_at_max=float(r[:, i].std()), sum_avg=float(mean.sum()),
+                final_avg=float(mean[-1]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m experiments.meta_critic", description=__doc__.split("\n")[0])
+    p.add_argument("--tabular", action="store_true", help="run the tabular-MDP analysis (Fig. 6) only")
+    p.add_argument("--algo", default="td3")
+    p.add_argument("--env", default="brax/halfcheetah")
+    p.add_argument("--variants", default="vanilla,updates,params,mc", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--learning-starts", type=int, default=10_000)
+    p.add_argument("--eval-every", type=int, default=1_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--lookahead", default="all")
+    p.add_argument("--out", default="results/meta_critic/experiment")
+    a = p.parse_args(argv)
+    from metarl.train import write_json
+
+    os.makedirs(a.out, exist_ok=True)
+    if a.tabular:
+        cfg = TabularConfig()
+        base, traces = run_tabular(cfg)
+        summary = tabular_summary(traces)
+        tabular_figures(base, traces, cfg, a.out)
+        write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(cfg), **summary})
+        print(summary)
+        return
+    cfg = ExperimentConfig(algo=a.algo, env=a.env, variants=tuple(a.variants.split(",")), seeds=a.seeds,
+                           total_steps=a.steps, learning_starts=a.learning_starts, eval_every=a.eval_every,
+                           eval_episodes=a.eval_episodes, lookahead=a.lookahead)
+    res = run_experiment(cfg, a.out)
+    table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
+    write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,
+                                                       "overhead": res["overhead"], "wall_s": res["wall_s"]})
+    for v, m in table.items():
+        print(f"{LABELS[v].format(A=cfg.algo.upper()):>20s}  max {m['max_avg']:9.1f} +- {m['std_at_max']:7.1f}")
+
+
+if __name__ == "__main__":
+    main()

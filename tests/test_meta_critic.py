@@ -121,7 +121,10 @@ def test_zero_meta_critic_equals_vanilla(algo, forms):
             mc_state, m = mc_update(mc_state, batch, key)
             vanilla, _ = base_update(vanilla, split3(batch)[0], key)
             for a, b in zip(jax.tree.leaves(mc_state.base), jax.tree.leaves(vanilla)):
-                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+                if algo == "td3":  # TD3's lax.cond compiles its branch inside each program: ulp-level only
+                    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-8)
+                else:
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert float(m["h_w"]) == 0.0 or form == "feature"
         assert int(mc_state.meta_steps) == (1 if algo == "td3" else 2)  # TD3-MC: policy steps only
 

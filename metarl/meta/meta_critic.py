@@ -70,7 +70,12 @@ class MetaCriticConfig:
     # ever -- the absorbing state of the authors' issue #1. The decoupled form does not do that.
     weight_decay: str = "decoupled"
     zero_tol: float = 1e-12  # a meta-gradient norm below this counts as zero
-    reset_after: int = 200  # consecutive zero meta-gradients before h_w is re-initialised (0: never)
+    # The slow road into the same state: the actor minimises h_w directly and can push f_w into the flat
+    # tail of the softplus, where grad_phi h_w and the meta-gradient vanish (without being exactly 0).
+    # A step with mean h_w below h_floor (feature forms only) counts as absorbed too.
+    h_floor: float = 1e-3
+    reset_after: int = 200  # consecutive absorbed meta-steps before h_w is re-initialised (0: never)
+    max_extra_updates: int = 1  # '+updates': at most this many extra vanilla updates per update (>= K)
     hp: dict = field(default_factory=dict)  # overrides of MC_HP defaults
 
     def validate(self):
@@ -244,7 +249,8 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
             w = jax.tree.map(lambda new, old: new - lr * wd * old, w, state.w)
         gnorm = tree_norm(g_w)
         zero = gnorm <= mc.zero_tol
-        zero_run = jnp.where(zero, state.zero_run + 1, 0)
+        absorbed = zero if mc.form == "metareg" else jnp.logical_or(zero, aux["h_w"] < mc.h_floor)
+        zero_run = jnp.where(absorbed, state.zero_run + 1, 0)
         if mc.reset_after > 0:
             do_reset = zero_run >= mc.reset_after
             w0 = init_w(jax.random.fold_in(key, 2), base_state)
@@ -259,21 +265,27 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
                               zero_total=state.zero_total + zero.astype(jnp.int32), resets=resets,
                               meta_steps=state.meta_steps + 1)
         metrics = dict(m_actor, **aux, L_meta=loss, meta_grad_norm=gnorm, meta_grad_zero=zero.astype(jnp.float32),
+                       meta_absorbed=absorbed.astype(jnp.float32),
                        meta_grad_zero_total=state.zero_total.astype(jnp.float32),
                        meta_resets=state.resets.astype(jnp.float32), meta_step=jnp.ones(()))
         return state, metrics
 
     def extra_update(state: MCState, d_extra, key):
-        """'+updates': vanilla base updates on an independent batch, K per update on average."""
-        acc = state.extra_acc + state.hp["extra_updates"]
-        do = acc >= 1.0
+        """'+updates': vanilla base updates on an independent batch, K per update on average
+        (floor of the accumulated K each time, at most ``max_extra_updates``)."""
+        state = state.replace(extra_acc=state.extra_acc + state.hp["extra_updates"])
 
-        def run(s):
-            b, _ = base.update(s.base, d_extra, key)
-            return s.replace(base=b)
+        def one(s, k):
+            do = s.extra_acc >= 1.0
 
-        state = jax.lax.cond(do, run, lambda s: s, state)
-        return state.replace(extra_acc=acc - do.astype(jnp.float32))
+            def run(s):
+                b, _ = base.update(s.base, d_extra, k)
+                return s.replace(base=b, extra_acc=s.extra_acc - 1.0)
+
+            return jax.lax.cond(do, run, lambda s: s, s), None
+
+        state, _ = jax.lax.scan(one, state, jax.random.split(key, mc.max_extra_updates))
+        return state
 
     def update(state: MCState, batch, key, loss_fn=None):
         if loss_fn is not None:
