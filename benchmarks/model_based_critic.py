@@ -62,21 +62,30 @@ def main(argv=None):
             out["arm7"] = arm7.run(scale, a.out, pbar=bar)
             times["arm7"] = time.time() - t
     wall = time.time() - t0
+    # Parts not run now are read back from their summaries in the output folder (each records its
+    # own config, versions, device and wall time), so the tables stay complete after a partial run.
+    for name in ("toy", "reacher", "arm7"):
+        path = os.path.join(a.out, f"{name}_summary.json")
+        if name not in out and os.path.exists(path):
+            with open(path) as f:
+                out[name] = json.load(f)
     md = [f"# Model-based meta-critic benchmark ({scale})", "",
-          f"wall time {wall:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())}); "
-          f"device {jax.devices()[0]}", ""]
+          f"this invocation: parts {', '.join(parts)}, wall time {wall:.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in times.items())}); device {jax.devices()[0]}", ""]
     if "toy" in out:
-        md += ["## Toy (s0=-6, g=0): end point of each loop by initial theta", "",
-               toy.basins_markdown(out["toy"]), ""]
+        md += ["## Toy (s0=-6, g=0): end point of each loop by initial theta "
+               f"(wall {out['toy']['wall_time_s']:.0f} s)", "", toy.basins_markdown(out["toy"]), ""]
     for name in ("reacher", "arm7"):
         if name in out:
             s = out[name]
-            md += [f"## {name}: meta-training", "",
+            md += [f"## {name}: meta-training (part wall time {s['wall_time_s']:.0f} s, "
+                   f"compile + first chunk {s['ours_compile_plus_first_chunk_s']:.0f} s)", "",
                    "| method | final error on training goals | wall time of a meta-iteration (s) |", "|---|---|---|",
                    f"| L_critic (ours) | {s['final_train_error']['ours']:.4f} | {s['meta_iteration_wall_s']['ours']:.4f} |",
                    f"| DDPG | {s['final_train_error']['ddpg']:.4f} | {s['meta_iteration_wall_s']['ddpg']:.4f} |", ""]
     if "reacher" in out:
-        md += ["## reacher: meta-test (mean final error over the grid)", "", "| sweep | ours | DDPG |", "|---|---|---|"]
+        md += ["## reacher: meta-test (mean final error over each sweep's grid)", "", "| sweep | ours | DDPG |",
+               "|---|---|---|"]
         for k, v in out["reacher"]["meta_test_mean_error"].items():
             md.append(f"| {k} | {v['ours']:.4f} | {v['ddpg']:.4f} |")
         md.append("")
