@@ -87,8 +87,11 @@ def test_jumanji_snake_adapter():
 def test_brax_adapter_backends_and_bounds():
     env = envs.make("brax/inverted_pendulum", backend="positional")
     assert env.spec.obs_shape == (4,) and env.spec.action_dim == 1
-    assert env.raw.spec.action_low == (-3.0,) and env.spec.action_low == (-1.0,)
-    np.testing.assert_allclose(env._to_source_action(jnp.array([1.0])), [3.0])
+    # inverted_pendulum maps [-1, 1] onto its control range (-3, 3) itself: no second rescaling.
+    assert env.raw.spec.action_low == (-1.0,) and env.spec.action_low == (-1.0,)
+    np.testing.assert_allclose(env._to_source_action(jnp.array([1.0])), [1.0])
+    # hopper's step() clips to its actuators' ctrlrange, which is [-1, 1].
+    assert envs.make("brax/hopper").raw.spec.action_high == (1.0,) * 3
     _, ts = rollout(env, 150, action=jnp.array([1.0]))  # full push: the pole falls
     assert ts.terminated.any()
     with pytest.raises(ValueError, match="unknown Brax backend 'warp'.*positional"):

@@ -7,6 +7,9 @@ import jax.numpy as jnp
 from metarl.envs.core import EnvSpec, RawEnv
 
 BRAX_BACKENDS = ("positional", "spring", "generalized", "mjx")
+# Brax envs whose step() rescales an action in [-1, 1] to the actuators' control range itself
+# (brax 0.14.2: inverted_pendulum, humanoid, humanoidstandup, pusher); the rest clip to ctrl_range.
+BRAX_SELF_SCALING = ("inverted_pendulum", "humanoid", "humanoidstandup", "pusher")
 
 
 def brax_names() -> list[str]:
@@ -30,12 +33,16 @@ def make_brax(name: str, backend: str = "positional", **kwargs) -> RawEnv:
     if backend not in BRAX_BACKENDS:
         raise ValueError(f"unknown Brax backend {backend!r}; valid backends: {', '.join(BRAX_BACKENDS)}")
     env = brax_envs.get_environment(name, backend=backend, **kwargs)
-    ctrl = env.sys.actuator.ctrl_range
-    low = tuple(float(x) for x in ctrl[:, 0])
-    high = tuple(float(x) for x in ctrl[:, 1])
-    # Actuators without a control range report (0, 0): treat them as [-1, 1].
-    low = tuple(lo if lo < hi else -1.0 for lo, hi in zip(low, high))
-    high = tuple(hi if lo < hi else 1.0 for lo, hi in zip(low, high))
+    if name in BRAX_SELF_SCALING:
+        # These envs map [-1, 1] onto their actuators' control range themselves.
+        low, high = (-1.0,) * env.action_size, (1.0,) * env.action_size
+    else:
+        ctrl = env.sys.actuator.ctrl_range
+        low = tuple(float(x) for x in ctrl[:, 0])
+        high = tuple(float(x) for x in ctrl[:, 1])
+        # Actuators without a control range report (0, 0): treat them as [-1, 1].
+        low = tuple(lo if lo < hi else -1.0 for lo, hi in zip(low, high))
+        high = tuple(hi if lo < hi else 1.0 for lo, hi in zip(low, high))
     spec = EnvSpec(name=f"brax/{name}", obs_shape=(env.observation_size,), discrete=False,
                    action_dim=env.action_size, action_low=low, action_high=high, max_episode_steps=1000)
 
