@@ -202,7 +202,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     w.writerows(rows)
     write_atomic(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
     write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
-    np.savez(os.path.join(out_dir, "arm7_curves.npz"), ours=curve, ddpg=dcurve)
+    tmp = os.path.join(out_dir, "arm7_curves.tmp.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, ours=curve, ddpg=dcurve)
+    os.replace(tmp, os.path.join(out_dir, "arm7_curves.npz"))
     figure(out_dir, curve, dcurve)
     return summary
 

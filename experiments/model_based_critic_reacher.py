@@ -130,7 +130,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                   (("ours", g_ours), ("ddpg", g_ddpg))},
         **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
-    np.savez(os.path.join(out_dir, "reacher_curves.npz"), ours=curve, ddpg=dcurve)
+    tmp = os.path.join(out_dir, "reacher_curves.tmp.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, ours=curve, ddpg=dcurve)
+    os.replace(tmp, os.path.join(out_dir, "reacher_curves.npz"))
     figures(out_dir, exp, curve, dcurve, g_ours, g_ddpg)
     return summary
 
