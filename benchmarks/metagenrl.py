@@ -1,0 +1,187 @@
+"""MetaGenRL benchmark: Table 2 of Kirsch et al. (2020) in the paper's layout, ours beside the paper's.
+
+    python -m benchmarks.metagenrl --scale quick   # part of `make bench` (a few minutes on a 2-core CPU)
+    python -m benchmarks.metagenrl --scale paper   # the paper's budget: meant for an accelerator
+
+Meta-trains one objective per training set (Table 2's rows), saving it at several stages, then
+meta-tests every objective together with the TD3 and off-policy REINFORCE+GAE baselines on every
+test environment (fresh agents, frozen objectives, same seeds for every variant). Writes into
+results/metagenrl/: table.md, table.csv, results.json, meta_test_curves.png, meta_train_curves.png.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+
+import numpy as np
+
+from experiments import metagenrl as ex
+
+OUT = os.path.join("results", "metagenrl")
+PAPER_CSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
+                         "paper-tables", "metagenrl_table2.csv")
+# The paper's Table 2 (mean return over 6 seeds at meta-test), kept here so the benchmark does not
+# depend on a file outside the repository; checked against the shared CSV when it is present.
+PAPER = [
+    ("MetaGenRL", "Cheetah & Hopper", 2963, 2896, 25), ("MetaGenRL", "Cheetah & Lunar", 3132, 3308, 175),
+    ("MetaGenRL", "Hopper & Lunar", 4843, 3012, 254), ("MetaGenRL", "Hopper", 3393, 2596, -204),
+    ("MetaGenRL", "Lunar", 2701, 2793, 233), ("EPG", "Cheetah & Hopper", -657, 24, -322),
+    ("EPG", "Lunar & Cheetah", -846, 14, -845), ("RL2", "Cheetah & Hopper", 2495, 360, -503),
+    ("RL2", "Lunar & Cheetah", 1869, 4, 268), ("PPO", "-", 1455, 1894, 187), ("DDPG/TD3", "-", 8315, 2718, 288),
+    ("off-policy REINFORCE", "-", -88, 1804, 168), ("on-policy REINFORCE", "-", 38, 565, 120),
+]
+PAPER_ENVS = ("Cheetah", "Hopper", "Lunar")
+OURS_BASELINE = {"DDPG/TD3": "TD3", "off-policy REINFORCE": "off-policy REINFORCE"}
+
+
+def _paper_table():
+    if os.path.exists(PAPER_CSV):
+        with open(PAPER_CSV) as f:
+            rows = [r for r in csv.reader(line for line in f if not line.startswith("#"))][1:]
+        shared = [(r[0], r[1], *map(int, r[2:])) for r in rows if r]
+        if shared != PAPER:
+            raise RuntimeError(f"the paper table in {PAPER_CSV} differs from the one in this benchmark")
+    return PAPER
+
+
+def _fmt(x):
+    x = np.asarray(x, float)
+    return f"{x.mean():.0f} ± {x.std():.0f}"
+
+
+def _final(res):
+    """Per-seed final return: the mean of the last two evaluations (less noisy than the last alone)."""
+    r = np.asarray(res["eval_return"], float)
+    return r[:, -min(2, r.shape[1]):].mean(1)
+
+
+def build_table(scale, results, row_labels):
+    """Rows: the paper's rows in order, ours filled where we ran the same thing; our own extra rows
+    (quick-scale training sets) after the paper's MetaGenRL rows. Columns: our test envs, then the paper's."""
+    test = list(results)
+    header = ["method", "training"] + [f"{e} (ours)" for e in test] + [f"{e} (paper)" for e in PAPER_ENVS]
+    ours_cell = lambda variant: [(_fmt(_final(results[e][variant])) if variant in results[e] else "not run")
+                                 for e in test]
+    rows, used = [], set()
+    for method, train, *vals in _paper_table():
+        label = None
+        if method == "MetaGenRL" and train in row_labels:
+            label = train
+        elif method in OURS_BASELINE:
+            label = OURS_BASELINE[method]
+        cells = ours_cell(label) if label else ["not run"] * len(test)
+        if label:
+            used.add(label)
+        rows.append([method, train] + cells + [str(v) for v in vals])
+        if method == "MetaGenRL" and train == "Lunar":  # after the paper's last MetaGenRL row
+            for lab in row_labels:
+                if lab not in used and lab not in ("TD3", "off-policy REINFORCE"):
+                    rows.append(["MetaGenRL (ours)", lab] + ours_cell(lab) + ["n/a"] * len(PAPER_ENVS))
+                    used.add(lab)
+    return header, rows
+
+
+def to_markdown(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def plot_curves(test_results, meta_train, path_test, path_train):
+    from metarl.plots import _plt, curves, save_fig
+
+    plt = _plt()
+    envs = list(test_results)
+    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)
+    for ax, e in zip(axes[0], envs):
+        per = test_results[e]
+        steps = np.asarray(next(iter(per.values()))["env_steps"])[0]
+        curves(ax, steps, {k: v["eval_return"] for k, v in per.items()}, "evaluation return")
+        ax.set_title(f"meta-test on {e}")
+        ax.set_xlabel("environment steps")
+    save_fig(fig, path_test)
+    fig, axes = plt.subplots(1, len(meta_train), figsize=(5 * len(meta_train), 3.8), squeeze=False)
+    for ax, (label, r) in zip(axes[0], meta_train.items()):
+        for env, m in r["metrics"].items():
+            steps = np.asarray(m["env_steps"])[:, 0]
+            curves(ax, steps, {env: np.asarray(m["eval_return"]).T}, "evaluation return")
+        ax.set_title(f"meta-training on {label}")
+        ax.set_xlabel("environment steps per agent")
+    save_fig(fig, path_train)
+
+
+def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
+    scale = ex.get_scale(scale_name)
+    from metarl.train import device_info, package_versions, write_json
+
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    objectives, meta_train = {}, {}
+    for train in scale.train_sets:
+        label = " & ".join(train)
+        d = os.path.abspath(os.path.join(out_dir, "objectives", "_".join(train)))
+        r = ex.meta_train(scale, train, d, seed=0, progress=progress)
+        meta_train[label] = r
+        objectives[label] = r["paths"]["final"]
+    # Fig. 4: the first training set's objective at its earlier stages too.
+    first = " & ".join(scale.train_sets[0])
+    stages = {k: v for k, v in meta_train[first]["paths"].items() if k.startswith("stage_")}
+    for k in sorted(stages)[:-1]:  # the last stage is the final objective
+        objectives[f"{first} [{k.replace('_', ' ')}]"] = stages[k]
+    test = tuple(scale.envs)
+    mt = ex.meta_test(scale, objectives, test, seed=100, baselines=True, progress=progress)
+    header, rows = build_table(scale, mt["results"], list(objectives))
+    table = to_markdown(header, rows)
+    wall = time.perf_counter() - t0
+    note = (f"Scale `{scale_name}`: mean ± std over {mt['seeds']} seeds of the final return (mean of the last "
+            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training. "
+            + ("Quick scale: cheap gymnax stand-ins, tiny budgets; NOT comparable with the paper's numbers. "
+               if scale_name == "quick" else "")
+            + f"Wall time {wall:.0f} s.")
+    md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{table}\n\n{note}\n"
+    extra_rows = [[k] + [_fmt(_final(mt["results"][e][k])) for e in test] for k in objectives if "[" in k]
+    if extra_rows:
+        md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
+            ["objective"] + list(test), extra_rows) + "\n"
+    _write(os.path.join(out_dir, "table.md"), md)
+    tmp = os.path.join(out_dir, "table.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+    os.replace(tmp, os.path.join(out_dir, "table.csv"))
+    plot_curves(mt["results"], meta_train, os.path.join(out_dir, "meta_test_curves.png"),
+                os.path.join(out_dir, "meta_train_curves.png"))
+    write_json(os.path.join(out_dir, "results.json"), dict(
+        scale=scale_name, wall_s=wall, package_versions=package_versions(), device=device_info(),
+        train_config=meta_train[first]["config"], test_config=mt["config"],
+        meta_train={k: dict(wall_s=v["wall_s"], metrics=v["metrics"], meta_grad_norm=v["meta_grad_norm"])
+                    for k, v in meta_train.items()},
+        meta_test=dict(wall_s=mt["wall_s"], results=mt["results"]), table=dict(header=header, rows=rows)))
+    print(md)
+    return md
+
+
+def _write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    import jax
+
+    # Persistent compilation cache: a second run skips the (CPU-dominant) compile of the programs.
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", default="quick", help=f"one of {', '.join(ex.SCALES)}")
+    p.add_argument("--out", default=OUT)
+    args = p.parse_args(argv)
+    ex.get_scale(args.scale)  # a bad value fails here, naming the valid choices
+    run(args.scale, args.out)
+
+
+if __name__ == "__main__":
+    main()
