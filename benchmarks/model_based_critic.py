@@ -84,10 +84,11 @@ def main(argv=None):
                    f"| L_critic (ours) | {s['final_train_error']['ours']:.4f} | {s['meta_iteration_wall_s']['ours']:.4f} |",
                    f"| DDPG | {s['final_train_error']['ddpg']:.4f} | {s['meta_iteration_wall_s']['ddpg']:.4f} |", ""]
     if "reacher" in out:
-        md += ["## reacher: meta-test (mean final error over each sweep's grid)", "", "| sweep | ours | DDPG |",
-               "|---|---|---|"]
+        md += ["## reacher: meta-test (mean final error over each sweep's grid)", "",
+               "| sweep | ours | DDPG | no movement (reference) |", "|---|---|---|---|"]
         for k, v in out["reacher"]["meta_test_mean_error"].items():
-            md.append(f"| {k} | {v['ours']:.4f} | {v['ddpg']:.4f} |")
+            still = v.get("no_movement")
+            md.append(f"| {k} | {v['ours']:.4f} | {v['ddpg']:.4f} | {'-' if still is None else f'{still:.4f}'} |")
         md.append("")
     if "arm7" in out:
         md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"])]

@@ -126,8 +126,14 @@ def read_paper():
     return out
 
 
-def tables(tags, err_ours, err_ddpg):
-    """Rows (table, setting, value, ours mean/std, ddpg mean/std, paper's), stats over goals x seeds x inits."""
+def still_error(goals) -> np.ndarray:
+    """Reference: the error of an arm that does not move (q_T = q_0 = 0) for each goal."""
+    return np.mean(np.asarray(goals) ** 2, -1)
+
+
+def tables(tags, err_ours, err_ddpg, goals=None):
+    """Rows (table, setting, value, ours mean/std, ddpg mean/std, paper's), stats over goals x seeds x inits;
+    with ``goals``, also the error of an arm that does not move."""
     paper = read_paper()
     rows = []
     for table, name, values in TABLES:
@@ -138,6 +144,7 @@ def tables(tags, err_ours, err_ddpg):
             rows.append({"table": table, "setting": name, "value": v,
                          "ours_mean": float(o.mean()), "ours_std": float(o.std()),
                          "ddpg_mean": float(d.mean()), "ddpg_std": float(d.std()),
+                         "still_mean": None if goals is None else float(still_error(np.asarray(goals)[sel]).mean()),
                          "paper_ours_mean": p.get("ours_mean"), "paper_ours_std": p.get("ours_std"),
                          "paper_ddpg_mean": p.get("ddpg_mean"), "paper_ddpg_std": p.get("ddpg_std"),
                          "paper_metacritic_mean": p.get("metacritic_mean"), "paper_metacritic_std": p.get("metacritic_std")})
@@ -157,6 +164,8 @@ def markdown(rows) -> str:
         fmt = lambda m, s: "-" if m is None else f"{float(m):.3g}({float(s):.2g})"
         out.append("| L_critic (ours, this run) | " + " | ".join(fmt(r["ours_mean"], r["ours_std"]) for r in rs) + " |")
         out.append("| DDPG (this run) | " + " | ".join(fmt(r["ddpg_mean"], r["ddpg_std"]) for r in rs) + " |")
+        if rs[0].get("still_mean") is not None:
+            out.append("| no movement (q_T = 0), reference | " + " | ".join(f"{r['still_mean']:.3g}" for r in rs) + " |")
         out.append("| L_critic (paper) | " + " | ".join(fmt(r["paper_ours_mean"], r["paper_ours_std"]) for r in rs) + " |")
         out.append("| DDPG (paper) | " + " | ".join(fmt(r["paper_ddpg_mean"], r["paper_ddpg_std"]) for r in rs) + " |")
         out.append("| Meta Critic (paper) | " + " | ".join(fmt(r["paper_metacritic_mean"], r["paper_metacritic_std"])
@@ -189,7 +198,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     if pbar is not None:
         pbar.update(1)
     wall = time.time() - t0
-    rows = tables(tags, err_ours, err_ddpg)
+    rows = tables(tags, err_ours, err_ddpg, test_goals)
     summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),
                                      "ddpg": float(dcurve[:, -exp.chunk:].mean())},
                "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter},

@@ -120,10 +120,11 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
         pbar.update(1)
     wall = time.time() - t0
     g_ours, g_ddpg = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg)
+    g_still = grids(exp, tags, np.mean(np.asarray(test_goals) ** 2, -1))   # an arm that does not move
     summary = {
         "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean())},
-        "meta_test_mean_error": {k: {"ours": float(g_ours[k][1].mean()), "ddpg": float(g_ddpg[k][1].mean())}
-                                 for k in g_ours},
+        "meta_test_mean_error": {k: {"ours": float(g_ours[k][1].mean()), "ddpg": float(g_ddpg[k][1].mean()),
+                                     "no_movement": float(g_still[k][1].mean())} for k in g_ours},
         "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter},
         "ours_compile_plus_first_chunk_s": t_compile,
         "grids": {m: {k: {"axis": g[k][0].tolist(), "error": g[k][1].tolist()} for k in g} for m, g in
