@@ -34,8 +34,9 @@ def combined_table(chain_result, snake_result) -> str:
     if chain_result is not None:
         for agent, s in chain_result["summary"].items():
             p = chain.PAPER[agent]
+            ours = chain.fmt(s, "outer_advantage_step0", 4)
             rows.append(["Chain", agent, chain.fmt(s, "final_gamma"), p["final_gamma"], chain.fmt(s, "return"),
-                         p["return"], chain.fmt(s, "outer_advantage_step0", 4) + " (step 0)",
+                         p["return"], ours + (" (step 0)" if ours != "-" else ""),
                          (p["outer_advantage_step0"] + " (step 0)") if p["outer_advantage_step0"] else ""])
     if snake_result is not None:
         for agent, s in snake_result["summary"].items():

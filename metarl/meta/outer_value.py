@@ -197,15 +197,27 @@ PAPER_AGENTS = (AgentSpec("A2C", "a2c"), AgentSpec("MG", "mg"), AgentSpec("MG+ou
 
 
 def make_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], agents: Sequence[AgentSpec],
-                    num_seeds: int):
+                    num_seeds: int, seed_axis: str = "vmap"):
     """All agents and seeds as one pair of pure functions (compiled together by the caller).
 
     Seeds are a vmapped axis of every agent; the agents are branches of the same program (a vmapped
     agent axis would make every agent pay for the most expensive method's rollouts).
     Returns ``(init(key) -> states, step(states, key) -> (states, metrics))``, both keyed by agent
     name; metrics are ``{agent: {metric: [num_seeds]}}``. Every agent gets the same seeds.
+
+    ``seed_axis="map"`` runs the seeds one after another (``lax.map``) instead of vmapping them (a
+    convolution vmapped over per-seed weights compiles to a grouped convolution); same results.
+    On this CPU, Snake 6x6 with 2 seeds, it was only ~10% cheaper in CPU time.
     """
-    steps = {a.name: jax.vmap(make_agent_step(problem, mcfg_for(a.method), a.method, a.outer_critic))
+    if seed_axis not in ("vmap", "map"):
+        raise ValueError(f"unknown seed_axis {seed_axis!r}; valid: vmap, map")
+
+    def over_seeds(f):
+        if seed_axis == "vmap":
+            return jax.vmap(f)
+        return lambda states, keys: jax.lax.map(lambda sk: f(*sk), (states, keys))
+
+    steps = {a.name: over_seeds(make_agent_step(problem, mcfg_for(a.method), a.method, a.outer_critic))
              for a in agents}
 
     def init(key):
@@ -641,7 +653,7 @@ def make_snake_problem(cfg: SnakeConfig, env) -> Problem:
 # ================================================================================================
 def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], agents: Sequence[AgentSpec],
                      num_seeds: int, num_updates: int, updates_per_log: int, logs_per_chunk: int, key,
-                     on_chunk: Callable[[int], None] | None = None):
+                     on_chunk: Callable[[int], None] | None = None, seed_axis: str = "vmap"):
     """Train every agent and seed together; Python only loops over compiled chunks.
 
     Returns ``(states, logs)`` with ``logs[agent][metric]`` a numpy array ``[num_updates //
@@ -654,7 +666,7 @@ def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], ag
     if num_updates % chunk:
         raise ValueError(f"num_updates={num_updates} is not a multiple of the chunk "
                          f"updates_per_log * logs_per_chunk = {chunk}")
-    init, step = make_population(problem, mcfg_for, agents, num_seeds)
+    init, step = make_population(problem, mcfg_for, agents, num_seeds, seed_axis)
     run = make_chunk_runner(step, updates_per_log, logs_per_chunk)
     k_init, k_run = jax.random.split(key)
     states = jax.jit(init)(k_init)
