@@ -52,9 +52,9 @@ class SnakeExperiment:
 
 SCALES = {
     "paper": SnakeExperiment(),
-    # Sized for the 2-core CPU budget of `make bench` (~0.3 s of CPU per update for all five agents
-    # and both seeds): 64k env steps per agent and seed, far too short for Snake to learn (the paper
-    # trains for 75M inner-rollout steps).
+    # Sized for the 2-core CPU budget of `make bench` (all five agents cost ~0.5 s of CPU per update
+    # at 2 seeds x 64 envs): 32k inner-rollout steps per agent and seed, far too short for Snake to
+    # learn (the paper trains for 75M).
     "quick": SnakeExperiment(num_updates=200, num_seeds=2, updates_per_log=20, logs_per_chunk=5,
                              env=ov.SnakeConfig(num_envs=32)),
 }
