@@ -298,3 +298,22 @@ def test_population_counts_every_rollout_and_vmaps_seeds():
     ref_state, ref_m = jax.jit(single)(s1, k1)
     np.testing.assert_allclose(np.asarray(new[a.name].logit[i]), np.asarray(ref_state.logit), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(metrics[a.name]["meta_grad"][i]), np.asarray(ref_m["meta_grad"]), rtol=1e-4)
+
+
+def test_snake_outer_critic_head_and_separate_network():
+    """The paper's outer head sits on stop_gradient(torso): its TD loss leaves the torso alone; the
+    authors' variant is a separate network with its own parameters."""
+    from metarl.envs import make
+
+    env = make("jumanji/Snake-6x6")
+    obs = jax.random.uniform(jax.random.PRNGKey(0), (3, 6, 6, 5))
+    head = ov.make_snake_problem(ov.SnakeConfig(num_envs=2, critic_hidden=(8,), actor_hidden=(8,)), env)
+    p = head.init_params(jax.random.PRNGKey(1))
+    critic = ov.SnakeCritic((8,))
+    g = jax.grad(lambda c: jnp.sum(critic.apply(c, obs)[1]))(p["critic"])["params"]
+    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(g["CNNTorso_0"]))
+    assert float(jnp.max(jnp.abs(g["outer_head"]["kernel"]))) > 0.0
+    sep = ov.make_snake_problem(ov.SnakeConfig(num_envs=2, critic_hidden=(8,), actor_hidden=(8,),
+                                               separate_outer_network=True), env)
+    ps = sep.init_params(jax.random.PRNGKey(1))
+    assert set(ps) == {"actor", "critic", "outer"}
