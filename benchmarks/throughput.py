@@ -223,7 +223,9 @@ class OurSAC:
                 "compile_breakdown_s": self.compile_s, "train_config": dataclasses.asdict(self.train_config)}
 
 
-def run_brax_peer(cfg: ThroughputConfig, workdir: str, timeout_s: float = 900) -> dict:
+def run_brax_peer(cfg: ThroughputConfig, workdir: str, timeout_s: float | None = None) -> dict:
+    if timeout_s is None:  # generous: ~5 env steps/s on a loaded CPU, plus compilation
+        timeout_s = 600 + 0.2 * (cfg.sac_learning_starts + cfg.brax_epochs * cfg.sac_steps_per_chunk)
     cmd = [os.path.join(BRAX_VENV, "bin", "python"), os.path.join(PEERS, "brax_sac.py"), "--env", cfg.sac_env,
            "--backend", cfg.backend, "--epochs", str(cfg.brax_epochs), "--steps-per-epoch",
            str(cfg.sac_steps_per_chunk), "--min-replay", str(cfg.sac_learning_starts), "--num-envs", "1",
