@@ -196,7 +196,7 @@ def make_functions(config: TrainConfig, agent_fn=None):
             m = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), m)
             done = m.pop("episode_done").astype(jnp.float32)
             rets = m.pop("episode_return")
-            out = jax.tree.map(jnp.mean, m)
+            out = jax.tree.map(jnp.nanmean, m)  # NaN marks a metric not computed at a step (TD3's delay)
             out["train_return"] = jnp.sum(rets * done) / jnp.maximum(jnp.sum(done), 1.0)
             key, k_eval = jax.random.split(run.key)
             out["eval_return"] = evaluate(run.agent, k_eval)
@@ -488,6 +488,9 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()
     items = [x for s in a.set for x in s.split(";") if x]
     try:
         hp, agent = parse_overrides(items, a.algo)

@@ -113,7 +113,8 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
         if do_actor:
             state, ma = with_actor(state)
         else:
-            ma = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(with_actor, state)[1])
+            # No policy step: its metrics are NaN, which the loop's per-segment nanmean skips.
+            ma = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), jax.eval_shape(with_actor, state)[1])
         return state, {**m, **ma}
 
     def update(state: AgentState, batch, key, loss_fn=None):
