@@ -77,17 +77,18 @@ def get_scale(scale: str, scales=SCALES):
 
 # -- outputs shared with the Snake experiment ----------------------------------------------------
 def environment_record() -> dict:
-    import flax
-    import optax
+    from importlib.metadata import PackageNotFoundError, version
 
-    import gymnax
-    import jumanji
+    def v(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
-    return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "gymnax": getattr(gymnax, "__version__", "?"),
-            "jumanji": getattr(jumanji, "__version__", "?"), "numpy": np.__version__,
-            "device": str(jax.devices()[0]), "platform": jax.default_backend(), "cpu_count": os.cpu_count(),
-            "machine": platform.machine()}
+    rec = {"python": platform.python_version(), "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+           "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    rec.update({name: v(name) for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "jumanji", "numpy")})
+    return rec
 
 
 def write_atomic(path: str, text: str | bytes):
