@@ -218,8 +218,7 @@ def test_save_and_load_objective_roundtrip(tmp_path):
 
 @pytest.mark.slow
 def test_population_meta_train_and_meta_test_smoke():
-    """Two environments with different action sizes share one objective; meta-test runs the frozen
-    objective and both baselines side by side."""
+    """Two environments with different action sizes (1 and 2) share one objective, which moves."""
     c = mg.MetaGenRLConfig(envs=("gymnax/Pendulum-v1", "gymnax/Reacher-misc"), agents_per_env=2,
                            total_steps=60, learning_starts=40, anneal_steps=10, eval_every=20, eval_episodes=1,
                            batch_windows=4, window=5, hidden=(8,), max_episode_steps=10, objective=TINY)
