@@ -65,15 +65,19 @@ TORCS,6188.1,4932.5,8104.7,9353.3,14841.7,20473.2,27850.4,33684.2,24674.7,11946.
 @dataclass(frozen=True)
 class BenchConfig:
     scale: str = "quick"
-    table1_envs: tuple = ("brax/inverted_pendulum",)
-    table3_envs: tuple = ("brax/inverted_pendulum",)  # '+updates' / '+params' rows
-    table2_env: str = "brax/inverted_pendulum"  # the paper: SAC on Walker2d
+    # Quick: Brax programs compile for minutes on a 2-core CPU, so the full grid runs on gymnax's
+    # Pendulum-v1 (not a paper task; it compiles in seconds) and one Brax task gets DDPG vs DDPG-MC.
+    table1_envs: tuple = ("gymnax/Pendulum-v1", "brax/inverted_pendulum")
+    table1_algos: dict = field(default_factory=lambda: {"brax/inverted_pendulum": ("ddpg",)})  # default: all
+    table3_envs: tuple = ("gymnax/Pendulum-v1",)  # '+updates' / '+params' rows
+    table2_env: str = "gymnax/Pendulum-v1"  # the paper: SAC on Walker2d
+    env_steps: dict = field(default_factory=lambda: {"brax/inverted_pendulum": 3_000})  # total_steps overrides
     seeds: int = 2
-    total_steps: int = 6_000
+    total_steps: int = 4_000
     learning_starts: int = 1_000
     eval_every: int = 1_000
     eval_episodes: int = 3
-    evals_per_chunk: int = 5
+    evals_per_chunk: int = 3
     agent: dict = field(default_factory=lambda: dict(actor_hidden=(64, 64), critic_hidden=(64, 64)))
     sac_agent: dict = field(default_factory=lambda: dict(actor_hidden=(64, 64), critic_hidden=(64, 64),
                                                          batch_size=100))
@@ -89,7 +93,8 @@ def bench_config(scale: str) -> BenchConfig:
     locomotion = ("brax/halfcheetah", "brax/hopper", "brax/walker2d", "brax/ant")
     return BenchConfig(scale="paper", table1_envs=tuple(ENV_ROWS), table3_envs=locomotion,
                        table2_env="brax/walker2d", seeds=5, total_steps=1_000_000, learning_starts=10_000,
-                       eval_every=1_000, eval_episodes=10, evals_per_chunk=50, agent={}, sac_agent={})
+                       eval_every=1_000, eval_episodes=10, evals_per_chunk=50, agent={}, sac_agent={},
+                       table1_algos={}, env_steps={})
 
 
 def read_paper_table(n: int) -> list[dict]:
@@ -114,7 +119,7 @@ def plan(cfg: BenchConfig) -> list[tuple]:
     """(env, algo, variants) programs to run: each is one experiments.meta_critic.run_experiment call."""
     jobs = {}
     for env in cfg.table1_envs:
-        for algo in ALGOS:
+        for algo in cfg.table1_algos.get(env, ALGOS):
             jobs.setdefault((env, algo), set()).update({"vanilla", "mc"})
     for env in cfg.table3_envs:
         for algo in ALGOS:
@@ -223,9 +228,12 @@ def main(argv=None):
     for env, algo, variants in jobs:
         bar.set_postfix(env=env, algo=algo)
         agent = cfg.sac_agent if algo == "sac" else cfg.agent
-        ecfg = ExperimentConfig(algo=algo, env=env, variants=variants, seeds=cfg.seeds, total_steps=cfg.total_steps,
+        steps = cfg.env_steps.get(env, cfg.total_steps)
+        n_evals = (steps - cfg.learning_starts) // cfg.eval_every
+        per_chunk = cfg.evals_per_chunk if n_evals % cfg.evals_per_chunk == 0 else 1
+        ecfg = ExperimentConfig(algo=algo, env=env, variants=variants, seeds=cfg.seeds, total_steps=steps,
                                 learning_starts=cfg.learning_starts, eval_every=cfg.eval_every,
-                                eval_episodes=cfg.eval_episodes, evals_per_chunk=cfg.evals_per_chunk, agent=agent,
+                                eval_episodes=cfg.eval_episodes, evals_per_chunk=per_chunk, agent=agent,
                                 lookahead=cfg.lookahead)
         t = time.perf_counter()
         res = run_experiment(ecfg, os.path.join(a.out, "runs", f"{env.replace('/', '_')}_{algo}"), progress=False)
@@ -237,9 +245,16 @@ def main(argv=None):
         overheads[key] = dict(res["overhead"], updates_k=res["updates_k"], params_n=res["params_n"],
                               params_hidden=res.get("params_hidden"))
         curves_png(res, env, algo, os.path.join(a.out, f"curves_{env.replace('/', '_')}_{algo}.png"))
+        write_outputs(a.out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0, final=False)
         bar.update(1)
     bar.close()
-    wall = time.perf_counter() - t0
+    print(write_outputs(a.out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0))
+
+
+def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True):
+    """tables.md, overhead.json and results.json (rewritten after every job, atomically)."""
+    from metarl.train import device_info, package_versions, write_json
+
     md = tables(cfg, summary)
     ov_lines = ["", "### Measured overhead of -MC (per update, compiled, one seed; parameters: actor+critic)", ""]
     for key, o in overheads.items():
@@ -254,17 +269,17 @@ def main(argv=None):
                      f"- L_critic (DDPG, DDPG-MC) averaged over training: {tab['L_critic_mean_over_training']} "
                      f"(paper: DDPG-MC lower)",
                      f"- final expected return (DDPG, DDPG-MC): {tab['final_expected_return']}"]
-    md += "\n".join(ov_lines) + f"\n\nwall time {wall:.0f} s\n"
-    tmp = os.path.join(a.out, "tables.md.tmp")
+    md += "\n".join(ov_lines) + f"\n\nwall time {wall:.0f} s{'' if final else ' (partial: still running)'}\n"
+    tmp = os.path.join(out, "tables.md.tmp")
     with open(tmp, "w") as f:
         f.write(md)
-    os.replace(tmp, os.path.join(a.out, "tables.md"))
-    write_json(os.path.join(a.out, "overhead.json"), overheads)
-    write_json(os.path.join(a.out, "results.json"), {
+    os.replace(tmp, os.path.join(out, "tables.md"))
+    write_json(os.path.join(out, "overhead.json"), overheads)
+    write_json(os.path.join(out, "results.json"), {
         "config": dataclasses.asdict(cfg), "versions": package_versions(), "device": device_info(),
-        "wall_time_s": wall, "job_wall_s": walls, "summary": summary, "diagnostics": diagnostics,
-        "overhead": overheads, "tabular": tab})
-    print(md)
+        "wall_time_s": wall, "complete": final, "job_wall_s": walls, "summary": summary,
+        "diagnostics": diagnostics, "overhead": overheads, "tabular": tab})
+    return md
 
 
 if __name__ == "__main__":
