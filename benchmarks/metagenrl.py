@@ -89,7 +89,7 @@ def to_markdown(header, rows):
     return "\n".join(out)
 
 
-def plot_curves(test_results, meta_train, path_test, path_train):
+def plot_curves(test_results, meta_train, path_test, path_train, stamp=""):
     from metarl.plots import _plt, curves, save_fig
 
     plt = _plt()
@@ -101,6 +101,7 @@ def plot_curves(test_results, meta_train, path_test, path_train):
         curves(ax, steps, {k: v["eval_return"] for k, v in per.items()}, "evaluation return")
         ax.set_title(f"meta-test on {e}")
         ax.set_xlabel("environment steps")
+    fig.text(0.0, -0.04, stamp, fontsize=6)
     save_fig(fig, path_test)
     fig, axes = plt.subplots(1, len(meta_train), figsize=(5 * len(meta_train), 3.8), squeeze=False)
     for ax, (label, r) in zip(axes[0], meta_train.items()):
@@ -109,6 +110,7 @@ def plot_curves(test_results, meta_train, path_test, path_train):
             curves(ax, steps, {env: np.asarray(m["eval_return"]).T}, "evaluation return")
         ax.set_title(f"meta-training on {label}")
         ax.set_xlabel("environment steps per agent")
+    fig.text(0.0, -0.04, stamp, fontsize=6)
     save_fig(fig, path_train)
 
 
@@ -145,15 +147,23 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
     if extra_rows:
         md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
             ["objective"] + list(test), extra_rows) + "\n"
+    versions = package_versions()
+    stamp = (f"scale={scale_name} wall={wall:.0f}s device={device_info()['devices']} "
+             + " ".join(f"{k}={v}" for k, v in versions.items()))
+    cfg_line = (f"meta-train: {dict((k, v) for k, v in meta_train[first]['config'].items() if k != 'objective')}; "
+                f"meta-test: total_steps={scale.test.total_steps}, seeds={mt['seeds']}; objective: "
+                f"{meta_train[first]['config']['objective']}")
+    md += f"\n{stamp}\n\nConfig: {cfg_line}\n"
     _write(os.path.join(out_dir, "table.md"), md)
     tmp = os.path.join(out_dir, "table.csv.tmp")
     with open(tmp, "w", newline="") as f:
+        f.write(f"# {stamp}\n# {cfg_line}\n")
         csv.writer(f).writerows([header] + rows)
     os.replace(tmp, os.path.join(out_dir, "table.csv"))
     plot_curves(mt["results"], meta_train, os.path.join(out_dir, "meta_test_curves.png"),
-                os.path.join(out_dir, "meta_train_curves.png"))
+                os.path.join(out_dir, "meta_train_curves.png"), stamp)
     write_json(os.path.join(out_dir, "results.json"), dict(
-        scale=scale_name, wall_s=wall, package_versions=package_versions(), device=device_info(),
+        scale=scale_name, wall_s=wall, package_versions=versions, device=device_info(),
         train_config=meta_train[first]["config"], test_config=mt["config"],
         meta_train={k: dict(wall_s=v["wall_s"], metrics=v["metrics"], meta_grad_norm=v["meta_grad_norm"])
                     for k, v in meta_train.items()},
