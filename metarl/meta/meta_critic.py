@@ -299,7 +299,8 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
             state, ma = step_fn(state)
         else:  # TD3-MC: meta-update only on the delayed policy steps
             do_actor = state.base.step % delay == 0
-            skipped = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(step_fn, state)[1])
+            # Not a policy step: NaN metrics, which the loop's per-segment nanmean skips (as for TD3).
+            skipped = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), jax.eval_shape(step_fn, state)[1])
             state, ma = jax.lax.cond(do_actor, step_fn, lambda s: (s, skipped), state)
         state = extra_update(state, d_extra, jax.random.fold_in(key, 3))
         return state, {**m, **ma}
