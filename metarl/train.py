@@ -119,10 +119,13 @@ def make_functions(config: TrainConfig, agent_fn=None):
     env = envs.make(config.env, backend=config.backend, max_episode_steps=config.max_episode_steps,
                     normalize_obs=config.normalize_obs)
     agent = agent_fn(env.spec) if agent_fn is not None else make_agent(config.algo, env.spec, **config.agent)
-    period_ = int((agent.extras or {}).get("update_period", 1))
-    if config.static_schedule and config.eval_every % period_:
+    # With a delayed policy (TD3), ``period`` env steps form one scan iteration so that the delay
+    # schedule is laid out statically (under vmap, a lax.cond would compute the actor step every time).
+    extras = agent.extras or {}
+    period = int(extras.get("update_period", 1)) if (config.static_schedule and "update_phase" in extras) else 1
+    if config.eval_every % period:
         raise ValueError(f"eval_every={config.eval_every} must be a multiple of the agent's update period "
-                         f"{period_} (TD3's policy delay)")
+                         f"{period} (TD3's policy delay)")
     batch_size = agent.config.batch_size
     capacity = min(config.buffer_size, config.total_steps)
     adim = env.spec.action_dim
@@ -149,10 +152,6 @@ def make_functions(config: TrainConfig, agent_fn=None):
         run, _ = jax.lax.scan(warm, run, jax.random.split(k_warm, config.learning_starts))
         return run
 
-    # With a delayed policy (TD3), ``period`` env steps form one scan iteration so that the delay
-    # schedule is laid out statically (under vmap, a lax.cond would compute the actor step every time).
-    extras = agent.extras or {}
-    period = int(extras.get("update_period", 1)) if (config.static_schedule and "update_phase" in extras) else 1
     ups = config.updates_per_step
 
     def train_steps(run: RunState, _):

@@ -108,9 +108,8 @@ class Env:
     def _to_source_action(self, action):
         if self.raw.spec.discrete:
             return action
-        action = jnp.clip(action, -1.0, 1.0) if self.rescale_actions else action
         if self.rescale_actions:
-            action = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+            action = self._low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self._high - self._low)
         return jnp.clip(action, self._low, self._high)
 
     def _update_stats(self, stats: ObsStats, obs):
