@@ -150,3 +150,72 @@ def test_link_mass_and_length_are_traced_inputs(reacher):
     # the rod model: link 0's inertia about its joint grows like m l^2 / 3
     sys = arm_models.with_params(arm_models.load(arm_models.REACHER2), arm_models.REACHER2, params)
     np.testing.assert_allclose(np.asarray(sys.link.inertia.i)[0, 2, 2], 1.0 * (1 / 12 + 0.04 ** 2 / 4), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ the Meta-Critic baseline
+
+
+def _double_integrator(dt=0.1):
+    """A cheap differentiable task (no Brax): 2-D double integrator, state [q, qd], torque u."""
+    def step(_, m, u):
+        qd = m[2:] + dt * u
+        return jnp.concatenate([m[:2] + dt * qd, qd])
+    return mbc.Task(init=lambda _: jnp.array([0.3, -0.2, 0.0, 0.0]), step=step, obs=lambda m: m,
+                    state_dim=4, action_dim=2, goal_dim=2)
+
+
+def _tiny_mc_cfg(**kw):
+    return mbc.MetaCriticBaselineConfig(horizon=5, batch=16, buffer_episodes=8, q_updates=2, pi_updates=2,
+                                        critic_hidden=(16, 16), policy_hidden=(8, 8), aux_hidden=(8, 8), **kw)
+
+
+@pytest.mark.parametrize("meta_loss", ["clip", "plain"])
+def test_meta_critic_meta_gradient_matches_finite_differences(meta_loss):
+    """d/dw of the supervised Q's evaluation of the policy after the look-ahead step (pi_old by the
+    Q-loss, pi_new by h_w), against central differences along random directions (float64)."""
+    task = _double_integrator()
+    cfg = _tiny_mc_cfg(meta_loss=meta_loss, lookahead_lr=0.3)
+    with jax.enable_x64(True):
+        st = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                          mbc.mc_init(cfg, task, jax.random.PRNGKey(0)))
+        ks = jax.random.split(jax.random.PRNGKey(1), 4)
+        trn = (jax.random.normal(ks[0], (16, 4), jnp.float64), jax.random.normal(ks[1], (16, 2), jnp.float64))
+        val = (jax.random.normal(ks[2], (16, 4), jnp.float64), jax.random.normal(ks[3], (16, 2), jnp.float64))
+        f = jax.jit(lambda w: mbc.mc_meta_objective(cfg, task, w, st.base.q, st.base.pi, trn, val))
+        grad = jax.grad(f)(st.w)
+        flat, unravel = jax.flatten_util.ravel_pytree(grad)
+        assert np.linalg.norm(flat) > 1e-8
+        for k in range(3):
+            v = unravel(jax.random.normal(jax.random.PRNGKey(10 + k), flat.shape, jnp.float64))
+            eps = 1e-5
+            fd = (f(jax.tree.map(lambda p, d: p + eps * d, st.w, v)) -
+                  f(jax.tree.map(lambda p, d: p - eps * d, st.w, v))) / (2 * eps)
+            np.testing.assert_allclose(float(jnp.vdot(flat, jax.flatten_util.ravel_pytree(v)[0])), float(fd),
+                                       rtol=1e-6)
+    with pytest.raises(ValueError, match="meta_loss 'typo'.*clip, plain"):
+        _tiny_mc_cfg(meta_loss="typo")
+
+
+def test_meta_critic_with_zero_aux_is_ddpg_exactly():
+    """aux_scale = 0 (h_w contributes nothing): the Meta-Critic's Q, target, policy, optimiser states and
+    buffer equal the DDPG baseline's over several iterations (float64; the two are different compiled
+    programs, so XLA may round differently: rtol 1e-12); with aux_scale = 1 the policy differs and w moves."""
+    task = _double_integrator()
+    with jax.enable_x64(True):
+        goals = jnp.array([[0.5, 0.5], [-0.4, 0.2]], jnp.float64)
+        run_mc = jax.jit(lambda s, c: mbc.mc_train_chunk(c, task, s, goals, None, 3), static_argnums=1)
+        cfg0 = _tiny_mc_cfg(aux_scale=0.0)
+        st = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                          mbc.mc_init(cfg0, task, jax.random.PRNGKey(3)))
+        mc_end, mc_m = run_mc(st, cfg0)
+        dd_end, dd_m = jax.jit(lambda s: mbc.ddpg_train_chunk(cfg0, task, s, goals, None, 3))(st.base)
+        leaves = jax.tree.leaves(dd_end)
+        assert leaves and all(np.asarray(x).dtype != np.float32 for x in leaves)
+        for a, b in zip(jax.tree.leaves(mc_end.base), leaves):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(mc_m["train_error"]), np.asarray(dd_m["train_error"]), rtol=1e-12)
+        cfg1 = _tiny_mc_cfg(aux_scale=1.0)
+        mc1, _ = run_mc(st, cfg1)
+        dpi = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(mc1.base.pi), jax.tree.leaves(dd_end.pi)))
+        dw = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(mc1.w), jax.tree.leaves(st.w)))
+        assert dpi > 1e-6 and dw > 1e-7

@@ -490,9 +490,14 @@ def noisy_rollout(task: Task, dyn, policy_apply, theta, goal, horizon, key, std)
     return xs, us, x2s
 
 
-def ddpg_step(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn):
+def ddpg_step(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn, pi_hook=None, hook_carry=None):
     """Algorithm 1 (DDPG-style): collect noisy episodes on every training goal, TD-fit Q (cost-to-go,
-    target network), update the policy by descending Q; metrics: the greedy policy's final error."""
+    target network), update the policy by descending Q; metrics: the greedy policy's final error.
+
+    ``pi_hook(carry, pi, q, grad_q, buf, size, idx) -> (carry, extra_grad)`` (optional) runs at every
+    policy update with the update's batch indices ``idx`` and the gradient of the Q-loss; ``extra_grad``
+    is added to that gradient before Adam (the Meta-Critic baseline's auxiliary loss). Without a hook
+    this is the plain DDPG step; with one, the step returns ``(state, metrics, carry)``."""
     q_net, pi_net = ddpg_nets(cfg, task)
     key, k_roll, k_q = jax.random.split(st.key, 3)
     n_goals = goals.shape[0]
@@ -531,19 +536,24 @@ def ddpg_step(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn):
                                               jax.random.split(kq, cfg.q_updates))
 
     def pi_update(carry, k):
-        pi, pi_opt = carry
+        pi, pi_opt, hc = carry
         i = jax.random.randint(k, (cfg.batch,), 0, size)
         x, g = buf["x"][i], buf["g"][i]
         gp = jax.grad(lambda p: jnp.mean(q_net.apply(q, x, pi_net.apply(p, x, g), g)))(pi)
+        if pi_hook is not None:
+            hc, extra = pi_hook(hc, pi, q, gp, buf, size, i)
+            gp = jax.tree.map(jnp.add, gp, extra)
         upd, pi_opt = optax.adam(cfg.pi_lr).update(gp, pi_opt, pi)
-        return (optax.apply_updates(pi, upd), pi_opt), None
+        return (optax.apply_updates(pi, upd), pi_opt, hc), None
 
-    (pi, pi_opt), _ = jax.lax.scan(pi_update, (st.pi, st.pi_opt), jax.random.split(kp, cfg.pi_updates))
+    (pi, pi_opt, hook_carry), _ = jax.lax.scan(pi_update, (st.pi, st.pi_opt, hook_carry),
+                                               jax.random.split(kp, cfg.pi_updates))
     xT = jax.vmap(lambda g: rollout(task, dyn, pi_net.apply, pi, g, cfg.horizon)[0])(goals)
     err = jnp.mean(jax.vmap(lambda x, g: final_error(task, x, g))(xT, goals))
     del n_goals
-    return DDPGState(q, q_targ, pi, q_opt, pi_opt, buf, size, ptr, key), {"train_error": err,
-                                                                         "q_loss": jnp.mean(q_loss)}
+    out = DDPGState(q, q_targ, pi, q_opt, pi_opt, buf, size, ptr, key), {"train_error": err,
+                                                                        "q_loss": jnp.mean(q_loss)}
+    return out if pi_hook is None else out + (hook_carry,)
 
 
 def ddpg_train_chunk(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn, length: int):
@@ -553,7 +563,14 @@ def ddpg_train_chunk(cfg: DDPGConfig, task: Task, st: DDPGState, goals, dyn, len
 def ddpg_learn_policy(cfg: DDPGConfig, task: Task, q, key, goal, dyn):
     """Algorithm 3 with the frozen supervised Q: a new policy from scratch by Adam steps on
     sum_t Q(s_t, pi(s_t), g) over its own (model-free) rollouts; returns its final-state error."""
-    q_net, pi_net = ddpg_nets(cfg, task)
+    q_net, _ = ddpg_nets(cfg, task)
+    return _learn_with_loss(cfg, task, q_net.apply, q, key, goal, dyn)
+
+
+def _learn_with_loss(cfg, task: Task, loss_apply, params, key, goal, dyn):
+    """A fresh policy, cfg.test_steps Adam steps on sum_t loss_apply(params, s_t, pi(s_t), g) over its
+    own rollouts (states as data); returns the final-state error of the learned policy."""
+    _, pi_net = ddpg_nets(cfg, task)
     pi = pi_net.init(key, jnp.zeros(task.state_dim), jnp.zeros(task.goal_dim))
     opt = optax.adam(cfg.test_lr)
     grad_fn = jax.grad(critic_policy_loss, argnums=3)
@@ -561,7 +578,7 @@ def ddpg_learn_policy(cfg: DDPGConfig, task: Task, q, key, goal, dyn):
     def body(carry, _):
         pi, s = carry
         _, xs, _ = rollout(task, dyn, pi_net.apply, pi, goal, cfg.horizon)
-        gp = grad_fn(q_net.apply, pi_net.apply, jax.lax.stop_gradient(q), pi, jax.lax.stop_gradient(xs), goal)
+        gp = grad_fn(loss_apply, pi_net.apply, jax.lax.stop_gradient(params), pi, jax.lax.stop_gradient(xs), goal)
         upd, s = opt.update(gp, s, pi)
         return (optax.apply_updates(pi, upd), s), None
 
@@ -569,6 +586,127 @@ def ddpg_learn_policy(cfg: DDPGConfig, task: Task, q, key, goal, dyn):
     xT, _, _ = rollout(task, dyn, pi_net.apply, pi, goal, cfg.horizon)
     return final_error(task, xT, goal)
 
+
+# ----------------------------------------------------------------------------------------------
+# 3b. The Meta-Critic baseline (Zhou et al., 2020, as the paper uses it): the DDPG-style supervised Q,
+#     plus an auxiliary meta-critic loss h_w on the policy, w learned bi-level by the supervised Q's
+#     evaluation of the policy after a look-ahead step
+# ----------------------------------------------------------------------------------------------
+
+MC_META_LOSSES = ("clip", "plain")
+
+
+class AuxCritic(nn.Module):
+    """h_w(s, a, g) = softplus(MLP([q - g, qd, a])), MLP (100, 100) ReLU: the meta-critic. Zhou et al.'s
+    h_w reads the actor's features (Eq. 10) or (features, s, a) (Eq. 11); a fresh policy is learned from
+    scratch at meta-test here, so h_w reads (s - g, a) like the supervised Q."""
+
+    hidden: tuple = (100, 100)
+    goal_dim: int = 2
+
+    @nn.compact
+    def __call__(self, s, a, g):
+        x = jnp.concatenate([s[..., : self.goal_dim] - g, s[..., self.goal_dim:], a], -1)
+        return nn.softplus(MLP(tuple(self.hidden) + (1,), activation=nn.relu)(x)[..., 0])
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaCriticBaselineConfig(DDPGConfig):
+    """DDPGConfig plus the meta-critic's settings. ``aux_scale`` multiplies h_w everywhere (0: DDPG
+    exactly); ``meta_loss``: "clip" = tanh(L_val(new) - L_val(old)) (Zhou et al.'s Eq. 9) or "plain" =
+    L_val(new) (Eq. 8); the look-ahead is plain SGD with ``lookahead_lr`` (default: pi_lr)."""
+
+    aux_hidden: tuple = (100, 100)
+    aux_scale: float = 1.0
+    meta_lr: float = 1e-3
+    meta_loss: str = "clip"
+    lookahead_lr: float = 0.0       # 0: pi_lr
+
+    def __post_init__(self):
+        if self.meta_loss not in MC_META_LOSSES:
+            raise ValueError(f"unknown meta-critic meta_loss {self.meta_loss!r}; valid: {', '.join(MC_META_LOSSES)}")
+
+
+class MCBaselineState(struct.PyTreeNode):
+    base: DDPGState     # the supervised Q, its target, the policy, the replay buffer (DDPG's own key chain)
+    w: Any
+    w_opt: Any
+    key: jax.Array      # the meta-step's validation batches (a key chain of its own)
+
+
+def mc_aux_net(cfg: MetaCriticBaselineConfig, task: Task):
+    return AuxCritic(tuple(cfg.aux_hidden), task.goal_dim)
+
+
+def mc_init(cfg: MetaCriticBaselineConfig, task: Task, key):
+    k_base, k_w, k_meta = jax.random.split(key, 3)
+    base = ddpg_init(cfg, task, k_base)
+    w = mc_aux_net(cfg, task).init(k_w, jnp.zeros(task.state_dim), jnp.zeros(task.action_dim), jnp.zeros(task.goal_dim))
+    return MCBaselineState(base, w, optax.adam(cfg.meta_lr).init(w), k_meta)
+
+
+def mc_aux_loss(cfg: MetaCriticBaselineConfig, task: Task, w, pi, x, g):
+    """aux_scale * mean_i h_w(s_i, pi(s_i), g_i) over a batch."""
+    _, pi_net = ddpg_nets(cfg, task)
+    return cfg.aux_scale * jnp.mean(mc_aux_net(cfg, task).apply(w, x, pi_net.apply(pi, x, g), g))
+
+
+def mc_meta_objective(cfg: MetaCriticBaselineConfig, task: Task, w, q, pi, trn, val):
+    """The meta-critic's loss for w: look-ahead pi_old = pi - eta grad_pi L_Q(trn), pi_new = pi_old -
+    eta grad_pi h_w(trn) (gradients at pi, as Zhou et al.'s Eq. 6-7), evaluated by the supervised Q on an
+    independent batch: L_val(p) = mean Q(s, p(s), g) over ``val``; "clip": tanh(L_val(pi_new) -
+    L_val(pi_old)), "plain": L_val(pi_new). trn/val: (x, g) batches."""
+    q_net, pi_net = ddpg_nets(cfg, task)
+    eta = cfg.lookahead_lr or cfg.pi_lr
+    lq = lambda p, b: jnp.mean(q_net.apply(q, b[0], pi_net.apply(p, b[0], b[1]), b[1]))
+    g_q = jax.grad(lq)(pi, trn)
+    g_h = jax.grad(lambda p: mc_aux_loss(cfg, task, w, p, trn[0], trn[1]))(pi)
+    pi_old = jax.tree.map(lambda p, d: p - eta * d, pi, g_q)
+    pi_new = jax.tree.map(lambda p, d: p - eta * d, pi_old, g_h)
+    l_new = lq(pi_new, val)
+    if cfg.meta_loss == "plain":
+        return l_new
+    return jnp.tanh(l_new - jax.lax.stop_gradient(lq(pi_old, val)))
+
+
+def mc_step(cfg: MetaCriticBaselineConfig, task: Task, st: MCBaselineState, goals, dyn):
+    """One iteration: DDPG's (collect, TD-fit Q, policy updates), where every policy update descends
+    Q + h_w and first updates w by Adam on the gradient of ``mc_meta_objective`` (d_trn: the policy
+    update's batch; d_val: an independent batch from the same buffer)."""
+    key, k_meta = jax.random.split(st.key)
+    opt = optax.adam(cfg.meta_lr)
+
+    def hook(carry, pi, q, _gq, buf, size, idx):
+        w, w_opt, k = carry
+        k, kv = jax.random.split(k)
+        iv = jax.random.randint(kv, (cfg.batch,), 0, size)
+        trn, val = (buf["x"][idx], buf["g"][idx]), (buf["x"][iv], buf["g"][iv])
+        g_aux = jax.grad(lambda p: mc_aux_loss(cfg, task, w, p, trn[0], trn[1]))(pi)
+        m_loss, g_w = jax.value_and_grad(mc_meta_objective, argnums=2)(cfg, task, w, q, pi, trn, val)
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(g_w)]))
+        g_w = jax.tree.map(lambda a: jnp.where(finite, a, 0.0), g_w)
+        upd, w_opt = opt.update(g_w, w_opt, w)
+        return (optax.apply_updates(w, upd), w_opt, k), g_aux
+
+    base, m, (w, w_opt, _) = ddpg_step(cfg, task, st.base, goals, dyn, pi_hook=hook,
+                                       hook_carry=(st.w, st.w_opt, k_meta))
+    return MCBaselineState(base, w, w_opt, key), m
+
+
+def mc_train_chunk(cfg: MetaCriticBaselineConfig, task: Task, st: MCBaselineState, goals, dyn, length: int):
+    return jax.lax.scan(lambda s, _: mc_step(cfg, task, s, goals, dyn), st, None, length=length)
+
+
+def mc_learn_policy(cfg: MetaCriticBaselineConfig, task: Task, params, key, goal, dyn):
+    """Algorithm 3 with the frozen Q and meta-critic: a new policy from scratch by Adam steps on
+    sum_t [Q(s_t, pi(s_t), g) + aux_scale h_w(s_t, pi(s_t), g)], model-free; params = (q, w)."""
+    q_net, _ = ddpg_nets(cfg, task)
+    h_net = mc_aux_net(cfg, task)
+
+    def loss_apply(p, s, a, g):
+        return q_net.apply(p[0], s, a, g) + cfg.aux_scale * h_net.apply(p[1], s, a, g)
+
+    return _learn_with_loss(cfg, task, loss_apply, params, key, goal, dyn)
 
 # ----------------------------------------------------------------------------------------------
 # 4. Drivers shared by the reacher and 7-DoF experiments: seeds vmapped, chunks with a progress bar
@@ -605,12 +743,16 @@ def train_ours(cfg: MBCConfig, task: Task, dyn, goals, keys, chunk: int, pbar=No
     return states, curve, t_first, per_iter
 
 
-def train_ddpg(cfg: DDPGConfig, task: Task, dyn, goals, keys, iterations: int, chunk: int, pbar=None):
-    """The DDPG-style baseline for every seed (vmapped), in compiled chunks."""
+def train_ddpg(cfg: DDPGConfig, task: Task, dyn, goals, keys, iterations: int, chunk: int, pbar=None,
+               init_fn=None, chunk_fn=None):
+    """The DDPG-style baseline for every seed (vmapped), in compiled chunks (``init_fn``/``chunk_fn``:
+    another baseline's, e.g. the Meta-Critic's mc_init/mc_train_chunk)."""
     import time
     import numpy as np
-    states = jax.vmap(lambda k: ddpg_init(cfg, task, k))(keys)
-    run = jax.jit(jax.vmap(lambda s: ddpg_train_chunk(cfg, task, s, goals, dyn, chunk)))
+    init_fn = init_fn or ddpg_init
+    chunk_fn = chunk_fn or ddpg_train_chunk
+    states = jax.vmap(lambda k: init_fn(cfg, task, k))(keys)
+    run = jax.jit(jax.vmap(lambda s: chunk_fn(cfg, task, s, goals, dyn, chunk)))
     curves, t_rest, n_rest = [], 0.0, 0
     for i in range(max(1, iterations // chunk)):
         t0 = time.time()
@@ -622,6 +764,12 @@ def train_ddpg(cfg: DDPGConfig, task: Task, dyn, goals, keys, iterations: int, c
         if pbar is not None:
             pbar.update(chunk)
     return states, np.concatenate(curves, axis=1), (t_rest / n_rest if n_rest else float("nan"))
+
+
+def train_meta_critic(cfg: MetaCriticBaselineConfig, task: Task, dyn, goals, keys, iterations: int, chunk: int,
+                      pbar=None):
+    """The Meta-Critic baseline for every seed (vmapped), in compiled chunks."""
+    return train_ddpg(cfg, task, dyn, goals, keys, iterations, chunk, pbar, init_fn=mc_init, chunk_fn=mc_train_chunk)
 
 
 def evaluate_critics(learn_fn, critic_params, goals, dyns, key, n_inits: int):
