@@ -219,3 +219,37 @@ def test_meta_critic_with_zero_aux_is_ddpg_exactly():
         dpi = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(mc1.base.pi), jax.tree.leaves(dd_end.pi)))
         dw = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(mc1.w), jax.tree.leaves(st.w)))
         assert dpi > 1e-6 and dw > 1e-7
+
+
+# ------------------------------------------------------------------ the point-mass illustration (Fig. 1)
+
+
+def test_point_mass_q_true_landscape_and_field():
+    """Q_true (Eq. 1 in closed form) equals the simulated cost-to-go; over a grid that contains theta*,
+    its landscape's argmin is the analytic optimum (g - mean s0) / T, its policy-gradient field vanishes
+    there and nowhere else on the grid, and Algorithm 3 with Q_true ends at theta* from every start."""
+    cfg = mbc.PointMassConfig(horizon=3, s0s=((-1.0, -0.5), (-0.5, -1.0), (0.4, 0.1)))
+    goal = jnp.array([0.95, -0.2])
+    opt = np.asarray(mbc.pm_optimal_theta(cfg, goal))
+    np.testing.assert_allclose(opt, (np.asarray(goal) - np.mean(cfg.s0s, 0)) / 3, rtol=1e-6)
+    # closed form == simulation: take a at s_t, then theta for the remaining steps
+    s, a, th = jnp.array([0.3, -0.7]), jnp.array([0.5, 0.2]), jnp.array([-0.4, 0.9])
+    for t in range(3):
+        x = s + a
+        for _ in range(3 - t - 1):
+            x = x + th
+        np.testing.assert_allclose(mbc.pm_q_true(cfg, s, a, goal, th, t), jnp.sum((x - goal) ** 2), rtol=1e-6)
+    # a grid with theta* on it (offsets are multiples of the spacing)
+    h = 0.1
+    lin = jnp.asarray(np.arange(-20, 21) * h)
+    grid = jnp.stack(jnp.meshgrid(opt[0] + lin, opt[1] + lin), -1).reshape(-1, 2)
+    vals, field = jax.jit(lambda g: mbc.pm_landscape_and_field(cfg, mbc.pm_true_critic(cfg), g, goal))(grid)
+    i = int(jnp.argmin(vals))
+    np.testing.assert_allclose(np.asarray(grid[i]), opt, atol=1e-5)
+    norms = np.linalg.norm(np.asarray(field), axis=-1)
+    assert norms[i] < 1e-4 and np.all(np.delete(norms, i) > 0.1)
+    starts = jnp.array([[-2.5, 2.0], [2.5, 2.5], [0.0, -2.8]])
+    ends = jax.jit(jax.vmap(lambda t0: mbc.pm_descend(cfg, mbc.pm_true_critic(cfg), t0, goal, steps=400)))(starts)
+    np.testing.assert_allclose(np.asarray(ends), np.broadcast_to(opt, (3, 2)), atol=1e-2)
+    with pytest.raises(ValueError, match="critic_input 'sg'.*raw, folded"):
+        mbc.PointMassConfig(critic_input="sg")

@@ -1,0 +1,189 @@
+"""The point-mass illustration (Section 4.2, Fig. 1): s' = s + a in 2-D, pi_theta(s) = [theta_1, theta_2]
+(a constant action, the toy of Section 4.1 in two dimensions), T = 2, terminal cost ||s_T - g||^2, two
+initial states. L_critic (a neural net) is meta-learned by Algorithm 2 on one training goal; Q_sup (the
+goal folded into the state as s - g) is learned by Algorithm 1 (TD on the rollouts of the policies it
+trains). Over a theta grid: the landscape sum_t critic(s_t, pi_theta) and the model-free policy-gradient
+field of Q_true (Eq. 1 in closed form), Q_sup and L_critic, for the training goal and two unseen goals
+(one near, one far, fixed in advance). Numbers: the distance of each landscape's argmin to the optimal
+theta*, and where Algorithm 3 (Adam along the critic's policy gradient) ends from 25 starts over the grid.
+Both L_critic inputs are run: (s, a, g) as in the paper (Fig. 1) and (s - g, a) (the second PNG).
+
+    python -m experiments.model_based_critic_pointmass --scale quick
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, save_fig, write_atomic
+from metarl.meta import model_based_critic as mbc
+
+
+@dataclasses.dataclass(frozen=True)
+class PointMassExperiment:
+    seeds: int = 3
+    mb_iterations: int = 2000
+    q_iterations: int = 2000
+    grid: int = 41                 # landscape grid per axis over [-box, box]
+    quiver: int = 11               # arrows per axis
+    starts: int = 5                # Algorithm 3 starts per axis (starts^2 in all)
+    descend_steps: int = 300
+    train_goal: tuple = (1.25, 1.25)          # theta* = (1, 1)
+    test_goals: tuple = ((-0.75, 2.25), (-3.75, -2.75))   # theta* = (0, 1.5) (near), (-1.5, -1) (far)
+
+    @staticmethod
+    def at(scale: str) -> "PointMassExperiment":
+        check_scale(scale)
+        return PointMassExperiment() if scale == "quick" else PointMassExperiment(seeds=5, mb_iterations=10000,
+                                                                                 q_iterations=10000, grid=61)
+
+
+def evaluate(cfg: mbc.PointMassConfig, exp: PointMassExperiment, critic_for, goal):
+    """Landscape and field over the grid, the argmin, and Algorithm 3's end points from the starts."""
+    lin = jnp.linspace(-cfg.box, cfg.box, exp.grid)
+    grid = jnp.stack(jnp.meshgrid(lin, lin), -1).reshape(-1, 2)
+    goal = jnp.asarray(goal)
+    vals, field = mbc.pm_landscape_and_field(cfg, critic_for, grid, goal)
+    s_lin = jnp.linspace(-0.8 * cfg.box, 0.8 * cfg.box, exp.starts)
+    starts = jnp.stack(jnp.meshgrid(s_lin, s_lin), -1).reshape(-1, 2)
+    ends = jax.vmap(lambda t0: mbc.pm_descend(cfg, critic_for, t0, goal, steps=exp.descend_steps))(starts)
+    return {"values": vals.reshape(exp.grid, exp.grid), "field": field.reshape(exp.grid, exp.grid, 2),
+            "argmin": grid[jnp.argmin(vals)], "ends": ends}
+
+
+def run_variant(exp, critic_input, seed_keys):
+    cfg = mbc.PointMassConfig(critic_input=critic_input, mb_iterations=exp.mb_iterations,
+                              q_iterations=exp.q_iterations)
+    goals = [exp.train_goal] + list(exp.test_goals)
+    tg = jnp.asarray(exp.train_goal)
+
+    def one_seed(key):
+        k1, k2 = jax.random.split(key)
+        phi, mb_curve = mbc.pm_meta_train(cfg, tg, k1)
+        q, q_thetas, q_curve = mbc.pm_q_sup_train(cfg, tg, k2)
+        crit_l, crit_q = mbc.pm_learned_critics(cfg, phi, q)
+        out = {"mb_curve": mb_curve, "q_curve": q_curve, "q_policy_ends": q_thetas}
+        for name, c in (("true", mbc.pm_true_critic(cfg)), ("sup", crit_q), ("ours", crit_l)):
+            out[name] = [evaluate(cfg, exp, c, g) for g in goals]
+        return out
+
+    res = jax.jit(jax.vmap(one_seed))(seed_keys)
+    return cfg, jax.device_get(res)
+
+
+def distances(cfg, exp, res):
+    """Per goal and critic: |argmin - theta*| and Algorithm 3's mean |end - theta*| and the fraction of
+    starts that end within 0.25 of theta*, each mean over seeds (plus the per-seed values)."""
+    goals = [exp.train_goal] + list(exp.test_goals)
+    out = []
+    for gi, g in enumerate(goals):
+        opt = np.asarray(mbc.pm_optimal_theta(cfg, jnp.asarray(g)))
+        row = {"goal": list(g), "theta_opt": opt.tolist(), "kind": "train" if gi == 0 else "unseen"}
+        for name in ("true", "sup", "ours"):
+            r = res[name][gi]
+            d_arg = np.linalg.norm(np.asarray(r["argmin"]) - opt, axis=-1)                  # (seeds,)
+            d_end = np.linalg.norm(np.asarray(r["ends"]) - opt, axis=-1)                    # (seeds, starts)
+            row[name] = {"argmin_dist": float(d_arg.mean()), "argmin_dist_per_seed": d_arg.tolist(),
+                         "descent_end_dist": float(d_end.mean()), "descent_within_0.25": float((d_end < 0.25).mean())}
+        out.append(row)
+    return out
+
+
+def figure(path, cfg, exp, res, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    goals = [exp.train_goal] + list(exp.test_goals)
+    lin = np.linspace(-cfg.box, cfg.box, exp.grid)
+    step = max(1, (exp.grid - 1) // (exp.quiver - 1))
+    fig, axes = plt.subplots(3, 3, figsize=(11, 10.5))
+    for gi, g in enumerate(goals):
+        opt = np.asarray(mbc.pm_optimal_theta(cfg, jnp.asarray(g)))
+        for ci, (name, label) in enumerate((("true", "Q_true"), ("sup", "Q_sup (s - g)"), ("ours", "L_critic"))):
+            ax = axes[gi, ci]
+            r = res[name][gi]
+            v = np.asarray(r["values"])[0]
+            f = np.asarray(r["field"])[0]
+            ax.imshow(v, origin="lower", extent=[-cfg.box, cfg.box, -cfg.box, cfg.box], cmap="viridis",
+                      vmin=np.percentile(v, 1), vmax=np.percentile(v, 99))
+            fx, fy = -f[::step, ::step, 0], -f[::step, ::step, 1]
+            n = np.sqrt(fx ** 2 + fy ** 2) + 1e-12
+            ax.quiver(lin[::step], lin[::step], fx / n, fy / n, color="w", scale=18, width=0.006)
+            ax.plot(*opt, "rx", ms=11, mew=2.5, label="theta*")
+            ax.plot(*np.asarray(r["argmin"])[0], "o", mfc="none", mec="orange", ms=10, mew=2, label="argmin")
+            ends = np.asarray(r["ends"])[0]
+            ax.plot(ends[:, 0], ends[:, 1], ".", color="magenta", ms=5, label="Alg. 3 ends")
+            ax.set_xlim(-cfg.box, cfg.box)
+            ax.set_ylim(-cfg.box, cfg.box)
+            kind = "training goal" if gi == 0 else "unseen goal"
+            ax.set_title(f"{label}, {kind} g=({g[0]:g}, {g[1]:g})", fontsize=9)
+            if gi == 2:
+                ax.set_xlabel("theta_1")
+            if ci == 0:
+                ax.set_ylabel("theta_2")
+            if gi == 0 and ci == 0:
+                ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title + "\ncolour: sum_t critic(s_t, pi_theta) (dark = low); arrows: -grad_theta (model-free); "
+                 "seed 0", fontsize=10)
+    save_fig(fig, path)
+    plt.close(fig)
+
+
+def markdown(summary) -> str:
+    out = ["| L_critic input | goal | theta* | argmin dist: Q_true / Q_sup / L_critic | "
+           "Alg. 3 end dist: Q_true / Q_sup / L_critic | ends within 0.25: Q_sup / L_critic |",
+           "|---|---|---|---|---|---|"]
+    for variant, rows in summary["variants"].items():
+        for r in rows:
+            f = lambda k, m: f"{r[k][m]:.2f}"
+            out.append(f"| {variant} | {r['kind']} ({r['goal'][0]:g}, {r['goal'][1]:g}) | "
+                       f"({r['theta_opt'][0]:g}, {r['theta_opt'][1]:g}) | "
+                       f"{f('true', 'argmin_dist')} / {f('sup', 'argmin_dist')} / {f('ours', 'argmin_dist')} | "
+                       f"{f('true', 'descent_end_dist')} / {f('sup', 'descent_end_dist')} / {f('ours', 'descent_end_dist')} | "
+                       f"{f('sup', 'descent_within_0.25')} / {f('ours', 'descent_within_0.25')} |")
+    return "\n".join(out)
+
+
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
+    exp = PointMassExperiment.at(scale)
+    t0 = time.time()
+    keys = jax.random.split(jax.random.PRNGKey(11), exp.seeds)
+    summary = {"variants": {}, "final_losses": {}}
+    for variant, fname, title in (("raw", "fig1_pointmass_landscapes.png", "Fig. 1: L_critic(s, a, g) (the paper's input)"),
+                                  ("folded", "fig1_pointmass_landscapes_folded.png", "L_critic(s - g, a)")):
+        cfg, res = run_variant(exp, variant, keys)
+        summary["variants"][variant] = distances(cfg, exp, res)
+        summary["final_losses"][variant] = {
+            "model_based_task_loss_last100": float(np.asarray(res["mb_curve"])[:, -100:].mean()),
+            "q_fitting_task_loss_last100": float(np.asarray(res["q_curve"])[:, -100:].mean()),
+            "q_fitting_policy_end_dist": float(np.linalg.norm(
+                np.asarray(res["q_policy_ends"]) - np.asarray(mbc.pm_optimal_theta(cfg, jnp.asarray(exp.train_goal))),
+                axis=-1).mean())}
+        figure(os.path.join(out_dir, fname), cfg, exp, res, title)
+        if pbar is not None:
+            pbar.update(1)
+    summary.update(metadata(dataclasses.asdict(exp), time.time() - t0))
+    write_atomic(os.path.join(out_dir, "pointmass_summary.json"), json.dumps(summary, indent=1))
+    write_atomic(os.path.join(out_dir, "pointmass.md"), markdown(summary) + "\n")
+    return summary
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scale", default="quick")
+    p.add_argument("--out", default=OUT_DIR)
+    a = p.parse_args(argv)
+    s = run(check_scale(a.scale), a.out)
+    print(markdown(s))
+    print(json.dumps(s["final_losses"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
