@@ -195,8 +195,22 @@ def main(argv=None):
     p.add_argument("--no-v", action="store_true")
     p.add_argument("--no-v-next", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--total-steps", type=int, default=None,
+                   help="meta-train: environment steps per agent (warm-up included); the buffer holds them all")
+    p.add_argument("--anneal-steps", type=int, default=None, help="meta-train: steps of annealing from TD3's loss")
+    p.add_argument("--stages", type=int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
     args = p.parse_args(argv)
     scale = get_scale(args.scale)
+    if args.total_steps or args.anneal_steps is not None:
+        train_cfg = scale.train
+        if args.total_steps:
+            train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps,
+                                            buffer_size=max(train_cfg.buffer_size, args.total_steps))
+        if args.anneal_steps is not None:
+            train_cfg = dataclasses.replace(train_cfg, anneal_steps=args.anneal_steps)
+        scale = dataclasses.replace(scale, train=train_cfg.validate())
+    if args.stages:
+        scale = dataclasses.replace(scale, stages=args.stages)
     if args.mode not in ("meta-train", "meta-test"):
         raise ValueError(f"unknown mode {args.mode!r}; valid choices: meta-train, meta-test")
     os.makedirs(args.out, exist_ok=True)

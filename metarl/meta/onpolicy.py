@@ -1,0 +1,320 @@
+"""The on-policy baselines of MetaGenRL's Table 2: PPO and REINFORCE with a GAE baseline.
+
+Both are one pure, jittable program per seed (vmap it over seeds): a Gaussian policy
+``N(mu_phi(s), exp(log_std)^2)`` (an MLP mean and a state-independent log standard deviation) and a
+separate value MLP ``V_psi(s)``; ``num_envs`` environments step ``rollout`` times with the current
+policy, then the batch's advantages come from GAE (the same :func:`metarl.meta.metagenrl.gae` that
+the off-policy REINFORCE baseline uses, on ``[env, time]`` arrays: the trace is cut where an episode
+ends, a time-limit truncation bootstraps from ``V(s_reached)``, a termination does not, and the last
+step of a rollout bootstraps from the state it reached), and the two networks are trained:
+
+* PPO (Schulman et al., 2017): ``pi_epochs`` passes over the batch in shuffled minibatches, each a
+  step of Adam on the clipped surrogate ``-mean(min(r A, clip(r, 1-eps, 1+eps) A))`` with
+  ``r = pi(a|s) / pi_old(a|s)`` and advantages standardised per minibatch; the value network takes
+  the same number of steps on ``mean((V(s) - (A + V_old(s)))^2)``.
+* REINFORCE with a GAE baseline (the "vanilla policy gradient" of Spinning Up, which the paper ran):
+  one full-batch Adam step on ``-mean(log pi(a|s) A)`` (standardised A) per batch, then ``vf_epochs``
+  full-batch Adam steps of the value network on the same regression.
+
+Because the advantages are fixed before the networks are trained and the networks share nothing,
+training the policy and the value network in two separate loops is the same as training them on
+shared minibatches with a summed loss.
+
+Defaults (:data:`PRESETS`): PPO uses the MuJoCo hyperparameters of Schulman et al. (2017, Table 3):
+Adam 3e-4, 10 epochs, minibatches of 64, gamma 0.99, GAE lambda 0.95, clip 0.2, horizon 2048, 64-64
+tanh networks, no entropy bonus. REINFORCE uses Spinning Up's VPG defaults: policy Adam 3e-4 (one
+step per batch), value Adam 1e-3 for 80 steps per batch, gamma 0.99, lambda 0.97, 4000 steps per
+batch, 64-64 tanh networks. Both start from log_std = -0.5 (Spinning Up).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl import envs
+from metarl.meta.metagenrl import gae
+from metarl.nets import MLP
+
+ALGOS = ("ppo", "reinforce")
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig:
+    algo: str = "ppo"  # one of ALGOS
+    total_steps: int = 1_000_000  # environment steps per seed
+    num_envs: int = 1
+    rollout: int = 2048  # steps per environment per update (batch = num_envs * rollout)
+    eval_every: int = 10_240  # environment steps between evaluations (a multiple of the batch)
+    eval_episodes: int = 5
+    max_episode_steps: int | None = None
+    hidden: Sequence[int] = (64, 64)
+    init_log_std: float = -0.5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2  # PPO only
+    pi_lr: float = 3e-4
+    vf_lr: float = 3e-4
+    pi_epochs: int = 10  # passes over the batch per update
+    vf_epochs: int = 10
+    minibatch_size: int | None = 64  # None: full-batch steps
+
+    @property
+    def batch(self) -> int:
+        return self.num_envs * self.rollout
+
+    @property
+    def num_minibatches(self) -> int:
+        return 1 if self.minibatch_size is None else self.batch // self.minibatch_size
+
+    @property
+    def updates_per_eval(self) -> int:
+        return self.eval_every // self.batch
+
+    @property
+    def num_evals(self) -> int:
+        return self.total_steps // self.eval_every
+
+    def validate(self):
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown on-policy algo {self.algo!r}; valid choices: {', '.join(ALGOS)}")
+        if self.eval_every % self.batch:
+            raise ValueError(f"eval_every {self.eval_every} must be a multiple of the batch num_envs * rollout = "
+                             f"{self.batch}")
+        if self.total_steps % self.eval_every or self.total_steps <= 0:
+            raise ValueError(f"total_steps {self.total_steps} must be a positive multiple of eval_every "
+                             f"{self.eval_every}")
+        if self.minibatch_size is not None and not 1 <= self.minibatch_size <= self.batch:
+            raise ValueError(f"minibatch_size {self.minibatch_size} must be in [1, batch = {self.batch}] or None")
+        return self
+
+
+PRESETS = {
+    "ppo": dict(algo="ppo", rollout=2048, gae_lambda=0.95, clip=0.2, pi_lr=3e-4, vf_lr=3e-4, pi_epochs=10,
+                vf_epochs=10, minibatch_size=64),
+    "reinforce": dict(algo="reinforce", rollout=4000, gae_lambda=0.97, pi_lr=3e-4, vf_lr=1e-3, pi_epochs=1,
+                      vf_epochs=80, minibatch_size=None),
+}
+
+
+def make_config(algo: str, **overrides) -> OnPolicyConfig:
+    """The algorithm's preset (:data:`PRESETS`) with ``overrides``; unknown names are an error."""
+    if algo not in PRESETS:
+        raise ValueError(f"unknown on-policy algo {algo!r}; valid choices: {', '.join(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(OnPolicyConfig)}
+    bad = sorted(set(overrides) - names)
+    if bad:
+        raise ValueError(f"unknown on-policy config field(s) {bad}; valid: {', '.join(sorted(names))}")
+    return OnPolicyConfig(**{**PRESETS[algo], **overrides}).validate()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Networks and losses
+# ----------------------------------------------------------------------------------------------------
+class GaussianPolicy(nn.Module):
+    action_dim: int
+    hidden: Sequence[int] = (64, 64)
+    init_log_std: float = -0.5
+
+    @nn.compact
+    def __call__(self, obs):
+        mean = MLP(tuple(self.hidden) + (self.action_dim,), activation=nn.tanh, name="mean")(obs)
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,))
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class ValueNet(nn.Module):
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs):
+        return MLP(tuple(self.hidden) + (1,), activation=nn.tanh, name="v")(obs)[..., 0]
+
+
+def gaussian_logp(mean, log_std, action):
+    """log N(action; mean, diag(exp(log_std)^2)), summed over the last axis."""
+    z = (action - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * jnp.square(z) - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+def standardise(x):
+    return (x - jnp.mean(x)) / (jnp.std(x) + 1e-8)
+
+
+def ppo_policy_loss(logp, logp_old, adv, clip):
+    """Clipped surrogate, to be minimised: -mean(min(r A, clip(r, 1 - clip, 1 + clip) A))."""
+    ratio = jnp.exp(logp - logp_old)
+    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip, 1.0 + clip) * adv)
+    return -jnp.mean(surrogate), dict(approx_kl=jnp.mean(logp_old - logp),
+                                      clip_frac=jnp.mean((jnp.abs(ratio - 1.0) > clip).astype(jnp.float32)))
+
+
+def reinforce_policy_loss(logp, adv):
+    return -jnp.mean(logp * adv), {}
+
+
+def rollout_advantages(reward, v, v_reached, terminated, done, gamma, lam):
+    """GAE over a rollout, time-major ``[T, N]`` arrays. ``v_reached[t] = V(state reached at t)``
+    (the true next state, also at an auto-reset); bootstrapping stops at termination only, the trace is
+    cut at every episode end, and the last step bootstraps from the state it reached.
+    Returns (advantages, value targets A + V), both ``[T, N]``."""
+    tr = lambda x: jnp.swapaxes(x, 0, 1)
+    v_next = v_reached * (1.0 - terminated.astype(v.dtype))
+    inputs = dict(reward=tr(reward), v=tr(v), v_next=tr(v_next), done=tr(done.astype(v.dtype)),
+                  mask=jnp.ones(tr(reward).shape, bool))
+    adv = tr(gae(inputs, gamma, lam))
+    return adv, adv + v
+
+
+# ----------------------------------------------------------------------------------------------------
+# The training program
+# ----------------------------------------------------------------------------------------------------
+@struct.dataclass
+class OnPolicyState:
+    pi: Any
+    vf: Any
+    pi_opt: Any
+    vf_opt: Any
+    env_state: Any
+    obs: jax.Array  # [num_envs, ...]
+    key: jax.Array
+    env_steps: jax.Array
+
+
+def make_onpolicy(config: OnPolicyConfig, env):
+    """(init(key) -> state, run_segment(state) -> (state, metrics), functions) for one seed; vmap over seeds.
+
+    ``run_segment`` runs ``eval_every / batch`` updates, then evaluates the deterministic policy (its mean
+    action) over ``eval_episodes`` fresh episodes. ``functions`` exposes the pieces for tests."""
+    config.validate()
+    spec = env.spec
+    if spec.discrete:
+        raise ValueError(f"the on-policy baselines need a continuous action space; {spec.name} is discrete")
+    policy = GaussianPolicy(spec.action_dim, tuple(config.hidden), config.init_log_std)
+    value = ValueNet(tuple(config.hidden))
+    pi_tx, vf_tx = optax.adam(config.pi_lr), optax.adam(config.vf_lr)
+    n, T = config.num_envs, config.rollout
+
+    def init(key):
+        kp, kv, ke, kr = jax.random.split(key, 4)
+        obs0 = jnp.zeros((1,) + tuple(spec.obs_shape))
+        pi, vf = policy.init(kp, obs0), value.init(kv, obs0)
+        env_state, ts = jax.vmap(env.reset)(jax.random.split(ke, n))
+        return OnPolicyState(pi, vf, pi_tx.init(pi), vf_tx.init(vf), env_state, ts.obs, kr, jnp.zeros((), jnp.int32))
+
+    def collect(state: OnPolicyState):
+        def step(carry, key):
+            env_state, obs = carry
+            ka, ke = jax.random.split(key)
+            mean, log_std = policy.apply(state.pi, obs)
+            a = mean + jnp.exp(log_std) * jax.random.normal(ka, mean.shape)
+            env_state, ts = jax.vmap(env.step)(env_state, a, jax.random.split(ke, n))
+            out = dict(obs=obs, action=a, logp=gaussian_logp(mean, log_std, a), reward=ts.reward,
+                       next_obs=ts.next_obs, terminated=ts.terminated, done=ts.done,
+                       episode_return=ts.episode_return)
+            return (env_state, ts.obs), out
+
+        key, k = jax.random.split(state.key)
+        (env_state, obs), traj = jax.lax.scan(step, (state.env_state, state.obs), jax.random.split(k, T))
+        return state.replace(env_state=env_state, obs=obs, key=key, env_steps=state.env_steps + n * T), traj
+
+    def pi_loss(pi, mb):
+        mean, log_std = policy.apply(pi, mb["obs"])
+        logp = gaussian_logp(mean, log_std, mb["action"])
+        adv = standardise(mb["adv"])
+        if config.algo == "ppo":
+            return ppo_policy_loss(logp, mb["logp"], adv, config.clip)
+        return reinforce_policy_loss(logp, adv)
+
+    def vf_loss(vf, mb):
+        return jnp.mean(jnp.square(value.apply(vf, mb["obs"]) - mb["target"])), {}
+
+    def fit(params, opt_state, tx, loss_fn, data, epochs, key):
+        """``epochs`` passes of Adam over ``data`` (flat [batch, ...]) in shuffled minibatches."""
+        m = config.num_minibatches
+        size = config.batch if config.minibatch_size is None else config.minibatch_size
+
+        def epoch(carry, k):
+            idx = jax.random.permutation(k, config.batch)[: m * size].reshape(m, size)
+
+            def mb_step(carry, i):
+                params, opt_state = carry
+                (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x: x[i], data))
+                upd, opt_state = tx.update(g, opt_state, params)
+                return (optax.apply_updates(params, upd), opt_state), dict(loss=loss, **aux)
+
+            return jax.lax.scan(mb_step, carry, idx)
+
+        (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
+        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+    def update(state: OnPolicyState, _):
+        state, traj = collect(state)
+        v = value.apply(state.vf, traj["obs"])
+        v_reached = value.apply(state.vf, traj["next_obs"])
+        adv, target = rollout_advantages(traj["reward"], v, v_reached, traj["terminated"], traj["done"],
+                                         config.gamma, config.gae_lambda)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        data = jax.tree.map(flat, dict(obs=traj["obs"], action=traj["action"], logp=traj["logp"], adv=adv,
+                                       target=target))
+        key, kp, kv = jax.random.split(state.key, 3)
+        pi, pi_opt, mp = fit(state.pi, state.pi_opt, pi_tx, pi_loss, data, config.pi_epochs, kp)
+        vf, vf_opt, mv = fit(state.vf, state.vf_opt, vf_tx, vf_loss, data, config.vf_epochs, kv)
+        done = traj["done"].astype(jnp.float32)
+        metrics = dict(pi_loss=mp.pop("loss"), vf_loss=mv["loss"], **mp,
+                       ret_sum=jnp.sum(traj["episode_return"] * done), ret_n=jnp.sum(done))
+        return state.replace(pi=pi, vf=vf, pi_opt=pi_opt, vf_opt=vf_opt, key=key), metrics
+
+    def evaluate(pi, key):
+        k_reset, k_steps = jax.random.split(key)
+        e = config.eval_episodes
+        sts, tss = jax.vmap(env.reset)(jax.random.split(k_reset, e))
+
+        def step(carry, k):
+            sts, obs, ret, alive = carry
+            a = policy.apply(pi, obs)[0]
+            sts, ts = jax.vmap(env.step)(sts, a, jax.random.split(k, e))
+            ret = ret + alive * ts.reward
+            return (sts, ts.obs, ret, alive * (1.0 - ts.done.astype(jnp.float32))), None
+
+        init_c = (sts, tss.obs, jnp.zeros(e), jnp.ones(e))
+        (_, _, ret, _), _ = jax.lax.scan(step, init_c, jax.random.split(k_steps, spec.max_episode_steps))
+        return jnp.mean(ret)
+
+    def run_segment(state: OnPolicyState):
+        state, m = jax.lax.scan(update, state, None, length=config.updates_per_eval)
+        key, ke = jax.random.split(state.key)
+        state = state.replace(key=key)
+        out = dict(eval_return=evaluate(state.pi, ke), env_steps=state.env_steps,
+                   train_return=jnp.sum(m["ret_sum"]) / jnp.maximum(jnp.sum(m["ret_n"]), 1.0),
+                   **{k: jnp.mean(v) for k, v in m.items() if k not in ("ret_sum", "ret_n")})
+        return state, out
+
+    fns = dict(policy=policy, value=value, collect=collect, update=update, evaluate=evaluate, pi_loss=pi_loss,
+               vf_loss=vf_loss)
+    return init, run_segment, fns
+
+
+def train(config: OnPolicyConfig, env_name: str, key, seeds: int, progress=None):
+    """Train ``seeds`` independent runs (one vmapped program) on ``env_name``. Returns numpy arrays
+    {eval_return [seeds, evals], train_return, env_steps, ...}; ``progress(i)`` is called per evaluation."""
+    import numpy as np
+
+    env = envs.make(env_name, max_episode_steps=config.max_episode_steps)
+    init, run_segment, _ = make_onpolicy(config, env)
+    state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
+    seg = jax.jit(jax.vmap(run_segment))
+    hist = []
+    for i in range(config.num_evals):
+        state, m = seg(state)
+        hist.append(jax.tree.map(np.asarray, m))
+        if progress:
+            progress(i)
+    return {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]}
