@@ -6,7 +6,7 @@ SCALE  ?= quick
 STAMP   = $(VENV)/.installed
 
 .PHONY: venv test test-fast bench bench-throughput bench-meta-critic bench-outer-value \
-        bench-model-based-critic bench-metagenrl install-cuda clean
+        bench-model-based-critic bench-metagenrl bench-metagenrl-ablations install-cuda clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-model-based-critic: $(STAMP)
 
 bench-metagenrl: $(STAMP)
 	$(PY) -m benchmarks.metagenrl --scale $(SCALE)
+
+# MetaGenRL's Section 5.2 ablations (not part of `make bench`: six meta-training runs).
+bench-metagenrl-ablations: $(STAMP)
+	$(PY) -m benchmarks.metagenrl --scale $(SCALE) --ablations
 
 # On a GPU machine: replace the CPU jaxlib with the CUDA build of the same version.
 install-cuda: $(STAMP)

@@ -33,7 +33,8 @@ PAPER = [
     ("off-policy REINFORCE", "-", -88, 1804, 168), ("on-policy REINFORCE", "-", 38, 565, 120),
 ]
 PAPER_ENVS = ("Cheetah", "Hopper", "Lunar")
-OURS_BASELINE = {"DDPG/TD3": "TD3", "off-policy REINFORCE": "off-policy REINFORCE"}
+OURS_BASELINE = {"DDPG/TD3": "TD3", "off-policy REINFORCE": "off-policy REINFORCE", "PPO": "PPO",
+                 "on-policy REINFORCE": "on-policy REINFORCE"}
 
 
 def _paper_table():
@@ -77,7 +78,7 @@ def build_table(scale, results, row_labels):
         rows.append([method, train] + cells + [str(v) for v in vals])
         if method == "MetaGenRL" and train == "Lunar":  # after the paper's last MetaGenRL row
             for lab in row_labels:
-                if lab not in used and lab not in ("TD3", "off-policy REINFORCE"):
+                if lab not in used and lab not in OURS_BASELINE.values():
                     rows.append(["MetaGenRL (ours)", lab] + ours_cell(lab) + ["n/a"] * len(PAPER_ENVS))
                     used.add(lab)
     return header, rows
@@ -96,13 +97,15 @@ def plot_curves(test_results, meta_train, path_test, path_train, stamp=""):
     envs = list(test_results)
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)
     for ax, e in zip(axes[0], envs):
-        per = test_results[e]
-        steps = np.asarray(next(iter(per.values()))["env_steps"])[0]
-        curves(ax, steps, {k: v["eval_return"] for k, v in per.items()}, "evaluation return")
+        for k, v in test_results[e].items():  # on-policy rows evaluate from step eval_every on
+            curves(ax, np.asarray(v["env_steps"])[0], {k: v["eval_return"]}, "evaluation return")
         ax.set_title(f"meta-test on {e}")
         ax.set_xlabel("environment steps")
     fig.text(0.0, -0.04, stamp, fontsize=6)
     save_fig(fig, path_test)
+    plt.close(fig)
+    if path_train is None:
+        return
     fig, axes = plt.subplots(1, len(meta_train), figsize=(5 * len(meta_train), 3.8), squeeze=False)
     for ax, (label, r) in zip(axes[0], meta_train.items()):
         for env, m in r["metrics"].items():
@@ -134,11 +137,15 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
         objectives[f"{first} [{k.replace('_', ' ')}]"] = stages[k]
     test = tuple(scale.envs)
     mt = ex.meta_test(scale, objectives, test, seed=100, baselines=True, progress=progress)
+    onp = ex.onpolicy_test(scale, test, seed=100, progress=progress)
+    for e in test:
+        mt["results"][e].update(onp["results"][e])
     header, rows = build_table(scale, mt["results"], list(objectives))
     table = to_markdown(header, rows)
     wall = time.perf_counter() - t0
     note = (f"Scale `{scale_name}`: mean ± std over {mt['seeds']} seeds of the final return (mean of the last "
-            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training. "
+            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training "
+            f"(PPO and on-policy REINFORCE: the same steps, all on-policy, no random warm-up). "
             + ("Quick scale: cheap gymnax stand-ins, tiny budgets; NOT comparable with the paper's numbers. "
                if scale_name == "quick" else "")
             + f"Wall time {wall:.0f} s.")
@@ -152,7 +159,7 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
              + " ".join(f"{k}={v}" for k, v in versions.items()))
     cfg_line = (f"meta-train: {dict((k, v) for k, v in meta_train[first]['config'].items() if k != 'objective')}; "
                 f"meta-test: total_steps={scale.test.total_steps}, seeds={mt['seeds']}; objective: "
-                f"{meta_train[first]['config']['objective']}")
+                f"{meta_train[first]['config']['objective']}; on-policy: {onp['config']}")
     md += f"\n{stamp}\n\nConfig: {cfg_line}\n"
     _write(os.path.join(out_dir, "table.md"), md)
     tmp = os.path.join(out_dir, "table.csv.tmp")
@@ -167,7 +174,105 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
         train_config=meta_train[first]["config"], test_config=mt["config"],
         meta_train={k: dict(wall_s=v["wall_s"], metrics=v["metrics"], meta_grad_norm=v["meta_grad_norm"])
                     for k, v in meta_train.items()},
-        meta_test=dict(wall_s=mt["wall_s"], results=mt["results"]), table=dict(header=header, rows=rows)))
+        meta_test=dict(wall_s=mt["wall_s"], results=mt["results"]), onpolicy=dict(wall_s=onp["wall_s"],
+                                                                                   config=onp["config"]),
+        table=dict(header=header, rows=rows)))
+    print(md)
+    return md
+
+
+# Section 5.2 ablations (Fig. 5: the objective's inputs; Fig. 6: inner gradient steps). The paper shows
+# them as curves only (meta-training on Lunar & Cheetah, testing on Cheetah, Hopper); what it reports:
+ABLATIONS = [
+    ("full", {}, {}, "reference"),
+    ("no t", {"use_t": False}, {}, "performs well; slightly slower convergence in meta-training (Fig. 5)"),
+    ("no V (V_t, V_t+1)", {"use_v": False}, {}, "large variance in meta-training; no meaningful progress at "
+                                                 "test time (Fig. 5)"),
+    ("no V_t+1", {"use_v_next": False}, {}, "no effect on performance (Fig. 5)"),
+    ("3 inner steps", {}, {"inner_steps": 3}, "better test-time training on Hopper and Cheetah (Fig. 6)"),
+    ("5 inner steps", {}, {"inner_steps": 5}, "worse than 3 steps (Fig. 6)"),
+]
+
+
+def _plot_ablation_training(trained, path, stamp=""):
+    """Fig. 5a: the meta-training population's evaluation return, one panel per training environment."""
+    from metarl.plots import _plt, curves, save_fig
+
+    plt = _plt()
+    env_names = list(next(iter(trained.values()))["metrics"])
+    fig, axes = plt.subplots(1, len(env_names), figsize=(5 * len(env_names), 3.8), squeeze=False)
+    for ax, env in zip(axes[0], env_names):
+        for label, r in trained.items():
+            m = r["metrics"][env]
+            curves(ax, np.asarray(m["env_steps"])[:, 0], {label: np.asarray(m["eval_return"]).T}, "evaluation return")
+        ax.set_title(f"meta-training agents on {env.split('/')[-1]}")
+        ax.set_xlabel("environment steps per agent")
+    fig.text(0.0, -0.04, stamp, fontsize=6)
+    save_fig(fig, path)
+    plt.close(fig)
+
+
+def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
+    """Meta-train one objective per ablation on the first training set (same seed and budget as the main
+    row), then meta-test each on every test environment (same seeds; one program per objective input
+    layout). Writes ablations.md / .csv / .json and ablation_curves.png into ``out_dir``."""
+    from metarl.meta import metagenrl as mg
+    from metarl.train import device_info, package_versions, write_json
+
+    scale = ex.get_scale(scale_name)
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    train = scale.train_sets[0]
+    test = tuple(scale.envs)
+    trained, by_cfg = {}, {}
+    for label, obj_kw, cfg_kw, _ in ABLATIONS:
+        ocfg = mg.ObjectiveConfig(**obj_kw)
+        d = os.path.abspath(os.path.join(out_dir, "ablations", label.replace(" ", "_").replace("(", "")
+                                         .replace(")", "").replace(",", "")))
+        r = ex.meta_train(scale, train, d, seed=0, objective=ocfg, inner_steps=cfg_kw.get("inner_steps"),
+                          progress=progress)
+        trained[label] = r
+        by_cfg.setdefault(ocfg, {})[label] = r["paths"]["final"]
+    results = {e: {} for e in test}
+    for ocfg, objs in by_cfg.items():
+        mt = ex.meta_test(scale, objs, test, seed=100, baselines=False, progress=progress)
+        for e in test:
+            results[e].update(mt["results"][e])
+    wall = time.perf_counter() - t0
+    header = (["objective", "meta-training (" + " & ".join(train) + ")"] + [f"meta-test {e}" for e in test]
+              + ["paper (Sec. 5.2, curves only)"])
+    rows = []
+    for label, _, _, paper in ABLATIONS:
+        m = trained[label]["metrics"]
+        # Meta-training: the population's final evaluation return per training env, mean over its agents.
+        mt_cell = ", ".join(f"{k.split('/')[-1]} {np.mean(np.asarray(v['eval_return'])[-min(2, len(v['eval_return'])):]):.0f}"
+                            for k, v in m.items())
+        rows.append([label, mt_cell] + [_fmt(_final(results[e][label])) for e in test] + [paper])
+    table = to_markdown(header, rows)
+    versions = package_versions()
+    stamp = (f"scale={scale_name} wall={wall:.0f}s device={device_info()['devices']} "
+             + " ".join(f"{k}={v}" for k, v in versions.items()))
+    md = (f"# MetaGenRL ablations, Section 5.2 ({scale_name} scale)\n\n{table}\n\n"
+          f"Meta-training: every objective trained on {' & '.join(train)} with the main row's budget and seed "
+          f"({scale.train.total_steps} steps per agent, {scale.total_agents} agents); the column gives the "
+          f"population's evaluation return at the end (mean of the last two evaluations and of the agents). "
+          f"Meta-test: mean ± std over {scale.test_seeds} seeds of the final return after "
+          f"{scale.test.total_steps} steps, fresh agents, frozen objective, the same seeds for every row. "
+          + ("Quick scale: NOT comparable with the paper. " if scale_name == "quick" else "")
+          + f"Wall time {wall:.0f} s.\n\n{stamp}\n")
+    _write(os.path.join(out_dir, "ablations.md"), md)
+    tmp = os.path.join(out_dir, "ablations.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(f"# {stamp}\n")
+        csv.writer(f).writerows([header] + rows)
+    os.replace(tmp, os.path.join(out_dir, "ablations.csv"))
+    plot_curves(results, {}, os.path.join(out_dir, "ablation_test_curves.png"), None, stamp)
+    _plot_ablation_training(trained, os.path.join(out_dir, "ablation_train_curves.png"), stamp)
+    write_json(os.path.join(out_dir, "ablations.json"), dict(
+        scale=scale_name, wall_s=wall, package_versions=versions, device=device_info(),
+        meta_train={k: dict(wall_s=v["wall_s"], metrics=v["metrics"], meta_grad_norm=v["meta_grad_norm"],
+                            config=v["config"]) for k, v in trained.items()},
+        meta_test=results, table=dict(header=header, rows=rows)))
     print(md)
     return md
 
@@ -188,9 +293,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", default="quick", help=f"one of {', '.join(ex.SCALES)}")
     p.add_argument("--out", default=OUT)
+    p.add_argument("--ablations", action="store_true",
+                   help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")
     args = p.parse_args(argv)
     ex.get_scale(args.scale)  # a bad value fails here, naming the valid choices
-    run(args.scale, args.out)
+    if args.ablations:
+        run_ablations(args.scale, args.out)
+    else:
+        run(args.scale, args.out)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl.meta import metagenrl as mg
+from metarl.meta import onpolicy as op
 
 SCALES = ("quick", "paper")
 
@@ -55,6 +56,7 @@ class Scale:
     stages: int  # objectives saved at this many evenly spaced points of meta-training (Fig. 4)
     envs: dict = field(default_factory=dict)
     train_sets: tuple = ()
+    onpolicy: dict = field(default_factory=dict)  # Table 2's on-policy baselines: {label: OnPolicyConfig}
 
 
 def get_scale(scale: str) -> Scale:
@@ -64,14 +66,30 @@ def get_scale(scale: str) -> Scale:
         train = mg.MetaGenRLConfig()  # Tables 3-4
         test = dataclasses.replace(train, anneal_steps=0)
         return Scale("paper", train, test, total_agents=20, test_seeds=6, stages=4, envs=ENVS["paper"],
-                     train_sets=tuple(TRAIN_SETS["paper"]))
+                     train_sets=tuple(TRAIN_SETS["paper"]), onpolicy=_onpolicy(test, num_envs=1, ppo_rollout=2000,
+                                                                               reinforce_rollout=5000))
     small = mg.MetaGenRLConfig(total_steps=5_000, learning_starts=1_000, anneal_steps=1_000, eval_every=1_000,
                                eval_episodes=3, buffer_size=5_000, batch_windows=8, hidden=(64, 64),
                                max_episode_steps=200)
     # Meta-test runs longer than meta-training so the TD3 baseline gets somewhere on Pendulum.
     test = dataclasses.replace(small, anneal_steps=0, total_steps=7_000, buffer_size=7_000)
     return Scale("quick", small, test, total_agents=4, test_seeds=2,
-                 stages=2, envs=ENVS["quick"], train_sets=tuple(TRAIN_SETS["quick"][:1]))
+                 stages=2, envs=ENVS["quick"], train_sets=tuple(TRAIN_SETS["quick"][:1]),
+                 onpolicy=_onpolicy(test, num_envs=4, ppo_rollout=250, reinforce_rollout=250))
+
+
+ONPOLICY_LABELS = {"ppo": "PPO", "reinforce": "on-policy REINFORCE"}
+
+
+def _onpolicy(test: mg.MetaGenRLConfig, num_envs: int, ppo_rollout: int, reinforce_rollout: int) -> dict:
+    """PPO and REINFORCE+GAE with their standard hyperparameters (metarl.meta.onpolicy.PRESETS) on the
+    meta-test budget: the same environment steps per seed (all on-policy: no random warm-up) and
+    evaluations every ``eval_every`` steps, so the last two evaluations fall on the same steps as the
+    off-policy rows'. Only the batch size is scaled to the budget."""
+    common = dict(total_steps=test.total_steps, eval_every=test.eval_every, eval_episodes=test.eval_episodes,
+                  max_episode_steps=test.max_episode_steps, num_envs=num_envs)
+    return {ONPOLICY_LABELS["ppo"]: op.make_config("ppo", rollout=ppo_rollout, **common),
+            ONPOLICY_LABELS["reinforce"]: op.make_config("reinforce", rollout=reinforce_rollout, **common)}
 
 
 def _progress(total, desc, enabled=True):
@@ -169,6 +187,23 @@ def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, base
                 variants=[v[0] for v in variants], seeds=seeds)
 
 
+def onpolicy_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None = None, progress: bool = True):
+    """The on-policy baselines (PPO, REINFORCE+GAE) on each test environment, ``seeds`` runs each (one
+    vmapped program per algorithm and environment; seed keys from ``seed`` as in :func:`meta_test`).
+    Returns {env_label: {variant_label: {eval_return [seeds, evals], train_return, env_steps}}}."""
+    seeds = seeds or scale.test_seeds
+    out, t0 = {}, time.perf_counter()
+    for label in test:
+        out[label] = {}
+        for name, cfg in scale.onpolicy.items():
+            bar = _progress(cfg.num_evals, f"{name} on {label}", progress)
+            r = op.train(cfg, scale.envs[label], jax.random.PRNGKey(seed), seeds, progress=lambda i: bar.update(1))
+            bar.close()
+            out[label][name] = {k: r[k] for k in ("eval_return", "train_return", "env_steps")}
+    return dict(results=out, wall_s=time.perf_counter() - t0, seeds=seeds,
+                config={k: dataclasses.asdict(c) for k, c in scale.onpolicy.items()})
+
+
 def _same_seeds(run, n_variants, seeds):
     """Give variant v's seed s the initial agent, environment, buffer and key of variant 0's seed s."""
     idx = jnp.asarray([s for _ in range(n_variants) for s in range(seeds)])
@@ -229,6 +264,11 @@ def main(argv=None):
             objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
         test = tuple(args.test.split(",")) if args.test else tuple(scale.envs)
         r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines)
+        if not args.no_baselines:
+            onp = onpolicy_test(scale, test, args.seed + 100)
+            for env in test:
+                r["results"][env].update(onp["results"][env])
+            r["onpolicy_config"] = onp["config"]
         write_json(os.path.join(args.out, "meta_test.json"), {**info, **r})
         for env, per in r["results"].items():
             for v, x in per.items():
