@@ -2,7 +2,8 @@
 
     python -m benchmarks.model_based_critic --scale quick|paper
 
-Writes into results/model_based_critic/: the toy's basins and Figures 8/9, the reacher's Fig. 4-7,
+Writes into results/model_based_critic/: the toy's basins and Figures 8/9, the point mass's Fig. 1
+(landscapes and policy-gradient fields of Q_true, Q_sup and L_critic), the reacher's Fig. 4-7,
 the 7-DoF arm's Tables 1-3 beside the paper's (markdown + CSV), the meta-training curves, the wall time
 of a meta-iteration, and bench.json/tables.md with config, versions, device and wall times.
 """
@@ -16,23 +17,25 @@ import time
 import jax
 
 from experiments import model_based_critic_arm7 as arm7
+from experiments import model_based_critic_pointmass as pointmass
 from experiments import model_based_critic_reacher as reacher
 from experiments import model_based_critic_toy as toy
 
 SCALES = toy.SCALES
+PARTS = ("toy", "pointmass", "reacher", "arm7")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
     p.add_argument("--out", default=toy.OUT_DIR)
-    p.add_argument("--parts", default="toy,reacher,arm7", help="comma-separated subset of toy,reacher,arm7")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     a = p.parse_args(argv)
     scale = toy.check_scale(a.scale)
     parts = [s for s in a.parts.split(",") if s]
-    bad = [s for s in parts if s not in ("toy", "reacher", "arm7")]
+    bad = [s for s in parts if s not in PARTS]
     if bad:
-        raise ValueError(f"unknown part(s) {bad}; valid: toy, reacher, arm7")
+        raise ValueError(f"unknown part(s) {bad}; valid: {', '.join(PARTS)}")
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
     from tqdm import tqdm
@@ -40,12 +43,14 @@ def main(argv=None):
     total = 0
     if "toy" in parts:
         total += 6
+    if "pointmass" in parts:
+        total += 2
     if "reacher" in parts:
         e = reacher.ReacherExperiment.at(scale)
-        total += e.iterations // e.chunk * e.chunk + e.ddpg_iterations // e.chunk * e.chunk + 2
+        total += (e.iterations + e.ddpg_iterations + e.mc_iterations) // e.chunk * e.chunk + 3
     if "arm7" in parts:
         e = arm7.Arm7Experiment.at(scale)
-        total += e.iterations // e.chunk * e.chunk + e.ddpg_iterations // e.chunk * e.chunk + 2
+        total += (e.iterations + e.ddpg_iterations + e.mc_iterations) // e.chunk * e.chunk + 3
     t0 = time.time()
     out, times = {}, {}
     with tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
@@ -53,6 +58,10 @@ def main(argv=None):
             t = time.time()
             out["toy"] = toy.run(scale, a.out, progress=bar)
             times["toy"] = time.time() - t
+        if "pointmass" in parts:
+            t = time.time()
+            out["pointmass"] = pointmass.run(scale, a.out, pbar=bar)
+            times["pointmass"] = time.time() - t
         if "reacher" in parts:
             t = time.time()
             out["reacher"] = reacher.run(scale, a.out, pbar=bar)
@@ -64,7 +73,7 @@ def main(argv=None):
     wall = time.time() - t0
     # Parts not run now are read back from their summaries in the output folder (each records its
     # own config, versions, device and wall time), so the tables stay complete after a partial run.
-    for name in ("toy", "reacher", "arm7"):
+    for name in PARTS:
         path = os.path.join(a.out, f"{name}_summary.json")
         if name not in out and os.path.exists(path):
             with open(path) as f:
@@ -75,6 +84,10 @@ def main(argv=None):
     if "toy" in out:
         md += ["## Toy (s0=-6, g=0): end point of each loop by initial theta "
                f"(wall {out['toy']['wall_time_s']:.0f} s)", "", toy.basins_markdown(out["toy"]), ""]
+    if "pointmass" in out:
+        md += ["## Point mass (Fig. 1): distance to theta* of each landscape's argmin and of Algorithm 3's end "
+               f"points (mean over seeds; wall {out['pointmass']['wall_time_s']:.0f} s)", "",
+               pointmass.markdown(out["pointmass"]), ""]
     for name in ("reacher", "arm7"):
         if name in out:
             s = out[name]
@@ -82,13 +95,18 @@ def main(argv=None):
                    f"compile + first chunk {s['ours_compile_plus_first_chunk_s']:.0f} s)", "",
                    "| method | final error on training goals | wall time of a meta-iteration (s) |", "|---|---|---|",
                    f"| L_critic (ours) | {s['final_train_error']['ours']:.4f} | {s['meta_iteration_wall_s']['ours']:.4f} |",
-                   f"| DDPG | {s['final_train_error']['ddpg']:.4f} | {s['meta_iteration_wall_s']['ddpg']:.4f} |", ""]
+                   f"| DDPG | {s['final_train_error']['ddpg']:.4f} | {s['meta_iteration_wall_s']['ddpg']:.4f} |"]
+            if "meta_critic" in s["final_train_error"]:
+                md.append(f"| Meta Critic | {s['final_train_error']['meta_critic']:.4f} | "
+                          f"{s['meta_iteration_wall_s']['meta_critic']:.4f} |")
+            md.append("")
     if "reacher" in out:
         md += ["## reacher: meta-test (mean final error over each sweep's grid)", "",
-               "| sweep | ours | DDPG | no movement (reference) |", "|---|---|---|---|"]
+               "| sweep | ours | DDPG | Meta Critic | no movement (reference) |", "|---|---|---|---|---|"]
+        f4 = lambda x: "-" if x is None else f"{x:.4f}"
         for k, v in out["reacher"]["meta_test_mean_error"].items():
-            still = v.get("no_movement")
-            md.append(f"| {k} | {v['ours']:.4f} | {v['ddpg']:.4f} | {'-' if still is None else f'{still:.4f}'} |")
+            md.append(f"| {k} | {f4(v['ours'])} | {f4(v['ddpg'])} | {f4(v.get('meta_critic'))} | "
+                      f"{f4(v.get('no_movement'))} |")
         md.append("")
     if "arm7" in out:
         md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"])]

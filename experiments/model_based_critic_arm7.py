@@ -1,5 +1,5 @@
 """7-DoF arm (a KUKA-iiwa-like MJCF chain) through differentiable Brax: meta-train the critic on 4 goals
-(Algorithm 2), the DDPG-style supervised-Q baseline beside it, then Tables 1-3 of the paper: a fresh
+(Algorithm 2), the DDPG-style supervised-Q and Meta-Critic baselines beside it, then Tables 1-3 of the paper: a fresh
 policy learned from scratch with the frozen critic (Algorithm 3) on new goals N(goal, std^2) around two
 training goals (Table 1), with end-effector masses 0..9 (Table 2) and end-effector link lengths
 0.2..2.0 (Table 3). Error: mean squared error between the last joint angles and the goal, mean(std)
@@ -77,6 +77,7 @@ class Arm7Experiment:
     n_policy_inits: int = 2
     ddpg_iterations: int = 300
     ddpg_test_steps: int = 20
+    mc_iterations: int = 300
     test_inits: int = 2
     new_goals: int = 10          # per table column
     dyn_goal_std: float = 0.1    # Tables 2-3: new goals at this std around the training goals
@@ -88,7 +89,7 @@ class Arm7Experiment:
         if scale == "quick":
             return Arm7Experiment()
         return Arm7Experiment(seeds=5, iterations=3000, chunk=100, horizon=50, ddpg_iterations=3000,
-                              ddpg_test_steps=200, test_inits=5)
+                              ddpg_test_steps=200, mc_iterations=3000, test_inits=5)
 
 
 def train_goals(exp) -> np.ndarray:
@@ -131,7 +132,7 @@ def still_error(goals) -> np.ndarray:
     return np.mean(np.asarray(goals) ** 2, -1)
 
 
-def tables(tags, err_ours, err_ddpg, goals=None):
+def tables(tags, err_ours, err_ddpg, goals=None, err_mc=None):
     """Rows (table, setting, value, ours mean/std, ddpg mean/std, paper's), stats over goals x seeds x inits;
     with ``goals``, also the error of an arm that does not move."""
     paper = read_paper()
@@ -140,10 +141,13 @@ def tables(tags, err_ours, err_ddpg, goals=None):
         for v in values:
             sel = [i for i, t in enumerate(tags) if t == (table, v)]
             o, d = err_ours[sel].ravel(), err_ddpg[sel].ravel()
+            mc = None if err_mc is None else err_mc[sel].ravel()
             p = paper.get((table, float(v)), {})
             rows.append({"table": table, "setting": name, "value": v,
                          "ours_mean": float(o.mean()), "ours_std": float(o.std()),
                          "ddpg_mean": float(d.mean()), "ddpg_std": float(d.std()),
+                         "mc_mean": None if mc is None else float(mc.mean()),
+                         "mc_std": None if mc is None else float(mc.std()),
                          "still_mean": None if goals is None else float(still_error(np.asarray(goals)[sel]).mean()),
                          "paper_ours_mean": p.get("ours_mean"), "paper_ours_std": p.get("ours_std"),
                          "paper_ddpg_mean": p.get("ddpg_mean"), "paper_ddpg_std": p.get("ddpg_std"),
@@ -164,6 +168,8 @@ def markdown(rows) -> str:
         fmt = lambda m, s: "-" if m is None else f"{float(m):.3g}({float(s):.2g})"
         out.append("| L_critic (ours, this run) | " + " | ".join(fmt(r["ours_mean"], r["ours_std"]) for r in rs) + " |")
         out.append("| DDPG (this run) | " + " | ".join(fmt(r["ddpg_mean"], r["ddpg_std"]) for r in rs) + " |")
+        if rs[0].get("mc_mean") is not None:
+            out.append("| Meta Critic (this run) | " + " | ".join(fmt(r["mc_mean"], r["mc_std"]) for r in rs) + " |")
         if rs[0].get("still_mean") is not None:
             out.append("| no movement (q_T = 0), reference | " + " | ".join(f"{r['still_mean']:.3g}" for r in rs) + " |")
         out.append("| L_critic (paper) | " + " | ".join(fmt(r["paper_ours_mean"], r["paper_ours_std"]) for r in rs) + " |")
@@ -181,6 +187,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                              critic_lr=exp.critic_lr,
                              n_policy_inits=exp.n_policy_inits, iterations=exp.iterations)
     ddpg_cfg = mbc.DDPGConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
+    mc_cfg = mbc.MetaCriticBaselineConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
     goals = jnp.asarray(train_goals(exp), jnp.float32)
     t0 = time.time()
     states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals,
@@ -188,6 +195,9 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals,
                                                  jax.random.split(jax.random.PRNGKey(1), exp.seeds),
                                                  exp.ddpg_iterations, exp.chunk, pbar)
+    mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals,
+                                                        jax.random.split(jax.random.PRNGKey(3), exp.seeds),
+                                                        exp.mc_iterations, exp.chunk, pbar)
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     err_ours = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.learn_policy(ours_cfg, task, p, k, g, d),
                                                states.phi, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
@@ -197,11 +207,17 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                                                dstates.q, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
     if pbar is not None:
         pbar.update(1)
+    err_mc = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.mc_learn_policy(mc_cfg, task, p, k, g, d),
+                                             (mstates.base.q, mstates.w), test_goals, test_dyn,
+                                             jax.random.PRNGKey(2), exp.test_inits))
+    if pbar is not None:
+        pbar.update(1)
     wall = time.time() - t0
-    rows = tables(tags, err_ours, err_ddpg, test_goals)
+    rows = tables(tags, err_ours, err_ddpg, test_goals, err_mc)
     summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),
-                                     "ddpg": float(dcurve[:, -exp.chunk:].mean())},
-               "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter},
+                                     "ddpg": float(dcurve[:, -exp.chunk:].mean()),
+                                     "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
+               "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
                "ours_compile_plus_first_chunk_s": t_compile, "rows": rows,
                **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "arm7_summary.json"), json.dumps(summary, indent=1))
@@ -213,18 +229,18 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
     tmp = os.path.join(out_dir, "arm7_curves.tmp.npz")
     with open(tmp, "wb") as f:
-        np.savez(f, ours=curve, ddpg=dcurve)
+        np.savez(f, ours=curve, ddpg=dcurve, meta_critic=mcurve)
     os.replace(tmp, os.path.join(out_dir, "arm7_curves.npz"))
-    figure(out_dir, curve, dcurve)
+    figure(out_dir, curve, dcurve, mcurve)
     return summary
 
 
-def figure(out_dir, curve, dcurve):
+def figure(out_dir, curve, dcurve, mcurve):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG")):
+    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG"), (mcurve, "Meta Critic")):
         m, s = c.mean(0), c.std(0)
         x = np.arange(1, c.shape[1] + 1)
         ax.plot(x, m, label=name)

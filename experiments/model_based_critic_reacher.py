@@ -1,5 +1,5 @@
 """2-DoF reacher through differentiable Brax: meta-train the critic on 4 goals (Algorithm 2, seeds
-vmapped), the DDPG-style supervised-Q baseline beside it, then meta-test (Algorithm 3, model-free, a
+vmapped), the DDPG-style supervised-Q baseline and the Meta-Critic baseline beside it, then meta-test (Algorithm 3, model-free, a
 fresh policy from scratch with the frozen critic) over a grid of new goals covering joint space
 (Fig. 5), new link masses (Fig. 6) and new link lengths (Fig. 7), each sweep in one compiled program
 with the Brax system's masses and lengths as traced inputs. Fig. 4: meta-training curves.
@@ -35,6 +35,7 @@ class ReacherExperiment:
     n_policy_inits: int = 2
     ddpg_iterations: int = 400
     ddpg_test_steps: int = 20
+    mc_iterations: int = 400
     test_inits: int = 2
     grid: int = 7            # new goals: grid x grid over [-goal_span, goal_span]^2
     goal_span: float = 2.0
@@ -48,6 +49,7 @@ class ReacherExperiment:
         if scale == "quick":
             return ReacherExperiment()
         return ReacherExperiment(seeds=5, iterations=3000, chunk=100, ddpg_iterations=3000, ddpg_test_steps=200,
+                                 mc_iterations=3000,
                                  test_inits=5, grid=13, masses=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
                                  lengths=(0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0))
 
@@ -57,7 +59,8 @@ def configs(exp):
                              critic_lr=exp.critic_lr,
                          n_policy_inits=exp.n_policy_inits, iterations=exp.iterations)
     ddpg = mbc.DDPGConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
-    return ours, ddpg
+    mc = mbc.MetaCriticBaselineConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
+    return ours, ddpg, mc
 
 
 def meta_test_pairs(exp, base: arm_models.ArmParams):
@@ -98,7 +101,7 @@ def grids(exp, tags, err):
 
 def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     exp = ReacherExperiment.at(scale)
-    ours_cfg, ddpg_cfg = configs(exp)
+    ours_cfg, ddpg_cfg, mc_cfg = configs(exp)
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)
     t0 = time.time()
@@ -107,6 +110,9 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     keys_b = jax.random.split(jax.random.PRNGKey(1), exp.seeds)
     dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals, keys_b, exp.ddpg_iterations,
                                                  exp.chunk, pbar)
+    keys_m = jax.random.split(jax.random.PRNGKey(3), exp.seeds)
+    mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals, keys_m, exp.mc_iterations,
+                                                        exp.chunk, pbar)
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
     ddpg_learn = lambda q, k, g, d: mbc.ddpg_learn_policy(ddpg_cfg, task, q, k, g, d)
@@ -118,37 +124,44 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                                                jax.random.PRNGKey(2), exp.test_inits))
     if pbar is not None:
         pbar.update(1)
+    mc_learn = lambda p, k, g, d: mbc.mc_learn_policy(mc_cfg, task, p, k, g, d)
+    err_mc = np.asarray(mbc.evaluate_critics(mc_learn, (mstates.base.q, mstates.w), test_goals, test_dyn,
+                                             jax.random.PRNGKey(2), exp.test_inits))
+    if pbar is not None:
+        pbar.update(1)
     wall = time.time() - t0
-    g_ours, g_ddpg = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg)
+    g_ours, g_ddpg, g_mc = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg), grids(exp, tags, err_mc)
     g_still = grids(exp, tags, np.mean(np.asarray(test_goals) ** 2, -1))   # an arm that does not move
     summary = {
-        "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean())},
+        "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean()),
+                              "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
         "meta_test_mean_error": {k: {"ours": float(g_ours[k][1].mean()), "ddpg": float(g_ddpg[k][1].mean()),
+                                     "meta_critic": float(g_mc[k][1].mean()),
                                      "no_movement": float(g_still[k][1].mean())} for k in g_ours},
-        "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter},
+        "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
         "ours_compile_plus_first_chunk_s": t_compile,
         "grids": {m: {k: {"axis": g[k][0].tolist(), "error": g[k][1].tolist()} for k in g} for m, g in
-                  (("ours", g_ours), ("ddpg", g_ddpg))},
+                  (("ours", g_ours), ("ddpg", g_ddpg), ("meta_critic", g_mc))},
         **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
     tmp = os.path.join(out_dir, "reacher_curves.tmp.npz")
     with open(tmp, "wb") as f:
-        np.savez(f, ours=curve, ddpg=dcurve)
+        np.savez(f, ours=curve, ddpg=dcurve, meta_critic=mcurve)
     os.replace(tmp, os.path.join(out_dir, "reacher_curves.npz"))
-    figures(out_dir, exp, curve, dcurve, g_ours, g_ddpg)
+    figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc)
     return summary
 
 
-def figures(out_dir, exp, curve, dcurve, g_ours, g_ddpg):
+def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG")):
+    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG"), (mcurve, "Meta Critic")):
         m, s = c.mean(0), c.std(0)
         x = np.arange(1, c.shape[1] + 1)
         ax.plot(x, m, label=name)
-        ax.fill_between(x, m - s, m + s, alpha=0.2)
+        ax.fill_between(x, np.maximum(m - s, 1e-4), m + s, alpha=0.2)
     ax.set_yscale("log")
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("final error on training goals")
@@ -162,9 +175,9 @@ def figures(out_dir, exp, curve, dcurve, g_ours, g_ddpg):
                                        np.array([[1.0, 1.0]])),
                                       ("length", "fig7_reacher_link_lengths.png", "link lengths l1, l2 (m)",
                                        np.array([[1.0, 1.0]]))):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-        vmax = max(g_ours[kind][1].max(), g_ddpg[kind][1].max())
-        for ax, (name, g) in zip(axes, (("L_critic (ours)", g_ours), ("DDPG", g_ddpg))):
+        fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+        vmax = max(g_ours[kind][1].max(), g_ddpg[kind][1].max(), g_mc[kind][1].max())
+        for ax, (name, g) in zip(axes, (("L_critic (ours)", g_ours), ("DDPG", g_ddpg), ("Meta Critic", g_mc))):
             axis, e = g[kind]
             im = ax.imshow(e, origin="lower", extent=[0, len(axis), 0, len(axis)], vmin=0, vmax=vmax, cmap="viridis")
             ax.set_xticks(np.arange(len(axis)) + 0.5)
