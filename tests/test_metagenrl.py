@@ -333,3 +333,66 @@ def test_ppo_learns_to_track_a_target():
     assert np.all(np.asarray(m["env_steps"]) == 1024)
     assert float(jnp.mean(before)) < -2.0
     assert float(jnp.mean(after)) > float(jnp.mean(before)) / 3, (before, after)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Meta-test mode
+# ----------------------------------------------------------------------------------------------------
+def test_meta_test_loaded_objective_td3_mix_and_plain_td3_unroll(tmp_path):
+    """One meta-test population of four agents on the same seed: (in-memory alpha, learned),
+    (saved-then-loaded alpha, learned), (alpha, TD3 mix), (another alpha, TD3 mix). After a segment the
+    first two are identical, the last two are identical (the TD3 mix ignores alpha), the learned and TD3
+    agents differ, and the TD3 agent equals a hand-unrolled loop of the foundation's TD3 ``update``."""
+    from experiments.metagenrl import _same_seeds
+    from metarl import buffers
+
+    c = mg.MetaGenRLConfig(envs=("gymnax/Pendulum-v1",), total_steps=40, learning_starts=20, anneal_steps=0,
+                           eval_every=20, eval_episodes=1, batch_windows=4, window=5, hidden=(8,),
+                           max_episode_steps=10, objective=TINY)
+    alpha = mg.init_objective(jax.random.PRNGKey(1), TINY)
+    other = mg.init_objective(jax.random.PRNGKey(2), TINY)
+    mg.save_objective(str(tmp_path / "obj"), alpha, TINY)
+    loaded, cfg_loaded, _ = mg.load_objective(str(tmp_path / "obj"))
+    assert cfg_loaded == TINY
+    alphas = jax.tree.map(lambda *x: jnp.stack(x), alpha, loaded, alpha, other)
+    mixes = jnp.asarray([mg.VARIANTS["learned"]] * 2 + [mg.VARIANTS["td3"]] * 2)
+    (g,) = mg.make_groups(c, n=4)
+    init, seg, _ = mg.make_population(c, [g], meta_train=False)
+    s = jax.jit(lambda k: init(k, variants=[(alphas, mixes)]))(jax.random.PRNGKey(0))
+    s = s.replace(groups=(_same_seeds(s.groups[0], 4, 1),))
+    start = jax.tree.map(lambda x: x[2], s.groups[0])
+    s2, m = jax.jit(seg)(s)
+    agents = s2.groups[0].agent
+    at = lambda i: jax.tree.map(lambda x: x[i], agents)
+    same = lambda a, b: jax.tree.map(np.testing.assert_array_equal, a, b)
+    same(at(0), at(1))
+    same(at(2), at(3))
+    gap = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), at(0).actor, at(2).actor)
+    assert max(jax.tree.leaves(gap)) > 1e-6
+
+    agent, env = g.agent, g.env
+    flat = mg.flatten_windows
+
+    @jax.jit
+    def cycle(run, _):
+        key, ka1, ke1, ka2, ke2, kw1, kw2, ku = jax.random.split(run.key, 8)
+        st, env_state, obs, buf = run.agent, run.env_state, run.obs, run.buffer
+        for ka, ke in ((ka1, ke1), (ka2, ke2)):
+            a = agent.act(st, obs, ka, True)
+            t = env_state.t.astype(jnp.float32) / env.spec.max_episode_steps
+            env_state, ts = env.step(env_state, a, ke)
+            buf = buffers.add(buf, dict(obs=obs, action=a, reward=ts.reward, next_obs=ts.next_obs,
+                                        terminated=ts.terminated, done=ts.done, t=t))
+            obs = ts.obs
+        w1, _ = buffers.sample_windows(buf, kw1, c.batch_windows, c.window)
+        w2, _ = buffers.sample_windows(buf, kw2, c.batch_windows, c.window)
+        k1, k2 = jax.random.split(ku)
+        st, _ = agent.update(st, flat(w1), k1)
+        st, _ = agent.update(st, flat(w2), k2)
+        return run.replace(agent=st, env_state=env_state, obs=obs, buffer=buf, key=key), None
+
+    run, _ = jax.lax.scan(cycle, start, None, length=c.eval_every // 2)
+    for name in ("actor", "critic", "actor_target", "critic_target", "step"):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     getattr(at(2), name), getattr(run.agent, name))
+    assert int(m[g.name]["env_steps"][2]) == c.total_steps
