@@ -6,6 +6,8 @@ inner gamma for MG/BMG, at gamma' = 1 for the outer critic. gymnax ``Discounting
 ``mapping_seed=3``: arm 3 (reward at t = 30) pays 1.1, the others 1.0.
 
     python -m experiments.outer_value_chain --scale quick|paper [--out results/outer_value_chain]
+        [--meta-lambda [--lam-init 0.5]]   # lambda as a second meta-parameter, sigmoid onto [0, 1]
+        [--critic learned]                 # tabular critics learned by TD instead of the analytic values
 
 Writes ``curves.csv`` (per agent and log step: mean and sd over seeds of gamma, return, expected
 return, outer advantage), ``curves.png``, ``summary.csv``, ``summary.md`` (ours beside the paper's)
@@ -48,6 +50,10 @@ class ChainExperiment:
     meta_clip: float | None = None
     seed: int = 0
     optimal_arm: int = 3
+    meta_lambda: bool = False  # lambda as a second meta-parameter (not in the paper's chain experiment)
+    lam_low: float = 0.0
+    lam_high: float = 1.0
+    lam_init: float = 0.5
     env: ov.ChainConfig = field(default_factory=ov.ChainConfig)
 
 
@@ -111,19 +117,19 @@ def to_jsonable(obj):
     return obj
 
 
-CURVE_METRICS = ("gamma", "return", "expected_return", "outer_advantage", "outer_advantage_step0", "meta_grad")
+CURVE_METRICS = ("gamma", "lam", "return", "expected_return", "outer_advantage", "outer_advantage_step0", "meta_grad")
 
 
 def curves_csv(logs, updates_per_log: int) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    metrics = [m for m in CURVE_METRICS if m in next(iter(logs.values()))]
+    metrics = [m for m in CURVE_METRICS if any(m in d for d in logs.values())]
     w.writerow(["agent", "update", "env_steps"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")])
     for agent, d in logs.items():
         for i in range(d["gamma"].shape[0]):
             row = [agent, (i + 1) * updates_per_log, int(np.mean(d["env_steps"][i]))]
             for m in metrics:
-                row += [f"{np.mean(d[m][i]):.6g}", f"{np.std(d[m][i]):.6g}"]
+                row += [f"{np.mean(d[m][i]):.6g}", f"{np.std(d[m][i]):.6g}"] if m in d else ["", ""]
             w.writerow(row)
     return buf.getvalue()
 
@@ -136,6 +142,8 @@ def summarise(logs, tail_frac: float = 0.1) -> dict:
         n = d["gamma"].shape[0]
         k = max(1, int(round(n * tail_frac)))
         s = {"final_gamma": d["gamma"][-1]}
+        if "lam" in d:
+            s["final_lam"] = d["lam"][-1]
         for m in ("return", "expected_return", "outer_advantage", "outer_advantage_step0"):
             if m in d:
                 s[m] = np.mean(d[m][-k:], axis=0)
@@ -158,7 +166,9 @@ def plot_curves(logs, updates_per_log: int, path: str, title: str, return_key: s
     import matplotlib.pyplot as plt
 
     panels = [("gamma", "discount gamma"), (return_key, "return"), ("outer_advantage_step0", "outer-loss advantage (step 0)")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    if any("lam" in d for d in logs.values()):
+        panels.insert(1, ("lam", "lambda"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     colors = {agent: f"C{i}" for i, agent in enumerate(logs)}
     for ax, (m, label) in zip(axes, panels):
         for agent, d in logs.items():
@@ -189,8 +199,10 @@ def progress_bar(total: int, desc: str):
 def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True) -> dict:
     """Train all five agents; write the outputs into ``out_dir`` (if given); return the result record."""
     problem = ov.make_chain_problem(exp.env, exp.optimal_arm)
-    a2c_cfg = ov.MetaConfig(exp.gamma_low, exp.gamma_high, exp.gamma_init, 0.0, exp.meta_clip)
-    meta_cfg = ov.MetaConfig(exp.gamma_low, exp.gamma_high, exp.gamma_init, exp.meta_lr, exp.meta_clip)
+    lam = dict(lam_low=exp.lam_low, lam_high=exp.lam_high, lam_init=exp.lam_init)
+    a2c_cfg = ov.MetaConfig(exp.gamma_low, exp.gamma_high, exp.gamma_init, 0.0, exp.meta_clip, **lam)
+    meta_cfg = ov.MetaConfig(exp.gamma_low, exp.gamma_high, exp.gamma_init, exp.meta_lr, exp.meta_clip,
+                             meta_lambda=exp.meta_lambda, **lam)
     bar = progress_bar(exp.num_updates, f"chain ({scale})") if progress else None
     t0 = time.time()
     _, logs = ov.train_population(problem, lambda m: a2c_cfg if m == "a2c" else meta_cfg, ov.PAPER_AGENTS,
@@ -218,6 +230,8 @@ def table_rows(summary: dict) -> list[list[str]]:
         rows.append([agent, fmt(s, "final_gamma"), p.get("final_gamma", ""), fmt(s, "return"), fmt(s, "expected_return"),
                      p.get("return", ""), fmt(s, "outer_advantage_step0", 4), fmt(s, "outer_advantage", 4),
                      p.get("outer_advantage_step0", "")])
+        if any("final_lam" in x for x in summary.values()):
+            rows[-1].insert(3, fmt(s, "final_lam"))
     return rows
 
 
@@ -234,14 +248,20 @@ def markdown_table(header, rows) -> str:
 def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
     write_atomic(os.path.join(out_dir, "curves.csv"), curves_csv(logs, updates_per_log))
     rows = table_rows(result["summary"])
+    header = list(TABLE_HEADER)
+    if any("final_lam" in x for x in result["summary"].values()):
+        header.insert(3, "final lambda")
     buf = io.StringIO()
-    csv.writer(buf).writerows([TABLE_HEADER] + rows)
+    csv.writer(buf).writerows([header] + rows)
     write_atomic(os.path.join(out_dir, "summary.csv"), buf.getvalue())
-    env = result["environment"]
-    md = (f"Discounting Chain, scale {result['scale']}: {result['config']['num_updates']} meta-updates, "
-          f"{result['config']['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on {env['device']} "
+    env, cfg = result["environment"], result["config"]
+    variant = f"critics {cfg['env']['critic']}, inner lambda " + (
+        f"meta-learned from {cfg['lam_init']}" if cfg["meta_lambda"] else f"{cfg['env']['lam']}") + \
+        f", outer lambda' {cfg['env']['outer_lam']}"
+    md = (f"Discounting Chain, scale {result['scale']} ({variant}): {cfg['num_updates']} meta-updates, "
+          f"{cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on {env['device']} "
           f"(jax {env['jax']}). Mean ± sd over seeds; return and advantages averaged over the last 10% of "
-          f"training.\n\n" + markdown_table(TABLE_HEADER, rows))
+          f"training. The paper's columns are its analytic-critic, gamma-only runs.\n\n" + markdown_table(header, rows))
     write_atomic(os.path.join(out_dir, "summary.md"), md)
     write_atomic(os.path.join(out_dir, "result.json"), json.dumps(to_jsonable(result), indent=1))
     plot_curves(logs, updates_per_log, os.path.join(out_dir, "curves.png"),
@@ -258,6 +278,11 @@ def main(argv=None):
     p.add_argument("--authors-first-step-value", action="store_true",
                    help="value the first state with gamma^t_a as the authors' code does (one discount too many)")
     p.add_argument("--normalize-advantages", action="store_true", help="batch-normalised advantages (App. D.2)")
+    p.add_argument("--critic", default="analytic", help=f"one of {', '.join(ov.CHAIN_CRITICS)}")
+    p.add_argument("--meta-lambda", action="store_true", help="meta-learn the inner lambda too")
+    p.add_argument("--lam-init", type=float, default=None, help="initial lambda when meta-learned (default 0.5)")
+    p.add_argument("--lam", type=float, default=None, help="fixed inner lambda (default 0, Table 1)")
+    p.add_argument("--outer-lam", type=float, default=None, help="outer lambda' (default 0, Table 1)")
     a = p.parse_args(argv)
     exp = get_scale(a.scale)
     if a.updates:
@@ -265,8 +290,14 @@ def main(argv=None):
     if a.seeds:
         exp = dataclasses.replace(exp, num_seeds=a.seeds)
     env = dataclasses.replace(exp.env, authors_first_step_value=a.authors_first_step_value,
-                              normalize_advantages=a.normalize_advantages)
-    exp = dataclasses.replace(exp, env=env)
+                              normalize_advantages=a.normalize_advantages, critic=a.critic)
+    if a.lam is not None:
+        env = dataclasses.replace(env, lam=a.lam)
+    if a.outer_lam is not None:
+        env = dataclasses.replace(env, outer_lam=a.outer_lam)
+    exp = dataclasses.replace(exp, env=env, meta_lambda=a.meta_lambda)
+    if a.lam_init is not None:
+        exp = dataclasses.replace(exp, lam_init=a.lam_init)
     result = run(exp, a.out, a.scale)
     print(open(os.path.join(a.out, "summary.md")).read())
     return result

@@ -8,7 +8,8 @@ authors' separate outer network). Inner A2C: RMSProp 5e-4, lambda 0.95, gamma = 
 0.8, 512 envs x 5 steps; outer loss: policy gradient with gamma' = 1, lambda' = 1; meta Adam 3e-3
 (MG) / 6e-3 (BMG), meta-gradient clipped at 0.1. All five agents and all seeds in one program.
 
-    python -m experiments.outer_value_snake --scale quick|paper [--out results/outer_value_snake]
+    python -m experiments.outer_value_snake --scale quick|medium|paper [--out results/outer_value_snake]
+        [--meta-lambda]   # lambda as a second meta-parameter, sigmoid onto (0, 1) from 0.95
 
 Returns are those of the training episodes (stochastic policy) of every agent alike, averaged over
 the episodes completed in each log window.
@@ -31,7 +32,7 @@ from experiments.outer_value_chain import (environment_record, fmt, get_scale, m
 from metarl.meta import outer_value as ov
 
 NAME = "outer_value_snake"
-SCALE_NAMES = ("quick", "paper")
+SCALE_NAMES = ("quick", "medium", "paper")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SnakeExperiment:
     bmg_meta_lr: float = 6e-3
     meta_clip: float | None = 0.1
     seed: int = 0
+    meta_lambda: bool = False  # lambda as a second meta-parameter (sigmoid onto (0, 1), from env.lam)
     env: ov.SnakeConfig = field(default_factory=ov.SnakeConfig)
 
 
@@ -57,6 +59,10 @@ SCALES = {
     # learn (the paper trains for 75M).
     "quick": SnakeExperiment(num_updates=200, num_seeds=2, updates_per_log=20, logs_per_chunk=5,
                              env=ov.SnakeConfig(num_envs=32)),
+    # What a background run on the shared 2-core CPU can do in ~25 min (measured ~0.35 s of CPU per
+    # update of all five agents at 2 seeds x 32 envs): ~7% of the paper's updates at 1/16 of its batch.
+    "medium": SnakeExperiment(num_updates=2000, num_seeds=2, updates_per_log=20, logs_per_chunk=10,
+                              env=ov.SnakeConfig(num_envs=32)),
 }
 
 # The authors' released per-seed results at update 29,200 (10 seeds), mean and sd
@@ -90,7 +96,8 @@ def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom",
     env = make("jumanji/Snake-6x6")
     problem = ov.make_snake_problem(exp.env, env)
     lr = {"a2c": 0.0, "mg": exp.mg_meta_lr, "bmg": exp.bmg_meta_lr}
-    cfgs = {m: ov.MetaConfig(0.0, 1.0, exp.gamma_init, lr[m], exp.meta_clip) for m in lr}
+    cfgs = {m: ov.MetaConfig(0.0, 1.0, exp.gamma_init, lr[m], exp.meta_clip, meta_lambda=exp.meta_lambda and m != "a2c",
+                             lam_init=exp.env.lam) for m in lr}
     bar = progress_bar(exp.num_updates, f"snake ({scale})") if progress else None
     t0 = time.time()
     _, logs = ov.train_population(problem, cfgs.__getitem__, ov.PAPER_AGENTS, exp.num_seeds, exp.num_updates,
@@ -134,12 +141,15 @@ def main(argv=None):
     p.add_argument("--updates", type=int, default=None, help="override the number of updates")
     p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
     p.add_argument("--separate-outer", action="store_true", help="outer critic as a separate network")
+    p.add_argument("--meta-lambda", action="store_true", help="meta-learn lambda too (sigmoid onto (0, 1) from 0.95)")
     a = p.parse_args(argv)
     exp = get_scale(a.scale, SCALES)
     if a.updates:
         exp = dataclasses.replace(exp, num_updates=a.updates)
     if a.seeds:
         exp = dataclasses.replace(exp, num_seeds=a.seeds)
+    if a.meta_lambda:
+        exp = dataclasses.replace(exp, meta_lambda=True)
     if a.separate_outer:
         exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, separate_outer_network=True))
     result = run(exp, a.out, a.scale)

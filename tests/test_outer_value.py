@@ -98,6 +98,55 @@ def test_count_rollout_matches_gymnax_env(chain):
         np.testing.assert_allclose(m1["advantage_step0"], m2["advantage_step0"], rtol=1e-5, atol=1e-7)
         for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    # TD(lambda) with a tabular critic: the table-based targets, PG loss and TD loss equal the per-sample
+    # ones, and so do their gradients w.r.t. gamma, lambda, the policy and the table
+    rng = np.random.default_rng(0)
+    table = {"v0": jnp.asarray(0.3), "v": jnp.asarray(rng.normal(size=(99, 5)), jnp.float32)}
+    gam, lam = 0.93, 0.6
+
+    def counts_loss(p, tab, g, l):
+        pg, _ = ov.chain_loss(p, counts, ov.ChainValues(tab["v0"], tab["v"]), g, l, 0.005, timesteps, rewards)
+        return pg + ov.chain_td_loss(tab, counts, g, l, timesteps, rewards)
+
+    def samples_loss(p, tab, g, l):
+        pg, _ = ov.chain_pg_loss_samples(p, batch, None, g, 0.005, timesteps, rewards, lam=l, critic=tab)
+        v = lambda o: ov.chain_table_value(o, tab)
+        td = a2c.td_loss(v(batch.obs), v(batch.next_obs), batch.rewards, jnp.ones_like(batch.rewards), g, l)
+        return pg + 100 * td  # chain_td_loss sums over the 100 steps of an episode
+
+    args = (params, table, gam, lam)
+    np.testing.assert_allclose(counts_loss(*args), samples_loss(*args), rtol=1e-5)
+    g1 = jax.grad(counts_loss, argnums=(0, 1, 2, 3))(*args)
+    g2 = jax.grad(samples_loss, argnums=(0, 1, 2, 3))(*args)
+    assert abs(float(g1[3])) > 1e-3  # lambda matters with a learned critic
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+def test_chain_learned_critic_converges_to_analytic_value(chain):
+    """A fixed policy; only the tabular critics learn, by SGD on their TD loss from sampled rollouts:
+    the inner one (TD(0), gamma = 0.95) and the outer one (TD(lambda = 0.5), gamma' = 1) converge to the
+    analytic values at their discounts (every entry after step 0 exactly: the chain is deterministic
+    there; V(s_0) to within the sampling noise of the batch's first actions)."""
+    timesteps, rewards, _ = chain
+    params = _policy([0.0, 0.2, 0.4, 0.8, -0.5])
+    lr, n_iter, batch = 0.5, 1500, 256
+
+    def step(tabs, key):
+        counts = ov.chain_rollout(params, key, batch, sample_later=False)
+        loss = lambda t: (ov.chain_td_loss(t[0], counts, 0.95, 0.0, timesteps, rewards)
+                          + ov.chain_td_loss(t[1], counts, 1.0, 0.5, timesteps, rewards))
+        return jax.tree.map(lambda x, g: x - lr * g, tabs, jax.grad(loss)(tabs)), None
+
+    tabs = (ov.chain_init_critic(), ov.chain_init_critic())
+    tabs, _ = jax.jit(lambda t: jax.lax.scan(step, t, jax.random.split(jax.random.PRNGKey(0), n_iter)))(tabs)
+    probs0 = jax.nn.softmax(ov.chain_policy_logits(params, jnp.array([-1.0, 0.0])))
+    for tab, gamma in zip(tabs, (0.95, 1.0)):
+        ref = ov.chain_analytic_values(probs0, gamma, timesteps, rewards)
+        np.testing.assert_allclose(np.asarray(tab["v"]), np.asarray(ref.v), atol=1e-4)
+        # V(s_0) tracks the mean over the last batch's first actions: sd of R_a gamma^(t_a - 1) / sqrt(batch)
+        assert abs(float(tab["v0"]) - float(ref.v0)) < 4 * 0.3 / np.sqrt(batch)
+        assert float(jnp.max(jnp.abs(ref.v))) > 0.5  # not the zero initialisation
 
 
 def test_chain_true_value_against_monte_carlo(chain):
@@ -177,31 +226,45 @@ def _fixed_batch_problem(problem, batches):
     return problem._replace(rollout=lambda params, env_state, key, use: (batches[use], env_state, info))
 
 
-def _check_meta_gradient(problem, mcfg, state, method, outer_critic, gamma0, eps, rtol, reference=None):
-    """jax.grad of the library's meta-loss w.r.t. gamma against central finite differences of
-    ``reference(gamma)`` (default: the outer loss after the inner update for MG; for BMG the matching
-    loss to the target computed at gamma0 and then held fixed, as the BMG target is a constant)."""
+def _check_meta_gradient(problem, mcfg, state, method, outer_critic, gamma0, eps, rtol, reference=None, wrt="gamma",
+                         lam0=None, expect_zero=False):
+    """jax.grad of the library's meta-loss w.r.t. gamma (or lambda, ``wrt="lam"``) against central finite
+    differences of ``reference(x)`` (default: the outer loss after the inner update for MG; for BMG the
+    matching loss to the target computed at (gamma0, lam0) and then held fixed, as the BMG target is a
+    constant). ``lam0``: lambda's value when it is a meta-parameter (``mcfg.meta_lambda``)."""
     key = jax.random.PRNGKey(0)
     meta_loss = ov.mg_meta_loss if method == "mg" else ov.bmg_meta_loss
-    lo, hi = mcfg.gamma_low, mcfg.gamma_high
     batch = lambda use: problem.rollout(None, None, None, use)[0]
     outer_use = "outer_critic" if outer_critic else "outer"
+    x0 = gamma0 if wrt == "gamma" else lam0
 
-    def f(gamma):
-        return meta_loss(ov.from_gamma(gamma, lo, hi), problem, mcfg, state, key, outer_critic)[0]
+    def values(x):
+        return (x, lam0) if wrt == "gamma" else (gamma0, x)
 
-    grad = float(jax.grad(f)(gamma0))
-    inner = lambda g: ov.inner_update(problem, state.params, state.opt_state, batch("inner"), g)
+    def eta(x):
+        g, l = values(x)
+        e = {"gamma": ov.from_gamma(g, mcfg.gamma_low, mcfg.gamma_high)}
+        if mcfg.meta_lambda:
+            e["lam"] = ov.from_gamma(l, mcfg.lam_low, mcfg.lam_high)
+        return e
+
+    f = lambda x: meta_loss(eta(x), problem, mcfg, state, key, outer_critic)[0]
+    grad = float(jax.grad(f)(jnp.asarray(x0)))
+    inner = lambda x: ov.inner_update(problem, state.params, state.opt_state, batch("inner"),
+                                      *[None if v is None else jnp.asarray(v) for v in values(x)])
     if reference is None and method == "mg":
-        reference = lambda g: problem.outer_loss(inner(g)[0], batch(outer_use), g, outer_critic)[0]
+        reference = lambda x: problem.outer_loss(inner(x)[0], batch(outer_use), values(x)[0], outer_critic)[0]
     elif reference is None:
-        p1, o1, _ = inner(jnp.asarray(gamma0))
+        p1, o1, _ = inner(x0)
         target, _ = ov.bmg_target(problem, p1, o1, batch(outer_use), jnp.asarray(gamma0), outer_critic)
         matching = "matching" if problem.matching_fresh_rollout else outer_use
-        reference = lambda g: problem.matching_loss(target, inner(g)[0], batch(matching))
-    fd = (float(reference(gamma0 + eps)) - float(reference(gamma0 - eps))) / (2 * eps)
-    assert abs(grad) > 1e-8, (method, outer_critic, grad)
-    np.testing.assert_allclose(grad, fd, rtol=rtol, err_msg=f"{method} outer_critic={outer_critic}")
+        reference = lambda x: problem.matching_loss(target, inner(x)[0], batch(matching))
+    fd = (float(reference(x0 + eps)) - float(reference(x0 - eps))) / (2 * eps)
+    if expect_zero:
+        assert abs(grad) < 1e-10 and abs(fd) < 1e-8, (method, outer_critic, wrt, grad, fd)
+        return grad
+    assert abs(grad) > 1e-8, (method, outer_critic, wrt, grad)
+    np.testing.assert_allclose(grad, fd, rtol=rtol, err_msg=f"{method} outer_critic={outer_critic} wrt={wrt}")
     return grad
 
 
@@ -241,6 +304,46 @@ def test_chain_meta_gradient_matches_finite_differences(chain, method):
         assert grads[0] != grads[1]  # the outer critic changes the meta-gradient
 
 
+@pytest.mark.parametrize("method", ["mg", "bmg"])
+def test_chain_lambda_meta_gradient(chain, method):
+    """Lambda as a second meta-parameter on the chain. With the analytic critics the inner TD(lambda)
+    target equals the TD(0) one (after the first action the chain is deterministic and V is exact), so
+    the meta-gradient w.r.t. lambda is zero (and so are the finite differences). With the learned
+    tabular critics it is not, and it matches finite differences of the outer loss after the inner
+    update (critic values in the advantage held at theta'(gamma0, lambda0), as the policy gradient
+    treats its advantage as a constant), with and without the outer critic; and so does the gradient
+    w.r.t. gamma with lambda meta-learned."""
+    g0, l0 = 0.95, 0.6
+    with jax.enable_x64(True):
+        mcfg = ov.MetaConfig(0.9, 1.0, g0, 0.1, meta_lambda=True, lam_init=l0)
+        rng = np.random.default_rng(1)
+        for critic in ("analytic", "learned"):
+            problem = ov.make_chain_problem(ov.ChainConfig(batch_size=16, critic=critic))
+            state = ov.init_agent(problem, mcfg, jax.random.PRNGKey(5))
+            params = _policy([0.1, 0.3, 0.2, 0.6, -0.2])
+            if critic == "learned":
+                params.update({k: {"v0": jnp.asarray(rng.normal()), "v": jnp.asarray(rng.normal(size=(99, 5)))}
+                               for k in ("critic", "outer_critic")})
+            state = state.replace(params=params, opt_state=problem.inner_opt.init(params))
+            b1 = ov.chain_rollout(params, jax.random.PRNGKey(1), 16, sample_later=True)
+            b2 = ov.chain_rollout(params, jax.random.PRNGKey(2), 16, sample_later=True)
+            problem = _fixed_batch_problem(problem, {"inner": b1, "outer": b2, "outer_critic": b2, "matching": b2})
+            theta1 = lambda g, l: ov.inner_update(problem, state.params, state.opt_state, b1, jnp.asarray(g),
+                                                  jnp.asarray(l))[0]
+            critics0 = {k: v for k, v in theta1(g0, l0).items() if k not in ("w", "b")}
+            for oc in (False, True):
+                ref = None
+                if method == "mg" and critic == "learned":
+                    ref = lambda x, wrt: problem.outer_loss({**theta1(*((x, l0) if wrt == "gamma" else (g0, x))),
+                                                             **critics0}, b2, g0, oc)[0]
+                for wrt in ("lam", "gamma"):
+                    r = None if ref is None else (lambda x, wrt=wrt, ref=ref: ref(x, wrt))
+                    if critic == "analytic" and wrt == "gamma":
+                        continue  # covered by test_chain_meta_gradient_matches_finite_differences
+                    _check_meta_gradient(problem, mcfg, state, method, oc, g0, 1e-5, 1e-5, reference=r, wrt=wrt,
+                                         lam0=l0, expect_zero=(critic == "analytic"))
+
+
 def test_snake_meta_gradient_matches_finite_differences():
     """MG and BMG through an RMSProp inner step on the paper's Snake networks (tiny), with and without
     the outer-critic head (the meta-gradient reaches gamma through the actor's and the critic's
@@ -274,6 +377,14 @@ def test_snake_meta_gradient_matches_finite_differences():
             ref = lambda g: problem.outer_loss({**critic0, "actor": theta1(g)["actor"]}, batch("outer"), g, oc)[0]
             _check_meta_gradient(problem, mcfg, state, "mg", oc, 0.8, 1e-5, 1e-5, reference=ref)
             _check_meta_gradient(problem, mcfg, state, "bmg", oc, 0.8, 1e-5, 1e-5)
+        # lambda as a second meta-parameter (from 0.95): its meta-gradient through the same RMSProp step
+        mcfg = ov.MetaConfig(0.0, 1.0, 0.8, 3e-3, 0.1, meta_lambda=True, lam_init=0.95)
+        theta1 = lambda l: ov.inner_update(problem, state.params, state.opt_state, batch("inner"), jnp.asarray(0.8),
+                                           l)[0]
+        for oc in (False, True):
+            ref = lambda l: problem.outer_loss({**critic0, "actor": theta1(l)["actor"]}, batch("outer"), 0.8, oc)[0]
+            _check_meta_gradient(problem, mcfg, state, "mg", oc, 0.8, 1e-5, 1e-5, reference=ref, wrt="lam", lam0=0.95)
+            _check_meta_gradient(problem, mcfg, state, "bmg", oc, 0.8, 1e-5, 1e-5, wrt="lam", lam0=0.95)
 
 
 # -- the agents in one program --------------------------------------------------------------------

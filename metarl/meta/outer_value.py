@@ -55,7 +55,8 @@ class Problem(NamedTuple):
       feeds ("inner", "outer" or "outer_critic": the outer loss with the outer critic), so a problem may
       skip work that loss does not need; ``info`` holds ``return_sum`` and ``return_count`` (completed
       episodes) and any extra scalar diagnostics.
-    inner_loss(params, batch, gamma) -> (loss, metrics)
+    inner_loss(params, batch, gamma, lam) -> (loss, metrics): ``lam`` is the meta-learned lambda, or None
+      for the problem's fixed lambda.
     outer_loss(params, batch, gamma, outer_critic: bool) -> (loss, metrics): ``gamma`` is the inner
       discount (that of the inner critic); metrics hold ``advantage`` and ``advantage_step0``.
     matching_loss(target_params, params, batch) -> scalar KL(pi_target || pi_params)
@@ -74,15 +75,43 @@ class Problem(NamedTuple):
 
 @dataclass(frozen=True)
 class MetaConfig:
+    """Meta-parameters and their optimiser.
+
+    ``gamma = gamma_low + (gamma_high - gamma_low) * sigmoid(logit)``; with ``meta_lambda`` the trace
+    parameter of the inner TD(lambda) targets is a second meta-parameter,
+    ``lambda = lam_low + (lam_high - lam_low) * sigmoid(lam_logit)`` from ``lam_init`` (otherwise the
+    problem's fixed lambda is used). Both share one Adam (and one global-norm clip).
+    """
+
     gamma_low: float = 0.0
     gamma_high: float = 1.0
     gamma_init: float = 0.8
     meta_lr: float = 3e-3
     meta_clip: float | None = None  # global-norm clip of the meta-gradient
+    meta_lambda: bool = False
+    lam_low: float = 0.0
+    lam_high: float = 1.0
+    lam_init: float = 0.95
+
+    def __post_init__(self):
+        for name, lo, hi, init in (("gamma", self.gamma_low, self.gamma_high, self.gamma_init),
+                                   ("lambda", self.lam_low, self.lam_high, self.lam_init)):
+            if not lo < init < hi:
+                raise ValueError(f"{name} initial value {init} must lie strictly inside its sigmoid bounds "
+                                 f"({lo}, {hi})")
 
     def optimizer(self):
         adam = optax.adam(self.meta_lr)
         return adam if self.meta_clip is None else optax.chain(optax.clip_by_global_norm(self.meta_clip), adam)
+
+    def decode(self, eta):
+        """``(gamma, lam)`` from the meta-parameters ``eta`` (a dict, or a bare gamma logit); ``lam`` is
+        None when lambda is not meta-learned."""
+        if not isinstance(eta, dict):
+            eta = {"gamma": eta}
+        gamma = to_gamma(eta["gamma"], self.gamma_low, self.gamma_high)
+        lam = to_gamma(eta["lam"], self.lam_low, self.lam_high) if "lam" in eta else None
+        return gamma, lam
 
 
 @struct.dataclass
@@ -93,19 +122,31 @@ class AgentState:
     meta_opt_state: Any
     env_state: Any
     env_steps: jax.Array
+    lam_logit: jax.Array  # unconstrained meta-parameter of lambda (used only with MetaConfig.meta_lambda)
+
+
+def meta_params(state: AgentState, mcfg: MetaConfig) -> dict:
+    """The meta-parameters being learned: ``{"gamma": logit}`` (+ ``"lam"`` with ``meta_lambda``)."""
+    eta = {"gamma": state.logit}
+    if mcfg.meta_lambda:
+        eta["lam"] = state.lam_logit
+    return eta
 
 
 def init_agent(problem: Problem, mcfg: MetaConfig, key) -> AgentState:
     kp, ke = jax.random.split(key)
     params = problem.init_params(kp)
     logit = from_gamma(jnp.asarray(mcfg.gamma_init, jnp.float32), mcfg.gamma_low, mcfg.gamma_high)
-    return AgentState(params, problem.inner_opt.init(params), logit, mcfg.optimizer().init(logit),
-                      problem.init_env(ke), jnp.zeros((), jnp.float32))
+    lam_logit = from_gamma(jnp.asarray(mcfg.lam_init, jnp.float32), mcfg.lam_low, mcfg.lam_high)
+    state = AgentState(params, problem.inner_opt.init(params), logit, None, problem.init_env(ke),
+                       jnp.zeros((), jnp.float32), lam_logit)
+    return state.replace(meta_opt_state=mcfg.optimizer().init(meta_params(state, mcfg)))
 
 
-def inner_update(problem: Problem, params, opt_state, batch, gamma):
-    """theta' = theta + optimiser step on the inner loss; differentiable in gamma."""
-    grads, metrics = jax.grad(problem.inner_loss, has_aux=True)(params, batch, gamma)
+def inner_update(problem: Problem, params, opt_state, batch, gamma, lam=None):
+    """theta' = theta + optimiser step on the inner loss; differentiable in gamma (and lam; None: the
+    problem's fixed lambda)."""
+    grads, metrics = jax.grad(problem.inner_loss, has_aux=True)(params, batch, gamma, lam)
     updates, opt_state = problem.inner_opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, metrics
 
@@ -114,12 +155,13 @@ def _outer_use(outer_critic: bool) -> str:
     return "outer_critic" if outer_critic else "outer"
 
 
-def mg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic: bool):
-    """MG: outer loss after one inner update. Returns (loss, (state', info, outer_metrics))."""
-    gamma = to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high)
+def mg_meta_loss(eta, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic: bool):
+    """MG: outer loss after one inner update. ``eta``: meta-parameters (:func:`meta_params`, or a bare
+    gamma logit). Returns (loss, (state', info, outer_metrics))."""
+    gamma, lam = mcfg.decode(eta)
     k1, k2 = jax.random.split(key)
     batch, env_state, info = problem.rollout(state.params, state.env_state, k1, "inner")
-    params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
+    params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma, lam)
     batch2, env_state, _ = problem.rollout(sg(params), env_state, k2, _outer_use(outer_critic))
     loss, m_out = problem.outer_loss(params, batch2, gamma, outer_critic)
     new = state.replace(params=params, opt_state=opt_state, env_state=env_state,
@@ -135,12 +177,12 @@ def bmg_target(problem: Problem, params, opt_state, batch, gamma, outer_critic: 
     return sg(optax.apply_updates(params, updates)), m_out
 
 
-def bmg_meta_loss(logit, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic: bool):
-    """BMG: matching loss KL(target || theta'(gamma)). Returns (loss, (state', info, outer_metrics))."""
-    gamma = to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high)
+def bmg_meta_loss(eta, problem: Problem, mcfg: MetaConfig, state: AgentState, key, outer_critic: bool):
+    """BMG: matching loss KL(target || theta'(eta)). Returns (loss, (state', info, outer_metrics))."""
+    gamma, lam = mcfg.decode(eta)
     k1, k2, k3 = jax.random.split(key, 3)
     batch, env_state, info = problem.rollout(state.params, state.env_state, k1, "inner")
-    params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma)
+    params, opt_state, _ = inner_update(problem, state.params, state.opt_state, batch, gamma, lam)
     batch2, env_state, _ = problem.rollout(sg(params), env_state, k2, _outer_use(outer_critic))
     target, m_out = bmg_target(problem, params, opt_state, batch2, gamma, outer_critic)
     n_rollouts = 2
@@ -172,14 +214,18 @@ def make_agent_step(problem: Problem, mcfg: MetaConfig, method: str, outer_criti
     meta_loss = mg_meta_loss if method == "mg" else bmg_meta_loss
 
     def meta_step(state: AgentState, key):
-        grad, (new, info, m_out) = jax.grad(meta_loss, has_aux=True)(state.logit, problem, mcfg, state, key,
-                                                                   outer_critic)
-        updates, meta_opt_state = meta_opt.update(grad, state.meta_opt_state, state.logit)
-        logit = optax.apply_updates(state.logit, updates)
-        new = new.replace(logit=logit, meta_opt_state=meta_opt_state)
-        return new, {"gamma": to_gamma(logit, mcfg.gamma_low, mcfg.gamma_high), "meta_grad": grad,
-                     "outer_advantage": m_out["advantage"], "outer_advantage_step0": m_out["advantage_step0"],
-                     **info}
+        eta = meta_params(state, mcfg)
+        grad, (new, info, m_out) = jax.grad(meta_loss, has_aux=True)(eta, problem, mcfg, state, key, outer_critic)
+        updates, meta_opt_state = meta_opt.update(grad, state.meta_opt_state, eta)
+        eta = optax.apply_updates(eta, updates)
+        new = new.replace(logit=eta["gamma"], lam_logit=eta.get("lam", state.lam_logit),
+                          meta_opt_state=meta_opt_state)
+        gamma, lam = mcfg.decode(eta)
+        metrics = {"gamma": gamma, "meta_grad": grad["gamma"], "outer_advantage": m_out["advantage"],
+                   "outer_advantage_step0": m_out["advantage_step0"], **info}
+        if lam is not None:
+            metrics.update(lam=lam, meta_grad_lam=grad["lam"])
+        return new, metrics
 
     return a2c_step if method == "a2c" else meta_step
 
@@ -269,6 +315,9 @@ def make_chunk_runner(step, updates_per_log: int, logs_per_chunk: int):
 # ================================================================================================
 # Discounting Chain (bsuite; gymnax DiscountingChain-bsuite) with the analytic value function
 # ================================================================================================
+CHAIN_CRITICS = ("analytic", "learned")
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     """The paper's Discounting Chain setting (Table 1, Appendix C.1)."""
@@ -283,6 +332,16 @@ class ChainConfig:
     # The authors' code values the first state with gamma^{t_a} instead of gamma^{t_a - 1} (one
     # discount too many: gymnax pays arm 0 on the first transition). False: the exact value.
     authors_first_step_value: bool = False
+    lam: float = 0.0  # inner TD(lambda) when lambda is not meta-learned (Table 1: 0)
+    outer_lam: float = 0.0  # lambda' of the outer loss (Table 1: 0)
+    # "analytic": the exact values (the paper); "learned": tabular critics over (context, t) trained by
+    # TD(lambda) inside the inner loss, the inner one with the inner gamma, the outer one with gamma'.
+    critic: str = "analytic"
+    critic_cost: float = 1.0  # weight of each learned critic's TD loss (summed over time, mean over episodes)
+
+    def __post_init__(self):
+        if self.critic not in CHAIN_CRITICS:
+            raise ValueError(f"unknown chain critic {self.critic!r}; valid: {', '.join(CHAIN_CRITICS)}")
 
 
 def chain_env_constants(optimal_arm: int = 3):
@@ -443,29 +502,73 @@ def chain_pg_loss_samples(params, batch: ChainBatch, gamma_value, gamma_target, 
                         normalize_advantages=normalize_advantages)
 
 
-def chain_pg_loss(params, counts: ChainCounts, gamma_value, gamma_target, entropy_cost, timesteps, rewards,
-                  horizon=100, authors_first_step=False, normalize_advantages=False):
-    """The same loss as :func:`chain_pg_loss_samples`, computed exactly from counts.
+class ChainValues(NamedTuple):
+    """A value function of the chain as a table: ``v0 = V(s_0)``; ``v[t - 1, c] = V(context c, t)`` for
+    t = 1..T-1 (the state at t = T is terminal, value 0)."""
 
-    Policy gradient with the TD(0) advantage ``r + gamma_target * V(s') - V(s)``; the analytic critic
-    ``V`` at ``gamma_value`` is held constant (stop-gradient, as in the authors' code) while
-    ``gamma_target`` stays differentiable; minus ``entropy_cost`` times the mean entropy.
+    v0: jax.Array
+    v: jax.Array  # [T - 1, A]
+
+
+def chain_analytic_values(probs0, gamma, timesteps, rewards, horizon: int = 100, authors_first_step=False):
+    """:func:`chain_true_value` on the whole table."""
+    obs_tab, _ = _table_obs(rewards.shape[0], horizon)
+    v = lambda o: chain_true_value(o, probs0, gamma, timesteps, rewards, horizon, authors_first_step)
+    return ChainValues(v(jnp.array([-1.0, 0.0])), v(obs_tab))
+
+
+def chain_init_critic(num_actions: int = 5, horizon: int = 100):
+    """A tabular critic, zero-initialised."""
+    return {"v0": jnp.zeros(()), "v": jnp.zeros((horizon - 1, num_actions))}
+
+
+def chain_table_value(obs, critic, horizon: int = 100):
+    """Look a tabular critic up at per-sample observations ``[..., 2]`` (0 at the terminal t = T)."""
+    t = jnp.round(obs[..., 1] * horizon).astype(jnp.int32)
+    ctx = obs[..., 0].astype(jnp.int32)
+    v = critic["v"][jnp.clip(t - 1, 0, horizon - 2), jnp.clip(ctx, 0)]
+    return jnp.where(ctx < 0, critic["v0"], jnp.where(t >= horizon, 0.0, v))
+
+
+def chain_td_targets(values: ChainValues, gamma, lam, timesteps, rewards, horizon: int = 100):
+    """TD(lambda) targets of every (t, context) entry, and of step 0 per first action.
+
+    The chain is deterministic after the first action, so a whole episode is fixed by its context and
+    the targets of :func:`metarl.agents.a2c.lambda_returns` can be computed on the table: rows
+    t = 1..T-1 bootstrap from the next row (0 after the last), step 0 from the row t = 1 of the
+    context the action leads to. Returns ``(g0 [A], g [T - 1, A])``.
+    """
+    na = rewards.shape[0]
+    dt = jnp.result_type(values.v.dtype, jnp.asarray(gamma).dtype, jnp.asarray(lam).dtype, rewards.dtype)
+    rewards = rewards.astype(dt)
+    tt = jnp.arange(1, horizon)[:, None]
+    r = jnp.where(tt + 1 == timesteps[None, :], rewards[None, :], 0.0)  # [T-1, C] reward of t -> t+1
+    v_next = jnp.concatenate([values.v[1:], jnp.zeros((1, na), dt)], axis=0).astype(dt)
+    gamma = jnp.asarray(gamma, dt)
+    g = a2c.lambda_returns(r, jnp.broadcast_to(gamma, r.shape), v_next, lam)
+    r0 = jnp.where(timesteps == 1, rewards, 0.0)
+    lam = jnp.asarray(lam, dt)
+    g0 = r0 + gamma * ((1.0 - lam) * values.v[0] + lam * g[0])
+    return g0, g
+
+
+def chain_loss(params, counts: ChainCounts, values: ChainValues, gamma, lam, entropy_cost, timesteps, rewards,
+               horizon=100, normalize_advantages=False):
+    """Policy gradient with the TD(lambda) advantage ``G_t - V(s_t)`` and an entropy bonus, from counts.
+
+    ``values`` are held constant (stop-gradient) while ``gamma`` and ``lam`` stay differentiable; the
+    loss is the mean over the batch's samples, as :func:`metarl.agents.a2c.a2c_loss` on the same
+    episodes (tested).
     """
     na = rewards.shape[0]
     batch = jnp.sum(counts.n0)
     total = batch * horizon
-    v = lambda o: chain_true_value(o, counts.probs0, sg(gamma_value), timesteps, rewards, horizon, authors_first_step)
-    # step 0: one observation; action a leads to context a at t = 1
+    values = jax.tree.map(sg, values)
+    g0, g = chain_td_targets(values, gamma, lam, timesteps, rewards, horizon)
+    adv0, adv = g0 - values.v0, g - values.v  # [A], [T-1, C]
     o0 = jnp.array([-1.0, 0.0])
-    obs1 = jnp.stack([jnp.arange(na, dtype=jnp.float32), jnp.full((na,), 1.0 / horizon)], axis=-1)
-    r0 = jnp.where(timesteps == 1, rewards, 0.0)
-    adv0 = r0 + gamma_target * v(obs1) - v(o0)  # [A]
     logits0 = chain_policy_logits(params, o0)
-    # steps t >= 1, per context
-    obs_tab, next_tab = _table_obs(na, horizon)  # [T-1, C, 2]
-    tt = jnp.arange(1, horizon)[:, None]
-    r = jnp.where(tt + 1 == timesteps[None, :], rewards[None, :], 0.0)  # [T-1, C]
-    adv = r + gamma_target * v(next_tab) - v(obs_tab)
+    obs_tab, _ = _table_obs(na, horizon)  # [T-1, C, 2]
     logits = chain_policy_logits(params, obs_tab)  # [T-1, C, A]
     n_ct = jnp.sum(counts.n, axis=-1)  # [T-1, C] samples per (t, c)
     if normalize_advantages:
@@ -485,34 +588,103 @@ def chain_pg_loss(params, counts: ChainCounts, gamma_value, gamma_target, entrop
     return loss, metrics
 
 
+def chain_td_loss(critic, counts: ChainCounts, gamma, lam, timesteps, rewards, horizon=100):
+    """Squared TD(lambda) error of a tabular critic, summed over each episode's steps, mean over episodes.
+
+    The targets carry no gradient into the table but do into ``gamma`` and ``lam``. Summing over time
+    makes an SGD step move entry (t, c) by ``2 * lr * cost * (share of episodes in context c)`` of its
+    error (stable for ``lr * cost <= 0.5``).
+    """
+    values = ChainValues(critic["v0"], critic["v"])
+    g0, g = chain_td_targets(jax.tree.map(sg, values), gamma, lam, timesteps, rewards, horizon)
+    n_ct = jnp.sum(counts.n, axis=-1)
+    sq = jnp.sum(counts.n0 * (g0 - values.v0) ** 2) + jnp.sum(n_ct * (g - values.v) ** 2)
+    return sq / jnp.sum(counts.n0)
+
+
+def chain_pg_loss_samples(params, batch: ChainBatch, gamma_value, gamma_target, entropy_cost, timesteps, rewards,
+                          horizon=100, authors_first_step=False, normalize_advantages=False, lam=0.0, critic=None):
+    """Reference loss on a per-sample batch with :func:`metarl.agents.a2c.a2c_loss` (TD(lambda), no critic
+    loss); ``critic``: a tabular critic in place of the analytic value at ``gamma_value``."""
+    if critic is None:
+        v = lambda o: chain_true_value(o, batch.probs0, sg(gamma_value), timesteps, rewards, horizon,
+                                       authors_first_step)
+    else:
+        v = lambda o: chain_table_value(o, sg(critic), horizon)
+    logits = chain_policy_logits(params, batch.obs)
+    ones = jnp.ones_like(batch.rewards)
+    return a2c.a2c_loss(logits, batch.actions, v(batch.obs), v(batch.next_obs), batch.rewards, ones, gamma_target,
+                        lam, pg_cost=1.0, td_cost=0.0, entropy_cost=entropy_cost,
+                        normalize_advantages=normalize_advantages)
+
+
+def chain_pg_loss(params, counts: ChainCounts, gamma_value, gamma_target, entropy_cost, timesteps, rewards,
+                  horizon=100, authors_first_step=False, normalize_advantages=False, lam=0.0):
+    """:func:`chain_loss` with the analytic critic: the same loss as :func:`chain_pg_loss_samples`,
+    computed exactly from counts.
+
+    Policy gradient with the TD(lambda) advantage (TD(0) by default, ``r + gamma_target * V(s') - V(s)``);
+    the analytic critic ``V`` at ``gamma_value`` is held constant (stop-gradient, as in the authors'
+    code) while ``gamma_target`` (and ``lam``) stay differentiable; minus ``entropy_cost`` times the
+    mean entropy.
+    """
+    values = chain_analytic_values(counts.probs0, sg(gamma_value), timesteps, rewards, horizon, authors_first_step)
+    return chain_loss(params, counts, values, gamma_target, lam, entropy_cost, timesteps, rewards, horizon,
+                      normalize_advantages)
+
+
 def make_chain_problem(cfg: ChainConfig, optimal_arm: int = 3) -> Problem:
     timesteps, rewards, _ = chain_env_constants(optimal_arm)
     h, na = cfg.horizon, int(rewards.shape[0])
+    learned = cfg.critic == "learned"
 
     def rollout(params, env_state, key, use="outer"):
-        # Only the outer loss without the outer critic has non-zero advantages after the first step.
-        counts = chain_rollout(params, key, cfg.batch_size, h, na, sample_later=(use == "outer"))
+        # With the analytic critics only the outer loss without the outer critic has non-zero advantages
+        # after the first step (elsewhere expected counts give the same loss); learned critics: sample all.
+        counts = chain_rollout(params, key, cfg.batch_size, h, na, sample_later=learned or use == "outer")
         info = {"return_sum": jnp.sum(counts.n0 * rewards), "return_count": jnp.asarray(float(cfg.batch_size)),
                 "expected_return": jnp.sum(counts.probs0 * rewards), "p_best": counts.probs0[optimal_arm]}
         return counts, env_state, info
 
-    def loss(params, counts, gamma_value, gamma_target, entropy_cost):
-        return chain_pg_loss(params, counts, gamma_value, gamma_target, entropy_cost, timesteps, rewards, h,
-                             cfg.authors_first_step_value, cfg.normalize_advantages)
+    def pg(params, counts, values, gamma, lam, entropy_cost):
+        return chain_loss(params, counts, values, gamma, lam, entropy_cost, timesteps, rewards, h,
+                          cfg.normalize_advantages)
 
-    def inner_loss(params, counts, gamma):
-        return loss(params, counts, gamma, gamma, cfg.entropy_cost)
+    def analytic(counts, gamma):
+        return chain_analytic_values(counts.probs0, sg(gamma), timesteps, rewards, h, cfg.authors_first_step_value)
+
+    def table(critic):
+        return ChainValues(critic["v0"], critic["v"])
+
+    def inner_loss(params, counts, gamma, lam=None):
+        lam = cfg.lam if lam is None else lam
+        if not learned:
+            return pg(params, counts, analytic(counts, gamma), gamma, lam, cfg.entropy_cost)
+        loss, m = pg(params, counts, table(params["critic"]), gamma, lam, cfg.entropy_cost)
+        td = chain_td_loss(params["critic"], counts, gamma, lam, timesteps, rewards, h)
+        td_outer = chain_td_loss(params["outer_critic"], counts, cfg.outer_gamma, cfg.outer_lam, timesteps, rewards, h)
+        m.update(td_loss=td, outer_td_loss=td_outer)
+        return loss + cfg.critic_cost * (td + td_outer), m
 
     def outer_loss(params, counts, gamma, outer_critic):
-        # The inner critic is the true value at the inner gamma; the outer critic the one at gamma'.
-        gamma_value = cfg.outer_gamma if outer_critic else gamma
-        return loss(params, counts, gamma_value, cfg.outer_gamma, cfg.outer_entropy_cost)
+        # The inner critic values the inner gamma; the outer critic gamma'.
+        if learned:
+            values = table(params["outer_critic" if outer_critic else "critic"])
+        else:
+            values = analytic(counts, cfg.outer_gamma if outer_critic else gamma)
+        return pg(params, counts, values, cfg.outer_gamma, cfg.outer_lam, cfg.outer_entropy_cost)
 
     def matching_loss(target, params, counts):
         o = jnp.array([-1.0, 0.0])  # every episode's step-0 observation
         return a2c.kl_divergence(chain_policy_logits(target, o), chain_policy_logits(params, o))
 
-    return Problem(init_params=lambda key: chain_init_params(key, na), init_env=lambda key: jnp.zeros(()),
+    def init_params(key):
+        p = chain_init_params(key, na)
+        if learned:
+            p.update(critic=chain_init_critic(na, h), outer_critic=chain_init_critic(na, h))
+        return p
+
+    return Problem(init_params=init_params, init_env=lambda key: jnp.zeros(()),
                    rollout=rollout, inner_loss=inner_loss, outer_loss=outer_loss, matching_loss=matching_loss,
                    inner_opt=optax.sgd(cfg.lr), steps_per_rollout=cfg.batch_size * h,
                    matching_fresh_rollout=False)
@@ -614,11 +786,12 @@ def make_snake_problem(cfg: SnakeConfig, env) -> Problem:
         info = {"return_sum": jnp.sum(done * ep_ret), "return_count": jnp.sum(done)}
         return SnakeBatch(obs, a, r, nt, nobs), env_state, info
 
-    def inner_loss(params, batch, gamma):
+    def inner_loss(params, batch, gamma, lam=None):
+        lam = cfg.lam if lam is None else lam
         logits = actor.apply(params["actor"], batch.obs)
         v, v_outer = values(params, batch.obs)
         nv, nv_outer = values(params, batch.next_obs)
-        loss, m = a2c.a2c_loss(logits, batch.actions, v, nv, batch.rewards, batch.not_terminal, gamma, cfg.lam,
+        loss, m = a2c.a2c_loss(logits, batch.actions, v, nv, batch.rewards, batch.not_terminal, gamma, lam,
                                pg_cost=cfg.pg_cost, td_cost=cfg.td_cost, entropy_cost=cfg.entropy_cost,
                                normalize_advantages=cfg.normalize_advantages)
         outer_td = a2c.td_loss(v_outer, nv_outer, batch.rewards, batch.not_terminal, cfg.outer_gamma,
