@@ -14,10 +14,13 @@ import csv
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from metarl.agents import agent_config
 
 SCALES = ("quick", "paper")
 ENV_ROWS = {"brax/halfcheetah": "HalfCheetah", "brax/hopper": "Hopper", "brax/walker2d": "Walker2d",
@@ -83,6 +86,10 @@ class BenchConfig:
                                                          batch_size=100))
     lookahead: str = "all"
     tabular: bool = True
+    tabular_episodes: int | None = None  # None: the paper's 100
+    max_episode_steps: int | None = None  # None: the environment's own (Brax: 1000)
+    only: tuple = ()  # run only these jobs ('env|algo' or 'env'); empty: all
+    smoke: bool = False
 
 
 def bench_config(scale: str) -> BenchConfig:
@@ -93,7 +100,7 @@ def bench_config(scale: str) -> BenchConfig:
     locomotion = ("brax/halfcheetah", "brax/hopper", "brax/walker2d", "brax/ant")
     return BenchConfig(scale="paper", table1_envs=tuple(ENV_ROWS), table3_envs=locomotion,
                        table2_env="brax/walker2d", seeds=5, total_steps=1_000_000, learning_starts=10_000,
-                       eval_every=1_000, eval_episodes=10, evals_per_chunk=50, agent={}, sac_agent={},
+                       eval_every=1_000, eval_episodes=10, evals_per_chunk=45, agent={}, sac_agent={},
                        table1_algos={}, env_steps={})
 
 
@@ -127,7 +134,40 @@ def plan(cfg: BenchConfig) -> list[tuple]:
     jobs.setdefault((cfg.table2_env, "sac"), set()).update({"vanilla", "mc", "mc_plain", "mc_sa", "metareg"})
     from experiments.meta_critic import VARIANTS
 
-    return [(env, algo, tuple(v for v in VARIANTS if v in vs)) for (env, algo), vs in jobs.items()]
+    out = [(env, algo, tuple(v for v in VARIANTS if v in vs)) for (env, algo), vs in jobs.items()]
+    if cfg.only:
+        known = {f"{e}|{a}" for e, a, _ in out} | {e for e, _, _ in out}
+        bad = sorted(set(cfg.only) - known)
+        if bad:
+            raise ValueError(f"unknown job(s) {bad} for scale {cfg.scale!r}; valid: {', '.join(sorted(known))}")
+        out = [j for j in out if j[0] in cfg.only or f"{j[0]}|{j[1]}" in cfg.only]
+    return out
+
+
+def job_config(cfg: BenchConfig, env: str, algo: str, variants: tuple):
+    """The experiments.meta_critic.ExperimentConfig of one planned job (validated, with its TrainConfig)."""
+    from experiments.meta_critic import ExperimentConfig
+
+    agent = cfg.sac_agent if algo == "sac" else cfg.agent
+    steps = cfg.env_steps.get(env, cfg.total_steps)
+    n_evals = (steps - cfg.learning_starts) // cfg.eval_every
+    per_chunk = cfg.evals_per_chunk if n_evals % cfg.evals_per_chunk == 0 else 1
+    ecfg = ExperimentConfig(algo=algo, env=env, variants=variants, seeds=cfg.seeds, total_steps=steps,
+                            learning_starts=cfg.learning_starts, eval_every=cfg.eval_every,
+                            eval_episodes=cfg.eval_episodes, evals_per_chunk=per_chunk, agent=agent,
+                            lookahead=cfg.lookahead, max_episode_steps=cfg.max_episode_steps).validate()
+    ecfg.train_config().validate()
+    return ecfg
+
+
+def smoke_config(cfg: BenchConfig) -> BenchConfig:
+    """The same plan, networks and variants, but 1 seed, a few hundred steps and 50-step episodes: every
+    program is traced, compiled and run (a check that the scale runs end to end; the numbers mean nothing)."""
+    batch = max(agent_config(a, **(cfg.sac_agent if a == "sac" else cfg.agent)).batch_size for a in ALGOS)
+    starts = 3 * batch  # the meta-critic samples 3 base batches
+    return dataclasses.replace(cfg, seeds=1, learning_starts=starts, total_steps=starts + 100, eval_every=50,
+                               evals_per_chunk=1, eval_episodes=1, env_steps={}, max_episode_steps=50,
+                               tabular_episodes=2, smoke=True)
 
 
 def curves_png(res, env, algo, path):
@@ -153,8 +193,8 @@ def tables(cfg: BenchConfig, summary: dict) -> str:
     def cell(env, algo, v, key="max_avg"):
         return summary.get(f"{env}|{algo}", {}).get(v, {}).get(key)
 
-    out = [f"## Online Meta-Critic, scale '{cfg.scale}': ours / paper (max over evaluations of the "
-           f"{cfg.seeds}-seed average return)", ""]
+    out = [f"## Online Meta-Critic, scale '{cfg.scale}'{' SMOKE RUN (a few steps; numbers mean nothing)' if cfg.smoke else ''}"
+           f": ours / paper (max over evaluations of the {cfg.seeds}-seed average return)", ""]
     out += ["### Table 1", "", "| environment | DDPG | DDPG-MC | TD3 | TD3-MC | SAC | SAC-MC |",
             "|---|---|---|---|---|---|---|"]
     for env in cfg.table1_envs:
@@ -201,13 +241,26 @@ def tables(cfg: BenchConfig, summary: dict) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.meta_critic", description="Online Meta-Critic tables")
     p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
-    p.add_argument("--out", default=os.path.join("results", "meta_critic"))
+    p.add_argument("--out", default=None, help="output folder (default results/meta_critic; with --smoke a "
+                                                "temporary folder, so a smoke run never overwrites results)")
+    p.add_argument("--only", default=None,
+                   help="comma list of jobs to run, each 'env|algo' or 'env' (default: the scale's whole plan)")
+    p.add_argument("--smoke", action="store_true",
+                   help="trace and run every planned program for a few steps only (1 seed, short episodes): "
+                        "checks that a scale runs end to end, measures nothing")
     a = p.parse_args(argv)
     cfg = bench_config(a.scale)  # raises on a bad scale, naming it and the valid ones
+    if a.only:
+        cfg = dataclasses.replace(cfg, only=tuple(x.strip() for x in a.only.split(",") if x.strip()))
+    if a.smoke:
+        cfg = smoke_config(cfg)
+    if a.out is None:
+        a.out = (os.path.join(tempfile.gettempdir(), f"meta_critic_smoke_{cfg.scale}") if cfg.smoke
+                 else os.path.join("results", "meta_critic"))
 
     from tqdm import tqdm
 
-    from experiments.meta_critic import (MC_METRICS, ExperimentConfig, TabularConfig, paper_metrics,
+    from experiments.meta_critic import (MC_METRICS, TabularConfig, paper_metrics,
                                          run_experiment, run_tabular, tabular_figures, tabular_summary)
     from metarl.train import device_info, package_versions, write_json
 
@@ -219,22 +272,15 @@ def main(argv=None):
     tab = None
     if cfg.tabular:
         t = time.perf_counter()
-        tcfg = TabularConfig()
+        tcfg = TabularConfig() if cfg.tabular_episodes is None else TabularConfig(episodes=cfg.tabular_episodes)
         base, traces = run_tabular(tcfg)
-        tab = dict(config=dataclasses.asdict(tcfg), **tabular_summary(traces),
+        tab = dict(config=dataclasses.asdict(tcfg), **tabular_summary(traces, cfg=tcfg),
                    figures=tabular_figures(base, traces, tcfg, a.out), wall_s=time.perf_counter() - t)
         write_json(os.path.join(a.out, "tabular.json"), tab)
         bar.update(1)
     for env, algo, variants in jobs:
         bar.set_postfix(env=env, algo=algo)
-        agent = cfg.sac_agent if algo == "sac" else cfg.agent
-        steps = cfg.env_steps.get(env, cfg.total_steps)
-        n_evals = (steps - cfg.learning_starts) // cfg.eval_every
-        per_chunk = cfg.evals_per_chunk if n_evals % cfg.evals_per_chunk == 0 else 1
-        ecfg = ExperimentConfig(algo=algo, env=env, variants=variants, seeds=cfg.seeds, total_steps=steps,
-                                learning_starts=cfg.learning_starts, eval_every=cfg.eval_every,
-                                eval_episodes=cfg.eval_episodes, evals_per_chunk=per_chunk, agent=agent,
-                                lookahead=cfg.lookahead)
+        ecfg = job_config(cfg, env, algo, variants)
         t = time.perf_counter()
         res = run_experiment(ecfg, os.path.join(a.out, "runs", f"{env.replace('/', '_')}_{algo}"), progress=False)
         key = f"{env}|{algo}"
@@ -266,9 +312,14 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
     if tab:
         ov_lines += ["", "### Tabular MDP (Fig. 6)", "",
                      f"- mean L_meta_clip over the first 200 updates: {tab['L_meta_early_mean']:.3g} (paper: below 0)",
-                     f"- L_critic (DDPG, DDPG-MC) averaged over training: {tab['L_critic_mean_over_training']} "
-                     f"(paper: DDPG-MC lower)",
-                     f"- final expected return (DDPG, DDPG-MC): {tab['final_expected_return']}"]
+                     f"- L_critic (DDPG, DDPG-MC) averaged over training: "
+                     f"{np.round(tab['L_critic_mean_over_training'], 3).tolist()}; over the last 10% of updates: "
+                     f"{np.round(tab['L_critic_last10pct'], 3).tolist()}, DDPG-MC lower in "
+                     f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower)",
+                     f"- expected return (DDPG, DDPG-MC), final: {np.round(tab['final_expected_return'], 2).tolist()}, "
+                     f"mean over episodes: {np.round(tab['mean_expected_return_over_episodes'], 2).tolist()}, "
+                     f"optimum {tab['optimal_return']:.2f}",
+                     f"- meta-steps with a zero meta-gradient: {tab['zero_meta_grad_steps']} of {tab['meta_steps']}"]
     md += "\n".join(ov_lines) + f"\n\nwall time {wall:.0f} s{'' if final else ' (partial: still running)'}\n"
     tmp = os.path.join(out, "tables.md.tmp")
     with open(tmp, "w") as f:

@@ -35,28 +35,52 @@ from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
 # ----------------------------------------------------------------------------------------------------
 # The tabular MDP (|S| = 2, |A| = 2), Fig. 6
 # ----------------------------------------------------------------------------------------------------
-# State 0: action 0 pays 0.3 and stays; action 1 pays nothing but moves to state 1 (p = 0.9).
-# State 1: action 1 pays 1.0 and stays (p = 0.9); action 0 pays nothing and falls back (p = 0.9).
-# The myopic choice in state 0 (action 0) is the wrong one: a learner must bootstrap through state 1.
-TAB_REWARD = np.array([[0.3, 0.0], [0.0, 1.0]], np.float32)  # [s, a]
-TAB_P_NEXT1 = np.array([[0.0, 0.9], [0.1, 0.9]], np.float32)  # P(s' = 1 | s, a)
+# The paper cites the tabular MDPs of RL^2 (Duan et al. 2016, its ref. [6]): a random MDP whose mean
+# rewards m(s, a) are drawn from N(1, 1), whose observed reward is m(s, a) + N(0, 1) noise, whose
+# transition rows P(. | s, a) are drawn from a flat Dirichlet, with 10-step episodes from state 0.
+# ``mdp="rl2"`` (default) draws one such 2x2 MDP from ``mdp_seed`` and trains every seed on it.
+# ``mdp="chain"`` is a hand-made deceptive 2x2 MDP (state 0: action 0 pays 0.3 and stays, action 1 moves
+# to state 1 w.p. 0.9; state 1: action 1 pays 1.0 and stays w.p. 0.9), deterministic rewards.
+TAB_MDPS = ("rl2", "chain")
+CHAIN_REWARD = np.array([[0.3, 0.0], [0.0, 1.0]], np.float32)  # [s, a]
+CHAIN_P_NEXT1 = np.array([[0.0, 0.9], [0.1, 0.9]], np.float32)  # P(s' = 1 | s, a)
 
 
 @dataclass(frozen=True)
 class TabularConfig:
     seeds: int = 5
     episodes: int = 100  # the paper's n = 100 episodes
-    horizon: int = 10  # steps per episode
-    warmup_episodes: int = 5  # uniformly random actions first
-    gamma: float = 0.9
-    hidden: Sequence[int] = (32, 32)
+    horizon: int = 10  # steps per episode (RL^2's tabular MDPs)
+    warmup_episodes: int = 10  # uniformly random actions first (100 steps: one batch)
+    mdp: str = "rl2"  # rl2 | chain
+    mdp_seed: int = 0
+    # the authors' DDPG settings: 400-300 actor and critic, batch 100, Adam 1e-3, gamma 0.99, noise 0.1
+    gamma: float = 0.99
+    hidden: Sequence[int] = (400, 300)
     mc_hidden: Sequence[int] = (100, 100)
-    batch_size: int = 32
+    batch_size: int = 100
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
     expl_noise: float = 0.1
     weight_decay: str = "decoupled"  # "l2": the authors' coupled form (falls into the zero state)
     seed: int = 0
+
+    def validate(self):
+        if self.mdp not in TAB_MDPS:
+            raise ValueError(f"unknown tabular mdp {self.mdp!r}; valid: {', '.join(TAB_MDPS)}")
+        return self
+
+
+def tab_mdp(cfg: TabularConfig):
+    """(mean reward [s, a], transition P[s, a, s'], reward noise std) of the configured MDP."""
+    cfg.validate()
+    if cfg.mdp == "chain":
+        P = np.stack([1 - CHAIN_P_NEXT1, CHAIN_P_NEXT1], -1)
+        return CHAIN_REWARD, P.astype(np.float32), 0.0
+    rng = np.random.default_rng(cfg.mdp_seed)
+    R = rng.normal(1.0, 1.0, size=(2, 2))
+    P = rng.dirichlet(np.ones(2), size=(2, 2))
+    return R.astype(np.float32), P.astype(np.float32), 1.0
 
 
 TAB_SPEC = EnvSpec(name="tabular-2x2", obs_shape=(2,), discrete=False, action_dim=1, max_episode_steps=10)
@@ -69,18 +93,25 @@ def tab_policy_probs(actor_net, params):
     return (jnp.clip(a, -1.0, 1.0) + 1.0) / 2.0
 
 
-def tab_expected_return(p1, horizon: int):
-    """Exact expected undiscounted episode return from a uniform start, given P(a = 1 | s)."""
-    R, P = jnp.asarray(TAB_REWARD), jnp.asarray(TAB_P_NEXT1)
-    r = (1 - p1) * R[:, 0] + p1 * R[:, 1]
-    to1 = (1 - p1) * P[:, 0] + p1 * P[:, 1]
-    T = jnp.stack([1 - to1, to1], axis=1)  # [s, s']
-    d = jnp.array([0.5, 0.5])
+def tab_expected_return(p1, horizon: int, R, P):
+    """Exact expected undiscounted episode return from state 0, given P(a = 1 | s)."""
+    R, P = jnp.asarray(R), jnp.asarray(P)
+    pa = jnp.stack([1 - p1, p1], 1)  # [s, a]
+    r = jnp.sum(pa * R, 1)
+    T = jnp.einsum("sa,sat->st", pa, P)
+    d = jnp.array([1.0, 0.0])
     ret = 0.0
     for _ in range(horizon):
         ret = ret + d @ r
         d = d @ T
     return ret
+
+
+def tab_optimal_return(cfg: TabularConfig):
+    """The best expected return over deterministic policies (the 4 corners of [0, 1]^2)."""
+    R, P, _ = tab_mdp(cfg)
+    return max(float(tab_expected_return(jnp.array([a, b], jnp.float32), cfg.horizon, R, P))
+               for a in (0.0, 1.0) for b in (0.0, 1.0))
 
 
 def make_tabular(cfg: TabularConfig):
@@ -90,24 +121,25 @@ def make_tabular(cfg: TabularConfig):
     agent, fns = make_meta_critic(base, MetaCriticConfig(hidden=tuple(cfg.mc_hidden), weight_decay=cfg.weight_decay))
     steps = cfg.episodes * cfg.horizon
     warm = cfg.warmup_episodes * cfg.horizon
-    R, P = jnp.asarray(TAB_REWARD), jnp.asarray(TAB_P_NEXT1)
+    R_np, P_np, noise = tab_mdp(cfg)
+    R, P1 = jnp.asarray(R_np), jnp.asarray(P_np[..., 1])
 
     def env_step(s, a_cont, t, key):
-        k1, k2 = jax.random.split(key)
+        k1, k2, k3 = jax.random.split(key, 3)
         d = jax.random.bernoulli(k1, (jnp.clip(a_cont[0], -1, 1) + 1) / 2).astype(jnp.int32)
-        s2 = jax.random.bernoulli(k2, P[s, d]).astype(jnp.int32)
+        s2 = jax.random.bernoulli(k2, P1[s, d]).astype(jnp.int32)
         truncated = (t + 1) % cfg.horizon == 0
-        return s2, R[s, d], truncated
+        return s2, R[s, d] + noise * jax.random.normal(k3), truncated
 
     def run(key, aux_scale):
-        k_init, k_s0, k_loop = jax.random.split(key, 3)
+        k_init, k_loop = jax.random.split(key)
         hp = dict(gamma=cfg.gamma, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, expl_noise=cfg.expl_noise,
                   aux_scale=aux_scale)
         state = agent.init(k_init, hp)
         ex = dict(obs=jnp.zeros(2), action=jnp.zeros(1), reward=jnp.zeros(()), next_obs=jnp.zeros(2),
                   terminated=jnp.zeros((), bool), done=jnp.zeros((), bool))
         buf = buffers.init(ex, warm + steps)
-        s = jax.random.bernoulli(k_s0).astype(jnp.int32)
+        s = jnp.zeros((), jnp.int32)  # episodes start in state 0
 
         def step(carry, inp):
             state, buf, s = carry
@@ -126,20 +158,28 @@ def make_tabular(cfg: TabularConfig):
 
             skip_m = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(learn, state)[1])
             state, m = jax.lax.cond(t >= warm, learn, lambda st: (st, skip_m), state)
-            s_next = jnp.where(trunc, jax.random.bernoulli(k_reset).astype(jnp.int32), s2)
+            s_next = jnp.where(trunc, 0, s2)
             out = dict(L_critic=m["L_critic"], h_w=m["h_w"], L_meta=m["L_meta"], meta_grad_norm=m["meta_grad_norm"],
-                       meta_grad_zero=m["meta_grad_zero"], actor=state.base.actor)
+                       meta_grad_zero=m["meta_grad_zero"])
             return (state, buf, s_next), out
 
-        ts = jnp.arange(warm + steps)
-        (state, _, _), tr = jax.lax.scan(step, (state, buf, s), (ts, jax.random.split(k_loop, warm + steps)))
-        # drop the warm-up; keep the actor at every episode end (n + 1 snapshots incl. the start)
-        tr = jax.tree.map(lambda x: x[warm:], tr)
-        ends = jnp.arange(-1, steps, cfg.horizon)[1:]
-        actor0 = jax.tree.map(lambda x: x[0], tr["actor"])
-        snaps = jax.tree.map(lambda a0, x: jnp.concatenate([a0[None], x[ends]], 0), actor0, tr["actor"])
-        tr["actor"] = snaps
-        tr["return"] = jax.vmap(lambda p: tab_expected_return(tab_policy_probs(base.actor_net, p), cfg.horizon))(snaps)
+        def episode(carry, inp):  # one episode; the actor is kept at its end only (memory: n + 1 copies)
+            t0, k = inp
+            carry, out = jax.lax.scan(step, carry, (t0 + jnp.arange(cfg.horizon), jax.random.split(k, cfg.horizon)))
+            return carry, (out, carry[0].base.actor)
+
+        n_eps = cfg.warmup_episodes + cfg.episodes
+        (state0, buf, s), _ = jax.lax.scan(  # the warm-up episodes: random actions, no learning
+            episode, (state, buf, s), (jnp.arange(cfg.warmup_episodes) * cfg.horizon,
+                                       jax.random.split(jax.random.fold_in(k_loop, 0), cfg.warmup_episodes)))
+        (state, _, _), (tr, snaps) = jax.lax.scan(
+            episode, (state0, buf, s), (jnp.arange(cfg.warmup_episodes, n_eps) * cfg.horizon,
+                                        jax.random.split(jax.random.fold_in(k_loop, 1), cfg.episodes)))
+        tr = jax.tree.map(lambda x: x.reshape((steps,) + x.shape[2:]), tr)  # [episodes, horizon] -> [updates]
+        # the actor at the start of learning and at every episode end: phi_0 ... phi_n
+        tr["actor"] = jax.tree.map(lambda a0, x: jnp.concatenate([a0[None], x], 0), state0.base.actor, snaps)
+        tr["return"] = jax.vmap(lambda p: tab_expected_return(tab_policy_probs(base.actor_net, p), cfg.horizon,
+                                                               R_np, P_np))(tr["actor"])
         tr["zero_total"] = state.zero_total
         return tr
 
@@ -159,9 +199,10 @@ def _flat_params(tree):
     return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)], axis=-1)
 
 
-def tabular_pca(base, actor_snaps, horizon: int, grid: int = 25):
+def tabular_pca(base, actor_snaps, cfg: TabularConfig, grid: int = 25):
     """The paper's 2-D slice: PCA of [phi_0 - phi_n, ..., phi_{n-1} - phi_n], the path projected on the
     two leading directions, and the exact expected return on a grid of that plane."""
+    R, P, _ = tab_mdp(cfg)
     leaves, treedef = jax.tree.flatten(actor_snaps)
     flat = np.concatenate([np.reshape(x, (x.shape[0], -1)) for x in leaves], axis=1)  # [n+1, D]
     final = flat[-1]
@@ -183,7 +224,7 @@ def tabular_pca(base, actor_snaps, horizon: int, grid: int = 25):
         return jax.tree.unflatten(treedef, out)
 
     def ret_at(c):
-        return tab_expected_return(tab_policy_probs(base.actor_net, unflat(final + c @ dirs)), horizon)
+        return tab_expected_return(tab_policy_probs(base.actor_net, unflat(final + c @ dirs)), cfg.horizon, R, P)
 
     surface = np.asarray(jax.jit(jax.vmap(ret_at))(jnp.asarray(pts, jnp.float32))).reshape(grid, grid)
     explained = (sv[:2] ** 2) / max(np.sum(sv ** 2), 1e-12)
@@ -210,7 +251,7 @@ def tabular_figures(base, traces, cfg: TabularConfig, out_dir: str):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for v, (ax, name) in enumerate(zip(axes, ("DDPG", "DDPG-MC"))):
         snaps = jax.tree.map(lambda a: a[v, 0], traces["actor"])
-        pca = tabular_pca(base, snaps, cfg.horizon)
+        pca = tabular_pca(base, snaps, cfg)
         cs = ax.contourf(pca["xs"], pca["xs"], pca["surface"], levels=20, cmap="viridis")
         fig.colorbar(cs, ax=ax, label="expected episode return")
         ax.plot(pca["path"][:, 0], pca["path"][:, 1], ".", color="hotpink", ms=4)
@@ -222,19 +263,33 @@ def tabular_figures(base, traces, cfg: TabularConfig, out_dir: str):
     return [p1, p2]
 
 
-def tabular_summary(traces, early: int = 200):
-    """The numbers behind the Fig. 6 claims, per variant, over seeds."""
+def tabular_summary(traces, early: int = 200, cfg: TabularConfig | None = None):
+    """The numbers behind the Fig. 6 claims, per variant [DDPG, DDPG-MC], over seeds.
+
+    L_critic is each run's own actor loss -Q_theta(s, pi(s)) on its training batch (lower is better), as
+    the paper plots it; the comparison is at the same update step, averaged over seeds."""
     lc, lm, ret = traces["L_critic"], traces["L_meta"], traces["return"]
     T = lc.shape[-1]
     checkpoints = [T // 4, T // 2, T - 1]
-    return dict(
+    last = slice(T - max(T // 10, 1), T)  # the last 10% of the updates
+    per_seed_last = lc[:, :, last].mean(-1)  # [variant, seed]
+    out = dict(
         L_meta_early_mean=float(lm[1, :, :early].mean()),
+        L_meta_early_negative_seeds=int(np.sum(lm[1, :, :early].mean(-1) < 0)),
         L_meta_late_mean=float(lm[1, :, -early:].mean()),
         L_critic_at={int(t): [float(lc[0, :, t].mean()), float(lc[1, :, t].mean())] for t in checkpoints},
         L_critic_mean_over_training=[float(lc[0].mean()), float(lc[1].mean())],
+        L_critic_last10pct=[float(per_seed_last[0].mean()), float(per_seed_last[1].mean())],
+        L_critic_last10pct_mc_lower_seeds=int(np.sum(per_seed_last[1] < per_seed_last[0])),
+        seeds=int(lc.shape[1]),
         final_expected_return=[float(ret[0, :, -1].mean()), float(ret[1, :, -1].mean())],
+        mean_expected_return_over_episodes=[float(ret[0].mean()), float(ret[1].mean())],
         zero_meta_grad_steps=int(np.sum(traces["zero_total"][1])),
+        meta_steps=int(lc.shape[1] * T),
     )
+    if cfg is not None:
+        out["optimal_return"] = tab_optimal_return(cfg)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -288,8 +343,13 @@ class ExperimentConfig:
                            agent={**self.agent, **agent_overrides})
 
 
-def measure_overhead(cfg: ExperimentConfig, spec, n_updates: int = 20, repeats: int = 3) -> dict:
-    """Wall time per update and parameter count of -MC against its base (one seed, compiled, warm)."""
+def measure_overhead(cfg: ExperimentConfig, spec, n_updates: int = 50, rounds: int = 5) -> dict:
+    """Wall time per update and parameter count of -MC against its base agent.
+
+    Fair by construction: the same networks and batch size as the runs (``cfg.agent``), one seed each,
+    both compiled and warmed up before timing (compile excluded), ``n_updates`` updates per timed call
+    (a ``lax.scan``, so no per-update dispatch), and the two agents timed in alternating rounds so that
+    load from other processes hits both alike; the overhead is the median of the per-round ratios."""
     from metarl.meta.meta_critic import param_overhead
 
     base = make_agent(cfg.algo, spec, **cfg.agent)
@@ -309,20 +369,27 @@ def measure_overhead(cfg: ExperimentConfig, spec, n_updates: int = 20, repeats: 
             return jax.lax.scan(body, state, jax.random.split(jax.random.PRNGKey(1), n_updates))[0]
         return jax.jit(f)
 
-    out = {}
+    progs = {}
     for name, ag, b in (("base", base, jax.tree.map(lambda x: x[:n], batch)), ("mc", agent, batch)):
         state = ag.init(jax.random.PRNGKey(0), {})
         f = loop(ag.update, b)
-        jax.block_until_ready(f(state))
-        times = []
-        for _ in range(repeats):
+        jax.block_until_ready(f(state))  # compile + first run, not timed
+        jax.block_until_ready(f(state))  # one more warm-up call
+        progs[name] = (f, state)
+    times = {"base": [], "mc": []}
+    for _ in range(rounds):
+        for name, (f, state) in progs.items():
             t = time.perf_counter()
             jax.block_until_ready(f(state))
-            times.append((time.perf_counter() - t) / n_updates)
-        out[f"{name}_s_per_update"] = float(np.median(times))
-        if name == "mc":
-            out.update({f"params_{k}": v for k, v in param_overhead(state).items()})
-    out["time_overhead"] = out["mc_s_per_update"] / out["base_s_per_update"] - 1.0
+            times[name].append((time.perf_counter() - t) / n_updates)
+    out = {f"{name}_s_per_update": float(np.median(v)) for name, v in times.items()}
+    out.update({f"params_{k}": v for k, v in param_overhead(progs["mc"][1]).items()})
+    ratios = np.asarray(times["mc"]) / np.asarray(times["base"])
+    out["time_overhead"] = float(np.median(ratios)) - 1.0
+    out["time_overhead_rounds"] = (ratios - 1.0).tolist()
+    out["timing"] = dict(n_updates=n_updates, rounds=rounds, hidden=dict(actor=list(base.config.actor_hidden),
+                                                                       critic=list(base.config.critic_hidden)),
+                         batch_size=n, meta_critic_hidden=list(MetaCriticConfig().hidden))
     return out
 
 
@@ -442,22 +509,25 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=1_000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--lookahead", default="all")
+    p.add_argument("--max-episode-steps", type=int, default=None, help="episode length (default: the env's own)")
+    p.add_argument("--mdp", default="rl2", help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
     p.add_argument("--out", default="results/meta_critic/experiment")
     a = p.parse_args(argv)
     from metarl.train import write_json
 
     os.makedirs(a.out, exist_ok=True)
     if a.tabular:
-        cfg = TabularConfig()
+        cfg = TabularConfig(mdp=a.mdp).validate()
         base, traces = run_tabular(cfg)
-        summary = tabular_summary(traces)
+        summary = tabular_summary(traces, cfg=cfg)
         tabular_figures(base, traces, cfg, a.out)
         write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(cfg), **summary})
         print(summary)
         return
     cfg = ExperimentConfig(algo=a.algo, env=a.env, variants=tuple(a.variants.split(",")), seeds=a.seeds,
                            total_steps=a.steps, learning_starts=a.learning_starts, eval_every=a.eval_every,
-                           eval_episodes=a.eval_episodes, lookahead=a.lookahead)
+                           eval_episodes=a.eval_episodes, lookahead=a.lookahead,
+                           max_episode_steps=a.max_episode_steps)
     res = run_experiment(cfg, a.out)
     table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
     write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,

@@ -156,9 +156,12 @@ def test_bad_config_values_are_named():
 def tabular():
     from experiments.meta_critic import TabularConfig, run_tabular, tabular_summary
 
-    cfg = TabularConfig(seeds=5, episodes=50)
+    # The paper's MDP family, 5 seeds, the authors' DDPG settings (batch 100, Adam 1e-3, gamma 0.99) except
+    # 64-64 networks and 50 episodes instead of 400-300 and 100 (test-time budget; the benchmark runs the
+    # paper's sizes, results/meta_critic/tabular.json).
+    cfg = TabularConfig(seeds=5, episodes=50, hidden=(64, 64))
     _, traces = run_tabular(cfg)
-    return traces, tabular_summary(traces, early=150)
+    return traces, tabular_summary(traces, early=150, cfg=cfg)
 
 
 @pytest.mark.slow
@@ -180,3 +183,51 @@ def test_tabular_mc_reaches_lower_critic_loss(tabular):
     t = lc.shape[-1] - 1
     window = slice(t - 49, t + 1)  # the last 50 updates, averaged: L_critic is noisy step to step
     assert lc[1, :, window].mean() < lc[0, :, window].mean()
+
+
+def test_tabular_mdp_is_the_rl2_family_and_returns_are_exact():
+    """The Fig. 6 MDP: RL^2's random tabular MDP (mean rewards ~ N(1, 1), Dirichlet rows), and the exact
+    expected return used for the reward surface agrees with a Monte-Carlo estimate."""
+    from experiments.meta_critic import TabularConfig, tab_expected_return, tab_mdp
+
+    cfg = TabularConfig()
+    R, P, noise = tab_mdp(cfg)
+    assert R.shape == (2, 2) and P.shape == (2, 2, 2) and noise == 1.0
+    np.testing.assert_allclose(P.sum(-1), 1.0, rtol=1e-6)
+    assert not np.allclose(R, tab_mdp(TabularConfig(mdp_seed=1))[0])  # the seed draws the MDP
+    p1 = np.array([0.3, 0.8])
+    rng = np.random.default_rng(0)
+    n, ret = 20000, 0.0
+    s = np.zeros(n, int)
+    for _ in range(cfg.horizon):
+        a = (rng.random(n) < p1[s]).astype(int)
+        ret += (R[s, a] + noise * rng.normal(size=n)).sum()
+        s = (rng.random(n) < P[s, a, 1]).astype(int)
+    mc = ret / n
+    exact = float(tab_expected_return(jnp.asarray(p1, jnp.float32), cfg.horizon, R, P))
+    assert abs(mc - exact) < 0.1, (mc, exact)  # MC standard error ~0.03
+    with pytest.raises(ValueError, match="mdp 'bogus'.*rl2"):
+        tab_mdp(TabularConfig(mdp="bogus"))
+
+
+def test_paper_scale_plan_traces_into_valid_configs():
+    """--scale paper: the paper's grid (7 Brax tasks x 3 algorithms, Table 3 on the 4 locomotion tasks,
+    Table 2 on walker2d) with the paper's networks, and every job builds a valid training config; so does
+    its --smoke variant (which the README shows being run)."""
+    from benchmarks.meta_critic import ALGOS, ENV_ROWS, bench_config, job_config, plan, smoke_config
+
+    cfg = bench_config("paper")
+    jobs = {(e, a): v for e, a, v in plan(cfg)}
+    assert set(jobs) == {(e, a) for e in ENV_ROWS for a in ALGOS}
+    assert set(jobs["brax/walker2d", "sac"]) == {"vanilla", "updates", "params", "mc", "mc_plain", "mc_sa", "metareg"}
+    assert {"updates", "params"} <= set(jobs["brax/ant", "td3"]) and "params" not in jobs["brax/reacher", "td3"]
+    for c in (cfg, smoke_config(cfg)):
+        for (env, algo), variants in jobs.items():
+            tc = job_config(c, env, algo, variants).train_config()
+            if not c.smoke:
+                assert tc.total_steps == 1_000_000 and tc.seeds == 5 and tc.num_chunks * tc.evals_per_chunk == 990
+                from metarl.agents import agent_config
+                ac = agent_config(algo, **tc.agent)
+                assert tuple(ac.actor_hidden) == ((256, 256) if algo == "sac" else (400, 300))
+    with pytest.raises(ValueError, match="scale 'huge'.*quick, paper"):
+        bench_config("huge")
