@@ -203,15 +203,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                                                states.phi, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
     if pbar is not None:
         pbar.update(1)
-    err_ddpg = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.ddpg_learn_policy(ddpg_cfg, task, p, k, g, d),
-                                               dstates.q, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
+    err_ddpg, err_mc = map(np.asarray, mbc.evaluate_baselines(mc_cfg, task, dstates.q, mstates, test_goals, test_dyn,
+                                                              jax.random.PRNGKey(2), exp.test_inits))
     if pbar is not None:
-        pbar.update(1)
-    err_mc = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.mc_learn_policy(mc_cfg, task, p, k, g, d),
-                                             (mstates.base.q, mstates.w), test_goals, test_dyn,
-                                             jax.random.PRNGKey(2), exp.test_inits))
-    if pbar is not None:
-        pbar.update(1)
+        pbar.update(2)
     wall = time.time() - t0
     rows = tables(tags, err_ours, err_ddpg, test_goals, err_mc)
     summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),

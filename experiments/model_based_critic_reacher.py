@@ -115,20 +115,14 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                                                         exp.chunk, pbar)
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
-    ddpg_learn = lambda q, k, g, d: mbc.ddpg_learn_policy(ddpg_cfg, task, q, k, g, d)
     err_ours = np.asarray(mbc.evaluate_critics(ours_learn, states.phi, test_goals, test_dyn,
                                                jax.random.PRNGKey(2), exp.test_inits))
     if pbar is not None:
         pbar.update(1)
-    err_ddpg = np.asarray(mbc.evaluate_critics(ddpg_learn, dstates.q, test_goals, test_dyn,
-                                               jax.random.PRNGKey(2), exp.test_inits))
+    err_ddpg, err_mc = map(np.asarray, mbc.evaluate_baselines(mc_cfg, task, dstates.q, mstates, test_goals, test_dyn,
+                                                              jax.random.PRNGKey(2), exp.test_inits))
     if pbar is not None:
-        pbar.update(1)
-    mc_learn = lambda p, k, g, d: mbc.mc_learn_policy(mc_cfg, task, p, k, g, d)
-    err_mc = np.asarray(mbc.evaluate_critics(mc_learn, (mstates.base.q, mstates.w), test_goals, test_dyn,
-                                             jax.random.PRNGKey(2), exp.test_inits))
-    if pbar is not None:
-        pbar.update(1)
+        pbar.update(2)
     wall = time.time() - t0
     g_ours, g_ddpg, g_mc = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg), grids(exp, tags, err_mc)
     g_still = grids(exp, tags, np.mean(np.asarray(test_goals) ** 2, -1))   # an arm that does not move

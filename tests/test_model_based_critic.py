@@ -214,6 +214,15 @@ def test_meta_critic_with_zero_aux_is_ddpg_exactly():
         for a, b in zip(jax.tree.leaves(mc_end.base), leaves):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(np.asarray(mc_m["train_error"]), np.asarray(dd_m["train_error"]), rtol=1e-12)
+        # Algorithm 3 with h_w scaled by 0 (how the benchmark runs both baselines' meta-tests in one program)
+        # is DDPG's Algorithm 3; with scale 1 it is not
+        cfg_t = dataclasses.replace(cfg0, aux_scale=1.0, test_steps=15, test_lr=3e-2)
+        k, g = jax.random.PRNGKey(5), goals[0]
+        e_dd = mbc.ddpg_learn_policy(cfg_t, task, mc_end.base.q, k, g, None)
+        e_0 = mbc.mc_learn_policy(cfg_t, task, (mc_end.base.q, mc_end.w, 0.0), k, g, None)
+        e_1 = mbc.mc_learn_policy(cfg_t, task, (mc_end.base.q, mc_end.w, 1.0), k, g, None)
+        np.testing.assert_allclose(float(e_0), float(e_dd), rtol=1e-12)
+        assert abs(float(e_1) - float(e_dd)) > 1e-9
         cfg1 = _tiny_mc_cfg(aux_scale=1.0)
         mc1, _ = run_mc(st, cfg1)
         dpi = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(mc1.base.pi), jax.tree.leaves(dd_end.pi)))

@@ -699,14 +699,32 @@ def mc_train_chunk(cfg: MetaCriticBaselineConfig, task: Task, st: MCBaselineStat
 
 def mc_learn_policy(cfg: MetaCriticBaselineConfig, task: Task, params, key, goal, dyn):
     """Algorithm 3 with the frozen Q and meta-critic: a new policy from scratch by Adam steps on
-    sum_t [Q(s_t, pi(s_t), g) + aux_scale h_w(s_t, pi(s_t), g)], model-free; params = (q, w)."""
+    sum_t [Q(s_t, pi(s_t), g) + aux_scale h_w(s_t, pi(s_t), g)], model-free; params = (q, w) or
+    (q, w, scale) with a traced extra factor on h_w (scale 0: the DDPG baseline's Algorithm 3, so both
+    baselines' meta-tests can run as one program)."""
     q_net, _ = ddpg_nets(cfg, task)
     h_net = mc_aux_net(cfg, task)
 
     def loss_apply(p, s, a, g):
-        return q_net.apply(p[0], s, a, g) + cfg.aux_scale * h_net.apply(p[1], s, a, g)
+        scale = cfg.aux_scale * (p[2] if len(p) > 2 else 1.0)
+        return q_net.apply(p[0], s, a, g) + scale * h_net.apply(p[1], s, a, g)
 
     return _learn_with_loss(cfg, task, loss_apply, params, key, goal, dyn)
+
+
+def evaluate_baselines(cfg: MetaCriticBaselineConfig, task: Task, q_ddpg, mc_states: MCBaselineState, goals, dyns,
+                       key, n_inits: int):
+    """Algorithm 3 for the DDPG critics (h_w scaled by 0) and the Meta-Critic's (Q, h_w) in one compiled
+    program (the seeds of both stacked); returns (errors DDPG, errors Meta-Critic), each (P, seeds, inits)."""
+    n_d = jax.tree.leaves(q_ddpg)[0].shape[0]
+    n_m = jax.tree.leaves(mc_states.w)[0].shape[0]
+    w_d = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], (n_d,) + x.shape[1:]), mc_states.w)
+    params = (jax.tree.map(lambda a, b: jnp.concatenate([a, b]), q_ddpg, mc_states.base.q),
+              jax.tree.map(lambda a, b: jnp.concatenate([a, b]), w_d, mc_states.w),
+              jnp.concatenate([jnp.zeros(n_d), jnp.ones(n_m)]))
+    err = evaluate_critics(lambda p, k, g, d: mc_learn_policy(cfg, task, p, k, g, d), params, goals, dyns, key,
+                           n_inits)
+    return err[:, :n_d], err[:, n_d:]
 
 # ----------------------------------------------------------------------------------------------
 # 4. Drivers shared by the reacher and 7-DoF experiments: seeds vmapped, chunks with a progress bar
