@@ -12,6 +12,11 @@ Self-tuning A2C: the discount ``gamma = low + (high - low) * sigmoid(logit)`` is
   Chain; on Snake a second value head on ``stop_gradient(critic torso)`` trained by TD(lambda') with
   ``gamma'`` (the paper's design), or a separate outer network (the authors' Snake code).
 
+Optionally the inner TD trace parameter ``lambda`` is a second meta-parameter (``MetaConfig.meta_lambda``),
+through its own bounded sigmoid and the same meta-optimiser. On the chain the critics are the analytic
+values (the paper) or, as an option, tabular critics learned by TD inside the inner loss
+(``ChainConfig.critic = "learned"``).
+
 The method is written once over a :class:`Problem` (rollout, inner loss, outer loss, matching loss,
 inner optimiser); ``make_chain_problem`` and ``make_snake_problem`` build the two environments of the
 paper. ``make_agent_step`` turns a problem into a pure ``step(state, key)`` for the methods
