@@ -70,11 +70,11 @@ class BenchConfig:
     scale: str = "quick"
     # Quick: Brax programs compile for minutes on a 2-core CPU, so the full grid runs on gymnax's
     # Pendulum-v1 (not a paper task; it compiles in seconds) and one Brax task gets DDPG vs DDPG-MC.
-    table1_envs: tuple = ("gymnax/Pendulum-v1", "brax/inverted_pendulum")
-    table1_algos: dict = field(default_factory=lambda: {"brax/inverted_pendulum": ("ddpg",)})  # default: all
+    table1_envs: tuple = ("brax/inverted_pendulum", "gymnax/Pendulum-v1")
+    table1_algos: dict = field(default_factory=dict)  # {env: algos}; default: all three
     table3_envs: tuple = ("gymnax/Pendulum-v1",)  # '+updates' / '+params' rows
     table2_env: str = "gymnax/Pendulum-v1"  # the paper: SAC on Walker2d
-    env_steps: dict = field(default_factory=lambda: {"brax/inverted_pendulum": 3_000})  # total_steps overrides
+    env_steps: dict = field(default_factory=lambda: {"brax/inverted_pendulum": 4_000})  # total_steps overrides
     seeds: int = 2
     total_steps: int = 4_000
     learning_starts: int = 1_000

@@ -511,6 +511,10 @@ def main(argv=None):
     p.add_argument("--lookahead", default="all")
     p.add_argument("--max-episode-steps", type=int, default=None, help="episode length (default: the env's own)")
     p.add_argument("--mdp", default="rl2", help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
+    p.add_argument("--overhead", action="store_true",
+                   help="only measure -MC's time and parameter overhead per update (the paper's networks unless "
+                        "--hidden is given) and write overhead.json")
+    p.add_argument("--hidden", default=None, help="actor and critic hidden sizes, e.g. 64,64 (default: the paper's)")
     p.add_argument("--out", default="results/meta_critic/experiment")
     a = p.parse_args(argv)
     from metarl.train import write_json
@@ -524,10 +528,24 @@ def main(argv=None):
         write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(cfg), **summary})
         print(summary)
         return
+    agent = {}
+    if a.hidden:
+        h = tuple(int(x) for x in a.hidden.split(","))
+        agent = dict(actor_hidden=h, critic_hidden=h)
+    if a.overhead:
+        from metarl import envs
+
+        cfg = ExperimentConfig(algo=a.algo, env=a.env, agent=agent, lookahead=a.lookahead)
+        o = measure_overhead(cfg, envs.make(a.env).spec)
+        write_json(os.path.join(a.out, f"overhead_{a.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
+        print(f"{a.algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms per "
+              f"update (+{100 * o['time_overhead']:.0f}%; paper 15-30%); parameters {o['params_base']} + "
+              f"{o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; paper ~10%)")
+        return
     cfg = ExperimentConfig(algo=a.algo, env=a.env, variants=tuple(a.variants.split(",")), seeds=a.seeds,
                            total_steps=a.steps, learning_starts=a.learning_starts, eval_every=a.eval_every,
                            eval_episodes=a.eval_episodes, lookahead=a.lookahead,
-                           max_episode_steps=a.max_episode_steps)
+                           max_episode_steps=a.max_episode_steps, agent=agent)
     res = run_experiment(cfg, a.out)
     table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
     write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,

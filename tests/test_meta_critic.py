@@ -156,10 +156,11 @@ def test_bad_config_values_are_named():
 def tabular():
     from experiments.meta_critic import TabularConfig, run_tabular, tabular_summary
 
-    # The paper's MDP family, 5 seeds, the authors' DDPG settings (batch 100, Adam 1e-3, gamma 0.99) except
-    # 64-64 networks and 50 episodes instead of 400-300 and 100 (test-time budget; the benchmark runs the
-    # paper's sizes, results/meta_critic/tabular.json).
-    cfg = TabularConfig(seeds=5, episodes=50, hidden=(64, 64))
+    # The paper's MDP family and the authors' DDPG settings (batch 100, Adam 1e-3, gamma 0.99) except 64-64
+    # networks and 50 episodes instead of 400-300 and 100 (test-time budget; the benchmark runs the paper's
+    # sizes, results/meta_critic/tabular.json). 15 seeds, not the paper's 5: with 5, the sign of the
+    # L_critic difference changed between seed sets (README).
+    cfg = TabularConfig(seeds=15, episodes=50, hidden=(64, 64))
     _, traces = run_tabular(cfg)
     return traces, tabular_summary(traces, early=150, cfg=cfg)
 
@@ -170,19 +171,25 @@ def test_tabular_meta_loss_goes_below_zero_early(tabular):
     lm = traces["L_meta"][1]  # DDPG-MC, [seeds, updates]
     early = lm[:, :150].mean(axis=1)
     assert summary["L_meta_early_mean"] < 0.0
-    assert np.sum(early < 0) >= 4, early  # in (almost) every seed, not only on average
-    assert np.all(traces["L_meta"][0] == 0.0)  # DDPG (aux_scale 0): phi_new = phi_old exactly
+    assert np.sum(early < 0) >= 0.8 * len(early), early  # in (almost) every seed, not only on average
+    # DDPG (aux_scale 0): phi_new = phi_old exactly, so L_meta is zero up to float32 rounding of the two
+    # separately compiled evaluations of L_val (|L_val| ~ |L_critic|) ...
+    noise = np.abs(traces["L_meta"][0])
+    assert noise.max() <= 4 * np.finfo(np.float32).eps * max(1.0, np.abs(traces["L_critic"]).max()), noise.max()
+    # ... and DDPG-MC's early meta-loss is below zero by more than that rounding level
+    assert summary["L_meta_early_mean"] < -noise[:, :150].mean(), (summary["L_meta_early_mean"], noise.mean())
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Fig. 6 claim (i) does not reproduce on our 2x2 MDP: DDPG-MC's L_critic "
-                                       "is higher than DDPG's at the same step (see README, meta-critic)")
+@pytest.mark.xfail(strict=True, reason="Fig. 6 claim (i) does not reproduce: DDPG-MC's L_critic is not consistently "
+                                       "lower than DDPG's at the same step over seeds (see README, meta-critic)")
 def test_tabular_mc_reaches_lower_critic_loss(tabular):
-    traces, _ = tabular
-    lc = traces["L_critic"]  # [variant, seed, update]
-    t = lc.shape[-1] - 1
-    window = slice(t - 49, t + 1)  # the last 50 updates, averaged: L_critic is noisy step to step
-    assert lc[1, :, window].mean() < lc[0, :, window].mean()
+    """Fig. 6 (i): DDPG-MC reaches a lower L_critic (= -Q(s, pi(s)) under each run's own critic) than DDPG
+    at the same update step. Over seeds: lower on the seed average AND in at least 80% of the seeds, over
+    the last 10% of the updates (a mean alone can flip sign with one seed)."""
+    traces, summary = tabular
+    ddpg, mc = summary["L_critic_last10pct"]
+    assert mc < ddpg and summary["L_critic_last10pct_mc_lower_seeds"] >= 0.8 * summary["seeds"], summary
 
 
 def test_tabular_mdp_is_the_rl2_family_and_returns_are_exact():
