@@ -87,6 +87,8 @@ def table_rows(summary: dict) -> list[list[str]]:
         p = PAPER.get(agent, {})
         rows.append([agent, fmt(s, "final_gamma"), p.get("final_gamma", ""), fmt(s, "return", 2),
                      p.get("return", ""), fmt(s, "outer_advantage", 4), p.get("outer_advantage", "")])
+        if any("final_lam" in x for x in summary.values()):
+            rows[-1].insert(3, fmt(s, "final_lam"))
     return rows
 
 
@@ -120,14 +122,17 @@ def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom",
 def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
     write_atomic(os.path.join(out_dir, "curves.csv"), curves_csv(logs, updates_per_log))
     rows = table_rows(result["summary"])
+    header = list(TABLE_HEADER)
+    if any("final_lam" in x for x in result["summary"].values()):
+        header.insert(3, "final lambda")
     buf = io.StringIO()
-    csv.writer(buf).writerows([TABLE_HEADER] + rows)
+    csv.writer(buf).writerows([header] + rows)
     write_atomic(os.path.join(out_dir, "summary.csv"), buf.getvalue())
     env, cfg = result["environment"], result["config"]
     md = (f"Snake 6x6, scale {result['scale']}: {cfg['num_updates']} updates of {cfg['env']['num_envs']} envs x "
           f"{cfg['env']['horizon']} steps, {cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
           f"{env['device']} (jax {env['jax']}). Mean ± sd over seeds; return and outer advantage averaged over the "
-          f"last 10% of training.\n\n" + markdown_table(TABLE_HEADER, rows))
+          f"last 10% of training.\n\n" + markdown_table(header, rows))
     write_atomic(os.path.join(out_dir, "summary.md"), md)
     write_atomic(os.path.join(out_dir, "result.json"), json.dumps(to_jsonable(result), indent=1))
     plot_curves(logs, updates_per_log, os.path.join(out_dir, "curves.png"),

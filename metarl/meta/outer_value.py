@@ -297,7 +297,7 @@ def make_chunk_runner(step, updates_per_log: int, logs_per_chunk: int):
         states, ms = jax.lax.scan(step, states, jax.random.split(key, updates_per_log))
 
         def reduce(name, x):
-            if name in ("gamma", "env_steps"):
+            if name in ("gamma", "env_steps"):  # lambda (when meta-learned) is averaged like the rest
                 return x[-1]
             if name in ("return_sum", "return_count"):
                 return jnp.sum(x, axis=0)
