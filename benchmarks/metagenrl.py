@@ -5,8 +5,11 @@
 
 Meta-trains one objective per training set (Table 2's rows), saving it at several stages, then
 meta-tests every objective together with the TD3 and off-policy REINFORCE+GAE baselines on every
-test environment (fresh agents, frozen objectives, same seeds for every variant). Writes into
-results/metagenrl/: table.md, table.csv, results.json, meta_test_curves.png, meta_train_curves.png.
+test environment (fresh agents, frozen objectives, same seeds for every variant), and trains the
+on-policy baselines (PPO, REINFORCE+GAE) on the same step budget. Writes into results/metagenrl/:
+table.md, table.csv, results.json, meta_test_curves.png, meta_train_curves.png.
+
+    python -m benchmarks.metagenrl --scale quick --ablations   # Section 5.2: ablations.md, .csv, .json, *.png
 """
 from __future__ import annotations
 

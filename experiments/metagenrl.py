@@ -3,6 +3,10 @@
     python -m experiments.metagenrl meta-train --scale quick --train Pendulum,Reacher --out results/metagenrl/obj
     python -m experiments.metagenrl meta-test  --scale quick --objective results/metagenrl/obj/final --test Pendulum
 
+meta-test also trains the baselines on every test environment (unless --no-baselines): TD3 and
+off-policy REINFORCE+GAE (the same agent, objective fixed) and the on-policy PPO and REINFORCE+GAE
+(metarl.meta.onpolicy) on the same environment-step budget.
+
 Scales:
   paper  the paper's budget (Tables 3-4): 20 agents split over the training environments, 1M steps per
          agent, 10k random steps, annealing over 10k steps, 350-350 LayerNorm networks, 100 windows of
