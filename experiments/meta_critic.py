@@ -2,7 +2,8 @@
 
 Two parts, both pure JAX programs:
 
-* ``tabular_*``: the Fig. 6 analysis. A 2-state, 2-action MDP; DDPG and DDPG-MC (the same compiled
+* ``tabular_*``: the Fig. 6 analysis. A 2-state, 2-action MDP of RL^2's random family (the paper's
+  ref. [6]) with the authors' DDPG settings; DDPG and DDPG-MC (the same compiled
   program, ``aux_scale`` 0 or 1 as a vmapped axis next to the seeds) record L_critic, h_w and L_meta at
   every update and the actor's parameters at every episode end; the figure shows the loss curves and
   the 2-D PCA projection of the parameter trajectory over the exact average-reward surface.
@@ -12,7 +13,8 @@ Two parts, both pure JAX programs:
   Eq. 11, MetaReg and '+params' change shapes and are programs of their own.
 
 ``python -m experiments.meta_critic --algo td3 --env brax/hopper --steps 100000`` runs one algorithm;
-``python -m experiments.meta_critic --tabular`` the analysis.
+``python -m experiments.meta_critic --tabular`` the analysis;
+``python -m experiments.meta_critic --overhead --algo sac --env brax/walker2d`` the -MC overhead per update.
 """
 from __future__ import annotations
 
