@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import time
 
 import numpy as np
 
+from benchmarks.common import write_text
 from experiments import metagenrl as ex
 
 OUT = os.path.join("results", "metagenrl")
@@ -158,18 +160,13 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
         md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
             ["objective"] + list(test), extra_rows) + "\n"
     versions = package_versions()
-    stamp = (f"scale={scale_name} wall={wall:.0f}s device={device_info()['devices']} "
-             + " ".join(f"{k}={v}" for k, v in versions.items()))
+    stamp = _stamp(scale_name, wall, versions)
     cfg_line = (f"meta-train: {dict((k, v) for k, v in meta_train[first]['config'].items() if k != 'objective')}; "
                 f"meta-test: total_steps={scale.test.total_steps}, seeds={mt['seeds']}; objective: "
                 f"{meta_train[first]['config']['objective']}; on-policy: {onp['config']}")
     md += f"\n{stamp}\n\nConfig: {cfg_line}\n"
-    _write(os.path.join(out_dir, "table.md"), md)
-    tmp = os.path.join(out_dir, "table.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(f"# {stamp}\n# {cfg_line}\n")
-        csv.writer(f).writerows([header] + rows)
-    os.replace(tmp, os.path.join(out_dir, "table.csv"))
+    write_text(os.path.join(out_dir, "table.md"), md)
+    _write_csv(os.path.join(out_dir, "table.csv"), [stamp, cfg_line], [header] + rows)
     plot_curves(mt["results"], meta_train, os.path.join(out_dir, "meta_test_curves.png"),
                 os.path.join(out_dir, "meta_train_curves.png"), stamp)
     write_json(os.path.join(out_dir, "results.json"), dict(
@@ -253,8 +250,7 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
         rows.append([label, mt_cell] + [_fmt(_final(results[e][label])) for e in test] + [paper])
     table = to_markdown(header, rows)
     versions = package_versions()
-    stamp = (f"scale={scale_name} wall={wall:.0f}s device={device_info()['devices']} "
-             + " ".join(f"{k}={v}" for k, v in versions.items()))
+    stamp = _stamp(scale_name, wall, versions)
     md = (f"# MetaGenRL ablations, Section 5.2 ({scale_name} scale)\n\n{table}\n\n"
           f"Meta-training: every objective trained on {' & '.join(train)} with the main row's budget and seed "
           f"({scale.train.total_steps} steps per agent, {scale.total_agents} agents); the column gives the "
@@ -263,12 +259,8 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
           f"{scale.test.total_steps} steps, fresh agents, frozen objective, the same seeds for every row. "
           + ("Quick scale: NOT comparable with the paper. " if scale_name == "quick" else "")
           + f"Wall time {wall:.0f} s.\n\n{stamp}\n")
-    _write(os.path.join(out_dir, "ablations.md"), md)
-    tmp = os.path.join(out_dir, "ablations.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(f"# {stamp}\n")
-        csv.writer(f).writerows([header] + rows)
-    os.replace(tmp, os.path.join(out_dir, "ablations.csv"))
+    write_text(os.path.join(out_dir, "ablations.md"), md)
+    _write_csv(os.path.join(out_dir, "ablations.csv"), [stamp], [header] + rows)
     plot_curves(results, {}, os.path.join(out_dir, "ablation_test_curves.png"), None, stamp)
     _plot_ablation_training(trained, os.path.join(out_dir, "ablation_train_curves.png"), stamp)
     write_json(os.path.join(out_dir, "ablations.json"), dict(
@@ -280,11 +272,19 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
     return md
 
 
-def _write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _stamp(scale_name, wall, versions):
+    from metarl.train import device_info
+
+    return (f"scale={scale_name} wall={wall:.0f}s device={device_info()['devices']} "
+            + " ".join(f"{k}={v}" for k, v in versions.items()))
+
+
+def _write_csv(path, comments, rows):
+    """``rows`` as CSV after one ``# comment`` line each, written atomically (via common.write_text)."""
+    buf = io.StringIO()
+    buf.write("".join(f"# {c}\n" for c in comments))
+    csv.writer(buf).writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def main(argv=None):

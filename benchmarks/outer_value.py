@@ -18,15 +18,11 @@ import os
 import sys
 import time
 
+from benchmarks.common import parse_scale
+
 SCALES = ("quick", "medium", "paper")
 PARTS = ("chain", "chain_learned", "snake")
 CHAIN_SCALE = {"quick": "quick", "medium": "quick", "paper": "paper"}
-
-
-def check_scale(value: str) -> str:
-    if value not in SCALES:
-        raise ValueError(f"unknown scale {value!r}; valid scales: {', '.join(SCALES)}")
-    return value
 
 
 def combined_table(chain_result, snake_result, learned_result=None) -> str:
@@ -59,7 +55,7 @@ def main(argv=None):
     p.add_argument("--only", default=None, help=f"run one part: {', '.join(PARTS)}")
     p.add_argument("--results", default="results", help="results root directory")
     a = p.parse_args(argv)
-    scale = check_scale(a.scale)
+    scale = parse_scale(a.scale, SCALES)
     if a.only is not None and a.only not in PARTS:
         raise ValueError(f"unknown part {a.only!r}; valid parts: {', '.join(PARTS)}")
 

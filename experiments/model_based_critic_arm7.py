@@ -9,7 +9,6 @@ over new goals x seeds x policy initialisations. All meta-test settings are one 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -21,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, save_fig, write_atomic
+from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 
@@ -250,11 +249,7 @@ def figure(out_dir, curve, dcurve, mcurve):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--scale", default="quick")
-    p.add_argument("--out", default=OUT_DIR)
-    a = p.parse_args(argv)
-    s = run(check_scale(a.scale), a.out)
+    s = run(*parse_cli(argv, __doc__))
     print(markdown(s["rows"]))
 
 

@@ -12,7 +12,6 @@ Both L_critic inputs are run: (s, a, g) as in the paper (Fig. 1) and (s - g, a) 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, save_fig, write_atomic
+from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
 from metarl.meta import model_based_critic as mbc
 
 
@@ -176,11 +175,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--scale", default="quick")
-    p.add_argument("--out", default=OUT_DIR)
-    a = p.parse_args(argv)
-    s = run(check_scale(a.scale), a.out)
+    s = run(*parse_cli(argv, __doc__))
     print(markdown(s))
     print(json.dumps(s["final_losses"], indent=1))
 

@@ -8,7 +8,6 @@ with the Brax system's masses and lengths as traced inputs. Fig. 4: meta-trainin
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -18,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, save_fig, write_atomic
+from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 
@@ -191,11 +190,7 @@ def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--scale", default="quick")
-    p.add_argument("--out", default=OUT_DIR)
-    a = p.parse_args(argv)
-    s = run(check_scale(a.scale), a.out)
+    s = run(*parse_cli(argv, __doc__))
     print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},
                      indent=1))
 

@@ -34,6 +34,16 @@ def check_scale(scale: str) -> str:
     return scale
 
 
+def parse_cli(argv, description: str) -> tuple[str, str]:
+    """(scale, out) from the command line shared by the model-based-critic experiments; a bad scale is
+    an error naming the valid ones."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    p.add_argument("--out", default=OUT_DIR, help="result directory")
+    a = p.parse_args(argv)
+    return check_scale(a.scale), a.out
+
+
 def metadata(config, wall_time: float) -> dict:
     import brax
     import flax
@@ -221,11 +231,7 @@ def figures(out_dir, thetas0, trajs, grid, q_true, q_val, q_grad, q_phi, l_val, 
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--scale", default="quick")
-    p.add_argument("--out", default=OUT_DIR)
-    a = p.parse_args(argv)
-    s = run(check_scale(a.scale), a.out)
+    s = run(*parse_cli(argv, __doc__))
     print(basins_markdown(s))
 
 
