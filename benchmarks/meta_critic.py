@@ -316,7 +316,10 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
                      f"- L_critic (DDPG, DDPG-MC) averaged over training: "
                      f"{np.round(tab['L_critic_mean_over_training'], 3).tolist()}; over the last 10% of updates: "
                      f"{np.round(tab['L_critic_last10pct'], 3).tolist()}, DDPG-MC lower in "
-                     f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower)",
+                     f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower); "
+                     f"P(MC higher) {tab['L_critic_claim']['p_improvement']:.2f} "
+                     f"{np.round(tab['L_critic_claim']['p_improvement_ci'], 2).tolist()}: "
+                     f"{tab['L_critic_claim']['claim_verdict']}",
                      f"- expected return (DDPG, DDPG-MC), final: {np.round(tab['final_expected_return'], 2).tolist()}, "
                      f"mean over episodes: {np.round(tab['mean_expected_return_over_episodes'], 2).tolist()}, "
                      f"optimum {tab['optimal_return']:.2f}",

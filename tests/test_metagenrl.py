@@ -319,20 +319,24 @@ def _toy_track_env():
 
 
 def test_ppo_learns_to_track_a_target():
-    """Mean over 3 seeds: 1024 steps of PPO take the deterministic policy's squared error (about -4 per
-    10-step episode at initialisation) to under a third of it."""
+    """8 seeds, 1024 steps of PPO each: the deterministic policy's return per 10-step episode (squared
+    tracking error; about -4 at initialisation, 0 is perfect) rises to an interquartile mean over seeds
+    above -1.5, and improves on its own start by more than 1. Measured under several ISAs and seed sets:
+    IQM after -0.5 to -0.9, improvement 2.4 to 3.9; with pi_lr = 0 (a broken learner) after -2.9 to -4.2,
+    improvement about 0."""
+    from metarl import stats
     from metarl.meta import onpolicy as op
 
     cfg = op.make_config("ppo", num_envs=8, rollout=32, total_steps=1024, eval_every=1024, eval_episodes=16,
                          hidden=(16, 16))
     init, seg, fns = op.make_onpolicy(cfg, _toy_track_env())
-    st = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(0), 3))
-    before = jax.jit(jax.vmap(fns["evaluate"]))(st.pi, jax.random.split(jax.random.PRNGKey(1), 3))
+    st = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(0), 8))
+    before = np.asarray(jax.jit(jax.vmap(fns["evaluate"]))(st.pi, jax.random.split(jax.random.PRNGKey(1), 8)))
     st, m = jax.jit(jax.vmap(seg))(st)
-    after = m["eval_return"]
+    after = np.asarray(m["eval_return"]).reshape(8)
     assert np.all(np.asarray(m["env_steps"]) == 1024)
-    assert float(jnp.mean(before)) < -2.0
-    assert float(jnp.mean(after)) > float(jnp.mean(before)) / 3, (before, after)
+    assert stats.iqm(after) > -1.5, (before, after)
+    assert stats.iqm(after - before) > 1.0, (before, after)
 
 
 # ----------------------------------------------------------------------------------------------------
