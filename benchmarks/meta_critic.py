@@ -9,7 +9,6 @@ environment and algorithm, and the tabular-MDP figures (Fig. 6).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -240,8 +239,10 @@ def tables(cfg: BenchConfig, summary: dict) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.meta_critic", description="Online Meta-Critic tables")
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog="python -m benchmarks.meta_critic", description="Online Meta-Critic tables")
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=None, help="output folder (default results/meta_critic; with --smoke a "
                                                 "temporary folder, so a smoke run never overwrites results)")
     p.add_argument("--only", default=None,

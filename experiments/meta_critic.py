@@ -18,7 +18,6 @@ Two parts, both pure JAX programs:
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
@@ -465,7 +464,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
 
     def run(name, agent_fn, combos, names, train_cfg=tc):
         t = time.perf_counter()
-        r = Runner(train_cfg, sub(name), agent_fn=agent_fn, progress=progress)
+        # The experiment owns its output folder: a re-run replaces each variant's run directory.
+        r = Runner(train_cfg, sub(name), agent_fn=agent_fn, progress=progress, overwrite=True)
         if combos is not None:
             _set_runs(r, combos)
         _, metrics = r.run()
@@ -503,18 +503,20 @@ def paper_metrics(eval_return) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m experiments.meta_critic", description=__doc__.split("\n")[0])
+    from metarl.cli import ArgumentParser, nonneg_int, positive_int
+
+    p = ArgumentParser(prog="python -m experiments.meta_critic", description=__doc__.split("\n")[0])
     p.add_argument("--tabular", action="store_true", help="run the tabular-MDP analysis (Fig. 6) only")
     p.add_argument("--algo", default="td3")
     p.add_argument("--env", default="brax/halfcheetah")
     p.add_argument("--variants", default="vanilla,updates,params,mc", help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=1_000_000)
-    p.add_argument("--learning-starts", type=int, default=10_000)
-    p.add_argument("--eval-every", type=int, default=1_000)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--seeds", type=positive_int, default=5)
+    p.add_argument("--steps", type=positive_int, default=1_000_000)
+    p.add_argument("--learning-starts", type=nonneg_int, default=10_000)
+    p.add_argument("--eval-every", type=positive_int, default=1_000)
+    p.add_argument("--eval-episodes", type=positive_int, default=10)
     p.add_argument("--lookahead", default="all")
-    p.add_argument("--max-episode-steps", type=int, default=None, help="episode length (default: the env's own)")
+    p.add_argument("--max-episode-steps", type=positive_int, default=None, help="episode length (default: the env's own)")
     p.add_argument("--mdp", default="rl2", help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
     p.add_argument("--overhead", action="store_true",
                    help="only measure -MC's time and parameter overhead per update (the paper's networks unless "

@@ -221,34 +221,37 @@ def _objective_config(args) -> mg.ObjectiveConfig:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", help="meta-train or meta-test")
-    p.add_argument("--scale", default="quick")
+    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
+
+    p = ArgumentParser(prog="python -m experiments.metagenrl", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("meta-train", "meta-test"), help="meta-train or meta-test")
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--train", default=None, help="comma-separated training env labels (meta-train)")
     p.add_argument("--test", default=None, help="comma-separated test env labels (meta-test); default: all")
     p.add_argument("--objective", action="append", default=[], help="LABEL=PATH or PATH of a saved objective")
     p.add_argument("--out", default="results/metagenrl/run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--inner-steps", type=positive_int, default=None)
     p.add_argument("--no-t", action="store_true")
     p.add_argument("--no-v", action="store_true")
     p.add_argument("--no-v-next", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
-    p.add_argument("--total-steps", type=int, default=None,
+    p.add_argument("--total-steps", type=positive_int, default=None,
                    help="meta-train: environment steps per agent (warm-up included); the buffer holds them all")
-    p.add_argument("--anneal-steps", type=int, default=None, help="meta-train: steps of annealing from TD3's loss")
-    p.add_argument("--stages", type=int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
+    p.add_argument("--anneal-steps", type=nonneg_int, default=None, help="meta-train: steps of annealing from TD3's loss")
+    p.add_argument("--stages", type=positive_int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
     args = p.parse_args(argv)
     scale = get_scale(args.scale)
-    if args.total_steps or args.anneal_steps is not None:
+    if args.total_steps is not None or args.anneal_steps is not None:
         train_cfg = scale.train
-        if args.total_steps:
+        if args.total_steps is not None:
             train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps,
                                             buffer_size=max(train_cfg.buffer_size, args.total_steps))
         if args.anneal_steps is not None:
             train_cfg = dataclasses.replace(train_cfg, anneal_steps=args.anneal_steps)
         scale = dataclasses.replace(scale, train=train_cfg.validate())
-    if args.stages:
+    if args.stages is not None:
         scale = dataclasses.replace(scale, stages=args.stages)
     if args.mode not in ("meta-train", "meta-test"):
         raise ValueError(f"unknown mode {args.mode!r}; valid choices: meta-train, meta-test")
