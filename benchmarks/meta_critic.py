@@ -132,7 +132,8 @@ def plan(cfg: BenchConfig) -> list[tuple]:
     for env in cfg.table3_envs:
         for algo in ALGOS:
             jobs.setdefault((env, algo), set()).update({"vanilla", "mc", "updates", "params"})
-    jobs.setdefault((cfg.table2_env, "sac"), set()).update({"vanilla", "mc", "mc_plain", "mc_sa", "metareg"})
+    # Table 2's ablation, plus the re-initialisation guard on (not in the paper; off in every other row)
+    jobs.setdefault((cfg.table2_env, "sac"), set()).update({"vanilla", "mc", "mc_plain", "mc_guard", "mc_sa", "metareg"})
     from experiments.meta_critic import VARIANTS
 
     out = [(env, algo, tuple(v for v in VARIANTS if v in vs)) for (env, algo), vs in jobs.items()]
@@ -209,9 +210,9 @@ def tables(cfg: BenchConfig, summary: dict) -> str:
     env = cfg.table2_env
     out += ["", f"### Table 2 (SAC ablation; paper: Walker2d, ours: {env})", "",
             "| metric | SAC | L_meta_clip h(pi_bar) | L_meta_clip h(pi_bar,s,a) | L_meta_clip h(phi) MetaReg | "
-            "L_meta h(pi_bar) |", "|---|---|---|---|---|---|"]
+            "L_meta h(pi_bar) | L_meta_clip h(pi_bar) + guard (ours only) |", "|---|---|---|---|---|---|---|"]
     cols = (("vanilla", "SAC"), ("mc", "clip_h_feature"), ("mc_sa", "clip_h_feature_sa"),
-            ("metareg", "clip_h_metareg"), ("mc_plain", "plain_h_feature"))
+            ("metareg", "clip_h_metareg"), ("mc_plain", "plain_h_feature"), ("mc_guard", "clip_h_feature_guard"))
     out.append("| max average return | " + " | ".join(
         fmt(cell(env, "sac", v), None, cell(env, "sac", v, "std_at_max")) + " / " +
         f"{paper_value(t2, 'metric', 'max_average_return', c) or float('nan'):g} ± "
@@ -307,7 +308,9 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
     for key, o in overheads.items():
         if "mc_s_per_update" in o:
             ov_lines.append(f"- {key}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
-                            f"per update (+{100 * o['time_overhead']:.0f}%; paper 15-30%), parameters "
+                            f"per update (+{100 * o['time_overhead']:.0f}%; paper 15-30%; XLA FLOP ratio "
+                            f"{o.get('flop_ratio', float('nan')):.2f}, '+updates' K {o.get('updates_k', float('nan')):.2f}), "
+                            f"parameters "
                             f"{o['params_base']} + {o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; "
                             f"paper ~10%)")
     if tab:
