@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 SCALE  ?= quick
 STAMP   = $(VENV)/.installed
 
-.PHONY: venv test test-fast bench bench-throughput bench-meta-critic bench-outer-value \
+.PHONY: venv test test-fast bench report bench-throughput bench-meta-critic bench-outer-value \
         bench-model-based-critic bench-metagenrl bench-metagenrl-ablations install-cuda clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -23,8 +23,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
-# The main job: every paper's quick-scale table plus throughput, on the CPU.
+# The main job: every paper's quick-scale table plus throughput, on the CPU; then the results index.
 bench: bench-throughput bench-meta-critic bench-outer-value bench-model-based-critic bench-metagenrl
+	@$(MAKE) --no-print-directory report
+
+# results/index.md: every table and figure under results/ with its run record (no jax; under a second).
+report: $(STAMP)
+	$(PY) -m metarl.report --root results
 
 bench-throughput: $(STAMP)
 	$(PY) -m benchmarks.throughput --scale $(SCALE)

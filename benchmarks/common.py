@@ -30,10 +30,14 @@ def parse_scale(value: str, choices: Iterable[str] = SCALES) -> str:
     return value
 
 
-def scale_arg_parser(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
-    """An ArgumentParser with ``--scale`` (checked by :func:`parse_scale`) and ``--out``."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+def scale_arg_parser(prog: str, description: str, default_out: str,
+                     choices: Iterable[str] = SCALES) -> argparse.ArgumentParser:
+    """An ArgumentParser with ``--scale`` (restricted to ``choices``) and ``--out``; its errors are one
+    line on stderr and exit status 2 (:class:`metarl.cli.ArgumentParser`)."""
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog=prog, description=description)
+    add_scale_argument(p, choices)
     p.add_argument("--out", default=default_out, help="result directory")
     return p
 

@@ -9,7 +9,6 @@ environment and algorithm, and the tabular-MDP figures (Fig. 6).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -241,8 +240,10 @@ def tables(cfg: BenchConfig, summary: dict) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.meta_critic", description="Online Meta-Critic tables")
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog="python -m benchmarks.meta_critic", description="Online Meta-Critic tables")
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=None, help="output folder (default results/meta_critic; with --smoke a "
                                                 "temporary folder, so a smoke run never overwrites results)")
     p.add_argument("--only", default=None,
@@ -319,7 +320,10 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
                      f"- L_critic (DDPG, DDPG-MC) averaged over training: "
                      f"{np.round(tab['L_critic_mean_over_training'], 3).tolist()}; over the last 10% of updates: "
                      f"{np.round(tab['L_critic_last10pct'], 3).tolist()}, DDPG-MC lower in "
-                     f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower)",
+                     f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower); "
+                     f"P(MC higher) {tab['L_critic_claim']['p_improvement']:.2f} "
+                     f"{np.round(tab['L_critic_claim']['p_improvement_ci'], 2).tolist()}: "
+                     f"{tab['L_critic_claim']['claim_verdict']}",
                      f"- expected return (DDPG, DDPG-MC), final: {np.round(tab['final_expected_return'], 2).tolist()}, "
                      f"mean over episodes: {np.round(tab['mean_expected_return_over_episodes'], 2).tolist()}, "
                      f"optimum {tab['optimal_return']:.2f}",

@@ -293,8 +293,11 @@ def main(argv=None):
     # Persistent compilation cache: a second run skips the (CPU-dominant) compile of the programs.
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(ex.SCALES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog="python -m benchmarks.metagenrl", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scale_argument(p, ex.SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT)
     p.add_argument("--ablations", action="store_true",
                    help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")

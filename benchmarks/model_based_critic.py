@@ -9,7 +9,6 @@ of a meta-iteration, and bench.json/tables.md with config, versions, device and 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -26,8 +25,10 @@ PARTS = ("toy", "pointmass", "reacher", "arm7")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog="python -m benchmarks.model_based_critic", description=__doc__)
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=toy.OUT_DIR)
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     a = p.parse_args(argv)
@@ -35,7 +36,7 @@ def main(argv=None):
     parts = [s for s in a.parts.split(",") if s]
     bad = [s for s in parts if s not in PARTS]
     if bad:
-        raise ValueError(f"unknown part(s) {bad}; valid: {', '.join(PARTS)}")
+        p.error(f"--parts: unknown part(s) {', '.join(bad)}; valid: {', '.join(PARTS)}")
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
     from tqdm import tqdm

@@ -12,7 +12,6 @@ parts at their quick scale and Snake at its medium scale (a ~25-minute CPU run, 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -50,9 +49,11 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
-    p.add_argument("--only", default=None, help=f"run one part: {', '.join(PARTS)}")
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog="python -m benchmarks.outer_value", description=__doc__.splitlines()[0])
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
+    p.add_argument("--only", default=None, choices=PARTS, help=f"run one part: {', '.join(PARTS)}")
     p.add_argument("--results", default="results", help="results root directory")
     a = p.parse_args(argv)
     scale = parse_scale(a.scale, SCALES)

@@ -434,7 +434,7 @@ def main(argv=None):
     from benchmarks.common import parse_scale, progress, scale_arg_parser, write_result, write_text
 
     p = scale_arg_parser("python -m benchmarks.throughput", __doc__.splitlines()[0],
-                         os.path.join("results", "throughput"))
+                         os.path.join("results", "throughput"), choices=tuple(SCALES))
     p.add_argument("--no-brax", action="store_true", help="skip the Brax peer (no peer venv)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer (no peer venv)")
     a = p.parse_args(argv)

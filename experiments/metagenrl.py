@@ -110,13 +110,16 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
                inner_steps: int | None = None, progress: bool = True, config: mg.MetaGenRLConfig | None = None):
     """Meta-train one objective on the named training environments; saves it (orbax) at ``scale.stages``
     evenly spaced points under ``out_dir/stage_<i>`` and the last one also as ``out_dir/final``.
-    Returns a dict: per-environment metrics [evals, agents], meta_grad_norm [evals], wall times, paths."""
+    Returns a dict: per-environment metrics [evals, agents] (see ``mg.make_population``), meta_grad_norm
+    [evals] (the averaged gradient's), meta_grad_summary (per-agent first / last / min meta-gradient
+    norms and any collapse warnings, from ``mg.MetaGradMonitor``), wall times, paths."""
     cfg = config or scale.train
     names = [scale.envs[n] for n in train]
     cfg = dataclasses.replace(cfg, envs=tuple(names), agents_per_env=max(scale.total_agents // len(names), 1),
                               objective=objective or cfg.objective, inner_steps=inner_steps or cfg.inner_steps)
     groups = mg.make_groups(cfg)
     init, segment, _ = mg.make_population(cfg, groups, meta_train=True)
+    monitor = mg.MetaGradMonitor(cfg, groups)
     t0 = time.perf_counter()
     state = jax.jit(init)(jax.random.PRNGKey(seed))
     seg = jax.jit(segment)
@@ -127,6 +130,7 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
     for i in range(1, n + 1):
         state, m = seg(state)
         m = _np(m)
+        monitor.update(m)  # warns on a collapsed meta-gradient; drops the per-step norms from m
         history.append(m)
         bar.update(1)
         bar.set_postfix({k[-12:]: f"{np.mean(v['eval_return']):.0f}" for k, v in m.items() if isinstance(v, dict)})
@@ -143,7 +147,13 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
     paths["final"] = final
     metrics = {g.name: {k: np.stack([h[g.name][k] for h in history]) for k in history[0][g.name]} for g in groups}
     return dict(metrics=metrics, meta_grad_norm=np.stack([h["meta_grad_norm"] for h in history]),
-                wall_s=time.perf_counter() - t0, paths=paths, config=dataclasses.asdict(cfg))
+                meta_grad_summary=monitor.summary(), wall_s=time.perf_counter() - t0, paths=paths,
+                config=dataclasses.asdict(cfg))
+
+
+# Kept per meta-test agent and evaluation ([seeds, evals]); the diagnostics are segment means.
+TEST_METRICS = ("eval_return", "train_return", "env_steps", "saturation", "objective_std", "pg_norm_objective",
+                "pg_norm_critic")
 
 
 def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, baselines: bool = True,
@@ -185,7 +195,7 @@ def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, base
     bar.close()
     out = {}
     for label, g in zip(test, groups):
-        per = {k: np.stack([h[g.name][k] for h in history], axis=1) for k in ("eval_return", "train_return", "env_steps")}
+        per = {k: np.stack([h[g.name][k] for h in history], axis=1) for k in TEST_METRICS}
         out[label] = {v[0]: {k: x[i * seeds:(i + 1) * seeds] for k, x in per.items()} for i, v in enumerate(variants)}
     return dict(results=out, wall_s=time.perf_counter() - t0, config=dataclasses.asdict(cfg),
                 variants=[v[0] for v in variants], seeds=seeds)
@@ -216,39 +226,48 @@ def _same_seeds(run, n_variants, seeds):
     return run.replace(**keep)
 
 
-def _objective_config(args) -> mg.ObjectiveConfig:
-    return mg.ObjectiveConfig(use_t=not args.no_t, use_v=not args.no_v, use_v_next=not args.no_v_next)
+def _objective_config(args, base: mg.ObjectiveConfig) -> mg.ObjectiveConfig:
+    return dataclasses.replace(base, use_t=not args.no_t, use_v=not args.no_v, use_v_next=not args.no_v_next)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", help="meta-train or meta-test")
-    p.add_argument("--scale", default="quick")
+    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
+
+    p = ArgumentParser(prog="python -m experiments.metagenrl", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("meta-train", "meta-test"), help="meta-train or meta-test")
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--train", default=None, help="comma-separated training env labels (meta-train)")
     p.add_argument("--test", default=None, help="comma-separated test env labels (meta-test); default: all")
     p.add_argument("--objective", action="append", default=[], help="LABEL=PATH or PATH of a saved objective")
     p.add_argument("--out", default="results/metagenrl/run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--inner-steps", type=positive_int, default=None)
     p.add_argument("--no-t", action="store_true")
     p.add_argument("--no-v", action="store_true")
     p.add_argument("--no-v-next", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
-    p.add_argument("--total-steps", type=int, default=None,
+    p.add_argument("--total-steps", type=positive_int, default=None,
                    help="meta-train: environment steps per agent (warm-up included); the buffer holds them all")
-    p.add_argument("--anneal-steps", type=int, default=None, help="meta-train: steps of annealing from TD3's loss")
-    p.add_argument("--stages", type=int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
+    p.add_argument("--anneal-steps", type=nonneg_int, default=None, help="meta-train: steps of annealing from TD3's loss")
+    p.add_argument("--stages", type=positive_int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
+    p.add_argument("--legacy", action="store_true",
+                   help="this module's behaviour before it followed the authors' code (mg.legacy: Adam eps 1e-20, "
+                        "window-sum annealing, mean inner loss on half the policy batch, separate value "
+                        "statistics, t/T per episode, no output LayerNorm, clipping after averaging, ...)")
     args = p.parse_args(argv)
     scale = get_scale(args.scale)
-    if args.total_steps or args.anneal_steps is not None:
+    if args.legacy:
+        scale = dataclasses.replace(scale, train=mg.legacy(scale.train), test=mg.legacy(scale.test))
+    if args.total_steps is not None or args.anneal_steps is not None:
         train_cfg = scale.train
-        if args.total_steps:
+        if args.total_steps is not None:
             train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps,
                                             buffer_size=max(train_cfg.buffer_size, args.total_steps))
         if args.anneal_steps is not None:
             train_cfg = dataclasses.replace(train_cfg, anneal_steps=args.anneal_steps)
         scale = dataclasses.replace(scale, train=train_cfg.validate())
-    if args.stages:
+    if args.stages is not None:
         scale = dataclasses.replace(scale, stages=args.stages)
     if args.mode not in ("meta-train", "meta-test"):
         raise ValueError(f"unknown mode {args.mode!r}; valid choices: meta-train, meta-test")
@@ -258,7 +277,8 @@ def main(argv=None):
     info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())
     if args.mode == "meta-train":
         train = tuple(args.train.split(",")) if args.train else scale.train_sets[0]
-        r = meta_train(scale, train, os.path.abspath(args.out), args.seed, _objective_config(args), args.inner_steps)
+        r = meta_train(scale, train, os.path.abspath(args.out), args.seed, _objective_config(args, scale.train.objective),
+                       args.inner_steps)
         write_json(os.path.join(args.out, "meta_train.json"), {**info, **r})
         print(json.dumps({k: float(np.mean(v["eval_return"][-1])) for k, v in r["metrics"].items()}))
     else:

@@ -11,7 +11,6 @@ Figures 8 and 9 (critic landscapes and gradients along theta) and the end-point 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -37,8 +36,10 @@ def check_scale(scale: str) -> str:
 def parse_cli(argv, description: str) -> tuple[str, str]:
     """(scale, out) from the command line shared by the model-based-critic experiments; a bad scale is
     an error naming the valid ones."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(description=description)
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT_DIR, help="result directory")
     a = p.parse_args(argv)
     return check_scale(a.scale), a.out

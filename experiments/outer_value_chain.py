@@ -15,7 +15,6 @@ and ``result.json`` (config, versions, device, wall time) into the output direct
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -270,11 +269,13 @@ def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALE_NAMES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument, positive_int
+
+    p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0])
+    add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=os.path.join("results", NAME))
-    p.add_argument("--updates", type=int, default=None, help="override the number of meta-updates")
-    p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    p.add_argument("--updates", type=positive_int, default=None, help="override the number of meta-updates")
+    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
     p.add_argument("--authors-first-step-value", action="store_true",
                    help="value the first state with gamma^t_a as the authors' code does (one discount too many)")
     p.add_argument("--normalize-advantages", action="store_true", help="batch-normalised advantages (App. D.2)")
@@ -285,10 +286,13 @@ def main(argv=None):
     p.add_argument("--outer-lam", type=float, default=None, help="outer lambda' (default 0, Table 1)")
     a = p.parse_args(argv)
     exp = get_scale(a.scale)
-    if a.updates:
+    label = a.scale  # an overridden run is labelled as such, not as its scale
+    if a.updates is not None:
         exp = dataclasses.replace(exp, num_updates=a.updates)
-    if a.seeds:
+        label += f"+updates={a.updates}"
+    if a.seeds is not None:
         exp = dataclasses.replace(exp, num_seeds=a.seeds)
+        label += f"+seeds={a.seeds}"
     env = dataclasses.replace(exp.env, authors_first_step_value=a.authors_first_step_value,
                               normalize_advantages=a.normalize_advantages, critic=a.critic)
     if a.lam is not None:
@@ -298,7 +302,7 @@ def main(argv=None):
     exp = dataclasses.replace(exp, env=env, meta_lambda=a.meta_lambda)
     if a.lam_init is not None:
         exp = dataclasses.replace(exp, lam_init=a.lam_init)
-    result = run(exp, a.out, a.scale)
+    result = run(exp, a.out, label)
     print(open(os.path.join(a.out, "summary.md")).read())
     return result
 

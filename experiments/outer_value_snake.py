@@ -16,7 +16,6 @@ the episodes completed in each log window.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -140,24 +139,29 @@ def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scale", default="quick", help=f"one of {', '.join(SCALE_NAMES)}")
+    from metarl.cli import ArgumentParser, add_scale_argument, positive_int
+
+    p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0])
+    add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=os.path.join("results", NAME))
-    p.add_argument("--updates", type=int, default=None, help="override the number of updates")
-    p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    p.add_argument("--updates", type=positive_int, default=None, help="override the number of updates")
+    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
     p.add_argument("--separate-outer", action="store_true", help="outer critic as a separate network")
     p.add_argument("--meta-lambda", action="store_true", help="meta-learn lambda too (sigmoid onto (0, 1) from 0.95)")
     a = p.parse_args(argv)
     exp = get_scale(a.scale, SCALES)
-    if a.updates:
+    label = a.scale  # an overridden run is labelled as such, not as its scale
+    if a.updates is not None:
         exp = dataclasses.replace(exp, num_updates=a.updates)
-    if a.seeds:
+        label += f"+updates={a.updates}"
+    if a.seeds is not None:
         exp = dataclasses.replace(exp, num_seeds=a.seeds)
+        label += f"+seeds={a.seeds}"
     if a.meta_lambda:
         exp = dataclasses.replace(exp, meta_lambda=True)
     if a.separate_outer:
         exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, separate_outer_network=True))
-    result = run(exp, a.out, a.scale)
+    result = run(exp, a.out, label)
     print(open(os.path.join(a.out, "summary.md")).read())
     return result
 

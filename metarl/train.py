@@ -13,17 +13,39 @@ every random key lives in the state.
 Numeric hyperparameters given as lists (``hp={"actor_lr": [1e-3, 3e-4]}``) become a sweep: the grid of
 combinations times the seeds is one flat vmapped axis of runs. Where several devices exist, that axis
 is sharded across them.
+
+Runs that cannot lie (docs/reliability.md lists each fault and what happens):
+
+- a run's identity is its resolved config (defaults filled in), its sweep and the package versions;
+  ``run(resume=True)`` refuses any difference in one line naming the fields, before writing anything;
+- a new run refuses a non-empty run directory unless ``overwrite=True``; nothing is written before
+  the config validates and the program compiles; every file is written whole (temp name, then
+  ``os.replace``); meta.json's ``status`` is running / finished / failed / interrupted;
+- a checkpoint is complete when its COMPLETE.json (written last) exists; it records the sha256 of every
+  file and of every saved array, checked on restore; restore takes the newest complete one of
+  ``checkpoint``, ``checkpoint.partial``, ``checkpoint.old``;
+- inside the compiled program every update checks its metrics for +-inf and the agent state for
+  NaN/inf; each evaluation point reports ``nonfinite_step`` (the first bad environment step, -1 if
+  none); the host stops (``on_nonfinite="stop"``) or marks the run failed and goes on ("continue");
+- SIGINT finishes the chunk and its checkpoint, then stops with status interrupted (a second SIGINT
+  abandons the checkpoint being written; the previous complete one stays).
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
+import math
 import os
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +54,45 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from metarl import buffers, envs
+from metarl import buffers, cli, envs
 from metarl.agents import OFF_POLICY, agent_config, make_agent
+
+
+class RunError(Exception):
+    """A run that must not go on. ``str(e)`` is one line; the CLI prints it and exits with ``exit_code``."""
+    exit_code = 1
+
+
+class RunDirError(RunError, ValueError):
+    """The run directory cannot be used (not empty, not writable, not a directory)."""
+    exit_code = 2
+
+
+class ConfigMismatch(RunError, ValueError):
+    """``resume`` with a config (or package versions) other than the stored run's."""
+    exit_code = 2
+
+
+class CheckpointError(RunError):
+    """A checkpoint that is corrupt, unreadable or inconsistent."""
+
+
+class CheckpointMissing(CheckpointError, FileNotFoundError):
+    """Nothing to resume from."""
+    exit_code = 2
+
+
+class NonFiniteError(RunError):
+    """A run produced NaN/inf (``failures``: {run index: {"step", "metric", ...}})."""
+
+    def __init__(self, message, failures=None):
+        super().__init__(message)
+        self.failures = failures or {}
+
+
+class Interrupted(RunError):
+    """SIGINT: the run stopped at a chunk boundary with a complete checkpoint (or none yet)."""
+    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -55,10 +114,15 @@ class TrainConfig:
     normalize_obs: bool = False
     agent: dict = field(default_factory=dict)  # static agent config overrides (hidden sizes, batch_size)
     hp: dict = field(default_factory=dict)  # numeric hyperparameters; a list value is a sweep
+    # Run only entry ``seed_index`` of the flat run axis (combo c, seed s) -> c * seeds + s, with the same
+    # key and hyperparameters as in the vmapped set. See :func:`run_keys_and_hp` for how closely it matches.
+    seed_index: int | None = None
 
     def validate(self):
         if self.algo not in OFF_POLICY:
             raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(OFF_POLICY)}")
+        check_agent_overrides(self.algo, self.agent)
+        check_hp_values(self.hp)
         for name in ("seeds", "total_steps", "eval_every", "eval_episodes", "evals_per_chunk",
                      "buffer_size", "updates_per_step"):
             if getattr(self, name) < 1:
@@ -76,11 +140,64 @@ class TrainConfig:
                 f"batch_size {batch} is larger than the filled buffer at the first update "
                 f"(learning_starts={self.learning_starts}, buffer_size={self.buffer_size}); "
                 f"use learning_starts >= {batch} or a smaller batch")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1 (or None for the env's own), got {self.max_episode_steps}")
+        if self.seed_index is not None:
+            n = len(sweep_grid(self.hp)[0]) * self.seeds
+            if not 0 <= self.seed_index < n:
+                raise ValueError(f"seed_index {self.seed_index} is out of range: this config has {n} run(s), "
+                                 f"valid seed_index 0..{n - 1}")
         return self
 
     @property
     def num_chunks(self) -> int:
         return (self.total_steps - self.learning_starts) // (self.eval_every * self.evals_per_chunk)
+
+
+def _agent_field_types(algo: str) -> dict:
+    cls = OFF_POLICY[algo][1]
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+
+
+def _type_name(tp) -> str:
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "a whole number >= 1"
+    if typing.get_origin(tp) is not None and typing.get_args(tp) and typing.get_args(tp)[0] is int:
+        return "whole numbers >= 1 separated by commas (e.g. 64,64)"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _value_ok(tp, v) -> bool:
+    if tp is bool:
+        return isinstance(v, (bool, np.bool_))
+    if tp is int:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+    if typing.get_origin(tp) is not None and typing.get_args(tp) and typing.get_args(tp)[0] is int:
+        return (isinstance(v, (list, tuple)) and len(v) > 0
+                and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1 for x in v))
+    return True
+
+
+def check_agent_overrides(algo: str, agent: dict):
+    """Each agent-config override has its field's type (ints >= 1, bools, tuples of ints >= 1)."""
+    types = _agent_field_types(algo)
+    for name, v in agent.items():
+        if name not in types:
+            raise ValueError(f"unknown {algo} config field {name!r}; valid: {', '.join(sorted(types))}")
+        if not _value_ok(types[name], v):
+            raise ValueError(f"{algo} config field {name}={v!r} is invalid; {name} takes {_type_name(types[name])}")
+
+
+def check_hp_values(hp: dict):
+    """Hyperparameter values are finite numbers (a list of them is a sweep)."""
+    for name, v in hp.items():
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(x, bool) or not isinstance(x, (int, float, np.number)) or not math.isfinite(x):
+                raise ValueError(f"hyperparameter {name}={x!r} is invalid; {name} takes a finite number "
+                                 "(a list of them is a sweep)")
 
 
 def sweep_grid(hp: dict) -> tuple[list[dict], dict]:
@@ -118,6 +235,10 @@ def make_functions(config: TrainConfig, agent_fn=None):
     config.validate()
     env = envs.make(config.env, backend=config.backend, max_episode_steps=config.max_episode_steps,
                     normalize_obs=config.normalize_obs)
+    if agent_fn is None and env.spec.discrete:
+        raise ValueError(f"{config.algo} needs a continuous action space; {config.env} is discrete (continuous "
+                         "ones: gymnax/Pendulum-v1, gymnax/MountainCarContinuous-v0, every brax/* env; "
+                         "python -m metarl.train --list-envs lists all)")
     agent = agent_fn(env.spec) if agent_fn is not None else make_agent(config.algo, env.spec, **config.agent)
     # With a delayed policy (TD3), ``period`` env steps form one scan iteration so that the delay
     # schedule is laid out statically (under vmap, a lax.cond would compute the actor step every time).
@@ -169,7 +290,12 @@ def make_functions(config: TrainConfig, agent_fn=None):
                 else:
                     agent_state, m = agent.update(agent_state, batch, k_u)
             run = run.replace(agent=agent_state)
-            outs.append({**m, "episode_return": ts.episode_return, "episode_done": ts.done})
+            # Non-finite guard: +-inf in a metric (NaN marks a metric not computed at this step, e.g.
+            # TD3's delayed actor loss), or NaN/inf anywhere in the agent's state (parameters, targets,
+            # optimiser moments: a non-finite gradient lands there at this same update).
+            flags = [jnp.any(jnp.isinf(m[k])) for k in sorted(m)] + [_tree_nonfinite(agent_state)]
+            outs.append({**m, "episode_return": ts.episode_return, "episode_done": ts.done,
+                         "_guard": jnp.stack(flags)})
         return run, jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     def evaluate(agent_state, key):
@@ -191,15 +317,25 @@ def make_functions(config: TrainConfig, agent_fn=None):
 
     def run_chunk(run: RunState):
         def segment(run, _):
+            start = run.env_steps
             run, m = jax.lax.scan(train_steps, run, None, length=config.eval_every // period)
             m = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), m)
             done = m.pop("episode_done").astype(jnp.float32)
             rets = m.pop("episode_return")
+            guard = m.pop("_guard")  # [eval_every, metrics + 1]: row j is environment step start + j + 1
             out = jax.tree.map(jnp.nanmean, m)  # NaN marks a metric not computed at a step (TD3's delay)
             out["train_return"] = jnp.sum(rets * done) / jnp.maximum(jnp.sum(done), 1.0)
             key, k_eval = jax.random.split(run.key)
             out["eval_return"] = evaluate(run.agent, k_eval)
             out["env_steps"] = run.env_steps
+            bad = jnp.any(guard, axis=1)
+            first = jnp.argmax(bad)
+            late = jnp.stack([~jnp.isfinite(out["train_return"]), ~jnp.isfinite(out["eval_return"])])
+            out["nonfinite_step"] = jnp.where(jnp.any(bad), start + first + 1,
+                                              jnp.where(jnp.any(late), run.env_steps, -1)).astype(jnp.int32)
+            out["nonfinite_code"] = jnp.where(jnp.any(bad), jnp.argmax(guard[first]),
+                                              jnp.where(jnp.any(late), guard.shape[1] + jnp.argmax(late), -1)
+                                              ).astype(jnp.int32)
             return run.replace(key=key), out
 
         return jax.lax.scan(segment, run, None, length=config.evals_per_chunk)
@@ -207,13 +343,42 @@ def make_functions(config: TrainConfig, agent_fn=None):
     return env, agent, init, run_chunk, evaluate
 
 
+def _tree_nonfinite(tree) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not leaves:
+        return jnp.zeros((), bool)
+    return jnp.any(jnp.stack([jnp.any(~jnp.isfinite(x)) for x in leaves]))
+
+
+# The guard's reasons, after the update metrics (sorted by name): see ``run_chunk``'s ``nonfinite_code``.
+GUARD_EXTRA = ("agent state (parameters/optimiser)", "train_return", "eval_return")
+SPECIAL_METRICS = ("train_return", "eval_return", "env_steps", "nonfinite_step", "nonfinite_code")
+
+
+def guard_names(metrics: dict) -> list[str]:
+    """Names behind ``nonfinite_code``, from the keys of a chunk's metrics."""
+    return sorted(k for k in metrics if k not in SPECIAL_METRICS) + list(GUARD_EXTRA)
+
+
 def run_keys_and_hp(config: TrainConfig):
-    """Flat run axis: (combo c, seed s) -> index c * seeds + s; every combo reuses the seeds' keys."""
+    """Flat run axis: (combo c, seed s) -> index c * seeds + s; every combo reuses the seeds' keys.
+
+    With ``config.seed_index = i`` only run i is kept: the same key and hyperparameters as run i of the
+    vmapped set. It is the same computation on a batch of one instead of N, which XLA may lay out
+    differently, so the two agree up to float drift. Measured on the CPU (jax 0.10.2, TD3 on
+    gymnax/Pendulum-v1, 32-32 networks, 3 seeds, 700 steps): bit-identical (max difference 0 on every
+    metric and every seed); tests/test_reliability.py checks it with rtol 1e-4. Drift, where it
+    appears, grows with training length as any float difference does in RL.
+    """
     combos, grid = sweep_grid(config.hp)
     seed_keys = jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
     n = len(combos)
     keys = jnp.tile(seed_keys, (n, 1))
     hp = {k: jnp.repeat(jnp.asarray(v), config.seeds) for k, v in grid.items()}
+    if config.seed_index is not None:
+        i = config.seed_index
+        keys = keys[i:i + 1]
+        hp = {k: v[i:i + 1] for k, v in hp.items()}
     return combos, keys, hp
 
 
@@ -272,29 +437,127 @@ def device_info() -> dict:
             "device_count": jax.device_count()}
 
 
+def jsonable(obj):
+    """Plain JSON types, with every non-finite float as None (so the file is valid JSON for any reader)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        return jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: str, obj):
-    """Atomic write: a reader never sees a half-written file."""
+    """Atomic write (a reader never sees a half-written file) of strict JSON: NaN/inf become null."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=lambda o: np.asarray(o).tolist())
+        json.dump(jsonable(obj), f, indent=2, allow_nan=False, default=lambda o: jsonable(np.asarray(o).tolist()))
     os.replace(tmp, path)
+
+
+def write_text(path: str, text: str):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _as_array(x):
+    """A JSON list back to an array (null -> NaN)."""
+    a = np.asarray(x)
+    return np.asarray(x, dtype=float) if a.dtype == object else a
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _leaf_hashes(tree) -> dict:
+    """sha256 of every array's bytes (with its dtype and shape), keyed by its path in the pytree."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+        out[jax.tree_util.keystr(path)] = h.hexdigest()
+    return out
+
+
+def _file_hashes(root: str) -> dict:
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            full = os.path.join(d, f)
+            rel = os.path.relpath(full, root)
+            if rel != MARKER:
+                out[rel] = _sha256_file(full)
+    return out
+
+
+def _json_norm(obj):
+    return json.loads(json.dumps(jsonable(obj)))
+
+
+def _flat_diff(old, new, prefix="") -> list[str]:
+    """``name: old -> new`` for every differing leaf of two JSON-like dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            name = f"{prefix}{k}"
+            if k not in old:
+                out.append(f"{name} (unset -> {new[k]!r})")
+            elif k not in new:
+                out.append(f"{name} ({old[k]!r} -> unset)")
+            else:
+                out.extend(_flat_diff(old[k], new[k], name + "."))
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')} ({old!r} -> {new!r})"]
+
+
+MARKER = "COMPLETE.json"
+RUN_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv", "learning_curve.png",
+             "checkpoint", "checkpoint.partial", "checkpoint.old")
+STATUSES = ("running", "finished", "failed", "interrupted")
+ON_NONFINITE = ("stop", "continue")
 
 
 class Runner:
     """Drives a vmapped (and, with several devices, sharded) run chunk by chunk.
 
     ``Runner(config, run_dir).run()`` trains all seeds and sweep combinations, writing into ``run_dir``:
-    config.json, meta.json (versions, device, compile and wall time), metrics.json and metrics.csv (per
-    run and evaluation point), learning_curve.png, and an orbax checkpoint after every
-    ``checkpoint_every`` chunks, from which ``run(resume=True)`` continues.
+    config.json, meta.json (status, versions, device, compile and wall time), metrics.json and
+    metrics.csv (per run and evaluation point; written with every checkpoint and at the end),
+    learning_curve.png, and an orbax checkpoint after every ``checkpoint_every`` chunks, from which
+    ``run(resume=True)`` continues.
+
+    ``overwrite``: a new run may replace the run files of a non-empty ``run_dir`` (else refused).
+    ``on_nonfinite``: "stop" (default) raises :class:`NonFiniteError` after the chunk in which any run
+    went NaN/inf; "continue" marks those runs failed and trains the others to the end.
+    ``allow_version_change``: resume although package versions differ (recorded in meta.json).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, checkpoint_every: int = 1,
-                 progress: bool = True, devices=None, agent_fn=None):
+                 progress: bool = True, devices=None, agent_fn=None, overwrite: bool = False,
+                 on_nonfinite: str = "stop", allow_version_change: bool = False):
         self.config = config.validate()
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite={on_nonfinite!r}; valid: {', '.join(ON_NONFINITE)}")
         self.run_dir = run_dir
         self.checkpoint_every = checkpoint_every
         self.progress = progress
+        self.overwrite = overwrite
+        self.on_nonfinite = on_nonfinite
+        self.allow_version_change = allow_version_change
+        self.resume_hint = "Runner(config, run_dir).run(resume=True)"  # the CLI puts its command line here
         self.env, self.agent, init, run_chunk, _ = make_functions(config, agent_fn)
         self._init_fn = init
         self.combos, self.keys, self.hp = run_keys_and_hp(config)
@@ -303,8 +566,120 @@ class Runner:
         self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
         self._chunk = jax.jit(jax.vmap(run_chunk), out_shardings=self.sharding, donate_argnums=0)
         self.compile_time = {}
+        self.failures: dict[int, dict] = {}
+        self._meta: dict = {}
+        self._interrupted = False
 
-    # -- state ------------------------------------------------------------------------------------
+    # -- identity -----------------------------------------------------------------------------------
+    def run_labels(self) -> list[tuple[int, int]]:
+        """(combo index, seed index) of each run of the flat axis."""
+        s = self.config.seeds
+        idx = [self.config.seed_index] if self.config.seed_index is not None else range(self.num_runs)
+        return [(i // s, i % s) for i in idx]
+
+    def _resolved(self, cfg: dict) -> dict:
+        """A stored or current config dict with the agent's defaults filled in (so that giving a value
+        equal to its default is the same run)."""
+        cfg = dict(cfg)
+        try:
+            defaults = dataclasses.asdict(agent_config(cfg.get("algo"), **cfg.get("agent", {})))
+            cfg["agent"] = _json_norm({**defaults, **cfg.get("agent", {})})
+        except (ValueError, TypeError):
+            pass
+        cfg["hp"] = _json_norm({**dict(self.agent.default_hp or {}), **cfg.get("hp", {})})
+        cfg.setdefault("seed_index", None)
+        return cfg
+
+    def identity(self) -> dict:
+        return {"config": _json_norm(dataclasses.asdict(self.config)), "sweep": _json_norm(self.combos),
+                "versions": package_versions()}
+
+    def check_resume(self) -> dict:
+        """Compare this run's identity with the stored one; raise a one-line :class:`ConfigMismatch`
+        naming every difference. Returns the stored meta.json (or {})."""
+        d = self.run_dir
+        cfg_path = os.path.join(d, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise CheckpointMissing(f"no checkpoint to resume from in {d!r}: no config.json there (not a run "
+                                    "directory, or a run that never started); start it without --resume")
+        stored = self._read_json(cfg_path)
+        meta_path = os.path.join(d, "meta.json")
+        meta = self._read_json(meta_path) if os.path.isfile(meta_path) else {}
+        mine = self.identity()
+        diffs = _flat_diff(self._resolved(stored), self._resolved(mine["config"]))
+        if not diffs and "sweep" in meta and _json_norm(meta["sweep"]) != mine["sweep"]:
+            diffs.append(f"sweep ({meta['sweep']!r} -> {mine['sweep']!r})")
+        if diffs:
+            raise ConfigMismatch(f"cannot resume {d}: the config differs from the stored run's in "
+                                 f"{'; '.join(diffs)}; resume with the stored settings (config.json), or start a "
+                                 "new run (another --run-dir, or --overwrite)")
+        old_v = meta.get("versions")
+        vdiff = (_flat_diff(old_v, mine["versions"]) if old_v is not None
+                 else ["(not recorded: meta.json missing or without versions)"])
+        if vdiff and not self.allow_version_change:
+            raise ConfigMismatch(f"cannot resume {d}: package versions differ from the stored run's: "
+                                 f"{'; '.join(vdiff)}; pass --allow-version-change (allow_version_change=True) to "
+                                 "resume anyway (it is recorded in meta.json)")
+        self._version_change = vdiff
+        return meta
+
+    @staticmethod
+    def _read_json(path: str):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read {path}: {cli.one_line(e)}") from None
+
+    # -- run directory ------------------------------------------------------------------------------
+    def check_run_dir(self, resume: bool):
+        """Refuse an unusable run directory before anything is compiled or written."""
+        d = self.run_dir
+        if d is None:
+            if resume:
+                raise CheckpointMissing("no checkpoint to resume from: resume needs a run_dir")
+            return
+        if os.path.exists(d) and not os.path.isdir(d):
+            raise RunDirError(f"run directory {d!r} exists and is not a directory; choose another --run-dir")
+        probe = os.path.abspath(d)
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe):
+            raise RunDirError(f"cannot create run directory {d!r}: {probe!r} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise RunDirError(f"cannot write run directory {d!r}: {probe!r} is not writable; choose another --run-dir")
+        if resume:
+            return
+        entries = sorted(os.listdir(d)) if os.path.isdir(d) else []
+        if entries and not self.overwrite:
+            status = ""
+            if os.path.isfile(os.path.join(d, "meta.json")):
+                with contextlib.suppress(Exception):
+                    status = f" (a {self._read_json(os.path.join(d, 'meta.json')).get('status', 'earlier')} run)"
+            raise RunDirError(f"run directory {d!r} is not empty{status}: {', '.join(entries[:5])}"
+                              f"{', ...' if len(entries) > 5 else ''}; pass --resume to continue it, --overwrite "
+                              "to replace it, or choose another --run-dir")
+
+    def _clear_run_files(self):
+        d = self.run_dir
+        if not os.path.isdir(d):
+            return
+        for name in os.listdir(d):
+            full = os.path.join(d, name)
+            if name in RUN_FILES or ".tmp" in name:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                else:
+                    os.remove(full)
+
+    def _write_meta(self, status: str, **extra):
+        assert status in STATUSES
+        self._meta.update(extra)
+        self._meta.update(status=status, updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if self.run_dir:
+            write_json(os.path.join(self.run_dir, "meta.json"), self._meta)
+
+    # -- state --------------------------------------------------------------------------------------
     def init_state(self):
         t = time.perf_counter()
         args = shard_runs((self.keys, self.hp), self.sharding)
@@ -316,16 +691,25 @@ class Runner:
         return os.path.join(os.path.abspath(self.run_dir), "checkpoint")
 
     def save(self, run, chunk_idx: int, history: list):
+        """Write ``checkpoint.partial`` whole (orbax state, progress.json, then COMPLETE.json with the
+        sha256 of every file and array), then swap it in: checkpoint -> checkpoint.old,
+        checkpoint.partial -> checkpoint. A kill at any moment leaves a complete checkpoint somewhere."""
         import orbax.checkpoint as ocp
 
         final = self._ckpt_dir()
         tmp = final + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        ckpt = ocp.StandardCheckpointer()
-        ckpt.save(os.path.join(tmp, "state"), run)
-        ckpt.wait_until_finished()
-        write_json(os.path.join(tmp, "progress.json"), {"chunk": chunk_idx, "history": history})
-        # Swap in the complete checkpoint; an interrupted save leaves the previous one intact.
+        self._ckptr = ckpt = ocp.StandardCheckpointer()
+        try:
+            ckpt.save(os.path.join(tmp, "state"), run)
+            ckpt.wait_until_finished()
+        finally:
+            ckpt.close()
+            self._ckptr = None
+        write_json(os.path.join(tmp, "progress.json"),
+                   {"chunk": chunk_idx, "history": history, "failures": self.failures})
+        write_json(os.path.join(tmp, MARKER), {"format": 1, "chunk": chunk_idx, "files": _file_hashes(tmp),
+                                               "leaves": _leaf_hashes(run)})
         old = final + ".old"
         shutil.rmtree(old, ignore_errors=True)
         if os.path.exists(final):
@@ -333,96 +717,319 @@ class Runner:
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
 
+    def find_checkpoint(self) -> tuple[str, dict]:
+        """The newest complete checkpoint among checkpoint, checkpoint.partial, checkpoint.old."""
+        final = self._ckpt_dir()
+        found, present = [], []
+        for path in (final, final + ".partial", final + ".old"):
+            if not os.path.exists(path):
+                continue
+            present.append(os.path.basename(path))
+            if os.path.isfile(os.path.join(path, MARKER)):
+                marker = self._read_json(os.path.join(path, MARKER))
+                if not isinstance(marker, dict) or not {"chunk", "files", "leaves"} <= set(marker):
+                    raise CheckpointError(f"checkpoint marker {os.path.join(path, MARKER)} is malformed")
+                found.append((marker["chunk"], -len(found), path, marker))
+        if not found:
+            what = (f" ({', '.join(present)} present but without {MARKER}: a save that did not finish)"
+                    if present else "")
+            raise CheckpointMissing(f"no checkpoint to resume from in {self.run_dir!r}{what}; start it again "
+                                    "with --overwrite")
+        _, _, path, marker = max(found)
+        return path, marker
+
     def restore(self):
+        """Restore the newest complete checkpoint, checking the sha256 of every file and array first.
+        Returns (run state, chunk, history); a mismatch is a one-line :class:`CheckpointError`."""
         import orbax.checkpoint as ocp
 
-        final = self._ckpt_dir()
-        if not os.path.exists(os.path.join(final, "progress.json")):
-            raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir!r}")
+        path, marker = self.find_checkpoint()
+        self._restored_from = path
+        name = os.path.relpath(path, os.path.abspath(self.run_dir))
+        for rel, digest in sorted(marker["files"].items()):
+            full = os.path.join(path, rel)
+            if not os.path.isfile(full):
+                raise CheckpointError(f"checkpoint file {os.path.join(name, rel)} is missing")
+            if _sha256_file(full) != digest:
+                raise CheckpointError(f"checkpoint file {os.path.join(name, rel)} does not match its recorded "
+                                      f"sha256 (corrupted on disk); refusing to resume from it")
         abstract = jax.eval_shape(jax.vmap(self._init_fn), self.keys, self.hp)
         if self.sharding is not None:
             abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding), abstract)
-        run = ocp.StandardCheckpointer().restore(os.path.join(final, "state"), abstract)
-        with open(os.path.join(final, "progress.json")) as f:
-            prog = json.load(f)
-        return run, prog["chunk"], prog["history"]
+        try:
+            with ocp.StandardCheckpointer() as ckpt:
+                run = ckpt.restore(os.path.join(path, "state"), abstract)
+        except Exception as e:  # orbax/tensorstore errors are long; the first line names the cause
+            raise CheckpointError(f"cannot read checkpoint {name}: {cli.one_line(str(e).splitlines()[0] if str(e) else e)[:300]}") from None
+        leaves = _leaf_hashes(run)
+        if set(leaves) != set(marker["leaves"]):
+            raise CheckpointError(f"checkpoint {name} holds other arrays than recorded: "
+                                  f"{sorted(set(leaves) ^ set(marker['leaves']))[:3]}")
+        for leaf, digest in leaves.items():
+            if marker["leaves"][leaf] != digest:
+                raise CheckpointError(f"checkpoint {name}: array {leaf} does not match its recorded sha256 "
+                                      "(corrupted); refusing to resume from it")
+        prog = self._read_json(os.path.join(path, "progress.json"))
+        if prog.get("chunk") != marker["chunk"]:
+            raise CheckpointError(f"checkpoint {name}: progress.json says chunk {prog.get('chunk')}, "
+                                  f"{MARKER} says {marker['chunk']}")
+        self.failures = {int(k): v for k, v in prog.get("failures", {}).items()}
+        history = [{k: _as_array(v).tolist() for k, v in h.items()} for h in prog["history"]]
+        return run, prog["chunk"], history
 
-    # -- driving ----------------------------------------------------------------------------------
+    def _promote(self, path: str):
+        """After resuming from checkpoint.partial / .old, make it ``checkpoint`` again (drop the rest)."""
+        final = self._ckpt_dir()
+        if path != final:
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(path, final)
+        for other in (final + ".partial", final + ".old"):
+            shutil.rmtree(other, ignore_errors=True)
+
+    # -- SIGINT -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _sigint(self):
+        """First SIGINT: finish the chunk and its checkpoint, then stop. Second: abandon at once."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # -- driving ------------------------------------------------------------------------------------
     def run(self, resume: bool = False, stop_after: int | None = None):
         """Train to the end (or for ``stop_after`` chunks). Returns (final state, metrics dict of
-        arrays shaped [num_runs, num_evals])."""
+        arrays shaped [num_runs, num_evals]).
+
+        Raises a :class:`RunError` (one-line message) for a refused run directory or resume, a bad
+        checkpoint, a non-finite run (``on_nonfinite="stop"``) or SIGINT (:class:`Interrupted`)."""
+        with self._sigint():
+            return self._run(resume, stop_after)
+
+    def _run(self, resume, stop_after):
         from tqdm import tqdm
 
         cfg = self.config
         t_start = time.perf_counter()
-        if self.run_dir:
-            os.makedirs(self.run_dir, exist_ok=True)
-            write_json(os.path.join(self.run_dir, "config.json"), dataclasses.asdict(cfg))
+        # 1. Everything that can refuse the run, before compiling or writing anything.
+        self.check_run_dir(resume)
+        self._version_change = []
+        meta = self.check_resume() if resume else {}
         if resume:
-            run, start, history = self.restore()
+            has_ckpt = any(os.path.exists(self._ckpt_dir() + s) for s in ("", ".partial", ".old"))
+            if has_ckpt:
+                run, start, history = self.restore()
+            else:  # config.json written, stopped before the first checkpoint: start from scratch
+                self._restored_from = None
+                run, start, history = self.init_state(), 0, []
         else:
+            self.failures = {}
             run, start, history = self.init_state(), 0, []
-        t = time.perf_counter()
-        chunk_fn = self._chunk.lower(run).compile()
-        self.compile_time["chunk"] = time.perf_counter() - t
         end = cfg.num_chunks if stop_after is None else min(cfg.num_chunks, start + stop_after)
+        # 2. Compile the chunk (the long part), still without writing.
+        if start < end:
+            t = time.perf_counter()
+            chunk_fn = self._chunk.lower(run).compile()
+            self.compile_time["chunk"] = time.perf_counter() - t
+        # 3. Now the run directory.
+        if self.run_dir:
+            if resume:
+                self._meta = meta
+                self._meta.setdefault("resumes", []).append(
+                    {"from_chunk": start, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "checkpoint": os.path.basename(self._restored_from) if self._restored_from else None})
+                if self._version_change:
+                    self._meta.setdefault("version_changes", []).append(
+                        {"at_chunk": start, "changes": self._version_change})
+                self._meta["versions"] = package_versions()
+                self._write_meta("running", compile_time_s=self.compile_time)
+                if self._restored_from:
+                    self._promote(self._restored_from)
+            else:
+                if self.overwrite:
+                    self._clear_run_files()
+                os.makedirs(self.run_dir, exist_ok=True)
+                write_json(os.path.join(self.run_dir, "config.json"), dataclasses.asdict(cfg))
+                self._meta = {"config": dataclasses.asdict(cfg), "versions": package_versions(),
+                              "device": device_info(), "num_runs": self.num_runs, "sweep": self.combos,
+                              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                self._write_meta("running", compile_time_s=self.compile_time, chunks_done=0)
         bar = tqdm(total=cfg.num_chunks, initial=start, disable=not self.progress, unit="chunk",
                    desc=f"{cfg.algo} {cfg.env}", file=sys.stderr)
         steps_per_chunk = cfg.eval_every * cfg.evals_per_chunk * self.num_runs
         train_time = 0.0
-        for i in range(start, end):
-            t = time.perf_counter()
-            run, m = chunk_fn(run)
-            m = jax.device_get(m)
-            dt = time.perf_counter() - t
-            train_time += dt
-            history.append({k: np.asarray(v).tolist() for k, v in m.items()})
-            bar.set_postfix(sps=f"{steps_per_chunk / dt:,.0f}", ret=f"{np.mean(m['eval_return'][:, -1]):.1f}")
-            bar.update(1)
-            if self.run_dir and ((i + 1) % self.checkpoint_every == 0 or i + 1 == end):
-                self.save(run, i + 1, history)
+        saved = start
+        i = start
+        try:
+            if self._interrupted:
+                raise Interrupted(self._interrupt_message(saved))
+            for i in range(start, end):
+                t = time.perf_counter()
+                run, m = chunk_fn(run)
+                m = jax.device_get(m)
+                dt = time.perf_counter() - t
+                train_time += dt
+                new_failures = self._check_finite(m, i)
+                m.pop("nonfinite_code", None)
+                history.append({k: np.asarray(v).tolist() for k, v in m.items()})
+                last = np.asarray(m["eval_return"])[:, -1]
+                last = last[np.isfinite(last)]
+                bar.set_postfix(sps=f"{steps_per_chunk / dt:,.0f}", ret=f"{last.mean() if last.size else float('nan'):.1f}")
+                bar.update(1)
+                if new_failures:
+                    bar.clear()
+                    if self.on_nonfinite == "stop" or len(self.failures) == self.num_runs:
+                        raise NonFiniteError(self._failure_message(), self.failures)
+                    for r in sorted(new_failures):
+                        sys.stderr.write(f"warning: {self._failure_line(r)}; run marked failed, the others go on\n")
+                if self.run_dir and ((i + 1) % self.checkpoint_every == 0 or i + 1 == end or self._interrupted):
+                    self.save(run, i + 1, history)
+                    saved = i + 1
+                    self._write_metrics(self.stack(history))
+                    self._write_meta("running", chunks_done=saved)
+                if self._interrupted and i + 1 < end:
+                    raise Interrupted(self._interrupt_message(saved))
+        except (KeyboardInterrupt, Interrupted) as e:
+            bar.close()
+            self._abandon_partial()
+            if self.run_dir:
+                self._finish_meta("interrupted", t_start, train_time, i - start, chunks_done=saved)
+            if isinstance(e, Interrupted):
+                raise
+            raise Interrupted(self._interrupt_message(saved)) from None
+        except BaseException as e:
+            bar.close()
+            if self.run_dir:
+                if history:
+                    self._write_metrics(self.stack(history))
+                self._finish_meta("failed", t_start, train_time, i - start, chunks_done=saved,
+                                  error=cli.one_line(f"{type(e).__name__}: {e}"))
+            raise
         bar.close()
         metrics = self.stack(history)
         if self.run_dir:
-            self.write_results(metrics, time.perf_counter() - t_start, train_time, end - start)
+            self._write_metrics(metrics, plot=True)
+            status = "finished" if end == cfg.num_chunks else "interrupted"
+            self._finish_meta(status, t_start, train_time, end - start, chunks_done=end)
         return run, metrics
 
+    def _interrupt_message(self, saved: int) -> str:
+        if saved == 0 and not (self.run_dir and os.path.exists(self._ckpt_dir())):
+            return ("interrupted before the first checkpoint; nothing to resume yet, resume restarts from the "
+                    f"beginning: {self.resume_hint}")
+        return f"interrupted after chunk {saved}; resume with: {self.resume_hint}"
+
+    def _abandon_partial(self):
+        """Drop a checkpoint.partial without its marker (a save cut short); complete ones stay."""
+        ck = getattr(self, "_ckptr", None)
+        if ck is not None:
+            with contextlib.suppress(BaseException):
+                ck.close()
+        if self.run_dir:
+            tmp = self._ckpt_dir() + ".partial"
+            if os.path.isdir(tmp) and not os.path.isfile(os.path.join(tmp, MARKER)):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _finish_meta(self, status, t_start, train_time, chunks_run, **extra):
+        cfg = self.config
+        steps = chunks_run * cfg.eval_every * cfg.evals_per_chunk * self.num_runs
+        self._write_meta(status, wall_time_s=time.perf_counter() - t_start, compile_time_s=self.compile_time,
+                         train_time_s=train_time, env_steps_per_s=steps / max(train_time, 1e-9),
+                         failed_runs={str(k): v for k, v in sorted(self.failures.items())}, **extra)
+
+    # -- non-finite guard ---------------------------------------------------------------------------
+    def _check_finite(self, m: dict, chunk: int) -> dict:
+        """Record runs whose first non-finite value appeared in this chunk. Returns the new ones."""
+        names = guard_names(m)
+        steps = np.asarray(m["nonfinite_step"])
+        codes = np.asarray(m["nonfinite_code"])
+        new = {}
+        for r in range(steps.shape[0]):
+            if r in self.failures:
+                continue
+            hit = np.nonzero(steps[r] >= 0)[0]
+            if hit.size:
+                e = hit[0]
+                combo, seed = self.run_labels()[r]
+                new[r] = {"step": int(steps[r, e]), "metric": names[int(codes[r, e])], "chunk": chunk + 1,
+                          "seed": seed, "combo": self.combos[combo]}
+        self.failures.update(new)
+        return new
+
+    def _run_name(self, r: int) -> str:
+        combo, seed = self.run_labels()[r]
+        extra = ", ".join(f"{k}={v:g}" for k, v in self.combos[combo].items() if isinstance(v, (int, float)))
+        return f"run {r} (seed {seed}{', ' + extra if extra and len(self.combos) > 1 else ''})"
+
+    def _failure_line(self, r: int) -> str:
+        f = self.failures[r]
+        return f"{self._run_name(r)} went non-finite: {f['metric']} at env step {f['step']}"
+
+    def _failure_message(self) -> str:
+        first = min(self.failures, key=lambda r: (self.failures[r]["step"], r))
+        more = len(self.failures) - 1
+        return (f"{self._failure_line(first)}{f' (and {more} more run(s))' if more else ''}; stopped, status "
+                "failed (--on-nonfinite=continue keeps the other runs going)")
+
+    # -- results ------------------------------------------------------------------------------------
     @staticmethod
     def stack(history):
         if not history:
             return {}
         keys = history[0].keys()
-        return {k: np.concatenate([np.asarray(h[k]) for h in history], axis=1) for k in keys}
+        return {k: np.concatenate([_as_array(h[k]) for h in history], axis=1) for k in keys}
 
-    def write_results(self, metrics, wall, train_time, chunks_run):
+    def _write_metrics(self, metrics, plot: bool = False):
+        if not metrics:
+            return
         cfg = self.config
-        steps = chunks_run * cfg.eval_every * cfg.evals_per_chunk * self.num_runs
-        write_json(os.path.join(self.run_dir, "meta.json"), {
-            "config": dataclasses.asdict(cfg), "versions": package_versions(), "device": device_info(),
-            "wall_time_s": wall, "compile_time_s": self.compile_time, "train_time_s": train_time,
-            "env_steps_per_s": steps / max(train_time, 1e-9), "num_runs": self.num_runs,
-            "sweep": self.combos})
-        write_json(os.path.join(self.run_dir, "metrics.json"),
-                   {"runs": [{"combo": self.combos[i // cfg.seeds], "seed": i % cfg.seeds} for i in range(self.num_runs)],
-                    **{k: v for k, v in metrics.items()}})
+        labels = self.run_labels()
+        runs = []
+        for r, (c, s) in enumerate(labels):
+            f = self.failures.get(r)
+            runs.append({"combo": self.combos[c], "seed": s, "status": "failed" if f else "ok",
+                         "nonfinite": ({"step": f["step"], "metric": f["metric"]} if f else None)})
+        write_json(os.path.join(self.run_dir, "metrics.json"), {"runs": runs, **metrics})
         names = sorted(metrics)
         lines = ["combo,seed,eval_index," + ",".join(names)]
-        for r in range(self.num_runs):
+        for r, (c, s) in enumerate(labels):
             for e in range(metrics["eval_return"].shape[1]):
                 vals = ",".join(f"{float(metrics[k][r, e]):.6g}" for k in names)
-                lines.append(f"{r // cfg.seeds},{r % cfg.seeds},{e},{vals}")
-        tmp = os.path.join(self.run_dir, "metrics.csv.tmp")
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, os.path.join(self.run_dir, "metrics.csv"))
-        from metarl.plots import learning_curve
+                lines.append(f"{c},{s},{e},{vals}")
+        write_text(os.path.join(self.run_dir, "metrics.csv"), "\n".join(lines) + "\n")
+        if plot:
+            from metarl.plots import learning_curve
 
-        learning_curve(metrics, cfg, self.combos, os.path.join(self.run_dir, "learning_curve.png"))
+            if cfg.seed_index is None:
+                learning_curve(metrics, cfg, self.combos, os.path.join(self.run_dir, "learning_curve.png"))
+            else:
+                learning_curve(metrics, dataclasses.replace(cfg, seeds=1), [self.combos[labels[0][0]]],
+                               os.path.join(self.run_dir, "learning_curve.png"))
+
+    def write_results(self, metrics, wall, train_time, chunks_run):
+        """Write metrics.json/csv, the plot and meta.json (status finished) for ``metrics``."""
+        self._write_metrics(metrics, plot=True)
+        self._finish_meta("finished", time.perf_counter() - wall, train_time, chunks_run)
 
 
 # ----------------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------------
+PROG = "python -m metarl.train"
+_BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
 def _parse_value(s: str):
     for cast in (int, float):
         try:
@@ -434,26 +1041,89 @@ def _parse_value(s: str):
     return s
 
 
+def _parse_field(algo: str, name: str, value: str, tp):
+    """One agent-config override from text, by the field's declared type."""
+    def bad():
+        return ValueError(f"--set {name}={value}: invalid value for {algo}'s {name}; it takes {_type_name(tp)}")
+
+    if tp is bool:
+        if value.lower() not in _BOOL:
+            raise bad()
+        return _BOOL[value.lower()]
+    if tp is int:
+        try:
+            v = int(value)
+        except ValueError:
+            raise bad() from None
+        if v < 1:
+            raise bad()
+        return v
+    if typing.get_origin(tp) is not None and typing.get_args(tp) and typing.get_args(tp)[0] is int:
+        try:
+            v = tuple(int(x) for x in value.split(","))
+        except ValueError:
+            raise bad() from None
+        if not v or min(v) < 1:
+            raise bad()
+        return v
+    return _parse_value(value)
+
+
+# Ranges of the numeric hyperparameters the CLI checks (name suffix or name -> (low, high, inclusive?)).
+_HP_RANGES = {"gamma": (0.0, 1.0, "[0, 1]"), "tau": (0.0, 1.0, "(0, 1]")}
+
+
+def _check_hp_range(name: str, v: float, text: str):
+    if not math.isfinite(v):
+        raise ValueError(f"--set {name}={text}: {name} must be a finite number")
+    if name.endswith("_lr") or name == "init_alpha":
+        if v <= 0:
+            raise ValueError(f"--set {name}={text}: {name} must be > 0")
+    elif name == "gamma":
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"--set {name}={text}: gamma must be in [0, 1]")
+    elif name == "tau":
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"--set {name}={text}: tau must be in (0, 1]")
+    elif v < 0:
+        raise ValueError(f"--set {name}={text}: {name} must be >= 0")
+
+
 def parse_overrides(items: list[str], algo: str) -> tuple[dict, dict]:
-    """``name=value`` or ``name=v1,v2`` -> (numeric hp dict, static agent-config dict)."""
+    """``name=value`` or ``name=v1,v2`` -> (numeric hp dict, static agent-config dict).
+
+    A hyperparameter given as a comma list is a vmapped sweep (``critic_lr=1e-3,3e-4``); an agent
+    config field is type-checked against its dataclass (``actor_hidden=64,64``, ``batch_size=256``).
+    Two overrides are two ``--set`` (or one ``--set "a=1;b=2"``); ``a=1,b=2`` is refused as ambiguous.
+    A name given again replaces its earlier value."""
     hp_names = set(make_agent_defaults(algo))
-    agent_names = {f.name for f in dataclasses.fields(OFF_POLICY[algo][1])}
+    types = _agent_field_types(algo)
     hp, agent = {}, {}
     for item in items:
         name, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"override {item!r} must look like name=value")
+        name, value = name.strip(), value.strip()
+        if not eq or not name or not value:
+            raise ValueError(f"--set {item!r} must look like name=value (e.g. --set critic_lr=3e-4)")
+        if "=" in value:
+            raise ValueError(f"--set {item!r} looks like two overrides; use --set twice (--set "
+                             f"{item.split(',')[0]} --set {item.split(',', 1)[1]}) or --set \"a=1;b=2\"")
+        hp.pop(name, None), agent.pop(name, None)  # given again: the last one counts (as for every option)
         if name in hp_names:
-            vals = [float(v) for v in value.split(",")]
+            vals = []
+            for v in value.split(","):
+                try:
+                    x = float(v)
+                except ValueError:
+                    raise ValueError(f"--set {name}={value}: {v!r} is not a number; {name} takes a number "
+                                     "(a comma list of numbers is a sweep)") from None
+                _check_hp_range(name, x, v)
+                vals.append(x)
             hp[name] = vals if len(vals) > 1 else vals[0]
-        elif name in agent_names:
-            if "," in value:
-                agent[name] = tuple(_parse_value(v) for v in value.split(","))
-            else:
-                agent[name] = _parse_value(value)
+        elif name in types:
+            agent[name] = _parse_field(algo, name, value, types[name])
         else:
             raise ValueError(f"unknown override {name!r} for {algo}; hyperparameters: {', '.join(sorted(hp_names))}; "
-                             f"config fields: {', '.join(sorted(agent_names))}")
+                             f"config fields: {', '.join(sorted(types))}")
     return hp, agent
 
 
@@ -466,45 +1136,105 @@ def make_agent_defaults(algo: str) -> dict:
     return SAC_HP if algo == "sac" else TD3_HP
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m metarl.train", description="Train an off-policy agent on any env.")
-    p.add_argument("--algo", default="td3", help=f"one of {', '.join(OFF_POLICY)}")
-    p.add_argument("--env", default="gymnax/Pendulum-v1", help="e.g. brax/hopper, gymnax/Pendulum-v1")
-    p.add_argument("--backend", default="positional", help=f"Brax backend: {', '.join(envs.BRAX_BACKENDS)}")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20_000, help="environment steps per run, warm-up included")
-    p.add_argument("--learning-starts", type=int, default=1_000)
-    p.add_argument("--eval-every", type=int, default=1_000)
-    p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--evals-per-chunk", type=int, default=1)
-    p.add_argument("--updates-per-step", type=int, default=1)
-    p.add_argument("--max-episode-steps", type=int, default=None)
+def _check_env_name(name: str, backend: str):
+    """The env id and Brax backend, checked by name (nothing is built)."""
+    source, _, env_name = name.partition("/")
+    if source not in envs.SOURCES or not env_name:
+        raise ValueError(f"--env {name!r}: names are '<source>/<env>' with source one of {', '.join(envs.SOURCES)} "
+                         "(e.g. gymnax/Pendulum-v1, brax/hopper); --list-envs lists all")
+    valid = {"brax": envs.brax_names, "gymnax": envs.gymnax_names, "jumanji": lambda: list(envs.JUMANJI_NAMES)}[source]()
+    if env_name not in valid:
+        import difflib
+
+        close = difflib.get_close_matches(env_name, valid, n=3)
+        hint = f"did you mean {', '.join(source + '/' + c for c in close)}? " if close else ""
+        raise ValueError(f"--env {name!r}: unknown {source} environment; {hint}valid: "
+                         f"{', '.join(source + '/' + v for v in valid[:6])}, ... ({len(valid)} in all; "
+                         "--list-envs lists them)")
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog=PROG, description="Train an off-policy agent on any env.",
+        epilog="Several overrides: --set actor_lr=3e-4 --set critic_lr=3e-4, or --set \"actor_lr=3e-4;critic_lr=3e-4\". "
+               "A comma list is a sweep of ONE name (--set critic_lr=1e-3,3e-4) or a tuple field "
+               "(--set actor_hidden=64,64). Exit status: 0 done, 1 failed (non-finite values, bad checkpoint), "
+               "2 bad input or refused directory/resume, 130 interrupted.")
+    p.add_argument("--algo", default="td3", choices=tuple(OFF_POLICY), help=f"one of {', '.join(OFF_POLICY)}")
+    p.add_argument("--env", default="gymnax/Pendulum-v1", help="e.g. brax/hopper, gymnax/Pendulum-v1 (--list-envs)")
+    p.add_argument("--list-envs", action="store_true", help="print every valid --env and exit")
+    p.add_argument("--backend", default="positional", choices=tuple(envs.BRAX_BACKENDS),
+                   help=f"Brax backend: {', '.join(envs.BRAX_BACKENDS)}")
+    p.add_argument("--seeds", type=cli.positive_int, default=1)
+    p.add_argument("--seed", type=cli.nonneg_int, default=0)
+    p.add_argument("--seed-index", type=cli.nonneg_int, default=None,
+                   help="run only run i of the vmapped set (seed i without a sweep), with its key and "
+                        "hyperparameters; see metarl.train.run_keys_and_hp for how closely it matches")
+    p.add_argument("--steps", type=cli.positive_int, default=20_000, help="environment steps per run, warm-up included")
+    p.add_argument("--learning-starts", type=cli.nonneg_int, default=1_000)
+    p.add_argument("--eval-every", type=cli.positive_int, default=1_000)
+    p.add_argument("--eval-episodes", type=cli.positive_int, default=5)
+    p.add_argument("--evals-per-chunk", type=cli.positive_int, default=1)
+    p.add_argument("--updates-per-step", type=cli.positive_int, default=1)
+    p.add_argument("--buffer-size", type=cli.positive_int, default=1_000_000)
+    p.add_argument("--max-episode-steps", type=cli.positive_int, default=None)
     p.add_argument("--normalize-obs", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="NAME=V[,V2]",
-                   help="hyperparameter (a list is a vmapped sweep) or agent config field (e.g. actor_hidden=64,64)")
+                   help="hyperparameter (a comma list is a vmapped sweep) or agent config field "
+                        "(e.g. actor_hidden=64,64); repeat --set for several, or separate them with ';' "
+                        "(a name given again: the last value counts)")
     p.add_argument("--run-dir", default=None, help="default: runs/<algo>-<env>")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run directory's run (same settings only)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run files of a non-empty --run-dir")
+    p.add_argument("--allow-version-change", action="store_true",
+                   help="with --resume: go on although package versions differ (recorded in meta.json)")
+    p.add_argument("--on-nonfinite", default="stop", choices=ON_NONFINITE,
+                   help="a run going NaN/inf: stop everything (default) or mark it failed and continue the others")
+    p.add_argument("--checkpoint-every", type=cli.positive_int, default=1, help="chunks between checkpoints")
     p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    from metarl import enable_compilation_cache
+    return p
 
-    enable_compilation_cache()
-    items = [x for s in a.set for x in s.split(";") if x]
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.list_envs:
+        print("\n".join(envs.registered()))
+        return
+    if a.resume and a.overwrite:
+        cli.fail(PROG, "--resume and --overwrite exclude each other")
+    items = [x for s in a.set for x in s.split(";") if x.strip()]
+    run_dir = a.run_dir or os.path.join("runs", f"{a.algo}-{a.env.replace('/', '_')}")
     try:
+        _check_env_name(a.env, a.backend)
         hp, agent = parse_overrides(items, a.algo)
         cfg = TrainConfig(algo=a.algo, env=a.env, backend=a.backend, seeds=a.seeds, seed=a.seed, total_steps=a.steps,
                           learning_starts=a.learning_starts, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
                           evals_per_chunk=a.evals_per_chunk, updates_per_step=a.updates_per_step,
-                          max_episode_steps=a.max_episode_steps, normalize_obs=a.normalize_obs, agent=agent, hp=hp)
+                          buffer_size=a.buffer_size, max_episode_steps=a.max_episode_steps,
+                          normalize_obs=a.normalize_obs, agent=agent, hp=hp, seed_index=a.seed_index)
         cfg.validate()
-    except ValueError as e:
-        p.error(str(e))
-    run_dir = a.run_dir or os.path.join("runs", f"{a.algo}-{a.env.replace('/', '_')}")
-    runner = Runner(cfg, run_dir, progress=not a.no_progress)
-    _, metrics = runner.run(resume=a.resume)
-    final = metrics["eval_return"][:, -1]
-    print(f"final eval return per run: {np.round(final, 1).tolist()}  (mean {final.mean():.1f})")
+        runner = Runner(cfg, run_dir, progress=not a.no_progress, checkpoint_every=a.checkpoint_every,
+                        overwrite=a.overwrite, on_nonfinite=a.on_nonfinite,
+                        allow_version_change=a.allow_version_change)
+        runner.check_run_dir(a.resume)
+    except (ValueError, TypeError, RunError) as e:
+        cli.fail(PROG, e, getattr(e, "exit_code", 2))
+    resume_argv = [x for x in argv if x != "--overwrite"] + ([] if a.resume else ["--resume"])
+    runner.resume_hint = f"{PROG} {shlex.join(resume_argv)}"
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()
+    try:
+        _, metrics = runner.run(resume=a.resume)
+    except RunError as e:
+        cli.fail(PROG, e, e.exit_code)
+    except KeyboardInterrupt:  # a second SIGINT while compiling: nothing was written yet
+        cli.fail(PROG, "interrupted before the run started; nothing was written", 130)
+    final = metrics["eval_return"][:, -1] if metrics else np.zeros(0)
+    failed = f"; {len(runner.failures)} of {runner.num_runs} run(s) failed (non-finite)" if runner.failures else ""
+    print(f"final eval return per run: {[None if not np.isfinite(x) else round(float(x), 1) for x in final]}{failed}")
     print(f"compile time: {runner.compile_time}; results in {run_dir}")
 
 

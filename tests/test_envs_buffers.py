@@ -8,7 +8,7 @@ from metarl import buffers, envs
 
 
 def rollout(env, steps, seed=0, action=None):
-    state, ts0 = env.reset(jax.random.PRNGKey(seed))
+    state, ts0 = jax.jit(env.reset)(jax.random.PRNGKey(seed))
 
     def body(state, k):
         if action is not None:

@@ -313,15 +313,21 @@ def test_tabular_meta_loss_goes_below_zero_early(tabular):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Fig. 6 claim (i) does not reproduce: DDPG-MC's L_critic is not consistently "
-                                       "lower than DDPG's at the same step over seeds (see README, meta-critic)")
-def test_tabular_mc_reaches_lower_critic_loss(tabular):
-    """Fig. 6 (i): DDPG-MC reaches a lower L_critic (= -Q(s, pi(s)) under each run's own critic) than DDPG
-    at the same update step. Over seeds: lower on the seed average AND in at least 80% of the seeds, over
-    the last 10% of the updates (a mean alone can flip sign with one seed)."""
+def test_tabular_critic_loss_claim_gets_an_interval_verdict(tabular):
+    """Fig. 6 (i), "DDPG-MC reaches a lower L_critic": not asserted either way. MC is lower in 11 of 15
+    seeds (under AVX-512 and AVX alike), one seed short of the old strict-xfail's 80% bar, so neither a
+    pass nor a strict xfail is stable across CPUs and seed sets. The summary carries the verdict from the
+    interval of P(MC higher than DDPG) over the per-seed values (0.52 [0.31, 0.73]: inconclusive at this
+    scale), which the benchmark reports; this test checks that verdict is computed correctly."""
     traces, summary = tabular
-    ddpg, mc = summary["L_critic_last10pct"]
-    assert mc < ddpg and summary["L_critic_last10pct_mc_lower_seeds"] >= 0.8 * summary["seeds"], summary
+    c = summary["L_critic_claim"]
+    last = traces["L_critic"][:, :, -max(traces["L_critic"].shape[-1] // 10, 1):].mean(-1)  # [variant, seed]
+    p_higher = np.mean((last[1][:, None] > last[0][None, :]) + 0.5 * (last[1][:, None] == last[0][None, :]))
+    np.testing.assert_allclose(c["p_improvement"], p_higher, rtol=1e-12)
+    lo, hi = c["p_improvement_ci"]
+    assert lo <= c["p_improvement"] <= hi
+    want = ("reproduces" if hi < 0.5 else "contradicts" if lo > 0.5 else "inconclusive at this scale")
+    assert c["claim_verdict"] == want and c["n_a"] == c["n_b"] == 15
 
 
 def test_tabular_mdp_is_the_rl2_family_and_returns_are_exact():

@@ -1,7 +1,10 @@
 """MetaGenRL: the learned objective's invariances, its second-order gradient, and the population update."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from metarl.agents import make_agent
@@ -40,9 +43,10 @@ def _to64(tree):
 
 def _inputs(key, b, t, d):
     ks = jax.random.split(key, 5)
+    v_next = jax.random.normal(ks[3], (b, t))
     inp = dict(action=jax.random.normal(ks[0], (b, t, d)), reward=jax.random.normal(ks[1], (b, t)),
                t=jnp.tile(jnp.arange(t) / t, (b, 1)), v=jax.random.normal(ks[2], (b, t)),
-               v_next=jax.random.normal(ks[3], (b, t)), mask=jnp.ones((b, t), bool))
+               v_next=v_next, v_next_raw=v_next, terminated=jnp.zeros((b, t)), mask=jnp.ones((b, t), bool))
     return inp, jax.random.normal(ks[4], (b, t, d))
 
 
@@ -107,7 +111,8 @@ def test_meta_gradient_matches_finite_differences():
 
 
 def test_meta_loss_inner_steps_unrolled_by_hand():
-    """Eq. 8 with k = 2: two explicit SGD steps on disjoint chunks, then -mean Q1 on the whole batch."""
+    """Eq. 8 with k = 2: two explicit SGD steps on the SUM of L_alpha's per-step values over disjoint
+    chunks (the authors' inner step), then -mean Q1 on the whole batch."""
     agent = _agent()
     state = agent.init(jax.random.PRNGKey(0))
     alpha = mg.init_objective(jax.random.PRNGKey(1), TINY)
@@ -117,13 +122,122 @@ def test_meta_loss_inner_steps_unrolled_by_hand():
     phi = state.actor
     for j in range(2):  # chunks of 6 // 3 = 2 windows: [0:2] then [2:4]
         chunk = jax.tree.map(lambda x: x[2 * j:2 * j + 2], inputs)
-        g = jax.grad(lambda p: mg.learned_loss(alpha, TINY, agent, p, chunk))(phi)
+        pi = lambda p: agent.actor_net.apply(p, chunk["obs"])
+        g = jax.grad(lambda p: jnp.sum(mg.objective_steps(alpha, TINY, chunk, pi(p))))(phi)
         phi = jax.tree.map(lambda p, gi: p - lr * gi, phi, g)
     a = agent.actor_net.apply(phi, inputs["obs"])
     expected = -jnp.mean(agent.critic_net.apply(state.critic, inputs["obs"], a)[0])
     got = mg.meta_loss(alpha, TINY, agent, state.actor, state.critic, inputs, inner_steps=2, inner_lr=lr)
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert abs(float(got - mg.meta_loss(alpha, TINY, agent, state.actor, state.critic, inputs, 2, 0.0))) > 1e-6
+    # The earlier inner loss (sum / windows of the chunk) is the same step with lr / 2 here.
+    old = mg.meta_loss(alpha, TINY, agent, state.actor, state.critic, inputs, 2, 2 * lr, "window_mean")
+    np.testing.assert_allclose(old, got, rtol=1e-6)
+
+
+def test_saturation_share_on_fixed_pre_tanh_values():
+    pre = jnp.asarray([[-3.5, -3.0, -2.9], [0.0, 2.99, 3.0001], [7.0, -8.0, 1.0]])
+    assert float(mg.saturation_share(pre)) == pytest.approx(4 / 9)  # -3.5, 3.0001, 7, -8
+    agent = _agent()
+    actor = agent.actor_net.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (7, 3))
+    pre, a = jax.jit(lambda o: (mg.pre_tanh(agent, actor, o), agent.actor_net.apply(actor, o)))(obs)
+    np.testing.assert_allclose(jnp.tanh(pre), a, rtol=1e-6, atol=1e-7)
+
+
+def test_stacked_value_normalisation_matches_the_authors_formula():
+    """z(V_t), z(V_t+1) as the authors compute them: the window's values V(s_0..s_T-1) and V(s_T) stacked,
+    standardised once over the batch, then V_t+1 zeroed after a terminal step; t/T the position in the
+    window. Compared on fixed values, through the objective's actual input features."""
+    rng = np.random.default_rng(0)
+    b, t = 3, 4
+    values = rng.normal(3.0, 2.0, size=(b, t + 1))  # the authors' [V(s_0), ..., V(s_T)] per window
+    term = np.zeros((b, t))
+    term[1, -1] = 1.0  # window 1 ends its episode with a terminal step
+    mean, var = values.mean(), values.var()
+    z = (values - mean) / np.sqrt(var + 1e-8)
+    want_next, want_v = z[:, 1:] * (1.0 - term), z[:, :-1]
+    with jax.enable_x64(True):
+        inputs = dict(reward=jnp.asarray(rng.normal(size=(b, t))), t=jnp.full((b, t), 0.37),
+                      v=jnp.asarray(values[:, :-1]), v_next_raw=jnp.asarray(values[:, 1:]),
+                      v_next=jnp.asarray(values[:, 1:] * (1 - term)), terminated=jnp.asarray(term),
+                      mask=jnp.ones((b, t), bool))
+        feats = np.asarray(mg.scalar_features(inputs, mg.ObjectiveConfig()))  # [r, t/T, V_t+1, V_t]
+        np.testing.assert_allclose(feats[..., 2], want_next, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(feats[..., 3], want_v, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(feats[..., 1], np.tile(np.arange(t) / t, (b, 1)))
+        assert np.all(feats[1, -1, 2] == 0.0)
+        # The earlier option: separate statistics, V_t+1 zeroed before; t/T from the buffer.
+        legacy = mg.ObjectiveConfig(value_norm="separate", time_input="episode")
+        f_old = np.asarray(mg.scalar_features(inputs, legacy))
+        vn = values[:, 1:] * (1 - term)
+        np.testing.assert_allclose(f_old[..., 2], (vn - vn.mean()) / np.sqrt(vn.var() + 1e-8), rtol=1e-10)
+        np.testing.assert_allclose(f_old[..., 1], 0.37)
+        # A window whose episode ends inside it: only its valid steps and the next state of its last
+        # valid step enter the statistics.
+        mask = np.ones((b, t), bool)
+        mask[2, 2:] = False  # window 2: steps 0, 1 valid, V(s_2) is the next value of step 1
+        inp2 = dict(inputs, mask=jnp.asarray(mask), v=inputs["v"].at[2, 2:].set(1e6),
+                    v_next_raw=inputs["v_next_raw"].at[2, 2:].set(-1e6))
+        stack = np.concatenate([values[:2].ravel(), values[2, :3]])
+        z2 = lambda x: (x - stack.mean()) / np.sqrt(stack.var() + 1e-8)
+        f2 = np.asarray(mg.scalar_features(inp2, mg.ObjectiveConfig()))
+        np.testing.assert_allclose(f2[2, :2, 3], z2(values[2, :2]), rtol=1e-10)
+        np.testing.assert_allclose(f2[2, :2, 2], z2(values[2, 1:3]), rtol=1e-10)
+        np.testing.assert_allclose(f2[0, :, 3], z2(values[0, :-1]), rtol=1e-10)
+
+
+def test_annealing_mixes_per_step_then_takes_one_mean():
+    """The policy step's loss during annealing is mean_{b,t}(p * l_t - (1 - p) * Q1(s_t, pi(s_t))) (the
+    authors'): L_alpha weighs one step's share, not the window's sum (T = 5 times more here, the earlier
+    "window_mean" option)."""
+    agent = _agent()
+    p = 0.3
+
+    @jax.jit
+    def run(state, alpha, w, mask):
+        inputs = mg.objective_inputs(agent, state, w, mask)
+
+        def authors(phi):
+            pi = agent.actor_net.apply(phi, inputs["obs"])
+            l = mg.objective_steps(alpha, TINY, inputs, pi)  # zero at invalid steps
+            q = mg.q1(agent, state.critic, inputs["obs"], pi)  # every stored step is a real transition
+            return jnp.mean(p * l - (1 - p) * q)
+
+        grads = {}
+        for red in ("step_mean", "window_mean"):
+            obj = mg.mixed_objective(agent, alpha, TINY, jnp.asarray([p, 1 - p, 0.0]), 0.97, red, reinforce=False)
+            grads[red] = mg.policy_gradient(obj, state.actor, state, inputs)
+        return jax.value_and_grad(authors)(state.actor), grads
+
+    w, mask = _windows(jax.random.PRNGKey(2), b=4, t=5)
+    (want_loss, want), grads = run(agent.init(jax.random.PRNGKey(0)), mg.init_objective(jax.random.PRNGKey(1), TINY),
+                                   w, mask)
+    g, m = grads["step_mean"]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7), g, want)
+    np.testing.assert_allclose(float(m["actor_loss"]), float(want_loss), rtol=1e-5)
+    m_old = grads["window_mean"][1]
+    np.testing.assert_allclose(float(m_old["pg_norm_objective"]), 5 * float(m["pg_norm_objective"]), rtol=1e-5)
+    np.testing.assert_allclose(float(m_old["pg_norm_critic"]), float(m["pg_norm_critic"]), rtol=1e-6)
+    assert float(m["objective_std"]) > 0.0
+
+
+def test_meta_grad_monitor_counts_streaks_across_segments():
+    c = mg.MetaGenRLConfig(collapse_threshold=1e-6, collapse_patience=4, learning_starts=100)
+    groups = [mg.Group("envA", None, None, 2)]
+    mon = mg.MetaGradMonitor(c, groups)
+    seg1 = np.array([[1.0, 1e-7], [1.0, 1e-7], [1e-8, 1e-7], [1e-8, 1.0], [1e-8, 1e-9]])
+    seg2 = np.array([[1e-9, 1e-9], [1e-9, 1e-9], [1.0, 1e-9], [1.0, 1e-9]])
+    with pytest.warns(mg.MetaGradientCollapseWarning) as rec:
+        assert mon.update({"envA": {"meta_grad_norm_steps": seg1}}) == []
+        msgs = mon.update({"envA": {"meta_grad_norm_steps": seg2}})
+    # agent 0: below from meta-step 3 on, the 4th consecutive one is meta-step 6; agent 1: from 5 on -> 8.
+    assert len(msgs) == 2 and len(rec) == 2
+    assert "agent 0 of envA" in msgs[0] and "meta-step 6 " in msgs[0] and "environment step 112" in msgs[0]
+    assert "agent 1 of envA" in msgs[1] and "meta-step 8 " in msgs[1]
+    s = mon.summary()
+    assert s["per_agent"]["envA"]["first"] == [1.0, 1e-7] and s["per_agent"]["envA"]["last"] == [1.0, 1e-9]
+    assert s["min"] == 1e-9 and s["meta_steps"] == 9
 
 
 def test_population_with_td3_objective_updates_exactly_as_td3():
@@ -134,12 +248,16 @@ def test_population_with_td3_objective_updates_exactly_as_td3():
     (w1, _), (w2, m2) = ws
     keys = jax.random.split(jax.random.PRNGKey(3), n)
     alpha = mg.init_objective(jax.random.PRNGKey(4), TINY)
+    # A policy with a large output layer, so that part of its actions saturate (|pre-tanh| > 3).
+    states = states.replace(actor=jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 20.0 if "out" in jax.tree_util.keystr(path) else x, states.actor))
 
     @jax.jit
     def pop_update(mix):
         def one(s, a, b, mb, k):
             obj = mg.mixed_objective(agent, alpha, TINY, mix, 0.97)
-            return mg.update_agent(agent, s, a, b, mb, k, obj)[0]
+            new, _, _, m = mg.update_agent(agent, s, a, b, mb, k, obj)
+            return new, m
         return jax.vmap(one)(states, w1, w2, m2, keys)
 
     td3_update = jax.jit(agent.update)
@@ -148,7 +266,7 @@ def test_population_with_td3_objective_updates_exactly_as_td3():
     # meta-training annealing at its start (p = 0: mix = [p, 1 - p, 0]).
     p = jnp.float32(0.0)
     for mix in (jnp.array([0.0, 1.0, 0.0]), jnp.stack([p, 1.0 - p, 0.0])):
-        got = pop_update(mix)
+        got, metrics = pop_update(mix)
         for i in range(n):
             s = jax.tree.map(lambda x: x[i], states)
             k1, k2 = jax.random.split(keys[i])
@@ -159,13 +277,26 @@ def test_population_with_td3_objective_updates_exactly_as_td3():
             for name in ("actor", "critic", "actor_target", "critic_target", "step"):
                 jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                              getattr(mine, name), getattr(s, name))
+    # The saturation diagnostic against a hand count: pre-tanh = features @ W_out + b_out, computed in
+    # numpy from the policy's features on the policy batch (w2).
+    for i in range(n):
+        actor = jax.tree.map(lambda x: np.asarray(x[i], np.float64), states.actor)
+        feats = np.asarray(agent.actor_net.apply(jax.tree.map(lambda x: x[i], states.actor), w2["obs"][i],
+                                                 method=lambda mod, o: mod.features(o)), np.float64)
+        out = actor["params"]["out"]
+        pre = feats @ out["kernel"] + out["bias"]
+        want = np.mean(np.abs(pre) > 3.0)
+        assert 0.05 < want < 0.95
+        np.testing.assert_allclose(float(metrics["saturation"][i]), want, atol=1e-7)
     # ...and the learned objective does not.
-    other = pop_update(jnp.array([1.0, 0.0, 0.0]))
+    other, _ = pop_update(jnp.array([1.0, 0.0, 0.0]))
     diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), other.actor, got.actor)
     assert max(jax.tree.leaves(diff)) > 1e-6
 
 
-def test_summed_per_agent_meta_gradients_equal_gradient_of_summed_meta_loss():
+def test_per_agent_meta_gradients_and_per_agent_clipping():
+    """population_meta_grads gives each agent's own gradient (equal to a separate grad of its
+    meta-loss); clip_per_agent clips each to the global norm as optax does, and reports the norms."""
     agent = _agent()
     n = 3
     with jax.enable_x64(True):  # float64: the per-agent gradients are tiny, compare them exactly
@@ -173,17 +304,22 @@ def test_summed_per_agent_meta_gradients_equal_gradient_of_summed_meta_loss():
         w, mask = jax.vmap(lambda k: _windows(k, b=4))(jax.random.split(jax.random.PRNGKey(1), n))
         inputs = jax.vmap(lambda s, wi, mi: mg.objective_inputs(agent, s, wi, mi))(states, _to64(w), mask)
         alpha = _to64(mg.init_objective(jax.random.PRNGKey(2), TINY))
-        g_pop, losses = jax.jit(lambda a: mg.population_meta_grad(a, TINY, agent, states.actor, states.critic,
-                                                                  inputs, 1, 0.5))(alpha)
-        total = None
+        g_pop, losses = jax.jit(lambda a: mg.population_meta_grads(a, TINY, agent, states.actor, states.critic,
+                                                                   inputs, 1, 0.5))(alpha)
         grad_one = jax.jit(lambda a, c, i: jax.grad(mg.meta_loss)(alpha, TINY, agent, a, c, i, 1, 0.5))
+        norms = []
         for i in range(n):
             at = lambda x: x[i]
             gi = grad_one(jax.tree.map(at, states.actor), jax.tree.map(at, states.critic), jax.tree.map(at, inputs))
-            total = gi if total is None else jax.tree.map(jnp.add, total, gi)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-14), g_pop, total)
-        assert losses.shape == (n,)
-        assert float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(total))) > 1e-8
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-8, atol=1e-14), g_pop, gi)
+            norms.append(float(optax.tree.norm(gi)))
+        assert losses.shape == (n,) and min(norms) > 1e-8
+        clip = float(np.median(norms))  # one agent above, one at, one below the clip
+        clipped, got_norms = mg.clip_per_agent(g_pop, clip)
+        np.testing.assert_allclose(np.asarray(got_norms), norms, rtol=1e-10)
+        for i in range(n):
+            want = optax.clip_by_global_norm(clip).update(jax.tree.map(lambda x: x[i], g_pop), optax.EmptyState())[0]
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-16), clipped, want)
 
 
 def test_gae_matches_a_hand_loop():
@@ -214,25 +350,61 @@ def test_save_and_load_objective_roundtrip(tmp_path):
     back, cfg2, extra = mg.load_objective(str(tmp_path / "obj"))
     assert cfg2 == cfg and extra == {"stage": 3}
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), alpha, back)
+    # A file written before the authors' architecture options existed loads with the earlier behaviour.
+    old_cfg = mg.ObjectiveConfig(**mg.LEGACY_OBJECTIVE)
+    mg.save_objective(str(tmp_path / "old"), mg.init_objective(jax.random.PRNGKey(8), old_cfg), old_cfg)
+    meta_path = tmp_path / "old" / "objective.json"
+    meta = json.loads(meta_path.read_text())
+    meta["objective"] = {k: v for k, v in meta["objective"].items() if k not in mg.LEGACY_OBJECTIVE}
+    meta_path.write_text(json.dumps(meta))
+    assert mg.load_objective(str(tmp_path / "old"))[1] == old_cfg
 
 
 @pytest.mark.slow
-def test_population_meta_train_and_meta_test_smoke():
-    """Two environments with different action sizes (1 and 2) share one objective, which moves."""
+def test_population_meta_train_smoke_and_collapse_warning():
+    """Two environments with different action sizes (1 and 2) share one objective, which moves; the
+    diagnostics come out per agent. Then the same compiled program with the objective's parameters
+    all zero (its output is then constant: an exactly zero meta-gradient) makes the monitor warn,
+    naming the agent and the meta-step."""
     c = mg.MetaGenRLConfig(envs=("gymnax/Pendulum-v1", "gymnax/Reacher-misc"), agents_per_env=2,
                            total_steps=60, learning_starts=40, anneal_steps=10, eval_every=20, eval_episodes=1,
-                           batch_windows=4, window=5, hidden=(8,), max_episode_steps=10, objective=TINY)
+                           batch_windows=4, window=5, hidden=(8,), max_episode_steps=10, objective=TINY,
+                           collapse_patience=4)
     groups = mg.make_groups(c)
     init, seg, _ = mg.make_population(c, groups, meta_train=True)
+    init, seg = jax.jit(init), jax.jit(seg)
     s = init(jax.random.PRNGKey(0))
     alpha0 = s.alpha
-    s, m = jax.jit(seg)(s)
+    s, m = seg(s)
+    m = jax.tree.map(np.asarray, m)
+    mon = mg.MetaGradMonitor(c, groups)
+    assert mon.update(m) == []
     for g in groups:
-        assert m[g.name]["eval_return"].shape == (2,)
-        assert np.all(np.isfinite(m[g.name]["meta_loss"]))
-        assert int(m[g.name]["env_steps"][0]) == 60
+        mg_ = m[g.name]
+        assert mg_["eval_return"].shape == (2,)
+        assert np.all(np.isfinite(mg_["meta_loss"]))
+        assert int(mg_["env_steps"][0]) == 60
+        assert "meta_grad_norm_steps" not in mg_  # taken by the monitor
+        for k in ("meta_grad_norm", "meta_grad_norm_min", "saturation", "objective_std", "pg_norm_objective",
+                  "pg_norm_critic"):
+            assert mg_[k].shape == (2,) and np.all(np.isfinite(mg_[k])), k
+        assert np.all(mg_["meta_grad_norm"] > c.collapse_threshold)
+        assert np.all((0.0 <= mg_["saturation"]) & (mg_["saturation"] <= 1.0))
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), s.alpha, alpha0)
     assert max(jax.tree.leaves(moved)) > 0.0
+
+    zero = jax.tree.map(jnp.zeros_like, alpha0)
+    s0, m0 = seg(init(jax.random.PRNGKey(0), alpha=zero))
+    m0 = jax.tree.map(np.asarray, m0)
+    mon = mg.MetaGradMonitor(c, groups)
+    with pytest.warns(mg.MetaGradientCollapseWarning) as rec:
+        msgs = mon.update(m0)
+    assert len(msgs) == 4 and len(rec) == 4  # every agent, once: at its 4th zero meta-gradient
+    for g in groups:
+        assert np.all(m0[g.name]["meta_grad_norm"] == 0.0)
+        for i in range(2):
+            assert any(f"agent {i} of {g.name}" in x and "meta-step 4 " in x for x in msgs)
+    jax.tree.map(lambda a: np.testing.assert_array_equal(a, 0.0), s0.alpha)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -319,20 +491,24 @@ def _toy_track_env():
 
 
 def test_ppo_learns_to_track_a_target():
-    """Mean over 3 seeds: 1024 steps of PPO take the deterministic policy's squared error (about -4 per
-    10-step episode at initialisation) to under a third of it."""
+    """8 seeds, 1024 steps of PPO each: the deterministic policy's return per 10-step episode (squared
+    tracking error; about -4 at initialisation, 0 is perfect) rises to an interquartile mean over seeds
+    above -1.5, and improves on its own start by more than 1. Measured under several ISAs and seed sets:
+    IQM after -0.5 to -0.9, improvement 2.4 to 3.9; with pi_lr = 0 (a broken learner) after -2.9 to -4.2,
+    improvement about 0."""
+    from metarl import stats
     from metarl.meta import onpolicy as op
 
     cfg = op.make_config("ppo", num_envs=8, rollout=32, total_steps=1024, eval_every=1024, eval_episodes=16,
                          hidden=(16, 16))
     init, seg, fns = op.make_onpolicy(cfg, _toy_track_env())
-    st = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(0), 3))
-    before = jax.jit(jax.vmap(fns["evaluate"]))(st.pi, jax.random.split(jax.random.PRNGKey(1), 3))
+    st = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(0), 8))
+    before = np.asarray(jax.jit(jax.vmap(fns["evaluate"]))(st.pi, jax.random.split(jax.random.PRNGKey(1), 8)))
     st, m = jax.jit(jax.vmap(seg))(st)
-    after = m["eval_return"]
+    after = np.asarray(m["eval_return"]).reshape(8)
     assert np.all(np.asarray(m["env_steps"]) == 1024)
-    assert float(jnp.mean(before)) < -2.0
-    assert float(jnp.mean(after)) > float(jnp.mean(before)) / 3, (before, after)
+    assert stats.iqm(after) > -1.5, (before, after)
+    assert stats.iqm(after - before) > 1.0, (before, after)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -348,7 +524,7 @@ def test_meta_test_loaded_objective_td3_mix_and_plain_td3_unroll(tmp_path):
 
     c = mg.MetaGenRLConfig(envs=("gymnax/Pendulum-v1",), total_steps=40, learning_starts=20, anneal_steps=0,
                            eval_every=20, eval_episodes=1, batch_windows=4, window=5, hidden=(8,),
-                           max_episode_steps=10, objective=TINY)
+                           max_episode_steps=10, objective=TINY, policy_clip_norm=None)
     alpha = mg.init_objective(jax.random.PRNGKey(1), TINY)
     other = mg.init_objective(jax.random.PRNGKey(2), TINY)
     mg.save_objective(str(tmp_path / "obj"), alpha, TINY)
