@@ -165,7 +165,7 @@ def smoke_config(cfg: BenchConfig) -> BenchConfig:
     """The same plan, networks and variants, but 1 seed, a few hundred steps and 50-step episodes: every
     program is traced, compiled and run (a check that the scale runs end to end; the numbers mean nothing)."""
     batch = max(agent_config(a, **(cfg.sac_agent if a == "sac" else cfg.agent)).batch_size for a in ALGOS)
-    starts = 3 * batch  # the meta-critic samples 3 base batches
+    starts = 3 * batch  # the meta-critic samples 2 base batches (d_trn, d_val), + 1 per extra update
     return dataclasses.replace(cfg, seeds=1, learning_starts=starts, total_steps=starts + 100, eval_every=50,
                                evals_per_chunk=1, eval_episodes=1, env_steps={}, max_episode_steps=50,
                                tabular_episodes=2, smoke=True)

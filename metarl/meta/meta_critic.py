@@ -17,9 +17,10 @@ parameters chosen by ``lookahead``: ``"all"`` (the paper's Eq. 6-7), ``"features
 the authors' SAC code) or ``"first_layer"`` (the authors' DDPG/TD3 code). The gradients of the look-ahead
 are taken at phi (Eq. 6), not at phi_old. Only the chosen subtree is differentiated in the look-ahead.
 
-The gradients grad_phi L_critic(d_trn; phi) and (with ``lookahead="all"``) grad_phi h_w(d_trn; phi)
-that the look-ahead needs are the ones the real actor step needs too: each is computed once per
-meta-step and reused, so the meta-step's extra cost over a vanilla update is the meta-gradient itself.
+The gradients grad_phi L_critic(d_trn; phi) and grad_phi h_w(d_trn; phi) that the look-ahead needs are
+the ones the real actor step needs too: each is computed once per meta-step and reused (grad h_w where
+the look-ahead covers every parameter h_w reads: "all", or "features" with the feature forms), so the
+meta-step's extra cost over a vanilla update is the meta-gradient itself.
 
 Meta-critic forms (``form``):
     ``"feature"``     h_w = mean_i softplus(f_w(pi_bar(s_i)))              Eq. 10 (default)
@@ -248,6 +249,9 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
     n_extra = mc.max_extra_updates
     net = MetaCriticNet(tuple(mc.hidden))
     actor_net = base.actor_net
+    # The feature forms read the actor's hidden layers only, so a look-ahead over them ("features") has
+    # the whole of grad_phi h_w already; MetaReg reads every parameter.
+    reuse_g_h = mc.lookahead == "all" or (mc.lookahead == "features" and mc.form != "metareg")
 
     # ---- the meta-critic h_w ------------------------------------------------------------------
     def h_value(w, actor_params, batch):
@@ -329,8 +333,8 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
         loss, g_w, aux = _meta_gradient(state, d_trn, d_val, key, trn)
         g_h_sub = aux.pop("g_h")
         phi = state.base.actor
-        if mc.lookahead == "all":  # the look-ahead's grad_phi h_w is the whole gradient: reuse it
-            g_h = put(phi, g_h_sub)
+        if reuse_g_h:  # the look-ahead's grad_phi h_w covers every parameter h_w depends on: reuse it
+            g_h = put(jax.tree.map(jnp.zeros_like, phi), g_h_sub)
         else:
             g_h = jax.grad(h_value, argnums=1)(state.w, phi, d_trn)
         # The real actor step: the base agent's own step with grad L_critic + aux_scale * grad h_w. The
