@@ -131,7 +131,8 @@ def plan(cfg: BenchConfig) -> list[tuple]:
     for env in cfg.table3_envs:
         for algo in ALGOS:
             jobs.setdefault((env, algo), set()).update({"vanilla", "mc", "updates", "params"})
-    jobs.setdefault((cfg.table2_env, "sac"), set()).update({"vanilla", "mc", "mc_plain", "mc_sa", "metareg"})
+    # Table 2's ablation, plus the re-initialisation guard on (not in the paper; off in every other row)
+    jobs.setdefault((cfg.table2_env, "sac"), set()).update({"vanilla", "mc", "mc_plain", "mc_guard", "mc_sa", "metareg"})
     from experiments.meta_critic import VARIANTS
 
     out = [(env, algo, tuple(v for v in VARIANTS if v in vs)) for (env, algo), vs in jobs.items()]
@@ -164,7 +165,7 @@ def smoke_config(cfg: BenchConfig) -> BenchConfig:
     """The same plan, networks and variants, but 1 seed, a few hundred steps and 50-step episodes: every
     program is traced, compiled and run (a check that the scale runs end to end; the numbers mean nothing)."""
     batch = max(agent_config(a, **(cfg.sac_agent if a == "sac" else cfg.agent)).batch_size for a in ALGOS)
-    starts = 3 * batch  # the meta-critic samples 3 base batches
+    starts = 3 * batch  # the meta-critic samples 2 base batches (d_trn, d_val), + 1 per extra update
     return dataclasses.replace(cfg, seeds=1, learning_starts=starts, total_steps=starts + 100, eval_every=50,
                                evals_per_chunk=1, eval_episodes=1, env_steps={}, max_episode_steps=50,
                                tabular_episodes=2, smoke=True)
@@ -208,9 +209,9 @@ def tables(cfg: BenchConfig, summary: dict) -> str:
     env = cfg.table2_env
     out += ["", f"### Table 2 (SAC ablation; paper: Walker2d, ours: {env})", "",
             "| metric | SAC | L_meta_clip h(pi_bar) | L_meta_clip h(pi_bar,s,a) | L_meta_clip h(phi) MetaReg | "
-            "L_meta h(pi_bar) |", "|---|---|---|---|---|---|"]
+            "L_meta h(pi_bar) | L_meta_clip h(pi_bar) + guard (ours only) |", "|---|---|---|---|---|---|---|"]
     cols = (("vanilla", "SAC"), ("mc", "clip_h_feature"), ("mc_sa", "clip_h_feature_sa"),
-            ("metareg", "clip_h_metareg"), ("mc_plain", "plain_h_feature"))
+            ("metareg", "clip_h_metareg"), ("mc_plain", "plain_h_feature"), ("mc_guard", "clip_h_feature_guard"))
     out.append("| max average return | " + " | ".join(
         fmt(cell(env, "sac", v), None, cell(env, "sac", v, "std_at_max")) + " / " +
         f"{paper_value(t2, 'metric', 'max_average_return', c) or float('nan'):g} ± "
@@ -308,7 +309,9 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
     for key, o in overheads.items():
         if "mc_s_per_update" in o:
             ov_lines.append(f"- {key}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
-                            f"per update (+{100 * o['time_overhead']:.0f}%; paper 15-30%), parameters "
+                            f"per update (+{100 * o['time_overhead']:.0f}%; paper 15-30%; XLA FLOP ratio "
+                            f"{o.get('flop_ratio', float('nan')):.2f}, '+updates' K {o.get('updates_k', float('nan')):.2f}), "
+                            f"parameters "
                             f"{o['params_base']} + {o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; "
                             f"paper ~10%)")
     if tab:

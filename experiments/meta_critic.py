@@ -6,15 +6,20 @@ Two parts, both pure JAX programs:
   ref. [6]) with the authors' DDPG settings; DDPG and DDPG-MC (the same compiled
   program, ``aux_scale`` 0 or 1 as a vmapped axis next to the seeds) record L_critic, h_w and L_meta at
   every update and the actor's parameters at every episode end; the figure shows the loss curves and
-  the 2-D PCA projection of the parameter trajectory over the exact average-reward surface.
-* ``run_algo``: {DDPG, TD3, SAC} x {vanilla, +updates, MC (Eq. 10, Eq. 11, MetaReg; Eq. 9 or Eq. 8),
-  +params} on a Brax task through ``metarl.train.Runner``. Variants that share parameter shapes (vanilla
-  = MC with aux_scale 0, '+updates', MC with Eq. 9 or Eq. 8) are one vmapped program with the seeds;
-  Eq. 11, MetaReg and '+params' change shapes and are programs of their own.
+  the 2-D PCA projection of the parameter trajectory over the exact average-reward surface. The actor
+  reads the 2 actions either as DDPG's deterministic tanh mixture weight (``actor="tanh"``, default) or
+  as a stochastic softmax policy with the expected Q as its objective (``actor="softmax"``).
+* ``run_experiment``: {DDPG, TD3, SAC} x {vanilla, +updates, MC (Eq. 10, Eq. 11, MetaReg; Eq. 9 or Eq. 8;
+  re-initialisation guard on), +params} on a Brax (or gymnax) task through ``metarl.train.Runner``.
+  Variants that share parameter shapes (vanilla = MC with aux_scale 0, '+updates', MC with Eq. 9 or
+  Eq. 8, MC with the guard) are one vmapped program with the seeds; Eq. 11, MetaReg and '+params' change
+  shapes and are programs of their own. '+updates' runs K extra vanilla updates per update, each on a
+  fresh batch, with K = the measured wall-time overhead of -MC (``measure_overhead``) unless given.
 
 ``python -m experiments.meta_critic --algo td3 --env brax/hopper --steps 100000`` runs one algorithm;
-``python -m experiments.meta_critic --tabular`` the analysis;
-``python -m experiments.meta_critic --overhead --algo sac --env brax/walker2d`` the -MC overhead per update.
+``python -m experiments.meta_critic --tabular [--tab-actor softmax]`` the analysis (tanh or softmax actor);
+``python -m experiments.meta_critic --overhead --algo ddpg,td3,sac --env gymnax/Pendulum-v1`` the -MC cost per
+update: XLA FLOP ratio and wall-time ratio to vanilla, at the paper's networks.
 """
 from __future__ import annotations
 
@@ -24,14 +29,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl import buffers, stats
-from metarl.agents import make_agent
+from metarl import buffers, nets, stats
+from metarl.agents import Agent, make_agent
 from metarl.envs import EnvSpec
-from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
+from metarl.meta.meta_critic import GUARD_RESET_AFTER, MetaCriticConfig, make_meta_critic
 
 # ----------------------------------------------------------------------------------------------------
 # The tabular MDP (|S| = 2, |A| = 2), Fig. 6
@@ -43,6 +49,13 @@ from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
 # ``mdp="chain"`` is a hand-made deceptive 2x2 MDP (state 0: action 0 pays 0.3 and stays, action 1 moves
 # to state 1 w.p. 0.9; state 1: action 1 pays 1.0 and stays w.p. 0.9), deterministic rewards.
 TAB_MDPS = ("rl2", "chain")
+# The actor's reading of the 2 discrete actions. "tanh" (default): DDPG's deterministic actor
+# a = tanh(.) in [-1, 1], read as the mixture weight P(a = 1 | s) = (a + 1) / 2, the critic learning
+# Q(s, a) of that continuous action. "softmax": a stochastic policy pi(. | s) = softmax over the 2 actions,
+# the critic Q(s, e_a) of the one-hot action, and the actor objective the expected Q under pi (see
+# make_softmax_ddpg). The tanh reading's corner actions saturate (grad of tanh -> 0), the softmax's do not
+# in the same way, which is what the comparison probes.
+TAB_ACTORS = ("tanh", "softmax")
 CHAIN_REWARD = np.array([[0.3, 0.0], [0.0, 1.0]], np.float32)  # [s, a]
 CHAIN_P_NEXT1 = np.array([[0.0, 0.9], [0.1, 0.9]], np.float32)  # P(s' = 1 | s, a)
 
@@ -64,11 +77,14 @@ class TabularConfig:
     critic_lr: float = 1e-3
     expl_noise: float = 0.1
     weight_decay: str = "decoupled"  # "l2": the authors' coupled form (falls into the zero state)
+    actor: str = "tanh"  # tanh (deterministic, DDPG) | softmax (stochastic over the 2 actions, expected Q)
     seed: int = 0
 
     def validate(self):
         if self.mdp not in TAB_MDPS:
             raise ValueError(f"unknown tabular mdp {self.mdp!r}; valid: {', '.join(TAB_MDPS)}")
+        if self.actor not in TAB_ACTORS:
+            raise ValueError(f"unknown tabular actor {self.actor!r}; valid: {', '.join(TAB_ACTORS)}")
         return self
 
 
@@ -87,9 +103,116 @@ def tab_mdp(cfg: TabularConfig):
 TAB_SPEC = EnvSpec(name="tabular-2x2", obs_shape=(2,), discrete=False, action_dim=1, max_episode_steps=10)
 
 
+class SoftmaxActor(nn.Module):
+    """pi(. | s) = softmax(head(pi_bar(s))) over ``n_actions`` discrete actions, split into ``features``
+    (the meta-critic's pi_bar) and ``head`` like :class:`metarl.nets.DeterministicActor`."""
+
+    n_actions: int = 2
+    hidden: Sequence[int] = (400, 300)
+
+    def setup(self):
+        self.torso = nets.MLP(tuple(self.hidden), activate_final=True)
+        self.out = nn.Dense(self.n_actions)
+
+    def features(self, obs):
+        return self.torso(obs)
+
+    def logits(self, obs):
+        return self.out(self.features(obs))
+
+    def head(self, feats):
+        return jax.nn.softmax(self.out(feats))
+
+    def __call__(self, obs):
+        return self.head(self.features(obs))
+
+
+@dataclass(frozen=True)
+class SoftmaxDDPGConfig:
+    actor_hidden: Sequence[int] = (400, 300)
+    critic_hidden: Sequence[int] = (400, 300)
+    batch_size: int = 100
+    n_actions: int = 2
+
+
+def make_softmax_ddpg(spec: EnvSpec, config: SoftmaxDDPGConfig = SoftmaxDDPGConfig()) -> Agent:
+    """DDPG's machinery with a stochastic softmax actor over ``n_actions`` discrete actions, stored one-hot:
+    the critic Q(s, e_a) regresses on r + gamma * sum_a' pi_targ(a' | s') Q_targ(s', e_a') (expected SARSA
+    under the target policy), the actor minimises -mean_s sum_a pi(a | s) Q(s, e_a) (the expected Q under
+    pi), soft target updates and Adam as in DDPG (TD3_HP; expl_noise, policy_noise, noise_clip unused).
+    Exploration samples from pi. The Fig. 6 "softmax" reading."""
+    from metarl.agents.base import AgentState, adam, apply_grads, merge_hp, soft_update
+    from metarl.agents.td3 import TD3_HP
+
+    n_a = config.n_actions
+    actor_net = SoftmaxActor(n_a, tuple(config.actor_hidden))
+    critic_net = nets.Critic(tuple(config.critic_hidden))
+    eye = jnp.eye(n_a)
+
+    def q_all(params, obs):  # [batch, n_actions]
+        return jnp.stack([critic_net.apply(params, obs, jnp.broadcast_to(eye[i], obs.shape[:-1] + (n_a,)))
+                          for i in range(n_a)], -1)
+
+    def init(key, hp=None) -> AgentState:
+        hp = merge_hp(TD3_HP, hp)
+        ka, kc = jax.random.split(key)
+        obs = jnp.zeros((1,) + spec.obs_shape)
+        actor = actor_net.init(ka, obs)
+        critic = critic_net.init(kc, obs, jnp.zeros((1, n_a)))
+        return AgentState(actor=actor, critic=critic, actor_target=actor, critic_target=critic,
+                          actor_opt=adam(hp["actor_lr"]).init(actor), critic_opt=adam(hp["critic_lr"]).init(critic),
+                          log_alpha=jnp.zeros(()), alpha_opt=(), hp=hp, step=jnp.zeros((), jnp.int32))
+
+    def act(state: AgentState, obs, key, explore=True):
+        logits = actor_net.apply(state.actor, obs, method="logits")
+        idx = jax.random.categorical(key, logits) if explore else jnp.argmax(logits, -1)
+        return jax.nn.one_hot(idx, n_a)
+
+    def critic_loss(critic_params, state: AgentState, batch, key):
+        del key
+        next_p = actor_net.apply(state.actor_target, batch["next_obs"])
+        q_next = jnp.sum(next_p * q_all(state.critic_target, batch["next_obs"]), -1)
+        not_term = 1.0 - batch["terminated"].astype(jnp.float32)
+        target = jax.lax.stop_gradient(batch["reward"] + state.hp["gamma"] * not_term * q_next)
+        q = critic_net.apply(critic_params, batch["obs"], batch["action"])
+        loss = jnp.mean((q - target) ** 2)
+        return loss, {"critic_loss": loss, "q_mean": jnp.mean(q)}
+
+    def actor_loss(actor_params, state: AgentState, batch, key):
+        del key
+        p = actor_net.apply(actor_params, batch["obs"])
+        loss = -jnp.mean(jnp.sum(p * q_all(state.critic, batch["obs"]), -1))
+        return loss, {"actor_loss": loss}
+
+    def critic_step(state: AgentState, batch, key):
+        grads, m = jax.grad(critic_loss, has_aux=True)(state.critic, state, batch, key)
+        critic, opt = apply_grads(state.critic, state.critic_opt, grads)
+        return state.replace(critic=critic, critic_opt=opt, step=state.step + 1), m
+
+    def actor_step(state: AgentState, batch, key, loss_fn=None, extra_grads=None):
+        grads, m = jax.grad(loss_fn or actor_loss, has_aux=True)(state.actor, state, batch, key)
+        if extra_grads is not None:
+            grads = jax.tree.map(jnp.add, grads, extra_grads)
+        actor, opt = apply_grads(state.actor, state.actor_opt, grads)
+        tau = state.hp["tau"]
+        return state.replace(actor=actor, actor_opt=opt, actor_target=soft_update(state.actor_target, actor, tau),
+                             critic_target=soft_update(state.critic_target, state.critic, tau)), m
+
+    def update(state: AgentState, batch, key, loss_fn=None):
+        kc, ka = jax.random.split(key)
+        state, m = critic_step(state, batch, kc)
+        state, ma = actor_step(state, batch, ka, loss_fn)
+        return state, {**m, **ma}
+
+    return Agent("ddpg-softmax", config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
+                 actor_step, update, dict(TD3_HP))
+
+
 def tab_policy_probs(actor_net, params):
-    """P(a = 1 | s) for s = 0, 1 under the deterministic actor: the action a in [-1, 1] is the mixture
-    weight (a + 1) / 2 of discrete action 1."""
+    """P(a = 1 | s) for s = 0, 1. The deterministic (tanh) actor: the action a in [-1, 1] is the mixture
+    weight (a + 1) / 2 of discrete action 1. The softmax actor: pi(1 | s)."""
+    if isinstance(actor_net, SoftmaxActor):
+        return actor_net.apply(params, jnp.eye(2))[:, 1]
     a = actor_net.apply(params, jnp.eye(2))[:, 0]
     return (jnp.clip(a, -1.0, 1.0) + 1.0) / 2.0
 
@@ -117,17 +240,27 @@ def tab_optimal_return(cfg: TabularConfig):
 
 def make_tabular(cfg: TabularConfig):
     """(agent, fns, run(key, aux_scale) -> trace dict) for one seed and one variant."""
-    base = make_agent("ddpg", TAB_SPEC, actor_hidden=tuple(cfg.hidden), critic_hidden=tuple(cfg.hidden),
-                      batch_size=cfg.batch_size)
+    cfg.validate()
+    if cfg.actor == "softmax":
+        base = make_softmax_ddpg(TAB_SPEC, SoftmaxDDPGConfig(actor_hidden=tuple(cfg.hidden),
+                                                             critic_hidden=tuple(cfg.hidden), batch_size=cfg.batch_size))
+        adim = 2  # the one-hot action
+    else:
+        base = make_agent("ddpg", TAB_SPEC, actor_hidden=tuple(cfg.hidden), critic_hidden=tuple(cfg.hidden),
+                          batch_size=cfg.batch_size)
+        adim = 1
     agent, fns = make_meta_critic(base, MetaCriticConfig(hidden=tuple(cfg.mc_hidden), weight_decay=cfg.weight_decay))
     steps = cfg.episodes * cfg.horizon
     warm = cfg.warmup_episodes * cfg.horizon
     R_np, P_np, noise = tab_mdp(cfg)
     R, P1 = jnp.asarray(R_np), jnp.asarray(P_np[..., 1])
 
-    def env_step(s, a_cont, t, key):
+    def env_step(s, a, t, key):
         k1, k2, k3 = jax.random.split(key, 3)
-        d = jax.random.bernoulli(k1, (jnp.clip(a_cont[0], -1, 1) + 1) / 2).astype(jnp.int32)
+        if cfg.actor == "softmax":  # a: the one-hot of the action sampled from pi
+            d = jnp.argmax(a).astype(jnp.int32)
+        else:  # a in [-1, 1]: the mixture weight of action 1
+            d = jax.random.bernoulli(k1, (jnp.clip(a[0], -1, 1) + 1) / 2).astype(jnp.int32)
         s2 = jax.random.bernoulli(k2, P1[s, d]).astype(jnp.int32)
         truncated = (t + 1) % cfg.horizon == 0
         return s2, R[s, d] + noise * jax.random.normal(k3), truncated
@@ -137,7 +270,7 @@ def make_tabular(cfg: TabularConfig):
         hp = dict(gamma=cfg.gamma, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, expl_noise=cfg.expl_noise,
                   aux_scale=aux_scale)
         state = agent.init(k_init, hp)
-        ex = dict(obs=jnp.zeros(2), action=jnp.zeros(1), reward=jnp.zeros(()), next_obs=jnp.zeros(2),
+        ex = dict(obs=jnp.zeros(2), action=jnp.zeros(adim), reward=jnp.zeros(()), next_obs=jnp.zeros(2),
                   terminated=jnp.zeros((), bool), done=jnp.zeros((), bool))
         buf = buffers.init(ex, warm + steps)
         s = jnp.zeros((), jnp.int32)  # episodes start in state 0
@@ -147,14 +280,17 @@ def make_tabular(cfg: TabularConfig):
             t, k = inp
             k_act, k_env, k_reset, k_b, k_u = jax.random.split(k, 5)
             obs = jax.nn.one_hot(s, 2)
-            a = jnp.where(t < warm, jax.random.uniform(k_act, (1,), minval=-1.0, maxval=1.0),
-                          agent.act(state, obs, k_act, True))
+            if cfg.actor == "softmax":
+                rand = jax.nn.one_hot(jax.random.randint(k_act, (), 0, 2), 2)
+            else:
+                rand = jax.random.uniform(k_act, (1,), minval=-1.0, maxval=1.0)
+            a = jnp.where(t < warm, rand, agent.act(state, obs, k_act, True))
             s2, r, trunc = env_step(s, a, t, k_env)
             buf = buffers.add(buf, dict(obs=obs, action=a, reward=r, next_obs=jax.nn.one_hot(s2, 2),
                                         terminated=jnp.zeros((), bool), done=trunc))
 
             def learn(st):
-                batch = buffers.sample(buf, k_b, 3 * cfg.batch_size)
+                batch = buffers.sample(buf, k_b, agent.config.batch_size)
                 return agent.update(st, batch, k_u)
 
             skip_m = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(learn, state)[1])
@@ -245,7 +381,7 @@ def tabular_figures(base, traces, cfg: TabularConfig, out_dir: str):
     axes[2].axhline(0.0, color="k", lw=0.5)
     for ax in axes:
         ax.set_xlabel("update step")
-    fig.suptitle(f"tabular MDP |S|=2 |A|=2, {cfg.seeds} seeds")
+    fig.suptitle(f"tabular MDP |S|=2 |A|=2, {cfg.actor} actor, {cfg.seeds} seeds")
     p1 = os.path.join(out_dir, "tabular_losses.png")
     save_fig(fig, p1)
     plt.close(fig)
@@ -300,16 +436,22 @@ def tabular_summary(traces, early: int = 200, cfg: TabularConfig | None = None):
 # Brax experiments: {DDPG, TD3, SAC} x {vanilla, +updates, MC variants, +params} (Tables 1-3)
 # ----------------------------------------------------------------------------------------------------
 # Variants of the main program (one compiled program, vmapped with the seeds): their traced meta-hp.
+# The program is compiled with extra updates only if "updates" is asked for (max_extra_updates = ceil(K))
+# and with the re-initialisation guard only if "mc_guard" is (reset_after = GUARD_RESET_AFTER, armed by the
+# traced hp ``guard`` in that member only); otherwise neither costs anything.
 SHARED_VARIANTS = {
-    "vanilla": dict(aux_scale=0.0, extra_updates=0.0, meta_clip=1.0),
-    "updates": dict(aux_scale=0.0, extra_updates=None, meta_clip=1.0),  # None: K, the measured overhead
-    "mc": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=1.0),  # Eq. 10, Eq. 9 (the default)
-    "mc_plain": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=0.0),  # Eq. 10, Eq. 8
+    "vanilla": dict(aux_scale=0.0, extra_updates=0.0, meta_clip=1.0, guard=0.0),
+    "updates": dict(aux_scale=0.0, extra_updates=None, meta_clip=1.0, guard=0.0),  # None: K, the measured overhead
+    "mc": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=1.0, guard=0.0),  # Eq. 10, Eq. 9 (the default)
+    "mc_plain": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=0.0, guard=0.0),  # Eq. 10, Eq. 8
+    "mc_guard": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=1.0, guard=1.0),  # "mc" + the guard (ablation)
 }
 OWN_PROGRAM_VARIANTS = ("mc_sa", "metareg", "params")  # Eq. 11, MetaReg, '+params'
 VARIANTS = tuple(SHARED_VARIANTS) + OWN_PROGRAM_VARIANTS
 LABELS = {"vanilla": "{A}", "updates": "{A}+updates", "params": "{A}+params", "mc": "{A}-MC",
-          "mc_plain": "{A}-MC L_meta", "mc_sa": "{A}-MC h(pi,s,a)", "metareg": "{A}-MC MetaReg"}
+          "mc_plain": "{A}-MC L_meta", "mc_guard": "{A}-MC +guard", "mc_sa": "{A}-MC h(pi,s,a)",
+          "metareg": "{A}-MC MetaReg"}
+K_SOURCES = ("wall", "flops")
 
 
 @dataclass(frozen=True)
@@ -328,13 +470,18 @@ class ExperimentConfig:
     agent: dict = field(default_factory=dict)  # base agent config overrides (hidden sizes, batch size)
     lookahead: str = "all"  # the look-ahead's actor parameters (all | features | first_layer)
     weight_decay: str = "decoupled"
-    updates_k: float | None = None  # '+updates' fraction K; None: the measured time overhead
+    updates_k: float | None = None  # '+updates' K (extra updates per update); None: measured (updates_k_from)
+    # What K measures when it is measured (measure_overhead at the run's networks): "wall" (default; the
+    # paper's "K% more compute": K = wall_ratio - 1) or "flops" (K = flop_ratio - 1; deterministic).
+    updates_k_from: str = "wall"
     params_n: float | None = None  # '+params' fraction N; None: the measured parameter overhead
 
     def validate(self):
         bad = sorted(set(self.variants) - set(VARIANTS))
         if bad:
             raise ValueError(f"unknown variant(s) {bad}; valid: {', '.join(VARIANTS)}")
+        if self.updates_k_from not in K_SOURCES:
+            raise ValueError(f"unknown updates_k_from {self.updates_k_from!r}; valid: {', '.join(K_SOURCES)}")
         return self
 
     def train_config(self, **agent_overrides):
@@ -347,13 +494,41 @@ class ExperimentConfig:
                            agent={**self.agent, **agent_overrides})
 
 
-def measure_overhead(cfg: ExperimentConfig, spec, n_updates: int = 50, rounds: int = 5) -> dict:
-    """Wall time per update and parameter count of -MC against its base agent.
+def runner_period(agent):
+    """(period, f): ``f(state, batch, key)`` is the update work of ``period`` environment steps exactly as
+    :func:`metarl.train.make_functions` lays it out (TD3: the delay's phases statically, one policy step
+    per period; otherwise one ``update``), so its cost is the cost the training loop pays."""
+    ex = agent.extras or {}
+    period = int(ex.get("update_period", 1)) if "update_phase" in ex else 1
 
-    Fair by construction: the same networks and batch size as the runs (``cfg.agent``), one seed each,
-    both compiled and warmed up before timing (compile excluded), ``n_updates`` updates per timed call
-    (a ``lax.scan``, so no per-update dispatch), and the two agents timed in alternating rounds so that
-    load from other processes hits both alike; the overhead is the median of the per-round ratios."""
+    def f(state, batch, key):
+        if period == 1:
+            return agent.update(state, batch, key)[0]
+        for i, k in enumerate(jax.random.split(key, period)):
+            state = ex["update_phase"](state, batch, k, (i + 1) % period == 0)[0]
+        return state
+
+    return period, f
+
+
+def xla_flops(fn, *args) -> float:
+    """FLOPs of ``fn(*args)`` as XLA's cost analysis of the compiled program counts them."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"])
+
+
+def measure_overhead(cfg: ExperimentConfig, spec, n_periods: int = 10, rounds: int = 15) -> dict:
+    """Cost of -MC's updates against its base agent's: XLA FLOPs and wall time, and parameter count.
+
+    What is measured is the training loop's own update program (:func:`runner_period`: TD3's delay laid
+    out statically, so TD3-MC meta-steps on its policy steps only), vmapped over a run axis of 1 as in
+    :class:`metarl.train.Runner`, with the same networks and batch size as the runs (``cfg.agent``) and the
+    default meta-critic (no guard, no extra updates). FLOPs: XLA's cost analysis of one period. Wall
+    time: ``n_periods`` periods per timed call (a ``lax.scan``, so no per-update dispatch), compiled and
+    warmed up before timing, the two programs timed in alternating order over ``rounds`` rounds so that
+    load from other processes hits both alike; the ratio is the median of the per-round ratios.
+    ``time_overhead`` = wall_ratio - 1 is the '+updates' control's K when it is measured."""
     from metarl.meta.meta_critic import param_overhead
 
     base = make_agent(cfg.algo, spec, **cfg.agent)
@@ -361,39 +536,56 @@ def measure_overhead(cfg: ExperimentConfig, spec, n_updates: int = 50, rounds: i
     n = base.config.batch_size
     k = jax.random.PRNGKey(0)
     adim = spec.action_dim
-    batch = dict(obs=jax.random.normal(k, (3 * n,) + spec.obs_shape),
-                 action=jax.random.uniform(k, (3 * n, adim), minval=-1.0, maxval=1.0),
-                 reward=jax.random.normal(k, (3 * n,)), next_obs=jax.random.normal(k, (3 * n,) + spec.obs_shape),
-                 terminated=jnp.zeros((3 * n,), bool), done=jnp.zeros((3 * n,), bool))
 
-    def loop(update, b):
-        def f(state):
+    def batch_of(m):
+        ks = jax.random.split(k, 4)
+        return dict(obs=jax.random.normal(ks[0], (1, m) + spec.obs_shape),
+                    action=jax.random.uniform(ks[1], (1, m, adim), minval=-1.0, maxval=1.0),
+                    reward=jax.random.normal(ks[2], (1, m)), next_obs=jax.random.normal(ks[3], (1, m) + spec.obs_shape),
+                    terminated=jnp.zeros((1, m), bool), done=jnp.zeros((1, m), bool))
+
+    progs, period = {}, 1
+    for name, ag in (("base", base), ("mc", agent)):
+        period, f = runner_period(ag)
+        vf = jax.vmap(f)
+        state = jax.vmap(lambda kk: ag.init(kk, {}))(jax.random.split(k, 1))
+        b = batch_of(ag.config.batch_size)
+        flops = xla_flops(vf, state, b, jax.random.split(k, 1))
+
+        def loop(s, b=b, vf=vf):
             def body(s, key):
-                return update(s, b, key)[0], None
-            return jax.lax.scan(body, state, jax.random.split(jax.random.PRNGKey(1), n_updates))[0]
-        return jax.jit(f)
+                return vf(s, b, key[None]), None
+            return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), n_periods))[0]
 
-    progs = {}
-    for name, ag, b in (("base", base, jax.tree.map(lambda x: x[:n], batch)), ("mc", agent, batch)):
-        state = ag.init(jax.random.PRNGKey(0), {})
-        f = loop(ag.update, b)
-        jax.block_until_ready(f(state))  # compile + first run, not timed
-        jax.block_until_ready(f(state))  # one more warm-up call
-        progs[name] = (f, state)
+        lf = jax.jit(loop)
+        jax.block_until_ready(lf(state))  # compile + first run, not timed
+        jax.block_until_ready(lf(state))  # one more warm-up call
+        progs[name] = (lf, state, flops)
     times = {"base": [], "mc": []}
-    for _ in range(rounds):
-        for name, (f, state) in progs.items():
-            t = time.perf_counter()
-            jax.block_until_ready(f(state))
-            times[name].append((time.perf_counter() - t) / n_updates)
+    cpu = {"base": [], "mc": []}
+    for r in range(rounds):
+        for name in (("base", "mc") if r % 2 == 0 else ("mc", "base")):
+            lf, state, _ = progs[name]
+            t, c = time.perf_counter(), time.process_time()
+            jax.block_until_ready(lf(state))
+            times[name].append((time.perf_counter() - t) / (n_periods * period))
+            cpu[name].append((time.process_time() - c) / (n_periods * period))
     out = {f"{name}_s_per_update": float(np.median(v)) for name, v in times.items()}
-    out.update({f"params_{k}": v for k, v in param_overhead(progs["mc"][1]).items()})
+    out.update({f"params_{k}": v for k, v in param_overhead(jax.tree.map(lambda x: x[0], progs["mc"][1])).items()})
     ratios = np.asarray(times["mc"]) / np.asarray(times["base"])
-    out["time_overhead"] = float(np.median(ratios)) - 1.0
+    out["flops_per_update"] = {name: progs[name][2] / period for name in progs}
+    out["flop_ratio"] = progs["mc"][2] / progs["base"][2]
+    out["wall_ratio"] = float(np.median(ratios))
+    # Two checks on the median that are less sensitive to load from other processes: the ratio of the
+    # fastest calls, and the ratio of this process's CPU time (all threads).
+    out["wall_ratio_min"] = float(np.min(times["mc"]) / np.min(times["base"]))
+    out["cpu_ratio"] = float(np.median(np.asarray(cpu["mc"]) / np.asarray(cpu["base"])))
+    out["wall_over_flop_ratio"] = out["wall_ratio"] / out["flop_ratio"]
+    out["time_overhead"] = out["wall_ratio"] - 1.0
     out["time_overhead_rounds"] = (ratios - 1.0).tolist()
-    out["timing"] = dict(n_updates=n_updates, rounds=rounds, hidden=dict(actor=list(base.config.actor_hidden),
-                                                                       critic=list(base.config.critic_hidden)),
-                         batch_size=n, meta_critic_hidden=list(MetaCriticConfig().hidden))
+    out["timing"] = dict(n_periods=n_periods, period=period, rounds=rounds, backend=jax.default_backend(),
+                         hidden=dict(actor=list(base.config.actor_hidden), critic=list(base.config.critic_hidden)),
+                         batch_size=n, meta_critic_hidden=list(MetaCriticConfig().hidden), lookahead=cfg.lookahead)
     return out
 
 
@@ -432,7 +624,8 @@ def _set_runs(runner, combos: list[dict]):
     runner.sharding = run_sharding(runner.num_runs)
 
 
-MC_METRICS = ("L_critic", "h_w", "L_meta", "meta_grad_norm", "meta_grad_zero", "meta_absorbed", "meta_resets")
+MC_METRICS = ("L_critic", "h_w", "L_meta", "meta_grad_norm", "meta_grad_zero", "meta_absorbed", "meta_resets",
+              "extra_updates_done")
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: bool = True, overhead=None) -> dict:
@@ -445,7 +638,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
     need_overhead = ("updates" in cfg.variants and cfg.updates_k is None) or \
                     ("params" in cfg.variants and cfg.params_n is None)
     overhead = overhead or (measure_overhead(cfg, spec) if need_overhead else {})
-    k_updates = cfg.updates_k if cfg.updates_k is not None else max(overhead.get("time_overhead", 0.0), 0.0)
+    measured_k = overhead.get("wall_ratio" if cfg.updates_k_from == "wall" else "flop_ratio", 1.0) - 1.0
+    k_updates = cfg.updates_k if cfg.updates_k is not None else max(measured_k, 0.0)
     n_params = cfg.params_n if cfg.params_n is not None else overhead.get("params_overhead", 0.0)
     results = {"overhead": overhead, "updates_k": k_updates, "params_n": n_params, "wall_s": {}}
     tc = cfg.train_config()
@@ -472,16 +666,18 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
         results["wall_s"][name] = time.perf_counter() - t
         collect(metrics, names, train_cfg.seeds)
 
-    def mc_fn(form):
+    def mc_fn(form, max_extra=0, reset_after=0):
         return lambda spec: make_meta_critic(make_agent(cfg.algo, spec, **cfg.agent),
                                              MetaCriticConfig(form=form, lookahead=cfg.lookahead,
-                                                              weight_decay=cfg.weight_decay,
-                                                              max_extra_updates=max(1, int(np.ceil(k_updates)))))[0]
+                                                              weight_decay=cfg.weight_decay, reset_after=reset_after,
+                                                              max_extra_updates=max_extra))[0]
 
     shared = [v for v in SHARED_VARIANTS if v in cfg.variants]
     if shared:
         combos = [{k: (k_updates if val is None else val) for k, val in SHARED_VARIANTS[v].items()} for v in shared]
-        run("main", mc_fn("feature"), combos, shared)
+        max_extra = int(np.ceil(k_updates)) if "updates" in shared else 0
+        reset_after = GUARD_RESET_AFTER if "mc_guard" in shared else 0
+        run("main", mc_fn("feature", max_extra, reset_after), combos, shared)
     for v, form in (("mc_sa", "feature_sa"), ("metareg", "metareg")):
         if v in cfg.variants:
             run(v, mc_fn(form), None, [v])
@@ -518,17 +714,23 @@ def main(argv=None):
     p.add_argument("--lookahead", default="all")
     p.add_argument("--max-episode-steps", type=positive_int, default=None, help="episode length (default: the env's own)")
     p.add_argument("--mdp", default="rl2", help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
+    p.add_argument("--tab-actor", default="tanh",
+                   help=f"--tabular: the actor's reading of the 2 actions, one of {', '.join(TAB_ACTORS)} (default tanh)")
+    p.add_argument("--tab-seeds", action="store_true", help="--tabular: use --seeds seeds (default: the paper's 5)")
     p.add_argument("--overhead", action="store_true",
-                   help="only measure -MC's time and parameter overhead per update (the paper's networks unless "
-                        "--hidden is given) and write overhead.json")
+                   help="only measure -MC's XLA FLOP and wall-time ratio to vanilla per update, and its parameter "
+                        "overhead (the paper's networks unless --hidden is given; --algo may be a comma list) and "
+                        "write overhead_<algo>.json")
     p.add_argument("--hidden", default=None, help="actor and critic hidden sizes, e.g. 64,64 (default: the paper's)")
+    p.add_argument("--sac-batch", type=int, default=None, help="SAC's batch size (default: its own, 256)")
+    p.add_argument("--rounds", type=int, default=15, help="--overhead: alternating timing rounds")
     p.add_argument("--out", default="results/meta_critic/experiment")
     a = p.parse_args(argv)
     from metarl.train import write_json
 
     os.makedirs(a.out, exist_ok=True)
     if a.tabular:
-        cfg = TabularConfig(mdp=a.mdp).validate()
+        cfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, **({"seeds": a.seeds} if a.tab_seeds else {})).validate()
         base, traces = run_tabular(cfg)
         summary = tabular_summary(traces, cfg=cfg)
         tabular_figures(base, traces, cfg, a.out)
@@ -539,15 +741,21 @@ def main(argv=None):
     if a.hidden:
         h = tuple(int(x) for x in a.hidden.split(","))
         agent = dict(actor_hidden=h, critic_hidden=h)
+    sac_agent = dict(agent, batch_size=a.sac_batch) if a.sac_batch else agent
     if a.overhead:
         from metarl import envs
 
-        cfg = ExperimentConfig(algo=a.algo, env=a.env, agent=agent, lookahead=a.lookahead)
-        o = measure_overhead(cfg, envs.make(a.env).spec)
-        write_json(os.path.join(a.out, f"overhead_{a.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
-        print(f"{a.algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms per "
-              f"update (+{100 * o['time_overhead']:.0f}%; paper 15-30%); parameters {o['params_base']} + "
-              f"{o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; paper ~10%)")
+        spec = envs.make(a.env).spec
+        for algo in a.algo.split(","):
+            cfg = ExperimentConfig(algo=algo, env=a.env, agent=agent if algo != "sac" else sac_agent,
+                                   lookahead=a.lookahead)
+            o = measure_overhead(cfg, spec, rounds=a.rounds)
+            write_json(os.path.join(a.out, f"overhead_{algo}.json"), {"config": dataclasses.asdict(cfg), **o})
+            print(f"{algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
+                  f"per update; FLOP ratio {o['flop_ratio']:.3f}, wall ratio {o['wall_ratio']:.3f} "
+                  f"(wall/FLOP {o['wall_over_flop_ratio']:.3f}; fastest-call ratio {o['wall_ratio_min']:.3f}, CPU-time "
+                  f"ratio {o['cpu_ratio']:.3f}); parameters {o['params_base']} + "
+                  f"{o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; paper ~10%)", flush=True)
         return
     cfg = ExperimentConfig(algo=a.algo, env=a.env, variants=tuple(a.variants.split(",")), seeds=a.seeds,
                            total_steps=a.steps, learning_starts=a.learning_starts, eval_every=a.eval_every,

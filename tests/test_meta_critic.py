@@ -150,6 +150,138 @@ def test_bad_config_values_are_named():
 
 
 # ----------------------------------------------------------------------------------------------------
+# The schedule and the compute: no work that the method does not need (issue: wasted compute)
+# ----------------------------------------------------------------------------------------------------
+def spied(base, calls):
+    """``base`` whose critic_step records, at run time, the batch it was given (and counts its traces)."""
+
+    def critic_step(state, batch, key):
+        calls["traced"] = calls.get("traced", 0) + 1
+        jax.debug.callback(lambda o: calls.setdefault("obs", []).append(np.asarray(o)), batch["obs"])
+        return base.critic_step(state, batch, key)
+
+    return base._replace(critic_step=critic_step)
+
+
+@pytest.fixture(scope="module")
+def ddpg_mc_state():
+    """A tiny DDPG-MC state, compiled once: the state's layout does not depend on the guard, the extra
+    updates or h_floor, so the tests below set their hp on it instead of compiling their own init."""
+    agent, _ = make_meta_critic(tiny_base("ddpg"), MetaCriticConfig(hidden=(7, 5)))
+    return jax.jit(agent.init)(jax.random.PRNGKey(0), {})
+
+
+def with_hp(state, **hp):
+    return state.replace(hp={**state.hp, **{k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}})
+
+
+def test_guard_is_off_by_default_and_can_be_switched_on(ddpg_mc_state):
+    """The re-initialisation guard is not in the paper: off by default (no guard code is compiled, so
+    absorbed meta-steps pile up without a reset); with reset_after > 0 it fires after that many absorbed
+    meta-steps, per vmapped member, only where the traced hp ``guard`` arms it."""
+    assert MetaCriticConfig().reset_after == 0
+    base = tiny_base("ddpg")
+    batch = batch_of(jax.random.PRNGKey(3))
+    always_absorbed = dict(hidden=(7, 5), h_floor=1e9)  # every meta-step counts as absorbed
+    agent, _ = make_meta_critic(base, MetaCriticConfig(**always_absorbed))
+    assert "while" not in str(jax.make_jaxpr(agent.update)(ddpg_mc_state, batch, jax.random.PRNGKey(1)))
+    agent, _ = make_meta_critic(base, MetaCriticConfig(reset_after=2, **always_absorbed))
+    state = jax.tree.map(lambda a, b: jnp.stack([a, b]), with_hp(ddpg_mc_state, guard=1.0),
+                         with_hp(ddpg_mc_state, guard=0.0))
+    upd = jax.jit(jax.vmap(agent.update, in_axes=(0, None, None)))
+    for i in range(2):
+        state, m = upd(state, batch, jax.random.PRNGKey(10 + i))
+    np.testing.assert_array_equal(np.asarray(state.resets), [1, 0])
+    np.testing.assert_array_equal(np.asarray(state.zero_run), [0, 2])
+    np.testing.assert_array_equal(np.asarray(m["meta_resets"]), [1.0, 0.0])
+    # the armed member's h_w is a fresh initialisation: neither its stepped nor its initial weights
+    armed, disarmed = (flat(jax.tree.map(lambda x: x[i], state.w)) for i in (0, 1))
+    assert not np.allclose(armed, flat(ddpg_mc_state.w)) and not np.allclose(armed, disarmed)
+    assert not np.allclose(disarmed, flat(ddpg_mc_state.w))  # the disarmed one kept learning
+
+
+def test_no_extra_update_is_compiled_with_k_zero(ddpg_mc_state):
+    """K = 0 is static (max_extra_updates = 0, the default): the update traces the critic step once and
+    draws 2 base batches (d_trn, d_val); with max_extra_updates = 2 it traces 3 critic steps and draws 4."""
+    base = tiny_base("ddpg")
+    for max_extra, traces, batches in ((0, 1, 2), (2, 3, 4)):
+        calls = {}
+        agent, _ = make_meta_critic(spied(base, calls), MetaCriticConfig(hidden=(7, 5), max_extra_updates=max_extra))
+        assert agent.config.batch_size == batches * N
+        jax.make_jaxpr(agent.update)(ddpg_mc_state, batch_of(jax.random.PRNGKey(1), batches * N), jax.random.PRNGKey(2))
+        assert calls["traced"] == traces, (max_extra, calls["traced"])
+    with pytest.raises(ValueError, match="max_extra_updates"):
+        make_meta_critic(base, MetaCriticConfig(hp={"extra_updates": 1.0}))
+
+
+def test_extra_updates_draw_a_fresh_batch_each(ddpg_mc_state):
+    """'+updates' with K = 1.5 (at most 2 per update): 1 extra update, then 2 (the accumulated 0.5 + 1.5),
+    each on its own slice of the sampled batch, none of them d_trn or d_val."""
+    calls = {}
+    agent, _ = make_meta_critic(spied(tiny_base("ddpg"), calls), MetaCriticConfig(hidden=(7, 5), max_extra_updates=2))
+    state = with_hp(ddpg_mc_state, aux_scale=0.0, extra_updates=1.5)
+    upd = jax.jit(agent.update)
+    for i, n_extra in enumerate((1, 2)):
+        calls["obs"] = []
+        batch = batch_of(jax.random.PRNGKey(20 + i), 4 * N)
+        state, m = upd(state, batch, jax.random.PRNGKey(30 + i))
+        jax.effects_barrier()
+        slices = [np.asarray(batch["obs"][j * N:(j + 1) * N]) for j in range(4)]
+        seen = [next(j for j, sl in enumerate(slices) if np.array_equal(o, sl)) for o in calls["obs"]]
+        assert sorted(seen) == [0] + list(range(2, 2 + n_extra)), seen  # d_trn, then fresh batches only
+        assert float(m["extra_updates_done"]) == n_extra
+    assert int(state.extra_count) == 3 and int(state.base.step) == 5
+
+
+def test_td3_mc_meta_steps_only_on_policy_steps_in_the_runner():
+    """The training loop's vmapped program (metarl.train.make_functions, which the Runner jits) lays
+    TD3-MC's delay out statically: each scan iteration is one period of 2 environment steps whose updates
+    are update_phase(do_actor=False), then update_phase(do_actor=True) (no lax.cond, which under vmap
+    computes both branches); and a non-policy step compiles no meta-step (its XLA FLOPs are exactly the TD3 critic step's). Traced and
+    cost-analysed, not run: the Runner's compile costs a minute of CI time."""
+    from metarl import envs
+    from metarl.train import TrainConfig, make_functions, run_keys_and_hp
+
+    agent_cfg = dict(actor_hidden=(8, 8), critic_hidden=(8, 8), batch_size=8)
+    cfg = TrainConfig(algo="td3", env="gymnax/Pendulum-v1", seeds=2, total_steps=36, learning_starts=16,
+                      eval_every=20, eval_episodes=1, max_episode_steps=10, agent=agent_cfg)
+    mc_cfg = MetaCriticConfig(hidden=(7, 5))
+    phases = []
+
+    def agent_fn(spec):
+        mc = make_meta_critic(make_agent("td3", spec, **agent_cfg), mc_cfg)[0]
+        phase = mc.extras["update_phase"]
+
+        def spy(state, batch, key, do_actor):
+            phases.append(do_actor)
+            return phase(state, batch, key, do_actor)
+
+        return mc._replace(extras={**mc.extras, "update_phase": spy})
+
+    _, agent, init, run_chunk, _ = make_functions(cfg, agent_fn)
+    assert agent.extras["update_period"] == 2
+    _, keys, hp = run_keys_and_hp(cfg)
+    jax.make_jaxpr(jax.vmap(run_chunk))(jax.eval_shape(jax.vmap(init), keys, hp))
+    assert phases == [False, True], phases  # one period traced: the meta-step on the policy step only
+
+    spec = envs.make("gymnax/Pendulum-v1").spec
+    base = make_agent("td3", spec, **agent_cfg)
+    mc = make_meta_critic(base, mc_cfg)[0]
+
+    def flops(agent, batch_size):
+        state = jax.eval_shape(jax.vmap(lambda k: agent.init(k, {})), jax.random.split(jax.random.PRNGKey(0), 2))
+        b = dict(obs=jnp.zeros((2, batch_size, 3)), action=jnp.zeros((2, batch_size, 1)), reward=jnp.zeros((2, batch_size)),
+                 next_obs=jnp.zeros((2, batch_size, 3)), terminated=jnp.zeros((2, batch_size), bool),
+                 done=jnp.zeros((2, batch_size), bool))
+        f = jax.vmap(lambda s, b, k: agent.extras["update_phase"](s, b, k, False)[0])
+        cost = jax.jit(f).lower(state, b, jax.random.split(jax.random.PRNGKey(1), 2)).compile().cost_analysis()
+        return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+
+    critic_only, mc_off = flops(base, 8), flops(mc, 16)
+    assert mc_off <= 1.01 * critic_only, (critic_only, mc_off)
+
+
+# ----------------------------------------------------------------------------------------------------
 # The tabular MDP analysis (Fig. 6): one compiled program, DDPG and DDPG-MC vmapped with the seeds
 # ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -232,7 +364,8 @@ def test_paper_scale_plan_traces_into_valid_configs():
     cfg = bench_config("paper")
     jobs = {(e, a): v for e, a, v in plan(cfg)}
     assert set(jobs) == {(e, a) for e in ENV_ROWS for a in ALGOS}
-    assert set(jobs["brax/walker2d", "sac"]) == {"vanilla", "updates", "params", "mc", "mc_plain", "mc_sa", "metareg"}
+    assert set(jobs["brax/walker2d", "sac"]) == {"vanilla", "updates", "params", "mc", "mc_plain", "mc_guard", "mc_sa",
+                                                 "metareg"}
     assert {"updates", "params"} <= set(jobs["brax/ant", "td3"]) and "params" not in jobs["brax/reacher", "td3"]
     for c in (cfg, smoke_config(cfg)):
         for (env, algo), variants in jobs.items():
