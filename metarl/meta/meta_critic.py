@@ -140,7 +140,7 @@ def lookahead_mask(actor_params, which: str):
             on = "torso" in names and "dense_0" in names
         return jnp.full(x.shape, 1.0 if on else 0.0, x.dtype)
 
-    return jax.tree_util.tree_map_with_path(leaf, actor_params)
+    return jax.tree.map_with_path(leaf, actor_params)
 
 
 def tree_norm(t):
