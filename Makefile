@@ -6,7 +6,8 @@ SCALE  ?= quick
 STAMP   = $(VENV)/.installed
 
 .PHONY: venv test test-fast bench report bench-throughput bench-meta-critic bench-outer-value \
-        bench-model-based-critic bench-metagenrl bench-metagenrl-ablations install-cuda clean
+        bench-model-based-critic bench-metagenrl bench-metagenrl-ablations install-cuda clean \
+        gpu-wheels bench-gpu bench-gpu-dry
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,27 @@ bench-metagenrl-ablations: $(STAMP)
 # On a GPU machine: replace the CPU jaxlib with the CUDA build of the same version.
 install-cuda: $(STAMP)
 	$(PY) -m pip install -q "jax[cuda12]==0.10.2"
+
+# The accelerator run kit (docs/gpu.md). Here: download the wheels the GPU image lacks into .whl/
+# (pip only, no venv needed). There: install them into $(GPU_SITE) and run the time-boxed script with
+# the image's own python3 (its jax + CUDA); results in results/gpu/, or in $OUT where the environment
+# sets it (the device tool does, and a killed command still returns what is there).
+GPU_PY   ?= python3
+GPU_SITE ?= /tmp/metarl-site
+BUDGET   ?= 450
+OUT      ?= results/gpu
+
+gpu-wheels:
+	$(PYTHON) -m benchmarks.gpu_wheels
+
+bench-gpu:
+	if ls .whl/*.whl >/dev/null 2>&1; then $(GPU_PY) -m pip install -q --no-index --no-deps --no-compile \
+	  --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl; fi
+	PYTHONPATH=$(GPU_SITE):$$PYTHONPATH PYTHONUNBUFFERED=1 $(GPU_PY) -m benchmarks.gpu --budget-s $(BUDGET) --out $(OUT)
+
+# The same script at tiny sizes on the CPU (what tests/test_gpu_kit.py runs).
+bench-gpu-dry: $(STAMP)
+	$(PY) -m benchmarks.gpu --dry-run --out $(OUT)
 
 clean:
 	rm -rf $(VENV) .jax_cache results

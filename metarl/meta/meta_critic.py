@@ -182,7 +182,7 @@ def lookahead_mask(actor_params, which: str):
         names = [getattr(p, "key", str(p)) for p in path]
         return jnp.full(x.shape, 1.0 if _moves(names, which) else 0.0, x.dtype)
 
-    return jax.tree_util.tree_map_with_path(leaf, actor_params)
+    return jax.tree.map_with_path(leaf, actor_params)
 
 
 def lookahead_keys(actor_params, which: str) -> tuple:

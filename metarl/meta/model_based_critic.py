@@ -311,7 +311,7 @@ def critic_policy_loss(critic_apply, policy_apply, phi, theta, xs, goal):
 def _clip_tree(tree, max_norm):
     if not max_norm:
         return tree
-    norm = optax.global_norm(tree)
+    norm = optax.tree.norm(tree)
     scale = jnp.minimum(1.0, max_norm / (norm + 1e-12))
     return jax.tree.map(lambda x: x * scale, tree)
 
