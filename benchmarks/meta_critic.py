@@ -1,16 +1,23 @@
 """Online Meta-Critic benchmark: the paper's Tables 1, 2 and 3 with our numbers beside theirs.
 
     python -m benchmarks.meta_critic --scale quick   # minutes on a 2-core CPU (make bench-meta-critic)
+    python -m benchmarks.meta_critic --scale medium --tables 1 [--resume]   # ~1 h on a 2-core CPU
     python -m benchmarks.meta_critic --scale paper   # the paper's budget, for an accelerator
 
-Writes into results/meta_critic/: tables.md (the three tables, ours / paper), results.json (every
-number, the config, package versions, device, wall time), overhead.json, learning-curve PNGs per
-environment and algorithm, and the tabular-MDP figures (Fig. 6).
+Writes into results/meta_critic/ (results/meta_critic_<scale>/ for the other scales): tables.md (the
+three tables, ours / paper), results.json (every number, the config, package versions, device, wall
+time), summary.json (Table 1 rows: IQM [95% CI] of the final return per variant, the paper's max
+average return, P(MC > vanilla) with its interval and the verdict from it), overhead.json,
+learning-curve PNGs per environment and algorithm, table1_aggregate.png, and the tabular-MDP figures
+(Fig. 6). Every finished job is kept in runs/<job>/job.json and each program checkpoints as it goes, so
+an interrupted run continues with ``--resume``.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -21,11 +28,12 @@ import numpy as np
 
 from metarl.agents import agent_config
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "medium", "paper")
 ENV_ROWS = {"brax/halfcheetah": "HalfCheetah", "brax/hopper": "Hopper", "brax/walker2d": "Walker2d",
             "brax/ant": "Ant", "brax/reacher": "Reacher", "brax/inverted_pendulum": "InvPend",
             "brax/inverted_double_pendulum": "InvDouPend"}
 ALGOS = ("ddpg", "td3", "sac")
+TABLES = ("1", "2", "3", "fig6")
 
 # The paper's tables (Zhou et al. 2020, Tables 1-3), as published; the reference column of our tables.
 PAPER_TABLES = {
@@ -88,6 +96,9 @@ class BenchConfig:
     tabular: bool = True
     tabular_episodes: int | None = None  # None: the paper's 100
     max_episode_steps: int | None = None  # None: the environment's own (Brax: 1000)
+    episode_steps: dict = field(default_factory=dict)  # {env: max_episode_steps} overrides
+    tables: tuple = TABLES  # which parts to run: Tables "1", "2", "3" and the tabular MDP "fig6"
+    tab_actors: tuple = ("tanh", "softmax")  # Fig. 6 under each reading of the 2 actions
     only: tuple = ()  # run only these jobs ('env|algo' or 'env'); empty: all
     smoke: bool = False
 
@@ -97,11 +108,26 @@ def bench_config(scale: str) -> BenchConfig:
         raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
     if scale == "quick":
         return BenchConfig()
+    if scale == "medium":
+        # The smallest CPU budget at which Table 1 can show on the paper's cheap tasks: 5 seeds, the
+        # paper's 100-100 meta-critic and batch 100, 64-64 agents (the paper's 400-300 costs ~10x per
+        # update here). Steps per task: the vanilla agents clearly learn by then (TD3's own start of
+        # 1000 random steps for these three tasks); Reacher has Gym's 50-step episodes (Brax's default is
+        # 1000), so its returns are on the paper's scale. Tables 2-3 on InvPend at the same scale.
+        small = dict(actor_hidden=(64, 64), critic_hidden=(64, 64))
+        return BenchConfig(scale="medium", table1_envs=("brax/inverted_pendulum", "brax/inverted_double_pendulum",
+                                                        "brax/reacher"),
+                           table3_envs=("brax/inverted_pendulum",), table2_env="brax/inverted_pendulum",
+                           env_steps={"brax/inverted_pendulum": 20_000, "brax/inverted_double_pendulum": 30_000,
+                                      "brax/reacher": 20_000},
+                           episode_steps={"brax/reacher": 50}, seeds=5, total_steps=20_000, learning_starts=1_000,
+                           eval_every=1_000, eval_episodes=5, evals_per_chunk=1, agent=small,
+                           sac_agent=dict(small, batch_size=100), table1_algos={})
     locomotion = ("brax/halfcheetah", "brax/hopper", "brax/walker2d", "brax/ant")
     return BenchConfig(scale="paper", table1_envs=tuple(ENV_ROWS), table3_envs=locomotion,
                        table2_env="brax/walker2d", seeds=5, total_steps=1_000_000, learning_starts=10_000,
                        eval_every=1_000, eval_episodes=10, evals_per_chunk=45, agent={}, sac_agent={},
-                       table1_algos={}, env_steps={})
+                       table1_algos={}, env_steps={}, episode_steps={"brax/reacher": 50})
 
 
 def read_paper_table(n: int) -> list[dict]:
@@ -125,14 +151,17 @@ def fmt(x, paper=None, std=None):
 def plan(cfg: BenchConfig) -> list[tuple]:
     """(env, algo, variants) programs to run: each is one experiments.meta_critic.run_experiment call."""
     jobs = {}
-    for env in cfg.table1_envs:
-        for algo in cfg.table1_algos.get(env, ALGOS):
-            jobs.setdefault((env, algo), set()).update({"vanilla", "mc"})
-    for env in cfg.table3_envs:
-        for algo in ALGOS:
-            jobs.setdefault((env, algo), set()).update({"vanilla", "mc", "updates", "params"})
-    # Table 2's ablation, plus the re-initialisation guard on (not in the paper; off in every other row)
-    jobs.setdefault((cfg.table2_env, "sac"), set()).update({"vanilla", "mc", "mc_plain", "mc_guard", "mc_sa", "metareg"})
+    if "1" in cfg.tables:
+        for env in cfg.table1_envs:
+            for algo in cfg.table1_algos.get(env, ALGOS):
+                jobs.setdefault((env, algo), set()).update({"vanilla", "mc"})
+    if "3" in cfg.tables:
+        for env in cfg.table3_envs:
+            for algo in ALGOS:
+                jobs.setdefault((env, algo), set()).update({"vanilla", "mc", "updates", "params"})
+    if "2" in cfg.tables:  # the ablation, plus the re-initialisation guard on (not in the paper; off elsewhere)
+        jobs.setdefault((cfg.table2_env, "sac"), set()).update(
+            {"vanilla", "mc", "mc_plain", "mc_guard", "mc_sa", "metareg"})
     from experiments.meta_critic import VARIANTS
 
     out = [(env, algo, tuple(v for v in VARIANTS if v in vs)) for (env, algo), vs in jobs.items()]
@@ -156,7 +185,8 @@ def job_config(cfg: BenchConfig, env: str, algo: str, variants: tuple):
     ecfg = ExperimentConfig(algo=algo, env=env, variants=variants, seeds=cfg.seeds, total_steps=steps,
                             learning_starts=cfg.learning_starts, eval_every=cfg.eval_every,
                             eval_episodes=cfg.eval_episodes, evals_per_chunk=per_chunk, agent=agent,
-                            lookahead=cfg.lookahead, max_episode_steps=cfg.max_episode_steps).validate()
+                            lookahead=cfg.lookahead,
+                            max_episode_steps=cfg.episode_steps.get(env, cfg.max_episode_steps)).validate()
     ecfg.train_config().validate()
     return ecfg
 
@@ -168,6 +198,7 @@ def smoke_config(cfg: BenchConfig) -> BenchConfig:
     starts = 3 * batch  # the meta-critic samples 2 base batches (d_trn, d_val), + 1 per extra update
     return dataclasses.replace(cfg, seeds=1, learning_starts=starts, total_steps=starts + 100, eval_every=50,
                                evals_per_chunk=1, eval_episodes=1, env_steps={}, max_episode_steps=50,
+                               episode_steps={},
                                tabular_episodes=2, smoke=True)
 
 
@@ -251,61 +282,230 @@ def main(argv=None):
     p.add_argument("--smoke", action="store_true",
                    help="trace and run every planned program for a few steps only (1 seed, short episodes): "
                         "checks that a scale runs end to end, measures nothing")
+    p.add_argument("--tables", default=",".join(TABLES), type=tables_arg,
+                   help=f"comma list of the parts to run, of {', '.join(TABLES)} (default: all)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: finished jobs are read back from runs/<job>/job.json, "
+                        "the unfinished one continues from its checkpoint; the settings must be the same")
     a = p.parse_args(argv)
     cfg = bench_config(a.scale)  # raises on a bad scale, naming it and the valid ones
+    cfg = dataclasses.replace(cfg, tables=a.tables)
     if a.only:
         cfg = dataclasses.replace(cfg, only=tuple(x.strip() for x in a.only.split(",") if x.strip()))
     if a.smoke:
         cfg = smoke_config(cfg)
     if a.out is None:
         a.out = (os.path.join(tempfile.gettempdir(), f"meta_critic_smoke_{cfg.scale}") if cfg.smoke
-                 else os.path.join("results", "meta_critic"))
+                 else os.path.join("results", "meta_critic" if cfg.scale == "quick" else f"meta_critic_{cfg.scale}"))
+    try:  # a bad --only: one line naming the valid jobs, before anything is compiled or written
+        jobs = plan(cfg)
+        for env, algo, variants in jobs:
+            job_config(cfg, env, algo, variants)
+    except ValueError as e:
+        p.error(str(e))
+    if not a.resume and os.path.isfile(os.path.join(a.out, "results.json")) and not cfg.smoke:
+        prev = _read_json(os.path.join(a.out, "results.json"))
+        if not prev.get("complete", True):
+            p.error(f"{a.out!r} holds an unfinished run: continue it with --resume (same settings), or give "
+                    "another --out")
+    from metarl.train import Interrupted, RunError
 
+    try:
+        print(run_bench(cfg, jobs, a.out, a.resume))
+    except Interrupted as e:
+        cmd = " ".join(["python -m benchmarks.meta_critic"] + [x for x in (argv or sys.argv[1:]) if x != "--resume"]
+                       + ["--resume"])
+        sys.exit(f"benchmarks.meta_critic: interrupted ({e}); finished jobs are kept; continue with: {cmd}")
+    except RunError as e:
+        sys.exit(f"benchmarks.meta_critic: {e}")
+
+
+def tables_arg(text: str) -> tuple:
+    """--tables: a comma list of TABLES (argparse turns the ValueError into one line on stderr)."""
+    parts = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in parts if x not in TABLES]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {bad or [text]}; valid: {', '.join(TABLES)}")
+    return parts
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def job_key(env, algo):
+    return f"{env}|{algo}"
+
+
+def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
+    """Run the planned jobs (and Fig. 6) into ``out``; outputs are rewritten after every job."""
     from tqdm import tqdm
 
     from experiments.meta_critic import (MC_METRICS, TabularConfig, paper_metrics,
                                          run_experiment, run_tabular, tabular_figures, tabular_summary)
-    from metarl.train import device_info, package_versions, write_json
+    from metarl.train import jsonable, write_json
 
-    os.makedirs(a.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
-    jobs = plan(cfg)
-    summary, diagnostics, overheads, walls = {}, {}, {}, {}
-    bar = tqdm(total=len(jobs) + int(cfg.tabular), desc="meta-critic programs", unit="job", file=sys.stderr)
-    tab = None
-    if cfg.tabular:
-        t = time.perf_counter()
-        tcfg = TabularConfig() if cfg.tabular_episodes is None else TabularConfig(episodes=cfg.tabular_episodes)
-        base, traces = run_tabular(tcfg)
-        tab = dict(config=dataclasses.asdict(tcfg), **tabular_summary(traces, cfg=tcfg),
-                   figures=tabular_figures(base, traces, tcfg, a.out), wall_s=time.perf_counter() - t)
-        write_json(os.path.join(a.out, "tabular.json"), tab)
-        bar.update(1)
+    summary, diagnostics, overheads, walls, finals, firsts = {}, {}, {}, {}, {}, {}
+    tab_on = cfg.tabular and "fig6" in cfg.tables
+    bar = tqdm(total=len(jobs) + (len(cfg.tab_actors) if tab_on else 0), desc="meta-critic programs", unit="job",
+               file=sys.stderr)
+    tab = {}
+    if tab_on:
+        for actor in cfg.tab_actors:
+            t = time.perf_counter()
+            kw = {"actor": actor} | ({} if cfg.tabular_episodes is None else {"episodes": cfg.tabular_episodes})
+            tcfg = TabularConfig(**kw).validate()
+            fig_dir = out if actor == "tanh" else os.path.join(out, f"tabular_{actor}")
+            base, traces = run_tabular(tcfg)
+            tab[actor] = dict(config=dataclasses.asdict(tcfg), **tabular_summary(traces, cfg=tcfg),
+                              figures=tabular_figures(base, traces, tcfg, fig_dir), wall_s=time.perf_counter() - t)
+            bar.update(1)
+        write_json(os.path.join(out, "tabular.json"), tab)
     for env, algo, variants in jobs:
         bar.set_postfix(env=env, algo=algo)
         ecfg = job_config(cfg, env, algo, variants)
-        t = time.perf_counter()
-        res = run_experiment(ecfg, os.path.join(a.out, "runs", f"{env.replace('/', '_')}_{algo}"), progress=False)
-        key = f"{env}|{algo}"
-        walls[key] = time.perf_counter() - t
+        job_dir = os.path.join(out, "runs", f"{env.replace('/', '_')}_{algo}")
+        job_file = os.path.join(job_dir, "job.json")
+        key = job_key(env, algo)
+        stored = _read_json(job_file) if resume and os.path.isfile(job_file) else None
+        if stored is not None and stored["config"] != jsonable(dataclasses.asdict(ecfg)):
+            raise SystemExit(f"benchmarks.meta_critic: cannot resume {job_dir}: its job was run with other settings "
+                             "(job.json); resume with the same --scale/--tables/--only, or give another --out")
+        if stored is None:
+            t = time.perf_counter()
+            prev = _read_json(os.path.join(out, "results.json")).get("overhead", {}).get(key) \
+                if resume and os.path.isfile(os.path.join(out, "results.json")) else None
+            overhead = {k: v for k, v in prev.items() if k not in ("updates_k", "params_n", "params_hidden")} \
+                if prev else None
+            res = run_experiment(ecfg, job_dir, progress=False, overhead=overhead, resume=resume)
+            stored = {"config": jsonable(dataclasses.asdict(ecfg)), "wall_s": time.perf_counter() - t,
+                      "overhead": dict(res["overhead"], updates_k=res["updates_k"], params_n=res["params_n"],
+                                       params_hidden=res.get("params_hidden")),
+                      "variants": {v: {m: np.asarray(res[v][m]).tolist()
+                                       for m in ("eval_return", "env_steps", *MC_METRICS) if m in res[v]}
+                                   for v in variants}}
+            write_json(job_file, stored)
+        res = {v: {m: np.asarray(x) for m, x in d.items()} for v, d in stored["variants"].items()}
+        walls[key] = stored["wall_s"]
         summary[key] = {v: paper_metrics(res[v]["eval_return"]) for v in variants}
-        diagnostics[key] = {v: {m: np.asarray(res[v][m]).tolist() for m in MC_METRICS if m in res[v]}
+        finals[key] = {v: final_scores(res[v]["eval_return"]) for v in variants}
+        firsts[key] = {v: np.asarray(res[v]["eval_return"], float)[:, 0] for v in variants}
+        diagnostics[key] = {v: {m: res[v][m].tolist() for m in MC_METRICS if m in res[v]}
                             for v in variants if v.startswith("mc") or v == "metareg"}
-        overheads[key] = dict(res["overhead"], updates_k=res["updates_k"], params_n=res["params_n"],
-                              params_hidden=res.get("params_hidden"))
-        curves_png(res, env, algo, os.path.join(a.out, f"curves_{env.replace('/', '_')}_{algo}.png"))
-        write_outputs(a.out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0, final=False)
+        overheads[key] = stored["overhead"]
+        curves_png(res, env, algo, os.path.join(out, f"curves_{env.replace('/', '_')}_{algo}.png"))
+        write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0, final=False,
+                      finals=finals, firsts=firsts, jobs=jobs)
         bar.update(1)
     bar.close()
-    print(write_outputs(a.out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0))
+    return write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0,
+                         finals=finals, firsts=firsts, jobs=jobs)
 
 
-def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True):
-    """tables.md, overhead.json and results.json (rewritten after every job, atomically)."""
+FINAL_EVALS = 3  # the final score of a run: its mean return over the last 3 evaluations
+
+
+def final_scores(eval_return) -> np.ndarray:
+    """Per seed, the mean evaluation return over the last FINAL_EVALS evaluation points."""
+    r = np.asarray(eval_return, float)
+    return r[:, -min(FINAL_EVALS, r.shape[1]):].mean(1)
+
+
+def table1_summary(cfg: BenchConfig, summary: dict, finals: dict, jobs) -> list[dict]:
+    """Table 1 rows: per (env, algo), vanilla and -MC as IQM [95% stratified-bootstrap CI] of the final
+    return and the paper's max average return, P(MC > vanilla) with its interval, and the verdict from that
+    interval (better / worse / inconclusive; the paper's claim is 'better or equal')."""
+    from metarl import stats
+
+    t1 = read_paper_table(1)
+    rows = []
+    for env, algo, variants in jobs:
+        key = job_key(env, algo)
+        if env not in cfg.table1_envs or key not in finals or not {"vanilla", "mc"} <= set(finals[key]):
+            continue
+        van, mc = finals[key]["vanilla"], finals[key]["mc"]
+        c = stats.compare(mc, van, claim="higher")
+        name = ENV_ROWS.get(env, env)
+        ecfg = job_config(cfg, env, algo, variants)
+        row = {"label": f"Table 1 {name} {algo.upper()}-MC vs {algo.upper()}", "env": env, "algo": algo,
+               "steps": ecfg.total_steps, "seeds": cfg.seeds, "final_evals": FINAL_EVALS}
+        for v, col in (("vanilla", algo.upper()), ("mc", f"{algo.upper()}-MC")):
+            sr = stats.summary_row(finals[key][v])
+            row[v] = {"iqm": sr["iqm"], "ci": sr["ci"], "max_avg": summary[key][v]["max_avg"],
+                      "paper_max_avg": paper_value(t1, "environment", name, col)}
+        row.update(c)  # iqm_a/ci_a (MC), iqm_b/ci_b (vanilla), p_improvement(_ci), verdict, claim_verdict
+        row["p_mc_better"] = c["p_improvement"]
+        row["p_mc_better_ci"] = c["p_improvement_ci"]
+        rows.append(row)
+    return rows
+
+
+def aggregate_png(cfg: BenchConfig, finals: dict, firsts: dict, rows: list[dict], path: str):
+    """Table 1 pooled over its tasks: IQM [CI] and performance profile of the final return, each task
+    normalised as (x - x0) / (paper - x0), x0 = the untrained agents' first evaluation (both variants);
+    1 = the paper's max average return of vanilla."""
+    from metarl import stats
+
+    by_algo = {}
+    for r in rows:
+        key = job_key(r["env"], r["algo"])
+        ref = r["vanilla"]["paper_max_avg"]
+        x0 = float(np.median(np.concatenate([firsts[key][v] for v in ("vanilla", "mc")])))
+        if ref is None or ref == x0:
+            continue
+        for v, lab in (("vanilla", r["algo"].upper()), ("mc", r["algo"].upper() + "-MC")):
+            by_algo.setdefault(lab, []).append((finals[key][v] - x0) / (ref - x0))
+    if by_algo:
+        data = {k: np.stack(v, 1) for k, v in by_algo.items() if len({len(x) for x in v}) == 1}
+        stats.plot_aggregate(data, path, title=f"Online Meta-Critic Table 1, scale '{cfg.scale}' "
+                             f"({len(rows) // max(1, len(ALGOS))} tasks, {cfg.seeds} seeds; paper vanilla = 1)")
+        return path
+    return None
+
+
+def tabular_lines(actor: str, tab: dict) -> list[str]:
+    return ["", f"### Tabular MDP (Fig. 6), actor '{actor}'", "",
+            f"- mean L_meta_clip over the first 200 updates: {tab['L_meta_early_mean']:.3g} (paper: below 0)",
+            f"- L_critic (DDPG, DDPG-MC) averaged over training: "
+            f"{np.round(tab['L_critic_mean_over_training'], 3).tolist()}; over the last 10% of updates: "
+            f"{np.round(tab['L_critic_last10pct'], 3).tolist()}, DDPG-MC lower in "
+            f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower); "
+            f"P(MC higher) {tab['L_critic_claim']['p_improvement']:.2f} "
+            f"{np.round(tab['L_critic_claim']['p_improvement_ci'], 2).tolist()}: "
+            f"{tab['L_critic_claim']['claim_verdict']}",
+            f"- expected return (DDPG, DDPG-MC), final: {np.round(tab['final_expected_return'], 2).tolist()}, "
+            f"mean over episodes: {np.round(tab['mean_expected_return_over_episodes'], 2).tolist()}, "
+            f"optimum {tab['optimal_return']:.2f}",
+            f"- meta-steps with a zero meta-gradient: {tab['zero_meta_grad_steps']} of {tab['meta_steps']}"]
+
+
+def table1_interval_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    out = ["", f"### Table 1 with intervals: final return (mean of the last {FINAL_EVALS} evaluations per seed), "
+           "IQM [95% stratified-bootstrap CI]", "",
+           "| task | algo | steps | seeds | vanilla | -MC | P(MC > vanilla) [95% CI] | verdict |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = lambda d: f"{d['iqm']:.1f} [{d['ci'][0]:.1f}, {d['ci'][1]:.1f}]"  # noqa: E731
+        out.append(f"| {ENV_ROWS.get(r['env'], r['env'])} | {r['algo'].upper()} | {r['steps']} | {r['seeds']} | "
+                   f"{ci(r['vanilla'])} | {ci(r['mc'])} | {r['p_mc_better']:.2f} "
+                   f"[{r['p_mc_better_ci'][0]:.2f}, {r['p_mc_better_ci'][1]:.2f}] | {r['verdict']} |")
+    return out
+
+
+def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True, finals=None,
+                  firsts=None, jobs=()):
+    """tables.md, summary.json, overhead.json and results.json (rewritten after every job, atomically)."""
     from metarl.train import device_info, package_versions, write_json
 
+    rows = table1_summary(cfg, summary, finals or {}, jobs)
     md = tables(cfg, summary)
-    ov_lines = ["", "### Measured overhead of -MC (per update, compiled, one seed; parameters: actor+critic)", ""]
+    ov_lines = table1_interval_lines(rows)
+    ov_lines += ["", "### Measured overhead of -MC (per update, compiled, one seed; parameters: actor+critic)", ""]
     for key, o in overheads.items():
         if "mc_s_per_update" in o:
             ov_lines.append(f"- {key}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
@@ -314,29 +514,29 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
                             f"parameters "
                             f"{o['params_base']} + {o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; "
                             f"paper ~10%)")
-    if tab:
-        ov_lines += ["", "### Tabular MDP (Fig. 6)", "",
-                     f"- mean L_meta_clip over the first 200 updates: {tab['L_meta_early_mean']:.3g} (paper: below 0)",
-                     f"- L_critic (DDPG, DDPG-MC) averaged over training: "
-                     f"{np.round(tab['L_critic_mean_over_training'], 3).tolist()}; over the last 10% of updates: "
-                     f"{np.round(tab['L_critic_last10pct'], 3).tolist()}, DDPG-MC lower in "
-                     f"{tab['L_critic_last10pct_mc_lower_seeds']} of {tab['seeds']} seeds (paper: DDPG-MC lower); "
-                     f"P(MC higher) {tab['L_critic_claim']['p_improvement']:.2f} "
-                     f"{np.round(tab['L_critic_claim']['p_improvement_ci'], 2).tolist()}: "
-                     f"{tab['L_critic_claim']['claim_verdict']}",
-                     f"- expected return (DDPG, DDPG-MC), final: {np.round(tab['final_expected_return'], 2).tolist()}, "
-                     f"mean over episodes: {np.round(tab['mean_expected_return_over_episodes'], 2).tolist()}, "
-                     f"optimum {tab['optimal_return']:.2f}",
-                     f"- meta-steps with a zero meta-gradient: {tab['zero_meta_grad_steps']} of {tab['meta_steps']}"]
+    for actor, t in (tab or {}).items():
+        ov_lines += tabular_lines(actor, t)
+    figure = None
+    if final and rows:
+        figure = aggregate_png(cfg, finals, firsts, rows, os.path.join(out, "table1_aggregate.png"))
     md += "\n".join(ov_lines) + f"\n\nwall time {wall:.0f} s{'' if final else ' (partial: still running)'}\n"
     tmp = os.path.join(out, "tables.md.tmp")
     with open(tmp, "w") as f:
         f.write(md)
     os.replace(tmp, os.path.join(out, "tables.md"))
     write_json(os.path.join(out, "overhead.json"), overheads)
+    record = {"scale": cfg.scale, "seeds": cfg.seeds, "versions": package_versions(), "device": device_info(),
+              "wall_time_s": wall, "complete": final, "job_wall_s": walls}
+    write_json(os.path.join(out, "summary.json"), {
+        **record, "paper": "Online Meta-Critic (Zhou et al., NeurIPS 2020)", "metric": (
+            f"final return = mean of the last {FINAL_EVALS} evaluations per seed; IQM [95% stratified-bootstrap CI] "
+            "over seeds; max_avg = the paper's metric (max over evaluations of the seed-average return)"),
+        "table1": rows, "figure": os.path.basename(figure) if figure else None,
+        "tabular": {a: {"L_critic_claim": t["L_critic_claim"], "L_meta_early_mean": t["L_meta_early_mean"],
+                        "zero_meta_grad_steps": t["zero_meta_grad_steps"], "meta_steps": t["meta_steps"]}
+                    for a, t in (tab or {}).items()}})
     write_json(os.path.join(out, "results.json"), {
-        "config": dataclasses.asdict(cfg), "versions": package_versions(), "device": device_info(),
-        "wall_time_s": wall, "complete": final, "job_wall_s": walls, "summary": summary,
+        "config": dataclasses.asdict(cfg), **record, "summary": summary,
         "diagnostics": diagnostics, "overhead": overheads, "tabular": tab})
     return md
 

@@ -628,8 +628,14 @@ MC_METRICS = ("L_critic", "h_w", "L_meta", "meta_grad_norm", "meta_grad_zero", "
               "extra_updates_done")
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: bool = True, overhead=None) -> dict:
-    """Train every requested variant; returns {variant: {eval_return [seeds, evals], ...}, 'overhead': ...}."""
+def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: bool = True, overhead=None,
+                   resume: bool = False) -> dict:
+    """Train every requested variant; returns {variant: {eval_return [seeds, evals], ...}, 'overhead': ...}.
+
+    ``resume``: each program whose run directory under ``out_dir`` holds a started run continues from its
+    checkpoint (the Runner refuses, in one line, a run directory whose config differs); the others start
+    fresh. Pass the ``overhead`` measured by the interrupted call (results.json keeps it) so that '+updates'
+    and '+params' get the same K and N as before."""
     from metarl import envs
     from metarl.train import Runner
 
@@ -659,10 +665,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
     def run(name, agent_fn, combos, names, train_cfg=tc):
         t = time.perf_counter()
         # The experiment owns its output folder: a re-run replaces each variant's run directory.
-        r = Runner(train_cfg, sub(name), agent_fn=agent_fn, progress=progress, overwrite=True)
+        d = sub(name)
+        r = Runner(train_cfg, d, agent_fn=agent_fn, progress=progress, overwrite=True)
         if combos is not None:
             _set_runs(r, combos)
-        _, metrics = r.run()
+        _, metrics = r.run(resume=bool(resume and d and os.path.isfile(os.path.join(d, "config.json"))))
         results["wall_s"][name] = time.perf_counter() - t
         collect(metrics, names, train_cfg.seeds)
 
