@@ -64,8 +64,7 @@ SCALES = {
     "paper": SnakeExperiment(),
 }
 
-# The authors' released per-seed results at update 29,200 (10 seeds), mean and sd
-# (/work/shared/paper-tables/outer-value-function_snake.csv).
+# The authors' released per-seed Snake results at update 29,200 (10 seeds), mean and sd.
 PAPER = {
     "A2C": {"return": "17.38 ± 0.34", "final_gamma": "0.8", "outer_advantage": "", "return_14600": "15.59"},
     "MG": {"return": "24.90 ± 6.26", "final_gamma": "0.965 ± 0.026", "outer_advantage": "0.39", "return_14600": "17.52"},
