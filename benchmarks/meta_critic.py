@@ -308,8 +308,10 @@ def main(argv=None):
         if not prev.get("complete", True):
             p.error(f"{a.out!r} holds an unfinished run: continue it with --resume (same settings), or give "
                     "another --out")
+    from metarl.cli import make_out_dir
     from metarl.train import Interrupted, RunError
 
+    make_out_dir(p, a.out)
     try:
         print(run_bench(cfg, jobs, a.out, a.resume))
     except Interrupted as e:
@@ -497,6 +499,25 @@ def table1_interval_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+OVERHEAD_DIR = "overhead_paper_nets"
+
+
+def paper_net_overhead(out: str) -> dict:
+    """{algo: {"flop_ratio", "wall_ratio", ...}} of -MC over vanilla per update at the paper's networks, read
+    from ``out``/overhead_paper_nets/overhead_<algo>.json as written by
+    ``python -m experiments.meta_critic --overhead --algo ddpg,td3,sac --env E --out <out>/overhead_paper_nets``
+    (a separate command: it times compiled updates in alternating rounds and wants a quiet machine)."""
+    res = {}
+    for algo in ALGOS:
+        path = os.path.join(out, OVERHEAD_DIR, f"overhead_{algo}.json")
+        if os.path.isfile(path):
+            o = _read_json(path)
+            res[algo] = {k: o.get(k) for k in ("flop_ratio", "wall_ratio", "wall_over_flop_ratio", "wall_ratio_min",
+                                               "cpu_ratio", "params_overhead")}
+            res[algo]["env"] = o.get("config", {}).get("env")
+    return res
+
+
 def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True, finals=None,
                   firsts=None, jobs=()):
     """tables.md, summary.json, overhead.json and results.json (rewritten after every job, atomically)."""
@@ -532,6 +553,7 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
             f"final return = mean of the last {FINAL_EVALS} evaluations per seed; IQM [95% stratified-bootstrap CI] "
             "over seeds; max_avg = the paper's metric (max over evaluations of the seed-average return)"),
         "table1": rows, "figure": os.path.basename(figure) if figure else None,
+        "overhead": paper_net_overhead(out),
         "tabular": {a: {"L_critic_claim": t["L_critic_claim"], "L_meta_early_mean": t["L_meta_early_mean"],
                         "zero_meta_grad_steps": t["zero_meta_grad_steps"], "meta_steps": t["meta_steps"]}
                     for a, t in (tab or {}).items()}})

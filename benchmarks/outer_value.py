@@ -114,7 +114,7 @@ def claims_markdown(results: dict) -> str:
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
 
     p = ArgumentParser(prog="python -m benchmarks.outer_value", description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
@@ -125,6 +125,7 @@ def main(argv=None):
     if a.only is not None and a.only not in PARTS:
         raise ValueError(f"unknown part {a.only!r}; valid parts: {', '.join(PARTS)}")
 
+    make_out_dir(p, a.results)
     import jax
 
     jax.config.update("jax_compilation_cache_dir", ".jax_cache")
