@@ -87,11 +87,20 @@ def claim_rows(result: dict, env: str) -> dict:
 
 
 def write_summary(out_dir: str, result: dict, env: str):
+    from metarl import stats
     from metarl.train import device_info, package_versions, write_json
 
     c = result["config"]
+    returns = {a: np.asarray(s["return"]["per_seed"], float) for a, s in result["summary"].items()
+               if "return" in s and np.all(np.isfinite(s["return"]["per_seed"]))}
+    figure = None
+    if returns:
+        figure = stats.plot_aggregate(returns, os.path.join(out_dir, "aggregate.png"),
+                                      title=f"{env}, scale {result['scale']}: return over the last 10% of training "
+                                            f"({c['num_seeds']} seeds)")
     write_json(os.path.join(out_dir, "summary.json"), {
         "paper": "Outer value function for meta-gradients (Bonnet et al., 2022)", "env": env,
+        "figure": os.path.basename(figure) if figure else None,
         "scale": result["scale"], "seeds": c["num_seeds"], "updates": c["num_updates"],
         "wall_time_s": result["wall_time_s"], "versions": package_versions(), "device": device_info(),
         "metric": "IQM [95% stratified-bootstrap CI] over seeds; return and advantages averaged over the last 10% "
