@@ -21,7 +21,6 @@ meta-gradient reaches gamma through the policy-gradient term *and* through the c
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import optax
