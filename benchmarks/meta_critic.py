@@ -445,6 +445,7 @@ def table1_summary(cfg: BenchConfig, summary: dict, finals: dict, jobs) -> list[
             row[v] = {"iqm": sr["iqm"], "ci": sr["ci"], "max_avg": summary[key][v]["max_avg"],
                       "paper_max_avg": paper_value(t1, "environment", name, col)}
         row.update(c)  # iqm_a/ci_a (MC), iqm_b/ci_b (vanilla), p_improvement(_ci), verdict, claim_verdict
+        row["iqm"], row["ci"] = row["mc"]["iqm"], row["mc"]["ci"]  # the method's row, as in every summary
         row["p_mc_better"] = c["p_improvement"]
         row["p_mc_better_ci"] = c["p_improvement_ci"]
         rows.append(row)

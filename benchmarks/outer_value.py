@@ -54,6 +54,7 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
 # gamma (the meta-learned discount goes to its lower bound with the inner critic, to ~1 with the outer
 # critic) and the comparison "the outer critic's agent earns more than the same agent without it".
 GAMMA_LOW, GAMMA_HIGH = 0.91, 0.99
+DESCRIPTIVE = "descriptive (no claim)"
 
 
 def claim_rows(result: dict, env: str) -> dict:
@@ -66,7 +67,7 @@ def claim_rows(result: dict, env: str) -> dict:
         for m in ("final_gamma", "return", "outer_advantage_step0", "outer_advantage"):
             if m in s and np.all(np.isfinite(s[m]["per_seed"])):
                 rows.append({"label": f"{env} {agent} {m}", "agent": agent, "metric": m,
-                             **stats.summary_row(s[m]["per_seed"])})
+                             **stats.summary_row(s[m]["per_seed"]), "verdict": DESCRIPTIVE})
     claims = []
     for agent in summ:
         g = summ[agent].get("final_gamma", {}).get("per_seed")
@@ -82,7 +83,7 @@ def claim_rows(result: dict, env: str) -> dict:
         if base in summ and f"{base}+outer critic" in summ:
             c = stats.compare(summ[f"{base}+outer critic"]["return"]["per_seed"], summ[base]["return"]["per_seed"])
             claims.append({"label": f"{env}: {base}+outer critic return > {base}", "claim": (
-                "the outer critic's agent earns more"), **c})
+                "the outer critic's agent earns more"), **c, "iqm": c["iqm_a"], "ci": c["ci_a"]})
     return {"rows": rows, "claims": claims}
 
 

@@ -446,6 +446,7 @@ def test_table1_summary_resume_and_verdicts(tmp_path):
         lo, hi = r["p_mc_better_ci"]
         assert 0 <= lo <= r["p_mc_better"] <= hi <= 1
     assert rows["ddpg"]["mc"]["iqm"] == pytest.approx(np.mean([950, 980, 990]))  # IQM of 5: the middle three
+    assert all({"iqm", "ci", "verdict"} <= set(r) and r["iqm"] == r["mc"]["iqm"] for r in rows.values())
     assert (tmp_path / "table1_aggregate.png").stat().st_size > 10_000
     # a stored job from other settings is refused in one line, not silently reused
     bad = dc.replace(cfg, seeds=4)

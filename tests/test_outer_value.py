@@ -463,3 +463,4 @@ def test_benchmark_claims_are_decided_from_intervals():
     assert v["Chain: MG+outer critic return > MG"] == "reproduces"
     assert v["Chain: BMG+outer critic return > BMG"] == "inconclusive at this scale"
     assert len(out["rows"]) == 10 and all(r["ci"][0] <= r["iqm"] <= r["ci"][1] for r in out["rows"])
+    assert all({"iqm", "ci", "verdict"} <= set(r) for r in out["rows"] + out["claims"])
