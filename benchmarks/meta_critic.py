@@ -401,8 +401,14 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
                       finals=finals, firsts=firsts, jobs=jobs)
         bar.update(1)
     bar.close()
+    # --- Table 1's PPO and PPO-LIRPG columns (benchmarks/meta_critic_onpolicy.py) ---
+    onpolicy = {}
+    if "1" in cfg.tables:
+        from benchmarks.meta_critic_onpolicy import run_onpolicy
+        onpolicy = run_onpolicy(cfg, out, resume)
+    # ---
     return write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0,
-                         finals=finals, firsts=firsts, jobs=jobs)
+                         finals=finals, firsts=firsts, jobs=jobs, onpolicy=onpolicy)
 
 
 FINAL_EVALS = 3  # the final score of a run: its mean return over the last 3 evaluations
@@ -498,12 +504,20 @@ def table1_interval_lines(rows: list[dict]) -> list[str]:
 
 
 def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True, finals=None,
-                  firsts=None, jobs=()):
+                  firsts=None, jobs=(), onpolicy=None):
     """tables.md, summary.json, overhead.json and results.json (rewritten after every job, atomically)."""
     from metarl.train import device_info, package_versions, write_json
 
     rows = table1_summary(cfg, summary, finals or {}, jobs)
     md = tables(cfg, summary)
+    # --- Table 1's PPO and PPO-LIRPG columns (benchmarks/meta_critic_onpolicy.py) ---
+    onp = {}
+    if onpolicy:
+        from benchmarks import meta_critic_onpolicy
+
+        md = meta_critic_onpolicy.table1_with_onpolicy(md, cfg, onpolicy)
+        onp = {"onpolicy": meta_critic_onpolicy.summary_entries(cfg, onpolicy)}
+    # ---
     ov_lines = table1_interval_lines(rows)
     ov_lines += ["", "### Measured overhead of -MC (per update, compiled, one seed; parameters: actor+critic)", ""]
     for key, o in overheads.items():
@@ -534,7 +548,7 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
         "table1": rows, "figure": os.path.basename(figure) if figure else None,
         "tabular": {a: {"L_critic_claim": t["L_critic_claim"], "L_meta_early_mean": t["L_meta_early_mean"],
                         "zero_meta_grad_steps": t["zero_meta_grad_steps"], "meta_steps": t["meta_steps"]}
-                    for a, t in (tab or {}).items()}})
+                    for a, t in (tab or {}).items()}, **onp})
     write_json(os.path.join(out, "results.json"), {
         "config": dataclasses.asdict(cfg), **record, "summary": summary,
         "diagnostics": diagnostics, "overhead": overheads, "tabular": tab})
