@@ -57,11 +57,13 @@ def _read(path):
 
 
 def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> dict:
-    """Run PPO and PPO-LIRPG on :func:`onpolicy_envs`; returns {env: {wall_s, steps, config,
-    variants: {ppo|lirpg: {eval_return [seeds, evals], env_steps}}}}."""
+    """Run PPO and PPO-LIRPG on :func:`onpolicy_envs`; returns {env: {wall_s, steps, seeds, config,
+    variants: {ppo|lirpg: {eval_return [seeds, evals], env_steps, ...}}, summary: {PPO|PPO-LIRPG: {final
+    (per seed), iqm, ci, max_avg, std_at_max}, lirpg_vs_ppo}}} (experiments.lirpg.summarize)."""
     import jax
     from tqdm import tqdm
 
+    from experiments.lirpg import summarize
     from metarl.meta import lirpg as lp
     from metarl.train import jsonable, write_json
 
@@ -79,15 +81,21 @@ def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> 
             bar = tqdm(total=lcfg.ppo.num_evals, desc=f"PPO/PPO-LIRPG on {env}", unit="eval", file=sys.stderr,
                        disable=not progress)
             t = time.perf_counter()
-            res = lp.train(lcfg, env, jax.random.PRNGKey(1000 + i), cfg.seeds, lp.VARIANTS, run_dir=job_dir,
-                           resume=resume, progress=lambda _: bar.update(1))
-            bar.close()
+            try:
+                res = lp.train(lcfg, env, jax.random.PRNGKey(1000 + i), cfg.seeds, lp.VARIANTS, run_dir=job_dir,
+                               resume=resume, progress=lambda _: bar.update(1))
+            except lp.ResumeMismatch as e:
+                raise SystemExit(f"benchmarks.meta_critic: {e}; resume with the same --scale/--only, or give "
+                                 "another --out") from None
+            finally:
+                bar.close()
             stored = dict(config=conf, seeds=cfg.seeds, steps=lcfg.ppo.total_steps, wall_s=time.perf_counter() - t,
                           variants={v: {k: np.asarray(res[v][k]).tolist() for k in ("eval_return", "env_steps",
                                                                                       "meta_loss", "r_in_std")}
                                     for v in lp.VARIANTS})
             write_json(job_file, stored)
-        results[env] = stored
+        res = {v: {k: np.asarray(x) for k, x in d.items()} for v, d in stored["variants"].items()}
+        results[env] = dict(stored, summary=summarize(res))
     return results
 
 
@@ -102,8 +110,8 @@ def summary_entries(cfg, onpolicy: dict) -> dict:
                      "bootstrap CI] over seeds; max_avg = the paper's (max over evaluations of the seed-average)",
            "PPO": {}, "PPO-LIRPG": {}, "PPO-LIRPG vs PPO": {}}
     for env, job in onpolicy.items():
-        res = {v: {k: np.asarray(x) for k, x in d.items()} for v, d in job["variants"].items()}
-        s = summarize(res)
+        s = job.get("summary") or summarize({v: {k: np.asarray(x) for k, x in d.items()}
+                                             for v, d in job["variants"].items()})
         for lab in LABELS:
             out[lab][env] = dict(s[lab], paper_max_avg=paper_value(t1, "environment", ENV_ROWS.get(env, env), lab),
                                  steps=job["steps"], seeds=job["seeds"], wall_s=job["wall_s"])
