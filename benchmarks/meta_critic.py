@@ -409,8 +409,14 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
                       finals=finals, firsts=firsts, jobs=jobs)
         bar.update(1)
     bar.close()
+    # --- Table 1's PPO and PPO-LIRPG columns (benchmarks/meta_critic_onpolicy.py) ---
+    onpolicy = {}
+    if "1" in cfg.tables:
+        from benchmarks.meta_critic_onpolicy import run_onpolicy
+        onpolicy = run_onpolicy(cfg, out, resume)
+    # ---
     return write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, time.perf_counter() - t0,
-                         finals=finals, firsts=firsts, jobs=jobs)
+                         finals=finals, firsts=firsts, jobs=jobs, onpolicy=onpolicy)
 
 
 FINAL_EVALS = 3  # the final score of a run: its mean return over the last 3 evaluations
@@ -526,12 +532,20 @@ def paper_net_overhead(out: str) -> dict:
 
 
 def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True, finals=None,
-                  firsts=None, jobs=()):
+                  firsts=None, jobs=(), onpolicy=None):
     """tables.md, summary.json, overhead.json and results.json (rewritten after every job, atomically)."""
     from metarl.train import device_info, package_versions, write_json
 
     rows = table1_summary(cfg, summary, finals or {}, jobs)
     md = tables(cfg, summary)
+    # --- Table 1's PPO and PPO-LIRPG columns (benchmarks/meta_critic_onpolicy.py) ---
+    onp = {}
+    if onpolicy:
+        from benchmarks import meta_critic_onpolicy
+
+        md = meta_critic_onpolicy.table1_with_onpolicy(md, cfg, onpolicy)
+        onp = {"onpolicy": meta_critic_onpolicy.summary_entries(cfg, onpolicy)}
+    # ---
     ov_lines = table1_interval_lines(rows)
     measured = [(key, o) for key, o in overheads.items() if "mc_s_per_update" in o]
     if measured:
@@ -571,7 +585,7 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
         "overhead": paper_net_overhead(out),
         "tabular": {a: {"L_critic_claim": t["L_critic_claim"], "L_meta_early_mean": t["L_meta_early_mean"],
                         "zero_meta_grad_steps": t["zero_meta_grad_steps"], "meta_steps": t["meta_steps"]}
-                    for a, t in (tab or {}).items()}})
+                    for a, t in (tab or {}).items()}, **onp})
     write_json(os.path.join(out, "results.json"), {
         "config": dataclasses.asdict(cfg), **record, "summary": summary,
         "diagnostics": diagnostics, "overhead": overheads, "tabular": tab})
