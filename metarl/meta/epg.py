@@ -15,8 +15,10 @@ loss is their mean. The policy's gradient reaches ``theta`` only through the ``p
 **The inner loop** is :mod:`metarl.meta.onpolicy`'s agent (a Gaussian MLP policy, its rollouts and its
 deterministic evaluation) with the policy update replaced: every ``window`` steps of ``num_envs``
 environments it takes ``inner_epochs`` Adam steps on ``L_phi`` of that window. There is no value
-function. ``inner_steps`` environment steps, then the fitness: the mean return of ``eval_episodes``
-episodes of the mean action. With the fixed loss :func:`policy_gradient_loss` in place of ``L_phi``
+function. After ``inner_steps`` environment steps, the fitness is the agent's final return: the mean
+return of its training episodes that ended in the last quarter of the windows (an evaluation rollout
+per member would add a program to compile for the same information); at meta-test the score is the
+return of ``eval_episodes`` episodes of the mean action, as for every other row of Table 2. With the fixed loss :func:`policy_gradient_loss` in place of ``L_phi``
 the inner update *is* our on-policy REINFORCE's policy update (``onpolicy``, algo "reinforce") with a
 zero baseline and ``lambda = 1`` (checked in tests/test_epg.py).
 
@@ -205,7 +207,7 @@ def make_inner(config: EPGConfig, env, loss_fn: Callable):
     """(init(key) -> onpolicy state, update(state, phi) -> (state, metrics), train(phi, key) -> metrics,
     functions). ``update`` collects one window with ``onpolicy``'s rollout and takes ``inner_epochs``
     Adam steps of the policy on ``loss_fn(phi, window, pi_out)``; ``train`` runs ``inner_updates`` of them
-    from a fresh agent and evaluates (final_return: the fitness)."""
+    from a fresh agent (final_return: the fitness; see ``train``)."""
     ocfg = inner_config(config)
     init, _, fns = op.make_onpolicy(ocfg, env)
     policy = fns["policy"]
@@ -230,11 +232,18 @@ def make_inner(config: EPGConfig, env, loss_fn: Callable):
         metrics = dict(loss=jnp.mean(losses), ret_sum=jnp.sum(traj["episode_return"] * done), ret_n=jnp.sum(done))
         return state.replace(pi=pi, pi_opt=pi_opt), metrics
 
-    def train(phi, key):
+    def train(phi, key, evaluate: bool = True):
+        """A fresh agent trained by ``loss_fn(phi, ...)``. ``final_return``: with ``evaluate``, the mean
+        return of ``eval_episodes`` episodes of the mean action after training; without, the mean return
+        of the training episodes that ended in the last quarter of the windows (no evaluation rollout:
+        one program less to compile). ``train_return``: over all training episodes."""
         k_init, k_eval = jax.random.split(key)
         state = init(k_init)
         state, m = jax.lax.scan(lambda s, _: update(s, phi), state, None, length=config.inner_updates)
-        return dict(final_return=fns["evaluate"](state.pi, k_eval),
+        late = slice(config.inner_updates - max(1, config.inner_updates // 4), None)
+        late_return = jnp.sum(m["ret_sum"][late]) / jnp.maximum(jnp.sum(m["ret_n"][late]), 1.0)
+        return dict(final_return=fns["evaluate"](state.pi, k_eval) if evaluate else late_return,
+                    late_return=late_return,
                     train_return=jnp.sum(m["ret_sum"]) / jnp.maximum(jnp.sum(m["ret_n"]), 1.0),
                     loss=jnp.mean(m["loss"]))
 
@@ -299,11 +308,13 @@ def make_epg(config: EPGConfig, env_names: Sequence[str], pad: tuple[int, int] |
         return EPGState(es.init(k_es, phi0, es_params), k, jnp.zeros((), jnp.int32))
 
     def scores_fn(pop, key):
+        # members x agents flattened into one vmapped axis (a nested vmap costs much more to compile)
+        rep = jax.tree.map(lambda x: jnp.repeat(x, A, axis=0), pop)
         out = []
         for i, (_, _, train_fn, _) in enumerate(inner):
-            keys = jax.random.split(jax.random.fold_in(key, i), (P, A))
-            ret = jax.vmap(lambda phi, ks, f=train_fn: jax.vmap(lambda k: f(phi, k)["final_return"])(ks))(pop, keys)
-            out.append(jnp.mean(ret, axis=1))
+            keys = jax.random.split(jax.random.fold_in(key, i), P * A)
+            ret = jax.vmap(lambda phi, k, f=train_fn: f(phi, k, evaluate=False)["final_return"])(rep, keys)
+            out.append(jnp.mean(ret.reshape(P, A), axis=1))
         return jnp.stack(out)  # [envs, P]
 
     def generation(state: EPGState, _):
@@ -357,7 +368,8 @@ def meta_test(config: EPGConfig, phi, env_names: Sequence[str], pad: tuple[int, 
     out = {}
     for i, name in enumerate(env_names):
         _, _, train_one, _ = make_inner(cfg, envs.make(name, max_episode_steps=cfg.max_episode_steps), loss_fn)
-        keys = jax.random.split(jax.random.fold_in(key, i), (seeds, agents))
-        run = jax.jit(jax.vmap(lambda p, ks: jax.vmap(lambda k: train_one(p, k))(ks)))
-        out[name] = jax.tree.map(np.asarray, run(phi, keys))
+        keys = jax.random.split(jax.random.fold_in(key, i), seeds * agents)
+        rep = jax.tree.map(lambda x: jnp.repeat(x, agents, axis=0), phi)  # one vmapped axis: seeds x agents
+        res = jax.jit(jax.vmap(train_one))(rep, keys)
+        out[name] = jax.tree.map(lambda x: np.asarray(x).reshape(seeds, agents), res)
     return out
