@@ -146,6 +146,12 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
     for e in test:
         mt["results"][e].update(onp["results"][e])
     header, rows = build_table(scale, mt["results"], list(objectives))
+    # --- EPG and RL^2, Table 2's meta-learned baselines (benchmarks/metagenrl_baselines.py) -----------------
+    from benchmarks import metagenrl_baselines as baselines
+
+    base = baselines.run(scale_name, os.path.join(out_dir, "baselines"), progress=progress)
+    rows = baselines.fill_rows(rows, base, list(test))
+    # ----------------------------------------------------------------------------------------------------------
     table = to_markdown(header, rows)
     wall = time.perf_counter() - t0
     note = (f"Scale `{scale_name}`: mean ± std over {mt['seeds']} seeds of the final return (mean of the last "
@@ -155,6 +161,7 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
                if scale_name == "quick" else "")
             + f"Wall time {wall:.0f} s.")
     md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{table}\n\n{note}\n"
+    md += f"\n{baselines.note(base)}\n"  # EPG and RL^2 (benchmarks/metagenrl_baselines.py)
     extra_rows = [[k] + [_fmt(_final(mt["results"][e][k])) for e in test] for k in objectives if "[" in k]
     if extra_rows:
         md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
@@ -177,6 +184,8 @@ def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
         meta_test=dict(wall_s=mt["wall_s"], results=mt["results"]), onpolicy=dict(wall_s=onp["wall_s"],
                                                                                    config=onp["config"]),
         table=dict(header=header, rows=rows)))
+    # EPG and RL^2 entries of summary.json (benchmarks/metagenrl_baselines.py)
+    baselines.merge_summary(os.path.join(out_dir, "summary.json"), baselines.summary_entries(base, scale_name))
     print(md)
     return md
 

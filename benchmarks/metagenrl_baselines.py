@@ -1,0 +1,123 @@
+"""Table 2's meta-learned baselines, EPG and RL^2, on MetaGenRL's cross-environment protocol.
+
+    python -m benchmarks.metagenrl_baselines --scale quick   # results/metagenrl_baselines/{epg,rl2}/*.json
+
+:func:`run` meta-trains both on the training set experiments/metagenrl.py uses (quick: Pendulum &
+Reacher, standing for the paper's Cheetah & Hopper) and meta-tests them on every test environment
+(seen and unseen), returning ``{"EPG": {env: IQM [CI] over seeds}, "RL2": {...}}``. benchmarks/metagenrl.py
+calls it so that Table 2's EPG and RL^2 rows (training set "Cheetah & Hopper") show ours beside the
+paper's, and results/metagenrl/summary.json gains the entries "EPG" and "RL2".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from experiments import baselines_common as bc
+
+OUT = os.path.join("results", "metagenrl_baselines")
+METHODS = ("EPG", "RL2")
+# Which paper row our run fills: the row whose training set has the same shape as ours (two training
+# environments, the third unseen). The paper's second rows (Lunar & Cheetah) stay "not run".
+PAPER_TRAINING = "Cheetah & Hopper"
+
+
+def run(scale: str = "quick", out_dir: str = OUT, progress: bool = True) -> dict:
+    """Both baselines at ``scale``. Returns {"EPG": {env: summary}, "RL2": {env: summary}, "_runs": raw}
+    with summary = {"iqm", "ci", "n", "mean", "std", "per_seed", "seen"} (the return per seed: EPG's
+    final return after meta-test training, RL^2's last-episode return of a trial)."""
+    from experiments import epg as epg_ex
+    from experiments import rl2 as rl2_ex
+
+    t0 = time.perf_counter()
+    sub = lambda name: os.path.join(out_dir, name) if out_dir else None  # run records; no checkpoints
+    runs = {"EPG": epg_ex.run(scale, sub("epg"), progress=progress, checkpoint=False),
+            "RL2": rl2_ex.run(scale, sub("rl2"), progress=progress, checkpoint=False)}
+    out = {m: {e: dict(s, seen=bool(r["results"][e]["seen"])) for e, s in r["summary"].items()}
+           for m, r in runs.items()}
+    out["_runs"] = runs
+    out["_wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def cell(summary: dict) -> str:
+    """A table cell in Table 2's style (mean ± std over seeds)."""
+    return f"{summary['mean']:.0f} ± {summary['std']:.0f}"
+
+
+def fill_rows(rows: list, baselines: dict, test: list) -> list:
+    """Table 2 rows with our EPG / RL^2 cells filled in the "Cheetah & Hopper" rows (in place; returned)."""
+    for row in rows:
+        if row[0] in METHODS and row[1] == PAPER_TRAINING:
+            row[2:2 + len(test)] = [cell(baselines[row[0]][e]) if e in baselines[row[0]] else "not run" for e in test]
+    return rows
+
+
+def summary_entries(baselines: dict, scale: str) -> dict:
+    """{"EPG": {env: IQM [CI] row}, "RL2": {...}, "baselines_protocol": {...}} for summary.json."""
+    runs = baselines["_runs"]
+    r0 = runs["RL2"]
+    from metarl import stats
+
+    # No paper claim can be checked on stand-in environments: below the paper scale every row is inconclusive.
+    verdict = {"verdict": stats.INCONCLUSIVE} if scale != "paper" else {}
+    entries = {m: {e: {**s, **verdict} for e, s in baselines[m].items()} for m in METHODS}
+    entries["baselines_protocol"] = {
+        "scale": scale, "train": list(r0["protocol"]["train"]), "test": list(r0["protocol"]["test"]),
+        "paper_row": PAPER_TRAINING,
+        "metric": ("per seed: EPG = final return (deterministic policy) of fresh agents trained by the evolved loss, "
+                   "mean over the seed's test agents; RL2 = return of the last episode of a trial (frozen agent, "
+                   "after its in-trial adaptation), mean over trials; IQM [95% stratified-bootstrap CI] over seeds"),
+        "seeds": {m: runs[m]["seeds"] for m in METHODS}, "wall_s": {m: runs[m]["wall_s"] for m in METHODS}}
+    return entries
+
+
+def merge_summary(path: str, entries: dict):
+    """Add ``entries`` to the JSON object in ``path`` (created if absent), atomically."""
+    from metarl.train import write_json
+
+    obj = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            obj = json.load(f)
+    obj.update(entries)
+    write_json(path, obj)
+
+
+def note(baselines: dict) -> str:
+    runs = baselines["_runs"]
+    e, r = runs["EPG"], runs["RL2"]
+    iq = lambda m: "; ".join(f"{k} {v['iqm']:.0f} [{v['ci'][0]:.0f}, {v['ci'][1]:.0f}]" for k, v in baselines[m].items())
+    return (f"EPG and RL^2 (ours, row \"{PAPER_TRAINING}\"): meta-trained on {' & '.join(r['protocol']['train'])}, "
+            f"tested on {', '.join(r['protocol']['test'])} (unseen: "
+            f"{', '.join(x for x in r['protocol']['test'] if x not in r['protocol']['train']) or 'none'}). "
+            f"EPG: {e['seeds']} ES runs of {e['config']['generations']} generations x {e['config']['population']} "
+            f"members, fresh agents trained {e['config']['inner_steps']} steps by the evolved loss; RL^2: "
+            f"{r['seeds']} agents, {r['config']['updates']} PPO updates, score = last episode of a "
+            f"{r['config']['trial_episodes']}-episode trial. IQM [95% CI] over seeds: EPG {iq('EPG')}; RL2 {iq('RL2')}. "
+            f"Wall time {baselines['_wall_s']:.0f} s.")
+
+
+def main(argv=None):
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    from metarl.cli import ArgumentParser, add_scale_argument
+
+    p = ArgumentParser(prog="python -m benchmarks.metagenrl_baselines", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scale_argument(p, bc.SCALES)
+    p.add_argument("--out", default=OUT)
+    a = p.parse_args(argv)
+    b = run(a.scale, a.out)
+    print(note(b))
+    return b
+
+
+if __name__ == "__main__":
+    main()

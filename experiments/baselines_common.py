@@ -1,0 +1,92 @@
+"""What the MetaGenRL-protocol baselines (experiments/rl2.py, experiments/epg.py) share: the protocol
+(environments, training set, test set; taken from experiments/metagenrl.py so the baselines run where
+MetaGenRL runs), checkpoints for --resume, and the per-seed summary."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from experiments import metagenrl as mgx
+
+SCALES = ("quick", "medium", "paper")
+
+
+def protocol(scale: str, train: tuple | None = None, test: tuple | None = None) -> dict:
+    """MetaGenRL's cross-environment protocol at ``scale``: {envs: {label: name}, train: labels,
+    test: labels (seen first, then unseen), max_episode_steps}. A scale experiments/metagenrl.py does
+    not define (yet) uses its quick environments."""
+    key = scale if scale in mgx.ENVS else "quick"
+    envs = dict(mgx.ENVS[key])
+    train = tuple(train or mgx.TRAIN_SETS[key][0])
+    test = tuple(test or (list(train) + [e for e in envs if e not in train]))
+    for label in train + test:
+        if label not in envs:
+            raise ValueError(f"unknown environment label {label!r} at scale {scale}; valid: {', '.join(envs)}")
+    max_steps = mgx.get_scale(key).test.max_episode_steps if key in mgx.SCALES else None
+    return dict(envs=envs, train=train, test=test, max_episode_steps=max_steps, env_scale=key)
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
+class Checkpoint:
+    """A meta-training state (any flax-serialisable pytree) and its history after each segment, in
+    ``out_dir/checkpoint.msgpack`` + ``checkpoint.json`` (written atomically). ``load`` refuses a
+    checkpoint written under another configuration (one-line error)."""
+
+    def __init__(self, out_dir: str, config: dict):
+        self.dir = out_dir
+        self.config = json.loads(json.dumps(config, default=str))
+        self.bin = os.path.join(out_dir, "checkpoint.msgpack")
+        self.meta = os.path.join(out_dir, "checkpoint.json")
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.bin) and os.path.isfile(self.meta)
+
+    def load(self, target):
+        """(state, next segment index, history list) from the checkpoint; ``target`` gives the structure."""
+        from flax import serialization
+
+        with open(self.meta) as f:
+            meta = json.load(f)
+        if meta["config"] != self.config:
+            diff = sorted(k for k in set(meta["config"]) | set(self.config)
+                          if meta["config"].get(k) != self.config.get(k))
+            raise ValueError(f"--resume: the checkpoint in {self.dir} was written with another configuration "
+                             f"(differs in {', '.join(diff)}); use another --out or the same settings")
+        with open(self.bin, "rb") as f:
+            state = serialization.from_bytes(target, f.read())
+        history = [{k: np.asarray(v) for k, v in h.items()} for h in meta["history"]]
+        return state, meta["segments_done"], history
+
+    def save(self, state, segments_done: int, history: list):
+        import jax
+        from flax import serialization
+
+        from metarl.train import write_json
+
+        os.makedirs(self.dir, exist_ok=True)
+        tmp = f"{self.bin}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(serialization.to_bytes(jax.device_get(state)))
+        os.replace(tmp, self.bin)
+        write_json(self.meta, dict(config=self.config, segments_done=segments_done, history=history))
+
+
+def seed_summary(per_seed) -> dict:
+    """IQM [95% stratified-bootstrap CI] over seeds plus the per-seed values (JSON-ready)."""
+    from metarl import stats
+
+    per_seed = np.asarray(per_seed, float).reshape(-1)
+    return {**stats.summary_row(per_seed), "mean": float(per_seed.mean()), "std": float(per_seed.std()),
+            "per_seed": [float(x) for x in per_seed]}
+
+
+def asdict(cfg) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}

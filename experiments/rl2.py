@@ -1,0 +1,137 @@
+"""RL^2 on MetaGenRL's cross-environment protocol: meta-train on two environments, meta-test on seen and unseen.
+
+    python -m experiments.rl2 --scale quick                      # Pendulum & Reacher -> Pendulum, Reacher, MountainCar
+    python -m experiments.rl2 --scale paper --out runs/rl2       # Cheetah & Hopper -> Cheetah, Hopper, Lunar (GPU)
+    python -m experiments.rl2 --scale quick --resume             # continue from out/checkpoint.msgpack
+
+One GRU agent per seed (all seeds one vmapped program, metarl/meta/rl2.py) is meta-trained with PPO on
+trials of ``trial_episodes`` episodes drawn equally from the training environments, observations and
+actions padded to the protocol's largest environment (training and test). Meta-test: the frozen agent
+runs fresh trials on every test environment; its score is the return of the trial's last episode
+(after the in-trial adaptation; the first episode's return is kept too), mean over trials, per seed.
+
+Scales (environments and training set from experiments/metagenrl.py):
+  quick   4 seeds, 20 PPO updates of 8 trials per environment (2 episodes of 200 steps), GRU 64:
+          about 1.6 minutes of CPU time; NOT comparable with the paper.
+  medium  6 seeds, 300 updates of 16 trials per environment, GRU 64 (estimated under an hour of CPU,
+          not run yet).
+  paper   6 seeds, 2000 updates of 32 trials per environment, GRU 256, the paper's environments (brax,
+          1000-step episodes): meant for an accelerator.
+
+Writes ``rl2.json`` (config, per-segment training history, meta-test per seed and its IQM [CI] per
+environment, versions, device, wall time) into ``--out``; prints one line per test environment.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+import jax
+import numpy as np
+
+from experiments import baselines_common as bc
+from metarl.meta import families, rl2
+
+NAME = "rl2"
+SCALE_CONFIGS = {
+    "quick": (rl2.RL2Config(trial_episodes=2, lanes=8, updates=20, eval_every=10, eval_lanes=8, hidden=64, lr=1e-3,
+                            epochs=4, minibatches=4, reward_scale=0.1), 4),
+    "medium": (rl2.RL2Config(trial_episodes=2, lanes=16, updates=300, eval_every=20, eval_lanes=32, hidden=64,
+                             lr=1e-3, epochs=4, minibatches=4, reward_scale=0.1), 6),
+    "paper": (rl2.RL2Config(trial_episodes=2, lanes=32, updates=2000, eval_every=50, eval_lanes=32, hidden=256,
+                            lr=3e-4, epochs=4, minibatches=8, reward_scale=0.1), 6),
+}
+
+
+def get_scale(scale: str):
+    if scale not in SCALE_CONFIGS:
+        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALE_CONFIGS)}")
+    return SCALE_CONFIGS[scale]
+
+
+def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None = None, train: tuple | None = None,
+        test: tuple | None = None, updates: int | None = None, resume: bool = False, progress: bool = True,
+        checkpoint: bool = True) -> dict:
+    """Meta-train and meta-test. Returns {results: {test label: {final, first, episode_returns, seen}},
+    summary: {test label: IQM [CI] of final over seeds}, history, config, protocol, wall_s}."""
+    config, n_seeds = get_scale(scale)
+    seeds = seeds or n_seeds
+    if updates:
+        every = config.eval_every if updates % config.eval_every == 0 else updates
+        config = dataclasses.replace(config, updates=updates, eval_every=every).validate()
+    proto = bc.protocol(scale, train, test)
+    names = proto["envs"]
+    pad = families.padded_sizes([names[e] for e in proto["train"] + proto["test"]])
+    fam = lambda e: families.env_family(names[e], *pad, max_episode_steps=proto["max_episode_steps"])
+    train_f, test_f = [fam(e) for e in proto["train"]], [fam(e) for e in proto["test"]]
+    t0 = time.perf_counter()
+    record = dict(method="RL2", scale=scale, seed=seed, seeds=seeds, config=bc.asdict(config),
+                  protocol={k: v for k, v in proto.items()}, pad=list(pad))
+    ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
+    init, _, _ = rl2.make_rl2(config, train_f)
+    key = jax.random.PRNGKey(seed)
+    state, start, hist = None, 0, []
+    if resume and ckpt and ckpt.exists():
+        target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
+        state, start, hist = ckpt.load(target)
+    bar = bc.progress_bar(config.num_evals, f"RL2 meta-train {'&'.join(proto['train'])}", progress)
+    bar.update(start)
+
+    def on_segment(i, st, m):
+        hist.append({k: v for k, v in m.items()})
+        if ckpt:
+            ckpt.save(st, i + 1, hist)
+        bar.update(1)
+        bar.set_postfix({e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}" for j, e in enumerate(proto["train"])})
+
+    state, _ = rl2.train(config, train_f, key, seeds, state=state, start=start, on_segment=on_segment)
+    bar.close()
+    t_train = time.perf_counter() - t0
+    per_ep = rl2.meta_test(config, train_f, state.params, test_f, jax.random.fold_in(key, 1))
+    results = {}
+    for e, f in zip(proto["test"], test_f):
+        r = per_ep[f.name]  # [seeds, trial_episodes]
+        results[e] = dict(final=r[:, -1], first=r[:, 0], episode_returns=r, seen=e in proto["train"])
+    history = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+    summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
+    out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
+               meta_train_wall_s=t_train)
+    if out_dir:
+        from metarl.train import device_info, package_versions, write_json
+
+        os.makedirs(out_dir, exist_ok=True)
+        write_json(os.path.join(out_dir, f"{NAME}.json"), dict(out, package_versions=package_versions(),
+                                                               device=device_info()))
+    return out
+
+
+def main(argv=None):
+    from metarl.cli import ArgumentParser, add_scale_argument, fail, nonneg_int, positive_int
+
+    p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scale_argument(p, bc.SCALES)  # a bad scale: one line on stderr, exit status 2
+    p.add_argument("--out", default=os.path.join("results", "metagenrl_baselines", NAME))
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--seeds", type=positive_int, default=None, help="meta-training seeds (one vmapped program)")
+    p.add_argument("--updates", type=positive_int, default=None, help="override the number of PPO updates")
+    p.add_argument("--train", default=None, help="comma-separated training env labels (default: MetaGenRL's first set)")
+    p.add_argument("--test", default=None, help="comma-separated test env labels (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    a = p.parse_args(argv)
+    split = lambda s: tuple(x for x in s.split(",") if x) if s else None
+    try:
+        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.updates, a.resume)
+    except ValueError as e:
+        fail(p.prog, e)
+    for e, s in r["summary"].items():
+        seen = "seen" if r["results"][e]["seen"] else "unseen"
+        print(f"RL2 {e:12s} ({seen:6s}) last-episode return IQM {s['iqm']:9.1f} [{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] "
+              f"over {s['n']} seeds; first episode {np.mean(r['results'][e]['first']):.1f}")
+    return r
+
+
+if __name__ == "__main__":
+    main()
