@@ -25,7 +25,7 @@ PARTS = ("toy", "pointmass", "reacher", "arm7")
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
 
     p = ArgumentParser(prog="python -m benchmarks.model_based_critic", description=__doc__)
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
@@ -37,6 +37,7 @@ def main(argv=None):
     bad = [s for s in parts if s not in PARTS]
     if bad:
         p.error(f"--parts: unknown part(s) {', '.join(bad)}; valid: {', '.join(PARTS)}")
+    make_out_dir(p, a.out)
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
     from tqdm import tqdm

@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from benchmarks.common import parse_scale
 
 SCALES = ("quick", "medium", "paper")
@@ -48,8 +50,81 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
     return chain.markdown_table(header, rows)
 
 
+# The paper's claims, each decided from an interval over seeds (metarl.stats): thresholds on the final
+# gamma (the meta-learned discount goes to its lower bound with the inner critic, to ~1 with the outer
+# critic) and the comparison "the outer critic's agent earns more than the same agent without it".
+GAMMA_LOW, GAMMA_HIGH = 0.91, 0.99
+DESCRIPTIVE = "descriptive (no claim)"
+
+
+def claim_rows(result: dict, env: str) -> dict:
+    """summary.json content of one part: per agent and metric IQM [95% CI] over seeds, and the claims."""
+    from metarl import stats
+
+    summ = result["summary"]
+    rows = []
+    for agent, s in summ.items():
+        for m in ("final_gamma", "return", "outer_advantage_step0", "outer_advantage"):
+            if m in s and np.all(np.isfinite(s[m]["per_seed"])):
+                rows.append({"label": f"{env} {agent} {m}", "agent": agent, "metric": m,
+                             **stats.summary_row(s[m]["per_seed"]), "verdict": DESCRIPTIVE})
+    claims = []
+    for agent in summ:
+        g = summ[agent].get("final_gamma", {}).get("per_seed")
+        if g is None or agent == "A2C":
+            continue
+        outer = "outer" in agent
+        t, side = (GAMMA_HIGH, "higher") if outer else (GAMMA_LOW, "lower")
+        row = stats.summary_row(g)
+        claims.append({"label": f"{env}: {agent} final gamma {'>=' if outer else '<='} {t}", "claim": (
+            "the outer critic lets gamma rise to ~1" if outer else "with the inner critic gamma falls to its bound"),
+            **row, "threshold": t, "verdict": stats.verdict(row, paper_value=t, claim=side)})
+    for base in ("MG", "BMG"):
+        if base in summ and f"{base}+outer critic" in summ:
+            c = stats.compare(summ[f"{base}+outer critic"]["return"]["per_seed"], summ[base]["return"]["per_seed"])
+            claims.append({"label": f"{env}: {base}+outer critic return > {base}", "claim": (
+                "the outer critic's agent earns more"), **c, "iqm": c["iqm_a"], "ci": c["ci_a"]})
+    return {"rows": rows, "claims": claims}
+
+
+def write_summary(out_dir: str, result: dict, env: str):
+    from metarl import stats
+    from metarl.train import device_info, package_versions, write_json
+
+    c = result["config"]
+    returns = {a: np.asarray(s["return"]["per_seed"], float) for a, s in result["summary"].items()
+               if "return" in s and np.all(np.isfinite(s["return"]["per_seed"]))}
+    figure = None
+    if returns:
+        figure = stats.plot_aggregate(returns, os.path.join(out_dir, "aggregate.png"),
+                                      title=f"{env}, scale {result['scale']}: return over the last 10% of training "
+                                            f"({c['num_seeds']} seeds)")
+    write_json(os.path.join(out_dir, "summary.json"), {
+        "paper": "Outer value function for meta-gradients (Bonnet et al., 2022)", "env": env,
+        "figure": os.path.basename(figure) if figure else None,
+        "scale": result["scale"], "seeds": c["num_seeds"], "updates": c["num_updates"],
+        "wall_time_s": result["wall_time_s"], "versions": package_versions(), "device": device_info(),
+        "metric": "IQM [95% stratified-bootstrap CI] over seeds; return and advantages averaged over the last 10% "
+                  "of training, gamma at the end", **claim_rows(result, env)})
+
+
+def claims_markdown(results: dict) -> str:
+    lines = ["", "Claims, decided from the interval over seeds (IQM [95% CI]; comparisons: P(improvement) [CI]):", ""]
+    for env, r in results.items():
+        if r is None:
+            continue
+        for c in claim_rows(r, env)["claims"]:
+            if "iqm_a" in c:
+                lines.append(f"- {c['label']}: {c['iqm_a']:.3f} [{c['ci_a'][0]:.3f}, {c['ci_a'][1]:.3f}] vs "
+                             f"{c['iqm_b']:.3f} [{c['ci_b'][0]:.3f}, {c['ci_b'][1]:.3f}], P {c['p_improvement']:.2f} "
+                             f"[{c['p_improvement_ci'][0]:.2f}, {c['p_improvement_ci'][1]:.2f}]: {c['claim_verdict']}")
+            else:
+                lines.append(f"- {c['label']}: {c['iqm']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]: {c['verdict']}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
 
     p = ArgumentParser(prog="python -m benchmarks.outer_value", description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
@@ -60,6 +135,7 @@ def main(argv=None):
     if a.only is not None and a.only not in PARTS:
         raise ValueError(f"unknown part {a.only!r}; valid parts: {', '.join(PARTS)}")
 
+    make_out_dir(p, a.results)
     import jax
 
     jax.config.update("jax_compilation_cache_dir", ".jax_cache")
@@ -72,13 +148,16 @@ def main(argv=None):
     chain_scale = CHAIN_SCALE[scale]
     if a.only in (None, "chain"):
         chain_result = chain.run(chain.get_scale(chain_scale), os.path.join(a.results, chain.NAME), chain_scale)
+        write_summary(os.path.join(a.results, chain.NAME), chain_result, "Chain")
     if a.only in (None, "chain_learned"):
         exp = chain.get_scale(chain_scale)
         exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, critic="learned"))
         learned_result = chain.run(exp, os.path.join(a.results, chain.NAME + "_learned"), chain_scale)
+        write_summary(os.path.join(a.results, chain.NAME + "_learned"), learned_result, "Chain, learned critics")
     if a.only in (None, "snake"):
         snake_out = snake.NAME + ("" if scale == "quick" else "_" + scale)
         snake_result = snake.run(snake.get_scale(scale, snake.SCALES), os.path.join(a.results, snake_out), scale)
+        write_summary(os.path.join(a.results, snake_out), snake_result, "Snake")
     wall = time.time() - t0
     lines = [f"Outer value function benchmark, scale {scale}, total wall time {wall:.0f} s "
              f"({jax.devices()[0]}, jax {jax.__version__})."]
@@ -95,6 +174,7 @@ def main(argv=None):
              "outer-loss advantage. Learned critics: tabular, TD(0) with the inner gamma (inner critic) and "
              "gamma' = 1 (outer critic), zero-initialised; the paper's columns are its analytic-critic figures. "
              "Snake return: training episodes (stochastic policy). Mean ± sd over seeds, last 10% of training.\n")
+    text += claims_markdown({"Chain": chain_result, "Chain, learned critics": learned_result, "Snake": snake_result})
     first = chain.NAME if chain_result is not None else (chain.NAME + "_learned" if learned_result is not None
                                                          else snake.NAME)
     out = os.path.join(a.results, first, "benchmark.md")

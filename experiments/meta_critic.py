@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -705,70 +706,137 @@ def paper_metrics(eval_return) -> dict:
                 final_avg=float(mean[-1]))
 
 
-def main(argv=None):
-    from metarl.cli import ArgumentParser, nonneg_int, positive_int
+LOOKAHEADS = ("all", "features", "first_layer")
 
-    p = ArgumentParser(prog="python -m experiments.meta_critic", description=__doc__.split("\n")[0])
+
+def _comma_choices(choices, what):
+    """argparse type: a comma list whose items are all in ``choices``."""
+    import argparse
+
+    def check(text):
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad or [text]}; valid: {', '.join(choices)}")
+        return items
+
+    check.__name__ = what
+    return check
+
+
+def _hidden(text):
+    import argparse
+
+    try:
+        h = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        h = ()
+    if not h or min(h) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of layer sizes >= 1, e.g. 64,64")
+    return h
+
+
+def main(argv=None):
+    from metarl.agents import OFF_POLICY
+    from metarl.cli import ArgumentParser, choice, fail, make_out_dir, nonneg_int, positive_int
+
+    algos = tuple(OFF_POLICY)
+    prog = "python -m experiments.meta_critic"
+    p = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     p.add_argument("--tabular", action="store_true", help="run the tabular-MDP analysis (Fig. 6) only")
-    p.add_argument("--algo", default="td3")
+    p.add_argument("--algo", default=("td3",), type=_comma_choices(algos, "algorithm"),
+                   help=f"one of {', '.join(algos)} (a comma list with --overhead)")
     p.add_argument("--env", default="brax/halfcheetah")
-    p.add_argument("--variants", default="vanilla,updates,params,mc", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=("vanilla", "updates", "params", "mc"), type=_comma_choices(VARIANTS, "variant"),
+                   help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--seeds", type=positive_int, default=5)
     p.add_argument("--steps", type=positive_int, default=1_000_000)
     p.add_argument("--learning-starts", type=nonneg_int, default=10_000)
     p.add_argument("--eval-every", type=positive_int, default=1_000)
     p.add_argument("--eval-episodes", type=positive_int, default=10)
-    p.add_argument("--lookahead", default="all")
+    p.add_argument("--lookahead", default="all", type=choice(LOOKAHEADS, "lookahead"))
     p.add_argument("--max-episode-steps", type=positive_int, default=None, help="episode length (default: the env's own)")
-    p.add_argument("--mdp", default="rl2", help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
-    p.add_argument("--tab-actor", default="tanh",
+    p.add_argument("--mdp", default="rl2", type=choice(("rl2", "chain"), "mdp"),
+                   help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
+    p.add_argument("--tab-actor", default="tanh", type=choice(TAB_ACTORS, "tabular actor"),
                    help=f"--tabular: the actor's reading of the 2 actions, one of {', '.join(TAB_ACTORS)} (default tanh)")
     p.add_argument("--tab-seeds", action="store_true", help="--tabular: use --seeds seeds (default: the paper's 5)")
     p.add_argument("--overhead", action="store_true",
                    help="only measure -MC's XLA FLOP and wall-time ratio to vanilla per update, and its parameter "
                         "overhead (the paper's networks unless --hidden is given; --algo may be a comma list) and "
                         "write overhead_<algo>.json")
-    p.add_argument("--hidden", default=None, help="actor and critic hidden sizes, e.g. 64,64 (default: the paper's)")
-    p.add_argument("--sac-batch", type=int, default=None, help="SAC's batch size (default: its own, 256)")
-    p.add_argument("--rounds", type=int, default=15, help="--overhead: alternating timing rounds")
+    p.add_argument("--hidden", default=None, type=_hidden,
+                   help="actor and critic hidden sizes, e.g. 64,64 (default: the paper's)")
+    p.add_argument("--sac-batch", type=positive_int, default=None, help="SAC's batch size (default: its own, 256)")
+    p.add_argument("--rounds", type=positive_int, default=15, help="--overhead: alternating timing rounds")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its checkpoints (same settings)")
     p.add_argument("--out", default="results/meta_critic/experiment")
     a = p.parse_args(argv)
-    from metarl.train import write_json
+    from metarl.train import Interrupted, RunError, _check_env_name, write_json
 
-    os.makedirs(a.out, exist_ok=True)
+    if len(a.algo) > 1 and not a.overhead:
+        p.error(f"argument --algo: one algorithm unless --overhead, got {','.join(a.algo)}")
+    agent = dict(actor_hidden=a.hidden, critic_hidden=a.hidden) if a.hidden else {}
+    sac_agent = dict(agent, batch_size=a.sac_batch) if a.sac_batch else agent
+    # Everything that can refuse the run, before anything is compiled or written.
+    try:
+        if a.tabular:
+            tcfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, **({"seeds": a.seeds} if a.tab_seeds else {})).validate()
+        else:
+            _check_env_name(a.env, "positional")
+            from metarl import envs
+
+            if not a.env.startswith("brax/") and envs.make(a.env).spec.discrete:  # every brax env is continuous
+                raise ValueError(f"--env {a.env!r} is discrete; the meta-critic wraps continuous-action agents "
+                                 "(e.g. gymnax/Pendulum-v1, every brax/* env)")
+            cfgs = [ExperimentConfig(algo=algo, env=a.env, variants=a.variants, seeds=a.seeds, total_steps=a.steps,
+                                     learning_starts=a.learning_starts, eval_every=a.eval_every,
+                                     eval_episodes=a.eval_episodes, lookahead=a.lookahead,
+                                     max_episode_steps=a.max_episode_steps,
+                                     agent=sac_agent if algo == "sac" else agent).validate() for algo in a.algo]
+            if not a.overhead:
+                cfgs[0].train_config().validate()
+    except (ValueError, TypeError) as e:
+        fail(prog, e)
+    make_out_dir(p, a.out)
     if a.tabular:
-        cfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, **({"seeds": a.seeds} if a.tab_seeds else {})).validate()
-        base, traces = run_tabular(cfg)
-        summary = tabular_summary(traces, cfg=cfg)
-        tabular_figures(base, traces, cfg, a.out)
-        write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(cfg), **summary})
+        base, traces = run_tabular(tcfg)
+        summary = tabular_summary(traces, cfg=tcfg)
+        tabular_figures(base, traces, tcfg, a.out)
+        write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(tcfg), **summary})
         print(summary)
         return
-    agent = {}
-    if a.hidden:
-        h = tuple(int(x) for x in a.hidden.split(","))
-        agent = dict(actor_hidden=h, critic_hidden=h)
-    sac_agent = dict(agent, batch_size=a.sac_batch) if a.sac_batch else agent
     if a.overhead:
         from metarl import envs
 
         spec = envs.make(a.env).spec
-        for algo in a.algo.split(","):
-            cfg = ExperimentConfig(algo=algo, env=a.env, agent=agent if algo != "sac" else sac_agent,
-                                   lookahead=a.lookahead)
+        for cfg in cfgs:
             o = measure_overhead(cfg, spec, rounds=a.rounds)
-            write_json(os.path.join(a.out, f"overhead_{algo}.json"), {"config": dataclasses.asdict(cfg), **o})
-            print(f"{algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
+            write_json(os.path.join(a.out, f"overhead_{cfg.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
+            print(f"{cfg.algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
                   f"per update; FLOP ratio {o['flop_ratio']:.3f}, wall ratio {o['wall_ratio']:.3f} "
                   f"(wall/FLOP {o['wall_over_flop_ratio']:.3f}; fastest-call ratio {o['wall_ratio_min']:.3f}, CPU-time "
                   f"ratio {o['cpu_ratio']:.3f}); parameters {o['params_base']} + "
                   f"{o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; paper ~10%)", flush=True)
         return
-    cfg = ExperimentConfig(algo=a.algo, env=a.env, variants=tuple(a.variants.split(",")), seeds=a.seeds,
-                           total_steps=a.steps, learning_starts=a.learning_starts, eval_every=a.eval_every,
-                           eval_episodes=a.eval_episodes, lookahead=a.lookahead,
-                           max_episode_steps=a.max_episode_steps, agent=agent)
-    res = run_experiment(cfg, a.out)
+    cfg = cfgs[0]
+    prev = os.path.join(a.out, "summary.json")
+    overhead = None
+    if a.resume and os.path.isfile(prev):
+        import json
+
+        with open(prev) as f:
+            overhead = json.load(f).get("overhead") or None
+    try:
+        res = run_experiment(cfg, a.out, overhead=overhead, resume=a.resume)
+    except Interrupted as e:
+        import shlex
+
+        again = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--resume"] + ["--resume"]
+        fail(prog, f"{e}; continue with: {prog} {shlex.join(again)}", 130)
+    except RunError as e:
+        fail(prog, e, getattr(e, "exit_code", 2))
     table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
     write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,
                                                        "overhead": res["overhead"], "wall_s": res["wall_s"]})

@@ -36,13 +36,13 @@ def check_scale(scale: str) -> str:
 def parse_cli(argv, description: str) -> tuple[str, str]:
     """(scale, out) from the command line shared by the model-based-critic experiments; a bad scale is
     an error naming the valid ones."""
-    from metarl.cli import ArgumentParser, add_scale_argument
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
 
     p = ArgumentParser(description=description)
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT_DIR, help="result directory")
     a = p.parse_args(argv)
-    return check_scale(a.scale), a.out
+    return check_scale(a.scale), make_out_dir(p, a.out)
 
 
 def metadata(config, wall_time: float) -> dict:

@@ -64,7 +64,7 @@ SCALES = {
     "quick": ChainExperiment(num_updates=15_000, num_seeds=5, updates_per_log=100, logs_per_chunk=10),
 }
 
-# The paper's figures (read off the authors' plots; /work/shared/paper-tables/outer-value-function_chain.csv).
+# The paper's figures, read off the authors' published Discounting Chain plots (approximate values).
 PAPER = {
     "A2C": {"final_gamma": "0.95", "return": "1.00", "outer_advantage_step0": ""},
     "MG": {"final_gamma": "0.90 (bound)", "return": "1.00", "outer_advantage_step0": "~0.10"},
@@ -269,7 +269,7 @@ def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, positive_int
+    from metarl.cli import ArgumentParser, add_scale_argument, choice, make_out_dir, open_unit_float, positive_int, unit_float
 
     p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
@@ -279,11 +279,11 @@ def main(argv=None):
     p.add_argument("--authors-first-step-value", action="store_true",
                    help="value the first state with gamma^t_a as the authors' code does (one discount too many)")
     p.add_argument("--normalize-advantages", action="store_true", help="batch-normalised advantages (App. D.2)")
-    p.add_argument("--critic", default="analytic", help=f"one of {', '.join(ov.CHAIN_CRITICS)}")
+    p.add_argument("--critic", default="analytic", type=choice(ov.CHAIN_CRITICS, "critic"), help=f"one of {', '.join(ov.CHAIN_CRITICS)}")
     p.add_argument("--meta-lambda", action="store_true", help="meta-learn the inner lambda too")
-    p.add_argument("--lam-init", type=float, default=None, help="initial lambda when meta-learned (default 0.5)")
-    p.add_argument("--lam", type=float, default=None, help="fixed inner lambda (default 0, Table 1)")
-    p.add_argument("--outer-lam", type=float, default=None, help="outer lambda' (default 0, Table 1)")
+    p.add_argument("--lam-init", type=open_unit_float, default=None, help="initial lambda when meta-learned (default 0.5)")
+    p.add_argument("--lam", type=unit_float, default=None, help="fixed inner lambda (default 0, Table 1)")
+    p.add_argument("--outer-lam", type=unit_float, default=None, help="outer lambda' (default 0, Table 1)")
     a = p.parse_args(argv)
     exp = get_scale(a.scale)
     label = a.scale  # an overridden run is labelled as such, not as its scale
@@ -302,6 +302,7 @@ def main(argv=None):
     exp = dataclasses.replace(exp, env=env, meta_lambda=a.meta_lambda)
     if a.lam_init is not None:
         exp = dataclasses.replace(exp, lam_init=a.lam_init)
+    make_out_dir(p, a.out)
     result = run(exp, a.out, label)
     print(open(os.path.join(a.out, "summary.md")).read())
     return result

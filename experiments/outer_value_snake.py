@@ -64,8 +64,7 @@ SCALES = {
     "paper": SnakeExperiment(),
 }
 
-# The authors' released per-seed results at update 29,200 (10 seeds), mean and sd
-# (/work/shared/paper-tables/outer-value-function_snake.csv).
+# The authors' released per-seed Snake results at update 29,200 (10 seeds), mean and sd.
 PAPER = {
     "A2C": {"return": "17.38 ± 0.34", "final_gamma": "0.8", "outer_advantage": "", "return_14600": "15.59"},
     "MG": {"return": "24.90 ± 6.26", "final_gamma": "0.965 ± 0.026", "outer_advantage": "0.39", "return_14600": "17.52"},
@@ -139,7 +138,7 @@ def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, positive_int
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir, positive_int
 
     p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
@@ -161,6 +160,7 @@ def main(argv=None):
         exp = dataclasses.replace(exp, meta_lambda=True)
     if a.separate_outer:
         exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, separate_outer_network=True))
+    make_out_dir(p, a.out)
     result = run(exp, a.out, label)
     print(open(os.path.join(a.out, "summary.md")).read())
     return result

@@ -7,10 +7,12 @@
 - :func:`add_scale_argument` declares ``--scale`` with its valid choices, so a bad scale fails in
   argparse, before anything is imported, compiled or written.
 - :func:`fail` prints one line and exits (for checks argparse cannot express).
+- :func:`make_out_dir` creates the output folder as the last check, or fails in one line.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Iterable, NoReturn
 
@@ -68,6 +70,43 @@ def positive_float(text: str) -> float:
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not allowed; give a finite number > 0")
     return v
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (a lambda, a probability)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a number in [0, 1]") from None
+    if not (0.0 <= v <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a number in [0, 1]")
+    return v
+
+
+def open_unit_float(text: str) -> float:
+    """A number strictly inside (0, 1) (the start of a sigmoid-bounded meta-parameter)."""
+    v = unit_float(text)
+    if v in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a number strictly between 0 and 1")
+    return v
+
+
+def existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
+    return text
+
+
+def make_out_dir(parser: argparse.ArgumentParser, path: str) -> str:
+    """Create the output folder ``path`` (the last check, after every other input validated) or
+    ``parser.error`` in one line (exit 2) naming why it cannot be. Returns path."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{path!r} is not writable")
+    except OSError as e:
+        parser.error(f"output folder {path!r} cannot be used: {e.strerror or e}")
+    return path
 
 
 def choice(choices: Iterable[str], what: str = "scale"):

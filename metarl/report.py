@@ -100,6 +100,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def paper_of(folder: str) -> tuple[str, str | None]:
+    folder = folder.replace("-", "_")  # reports/meta-critic-medium is the meta_critic paper's too
     for prefix, title, doc in PAPERS:
         if folder == prefix or folder.startswith(prefix + "_") or folder.startswith(prefix + "-"):
             return title, doc

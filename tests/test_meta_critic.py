@@ -1,5 +1,7 @@
 """Online Meta-Critic: the meta-gradient against an explicit unroll and finite differences, the
 vanilla-equivalence of a zero meta-critic, and the tabular-MDP analysis (Fig. 6 of the paper)."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -375,5 +377,78 @@ def test_paper_scale_plan_traces_into_valid_configs():
                 from metarl.agents import agent_config
                 ac = agent_config(algo, **tc.agent)
                 assert tuple(ac.actor_hidden) == ((256, 256) if algo == "sac" else (400, 300))
-    with pytest.raises(ValueError, match="scale 'huge'.*quick, paper"):
+    with pytest.raises(ValueError, match="scale 'huge'.*quick, medium, paper"):
         bench_config("huge")
+
+
+def test_medium_scale_plan_and_table1_only():
+    """--scale medium --tables 1: Table 1 on the paper's three cheap tasks, 3 algorithms x (vanilla, -MC), 5
+    seeds, Reacher with Gym's 50-step episodes, every job a valid training config; Tables 2-3 on InvPend
+    when asked for."""
+    import dataclasses as dc
+
+    from benchmarks.meta_critic import ALGOS, bench_config, job_config, plan
+
+    cfg = dc.replace(bench_config("medium"), tables=("1",))
+    jobs = {(e, a): v for e, a, v in plan(cfg)}
+    envs = ("brax/inverted_pendulum", "brax/inverted_double_pendulum", "brax/reacher")
+    assert set(jobs) == {(e, a) for e in envs for a in ALGOS} and set(jobs.values()) == {("vanilla", "mc")}
+    for (env, algo), variants in jobs.items():
+        tc = job_config(cfg, env, algo, variants).train_config()
+        assert tc.seeds == 5 and tc.learning_starts == 1000 and tc.total_steps >= 20_000
+        assert tc.max_episode_steps == (50 if env == "brax/reacher" else None)
+    full = {(e, a): v for e, a, v in plan(bench_config("medium"))}
+    assert {"updates", "params"} <= set(full["brax/inverted_pendulum", "td3"])
+    assert "mc_guard" in full["brax/inverted_pendulum", "sac"]
+
+
+def _fake_job(cfg, env, algo, variants, van, mc):
+    from benchmarks.meta_critic import job_config
+    from metarl.train import jsonable
+
+    ecfg = job_config(cfg, env, algo, variants)
+    n = (ecfg.total_steps - ecfg.learning_starts) // ecfg.eval_every
+    curve = lambda final: np.minimum(np.linspace(0.0, 2.0, n), 1.0)[None, :] * np.asarray(final, float)[:, None]  # noqa: E731
+    return {"config": jsonable(dataclasses.asdict(ecfg)), "wall_s": 1.0, "overhead": {},
+            "variants": {"vanilla": {"eval_return": curve(van).tolist(), "env_steps": list(range(n))},
+                         "mc": {"eval_return": curve(mc).tolist(), "env_steps": list(range(n))}}}
+
+
+def test_table1_summary_resume_and_verdicts(tmp_path):
+    """The medium benchmark's bookkeeping without training: finished jobs are read back from job.json on
+    --resume; summary.json carries per row IQM [CI] of both variants, P(MC > vanilla) with its interval and a
+    verdict decided by that interval; a job.json from other settings is refused."""
+    import dataclasses as dc
+    import json
+
+    from benchmarks.meta_critic import bench_config, plan, run_bench
+    from metarl.train import write_json
+
+    cfg = dc.replace(bench_config("medium"), tables=("1",), only=("brax/inverted_pendulum",))
+    jobs = plan(cfg)
+    finals = {"ddpg": ([100, 110, 120, 130, 140], [900, 950, 1000, 980, 990]),  # MC clearly better
+              "td3": ([500, 520, 540, 560, 580], [510, 530, 550, 570, 590]),  # overlapping: inconclusive
+              "sac": ([900, 950, 1000, 980, 990], [100, 110, 120, 130, 140])}  # MC clearly worse
+    for env, algo, variants in jobs:
+        d = tmp_path / "runs" / f"{env.replace('/', '_')}_{algo}"
+        d.mkdir(parents=True)
+        write_json(str(d / "job.json"), _fake_job(cfg, env, algo, variants, *finals[algo]))
+    run_bench(cfg, jobs, str(tmp_path), resume=True)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["complete"] and s["scale"] == "medium" and s["seeds"] == 5
+    rows = {r["algo"]: r for r in s["table1"]}
+    assert {r: rows[r]["verdict"] for r in rows} == {"ddpg": "better", "td3": "inconclusive", "sac": "worse"}
+    for r in rows.values():
+        assert r["env"] == "brax/inverted_pendulum" and r["steps"] == 20_000 and r["seeds"] == 5
+        for v in ("vanilla", "mc"):
+            lo, hi = r[v]["ci"]
+            assert lo <= r[v]["iqm"] <= hi and r[v]["paper_max_avg"] == 1000.0 and "max_avg" in r[v]
+        lo, hi = r["p_mc_better_ci"]
+        assert 0 <= lo <= r["p_mc_better"] <= hi <= 1
+    assert rows["ddpg"]["mc"]["iqm"] == pytest.approx(np.mean([950, 980, 990]))  # IQM of 5: the middle three
+    assert all({"iqm", "ci", "verdict"} <= set(r) and r["iqm"] == r["mc"]["iqm"] for r in rows.values())
+    assert (tmp_path / "table1_aggregate.png").stat().st_size > 10_000
+    # a stored job from other settings is refused in one line, not silently reused
+    bad = dc.replace(cfg, seeds=4)
+    with pytest.raises(SystemExit, match="other settings"):
+        run_bench(bad, plan(bad), str(tmp_path), resume=True)

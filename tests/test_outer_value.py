@@ -439,3 +439,28 @@ def test_bad_settings_name_the_valid_choices():
         ov.ChainConfig(critic="neural")
     with pytest.raises(ValueError, match="lambda initial value 1.0"):
         ov.MetaConfig(meta_lambda=True, lam_init=1.0)
+
+
+def test_benchmark_claims_are_decided_from_intervals():
+    """benchmarks.outer_value.claim_rows on fixed per-seed values: gamma thresholds and the outer-critic
+    comparison get their verdicts from the intervals (a tie is inconclusive, never 'reproduces')."""
+    from benchmarks.outer_value import claim_rows
+
+    def agent(gammas, returns):
+        return {"final_gamma": {"per_seed": list(gammas)}, "return": {"per_seed": list(returns)}}
+
+    res = {"summary": {"A2C": agent([0.95] * 5, [1.0] * 5),
+                       "MG": agent([0.90, 0.90, 0.90, 0.90, 0.905], [1.0, 1.0, 1.01, 0.99, 1.0]),
+                       "MG+outer critic": agent([1.0, 1.0, 0.999, 1.0, 1.0], [1.07, 1.08, 1.075, 1.07, 1.08]),
+                       "BMG": agent([0.95, 0.96, 0.97, 0.95, 0.96], [1.0, 1.0, 1.0, 1.0, 1.0]),
+                       "BMG+outer critic": agent([0.93, 0.99, 1.0, 0.95, 0.99], [1.0, 1.0, 1.0, 1.0, 1.0])}}
+    out = claim_rows(res, "Chain")
+    v = {c["label"]: c.get("claim_verdict", c.get("verdict")) for c in out["claims"]}
+    assert v["Chain: MG final gamma <= 0.91"] == "reproduces"
+    assert v["Chain: BMG final gamma <= 0.91"] == "contradicts"
+    assert v["Chain: MG+outer critic final gamma >= 0.99"] == "reproduces"
+    assert v["Chain: BMG+outer critic final gamma >= 0.99"] == "inconclusive at this scale"
+    assert v["Chain: MG+outer critic return > MG"] == "reproduces"
+    assert v["Chain: BMG+outer critic return > BMG"] == "inconclusive at this scale"
+    assert len(out["rows"]) == 10 and all(r["ci"][0] <= r["iqm"] <= r["ci"][1] for r in out["rows"])
+    assert all({"iqm", "ci", "verdict"} <= set(r) for r in out["rows"] + out["claims"])

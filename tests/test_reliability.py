@@ -338,6 +338,57 @@ def test_bad_scale_is_one_line(module, pre, capsys, monkeypatch, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+# Bad inputs of the experiment and benchmark CLIs beyond --scale: one line, exit status 2, nothing written
+# (not even the output folder), before anything is compiled. "{out}" is a folder in tmp_path that must
+# not appear; "/proc/nope" cannot be created.
+BAD_INPUTS = [
+    ("experiments.meta_critic", ["--algo", "bogus"], "argument --algo: unknown algorithm ['bogus']; valid: ddpg, td3, sac"),
+    ("experiments.meta_critic", ["--algo", "td3,sac"], "argument --algo: one algorithm unless --overhead"),
+    ("experiments.meta_critic", ["--env", "bogus/x"], "--env 'bogus/x': names are '<source>/<env>'"),
+    ("experiments.meta_critic", ["--env", "gymnax/CartPole-v1"], "--env 'gymnax/CartPole-v1' is discrete"),
+    ("experiments.meta_critic", ["--variants", "mc,bogus"], "argument --variants: unknown variant ['bogus']"),
+    ("experiments.meta_critic", ["--lookahead", "half"], "argument --lookahead: unknown lookahead 'half'"),
+    ("experiments.meta_critic", ["--hidden", "64,abc"], "argument --hidden: '64,abc' is not a comma list"),
+    ("experiments.meta_critic", ["--hidden", "64,0"], "argument --hidden: '64,0' is not a comma list"),
+    ("experiments.meta_critic", ["--algo", "sac", "--sac-batch", "-1"], "argument --sac-batch: -1 is not allowed"),
+    ("experiments.meta_critic", ["--overhead", "--rounds", "0"], "argument --rounds: 0 is not allowed"),
+    ("experiments.meta_critic", ["--tabular", "--mdp", "grid"], "argument --mdp: unknown mdp 'grid'"),
+    ("experiments.meta_critic", ["--tabular", "--tab-actor", "relu"], "argument --tab-actor: unknown tabular actor"),
+    ("experiments.meta_critic", ["--steps", "3000", "--learning-starts", "5000"], "must be a positive multiple"),
+    ("experiments.meta_critic", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("experiments.outer_value_chain", ["--critic", "bogus"], "argument --critic: unknown critic 'bogus'"),
+    ("experiments.outer_value_chain", ["--lam", "-1"], "argument --lam: -1 is not allowed; give a number in [0, 1]"),
+    ("experiments.outer_value_chain", ["--outer-lam", "nan"], "argument --outer-lam: nan is not allowed"),
+    ("experiments.outer_value_chain", ["--meta-lambda", "--lam-init", "1"], "strictly between 0 and 1"),
+    ("experiments.outer_value_chain", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("experiments.outer_value_snake", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("experiments.model_based_critic_reacher", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("benchmarks.meta_critic", ["--tables", "1,4"], "argument --tables: unknown part(s) ['4']"),
+    ("benchmarks.meta_critic", ["--scale", "medium", "--only", "brax/ant"], "unknown job(s) ['brax/ant']"),
+    ("benchmarks.meta_critic", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("benchmarks.outer_value", ["--results", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("benchmarks.model_based_critic", ["--parts", "toy,arm9"], "--parts: unknown part(s) arm9"),
+    ("benchmarks.gpu", ["--budget-s", "-5", "--out", "{out}"], "argument --budget-s: -5 is not allowed"),
+    ("benchmarks.gpu", ["--workers", "0", "--out", "{out}"], "argument --workers: 0 is not allowed"),
+    ("benchmarks.gpu", ["--costs", "/nonexistent.json", "--out", "{out}"], "argument --costs: '/nonexistent.json' is not"),
+]
+
+
+@pytest.mark.parametrize("module,args,message", BAD_INPUTS, ids=[f"{m}:{' '.join(a)}" for m, a, _ in BAD_INPUTS])
+def test_bad_cli_input_is_one_line_before_anything_is_written(module, args, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    mod = importlib.import_module(module)
+    out = tmp_path / "out"
+    argv = [a.replace("{out}", str(out)) for a in args]
+    if module.startswith("experiments.") and "--out" not in argv:
+        argv += ["--out", str(out)]
+    with pytest.raises(SystemExit) as e:
+        mod.main(argv)
+    line = one_line_err(capsys)
+    assert e.value.code == 2 and message in line, line
+    assert os.listdir(tmp_path) == []
+
+
 def test_outer_value_updates_zero_is_refused(capsys):
     from experiments import outer_value_chain
 

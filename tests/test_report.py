@@ -188,3 +188,11 @@ def test_cli_does_not_import_jax():
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode == 0, r.stderr
     assert "does not exist" in r.stdout
+
+
+def test_hyphenated_report_folders_belong_to_their_paper():
+    assert report.paper_of("meta-critic-medium")[0].startswith("Online Meta-Critic")
+    assert report.paper_of("metagenrl-medium")[0].startswith("MetaGenRL")
+    assert report.paper_of("outer-value-chain-paper")[0].startswith("Outer value")
+    assert report.paper_of("meta_critic")[0].startswith("Online Meta-Critic")
+    assert report.paper_of("gpu-2026-12-02") == report.OTHER

@@ -21,23 +21,9 @@ meta-gradient reaches gamma through the policy-gradient term *and* through the c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 import optax
-
-
-@dataclass(frozen=True)
-class A2CConfig:
-    """Loss weights and defaults (the outer-value paper's Snake column of Table 1)."""
-
-    gamma: float = 0.8
-    lam: float = 0.95
-    pg_cost: float = 1.0
-    td_cost: float = 0.5
-    entropy_cost: float = 0.01
-    normalize_advantages: bool = False
 
 
 # -- distributions ----------------------------------------------------------------------------

@@ -731,10 +731,6 @@ def evaluate_baselines(cfg: MetaCriticBaselineConfig, task: Task, q_ddpg, mc_sta
 # ----------------------------------------------------------------------------------------------
 
 
-def _stack(trees):
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def train_ours(cfg: MBCConfig, task: Task, dyn, goals, keys, chunk: int, pbar=None):
     """Algorithm 2 for every seed in ``keys`` (a vmapped axis), cfg.iterations meta-iterations run as
     compiled chunks. Returns the final MetaStates (leading seed axis), the training-error curves

@@ -496,17 +496,6 @@ def chain_counts(batch: ChainBatch, num_actions: int = 5) -> ChainCounts:
     return ChainCounts(jnp.sum(ctx, axis=0), n, batch.probs0)
 
 
-def chain_pg_loss_samples(params, batch: ChainBatch, gamma_value, gamma_target, entropy_cost, timesteps, rewards,
-                          horizon=100, authors_first_step=False, normalize_advantages=False):
-    """Reference loss on a per-sample batch with :func:`metarl.agents.a2c.a2c_loss` (TD(0), no critic loss)."""
-    v = lambda o: chain_true_value(o, batch.probs0, sg(gamma_value), timesteps, rewards, horizon, authors_first_step)
-    logits = chain_policy_logits(params, batch.obs)
-    ones = jnp.ones_like(batch.rewards)
-    return a2c.a2c_loss(logits, batch.actions, v(batch.obs), v(batch.next_obs), batch.rewards, ones, gamma_target,
-                        0.0, pg_cost=1.0, td_cost=0.0, entropy_cost=entropy_cost,
-                        normalize_advantages=normalize_advantages)
-
-
 class ChainValues(NamedTuple):
     """A value function of the chain as a table: ``v0 = V(s_0)``; ``v[t - 1, c] = V(context c, t)`` for
     t = 1..T-1 (the state at t = T is terminal, value 0)."""
