@@ -1,13 +1,24 @@
 """MetaGenRL benchmark: Table 2 of Kirsch et al. (2020) in the paper's layout, ours beside the paper's.
 
-    python -m benchmarks.metagenrl --scale quick   # part of `make bench` (a few minutes on a 2-core CPU)
-    python -m benchmarks.metagenrl --scale paper   # the paper's budget: meant for an accelerator
+    python -m benchmarks.metagenrl --scale quick    # part of `make bench` (a few minutes on a 2-core CPU)
+    python -m benchmarks.metagenrl --scale medium [--resume]   # <= 1 h on an idle 2-core CPU
+    python -m benchmarks.metagenrl --scale paper    # the paper's budget: meant for an accelerator
 
 Meta-trains one objective per training set (Table 2's rows), saving it at several stages, then
-meta-tests every objective together with the TD3 and off-policy REINFORCE+GAE baselines on every
-test environment (fresh agents, frozen objectives, same seeds for every variant), and trains the
-on-policy baselines (PPO, REINFORCE+GAE) on the same step budget. Writes into results/metagenrl/:
-table.md, table.csv, results.json, meta_test_curves.png, meta_train_curves.png.
+meta-tests it with fresh agents on every test environment together with the fixed-objective baselines
+(TD3; quick and paper also off-policy REINFORCE+GAE) on the same seeds, evaluates the uniformly random
+policy at the same evaluation points, and (quick, paper) trains the on-policy baselines (PPO,
+REINFORCE+GAE) on the same step budget. Writes into results/metagenrl/ (quick) or
+results/metagenrl_<scale>/: table.md, table.csv, results.json, summary.json (the seen / unseen claims:
+IQM [95% CI] of learned, TD3 and random, the fraction of TD3's improvement over random, verdicts, the
+meta-gradient norms), final_returns.csv (per seed), aggregate_seen.png, aggregate_unseen.png,
+meta_test_curves.png, meta_train_curves.png, and run.json (settings, status, sessions).
+
+Resumable: every finished stage (meta-training per training set, meta-test, random policy, on-policy
+rows) is kept in stages/<stage>.json; meta-training and meta-test checkpoint their programs after
+every evaluation (objectives/<set>/checkpoint.npz, checkpoints/meta_test/). Ctrl-C finishes the
+running segment and its checkpoint and prints the command that continues the run (--resume), which
+is refused in one line if the settings (scale, package versions) differ.
 
     python -m benchmarks.metagenrl --scale quick --ablations   # Section 5.2: ablations.md, .csv, .json, *.png
 """
@@ -17,6 +28,7 @@ import argparse
 import csv
 import io
 import os
+import sys
 import time
 
 import numpy as np
@@ -86,6 +98,8 @@ def build_table(scale, results, row_labels):
                 if lab not in used and lab not in OURS_BASELINE.values():
                     rows.append(["MetaGenRL (ours)", lab] + ours_cell(lab) + ["n/a"] * len(PAPER_ENVS))
                     used.add(lab)
+    if any("random" in results[e] for e in test):
+        rows.append(["random policy (ours)", "-"] + ours_cell("random") + ["n/a"] * len(PAPER_ENVS))
     return header, rows
 
 
@@ -122,72 +136,363 @@ def plot_curves(test_results, meta_train, path_test, path_train, stamp=""):
     save_fig(fig, path_train)
 
 
-def run(scale_name: str, out_dir: str = OUT, progress: bool = True):
-    scale = ex.get_scale(scale_name)
-    from metarl.train import device_info, package_versions, write_json
+RUN_FILE = "run.json"
 
+
+def default_out(scale_name: str) -> str:
+    """results/metagenrl for the quick scale (make bench), results/metagenrl_<scale> for the others."""
+    return OUT if scale_name == "quick" else f"{OUT}_{scale_name}"
+
+
+def run_settings(scale) -> dict:
+    """What makes two runs the same run: the scale's every setting and the package versions."""
+    import dataclasses
+
+    from metarl.train import package_versions
+
+    return ex._json_norm({"scale": dataclasses.asdict(scale), "versions": package_versions()})
+
+
+def _sha(obj) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _read_json(path):
+    import json
+
+    from metarl.train import CheckpointError
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
+
+
+def check_out_dir(out_dir: str, settings: dict, resume: bool) -> dict:
+    """Refuse, in one line (a ``metarl.train.RunError``), before anything is compiled or written:
+    ``--resume`` where there is no run or a run with other settings (naming the differences), and a
+    new run over an unfinished one. Returns the stored run.json (or {})."""
+    from metarl.train import CheckpointMissing, ConfigMismatch, RunDirError
+
+    path = os.path.join(out_dir, RUN_FILE)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RunDirError(f"--out {out_dir!r} exists and is not a directory")
+    stored = _read_json(path) if os.path.isfile(path) else {}
+    if resume:
+        if not stored:
+            raise CheckpointMissing(f"nothing to resume in {out_dir!r}: no {RUN_FILE} there (no run was started "
+                                    "in it); start without --resume")
+        if stored.get("settings") != settings:
+            raise ConfigMismatch(f"cannot resume {out_dir}: its run has other settings: "
+                                 f"{ex._identity_diff(stored.get('settings', {}), settings)}; resume with the same "
+                                 "--scale and package versions, or give another --out")
+    elif stored and stored.get("status") != "finished":
+        raise RunDirError(f"{out_dir!r} holds an unfinished {stored.get('settings', {}).get('scale', {}).get('name', '')} "
+                          f"run (status {stored.get('status')}): continue it with --resume (same settings), or give "
+                          "another --out")
+    return stored
+
+
+def _fresh(out_dir: str):
+    """A new run in ``out_dir``: drop the stage records and checkpoints of an earlier (finished) run."""
+    import shutil
+
+    shutil.rmtree(os.path.join(out_dir, "stages"), ignore_errors=True)
+    shutil.rmtree(os.path.join(out_dir, "checkpoints"), ignore_errors=True)
+    obj = os.path.join(out_dir, "objectives")
+    if os.path.isdir(obj):
+        for d in os.listdir(obj):
+            ex.drop_checkpoint(os.path.join(obj, d))
+
+
+def stage(out_dir: str, name: str, settings_sha: str, fn, resume: bool):
+    """A finished stage's result is kept in ``stages/<name>.json`` (with the run's settings hash); on
+    ``resume`` it is read back instead of running ``fn`` again. Fresh or read back, the result is the
+    JSON form of ``fn()``, so a resumed run writes the same outputs as an uninterrupted one."""
+    from metarl.train import ConfigMismatch, write_json
+
+    path = os.path.join(out_dir, "stages", f"{name}.json")
+    if resume and os.path.isfile(path):
+        rec = _read_json(path)
+        if rec.get("settings_sha256") != settings_sha:
+            raise ConfigMismatch(f"cannot resume: stage record {path} belongs to a run with other settings")
+        return rec["result"], True
+    result = ex._json_norm(fn())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, {"stage": name, "settings_sha256": settings_sha, "result": result})
+    return result, False
+
+
+def _arrays(tree):
+    """Lists of numbers (JSON) back to arrays, null -> NaN, down a dict of dicts."""
+    from metarl.train import _as_array
+
+    if isinstance(tree, dict):
+        return {k: _arrays(v) for k, v in tree.items()}
+    return _as_array(tree)
+
+
+def final_scores(res) -> np.ndarray:
+    """Per seed, the final return (:func:`_final`: the mean of the last two evaluations)."""
+    return _final(res)
+
+
+# The claims of summary.json (Table 2 of the paper: objectives meta-trained on some environments train
+# fresh agents on those environments and on unseen ones).
+SEEN_FRACTION = 0.7  # seen: learned reaches >= 70% of TD3's improvement over the random policy (IQM)
+
+
+def _margin_stat(frac):
+    """IQM(learned) - frac * IQM(TD3) - (1 - frac) * IQM(random) over x [..., runs, 3] (columns learned,
+    TD3, random): >= 0 exactly when learned reaches ``frac`` of TD3's improvement over random."""
+    from metarl import stats
+
+    def stat(x, axis=(-2, -1)):
+        q = stats.iqm(x, axis=-2)
+        return q[..., 0] - frac * q[..., 1] - (1.0 - frac) * q[..., 2]
+
+    return stat
+
+
+def env_claims(env: str, learned, td3, random, kind: str, seed: int = 0, reps: int = 2000) -> dict:
+    """One environment's entry of summary.json: IQM [95% stratified-bootstrap CI] of the per-seed final
+    returns of the learned objective, TD3 and the random policy (same seeds, same budget), TD3's
+    improvement over random reached by the learned objective (IQM; None where TD3 is not above random),
+    and both claims' evidence, with ``verdict`` for this environment's claim (``kind``):
+
+    * "seen": learned >= random + 0.7 (TD3 - random) in IQM. Decided on the bootstrap interval of
+      IQM(learned) - 0.7 IQM(TD3) - 0.3 IQM(random) against 0 (``stats.verdict``; no division, so the
+      interval exists even where TD3 barely improves). Inconclusive where TD3's IQM is not above random's.
+    * "unseen": learned beats random: ``stats.compare`` (the interval of P(learned > random) must
+      exclude 1/2; the rows are paired by seed but resampled independently, which is conservative).
+    """
+    from metarl import stats
+
+    learned, td3, random = (np.asarray(x, float).reshape(-1) for x in (learned, td3, random))
+    rows = {k: stats.summary_row(v, seed, reps) for k, v in (("learned", learned), ("td3", td3), ("random", random))}
+    L, T, R = (rows[k]["iqm"] for k in ("learned", "td3", "random"))
+    frac = (L - R) / (T - R) if T > R else None
+    n = min(len(learned), len(td3), len(random))
+    point, lo, hi = stats.stratified_bootstrap_ci(np.stack([learned[:n], td3[:n], random[:n]], 1),
+                                                  _margin_stat(SEEN_FRACTION), reps, 0.05, seed)
+    seen_verdict = stats.verdict((lo, hi), paper_value=0.0) if T > R else stats.INCONCLUSIVE
+    beat = stats.compare(learned, random, seed, reps)
+    out = {"env": env, **rows, "fraction_of_td3_improvement": frac,
+           "margin_70": {"value": float(point), "ci": [float(lo), float(hi)],
+                         "claim": f"IQM(learned) - {SEEN_FRACTION} IQM(TD3) - {1 - SEEN_FRACTION:.1f} IQM(random) >= 0",
+                         "verdict": seen_verdict},
+           "beats_random": {"p_improvement": beat["p_improvement"], "p_improvement_ci": beat["p_improvement_ci"],
+                            "outcome": beat["verdict"], "verdict": beat["claim_verdict"]},
+           "td3_above_random": T > R}
+    if kind == "seen":
+        out["claim"] = (f"learned reaches >= {SEEN_FRACTION:.0%} of TD3's improvement over the random policy "
+                        "(IQM of the final return)")
+        out["verdict"] = seen_verdict
+    else:
+        out["claim"] = "learned beats the random policy (interval of P(learned > random) excludes 1/2)"
+        out["verdict"] = beat["claim_verdict"]
+    return out
+
+
+def build_summary(finals: dict, seen: str, unseen: str, learned_label: str, seeds: int, wall_s: float,
+                  meta_grad: dict, **extra) -> dict:
+    """summary.json (read by automated checks). ``finals``: {env: {variant: per-seed final returns}} with
+    variants ``learned_label``, "TD3" and "random"; ``meta_grad``: the meta-training monitor's summary
+    (first / last: population means of the agents' first and last meta-gradient norms; min: the
+    smallest of any agent)."""
+    def entry(env, kind):
+        f = finals[env]
+        return env_claims(env, f[learned_label], f["TD3"], f["random"], kind)
+
+    return {"seen": entry(seen, "seen"), "unseen": entry(unseen, "unseen"), "seeds": int(seeds),
+            "wall_s": float(wall_s), "meta_grad_norm": {k: float(meta_grad[k]) for k in ("first", "last", "min")},
+            "learned": learned_label, **extra}
+
+
+def write_finals_csv(path: str, finals: dict, roles: dict, stamp: str):
+    """Per-seed final returns: env, role (seen / unseen / test), variant, seed, final_return."""
+    rows = [["env", "role", "variant", "seed", "final_return"]]
+    for env, per in finals.items():
+        for variant, x in per.items():
+            rows += [[env, roles.get(env, "test"), variant, i, f"{v:.6g}"] for i, v in enumerate(np.asarray(x))]
+    _write_csv(path, [stamp, "final_return: mean of the last two evaluations of each seed"], rows)
+
+
+def run(scale_name: str, out_dir: str | None = None, progress: bool = True, resume: bool = False, stop=None):
+    """Meta-train, meta-test (learned objective, fixed-objective baselines, random policy; the quick and
+    paper scales also the on-policy rows) and write every output into ``out_dir``. Each finished stage
+    is kept under ``stages/`` and the running one checkpoints as it goes, so ``resume=True`` continues
+    an interrupted run (refused, in one line, if its settings differ)."""
+    from metarl.train import Interrupted, write_json
+
+    scale = ex.get_scale(scale_name)
+    out_dir = out_dir or default_out(scale_name)
+    settings = run_settings(scale)
+    stored = check_out_dir(out_dir, settings, resume)
+    sha = _sha(settings)
     os.makedirs(out_dir, exist_ok=True)
+    if not resume:
+        _fresh(out_dir)
+        stored = {}
+    sessions = list(stored.get("sessions", []))
     t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_file = os.path.join(out_dir, RUN_FILE)
+
+    def record(status, **kw):
+        sess = sessions + [{"started": started, "wall_s": time.perf_counter() - t0, "status": status}]
+        write_json(run_file, {"settings": settings, "settings_sha256": sha, "status": status, "sessions": sess,
+                              "wall_s": sum(x["wall_s"] for x in sess), **kw})
+
+    record("running")
+    try:
+        md = _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha,
+                         lambda: sum(x["wall_s"] for x in sessions) + time.perf_counter() - t0)
+    except (Interrupted, KeyboardInterrupt):
+        record("interrupted")
+        raise
+    except BaseException as e:
+        record("failed", error=" ".join(f"{type(e).__name__}: {e}".split())[:500])
+        raise
+    record("finished")
+    return md
+
+
+def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
+    from metarl import stats
+    from metarl.train import Interrupted, device_info, package_versions, write_json
+
+    def stage_done(name):  # Ctrl-C during a stage without segments (random, on-policy): stop after it
+        if stop is not None and stop.requested:
+            raise Interrupted(f"stopped after the {name} stage")
+
     objectives, meta_train = {}, {}
     for train in scale.train_sets:
         label = " & ".join(train)
         d = os.path.abspath(os.path.join(out_dir, "objectives", "_".join(train)))
-        r = ex.meta_train(scale, train, d, seed=0, progress=progress)
+        r, _ = stage(out_dir, f"meta_train_{'_'.join(train)}", sha,
+                     lambda: ex.meta_train(scale, train, d, seed=0, progress=progress, resume=resume, stop=stop),
+                     resume)
+        r["metrics"] = _arrays(r["metrics"])
+        r["meta_grad_norm"] = np.asarray(r["meta_grad_norm"], float)
         meta_train[label] = r
         objectives[label] = r["paths"]["final"]
-    # Fig. 4: the first training set's objective at its earlier stages too.
+        stage_done(f"meta-training on {label}")
     first = " & ".join(scale.train_sets[0])
-    stages = {k: v for k, v in meta_train[first]["paths"].items() if k.startswith("stage_")}
-    for k in sorted(stages)[:-1]:  # the last stage is the final objective
-        objectives[f"{first} [{k.replace('_', ' ')}]"] = stages[k]
-    test = tuple(scale.envs)
-    mt = ex.meta_test(scale, objectives, test, seed=100, baselines=True, progress=progress)
-    onp = ex.onpolicy_test(scale, test, seed=100, progress=progress)
+    if scale.test_earlier_stages:  # Fig. 4: the first training set's objective at its earlier stages too
+        stages_ = {k: v for k, v in meta_train[first]["paths"].items() if k.startswith("stage_")}
+        for k in sorted(stages_)[:-1]:  # the last stage is the final objective
+            objectives[f"{first} [{k.replace('_', ' ')}]"] = stages_[k]
+    test = scale.tested
+    ck = os.path.join(out_dir, "checkpoints", "meta_test")
+    mt, _ = stage(out_dir, "meta_test", sha,
+                  lambda: ex.meta_test(scale, objectives, test, seed=100, baselines=scale.baselines, progress=progress,
+                                       ckpt_dir=ck, resume=resume, stop=stop), resume)
+    results = _arrays(mt["results"])
+    stage_done("meta-test")
+    rnd, _ = stage(out_dir, "random", sha, lambda: ex.random_test(scale, test, seed=100), resume)
+    stage_done("random-policy")
     for e in test:
-        mt["results"][e].update(onp["results"][e])
-    header, rows = build_table(scale, mt["results"], list(objectives))
+        results[e].update(_arrays(rnd["results"][e]))
+    onp = None
+    if scale.onpolicy:
+        onp, _ = stage(out_dir, "onpolicy", sha, lambda: ex.onpolicy_test(scale, test, seed=100, progress=progress),
+                       resume)
+        for e in test:
+            results[e].update(_arrays(onp["results"][e]))
+        stage_done("on-policy")
+    header, rows = build_table(scale, results, list(objectives))
     # --- EPG and RL^2, Table 2's meta-learned baselines (benchmarks/metagenrl_baselines.py) -----------------
-    from benchmarks import metagenrl_baselines as baselines
+    # Quick and paper scales run them here; at the medium scale each has its own run of about an hour
+    # (python -m benchmarks.metagenrl_baselines --scale medium), outside this benchmark's hour.
+    base = None
+    if scale_name != "medium":
+        from benchmarks import metagenrl_baselines as baselines
 
-    base = baselines.run(scale_name, os.path.join(out_dir, "baselines"), progress=progress)
-    rows = baselines.fill_rows(rows, base, list(test))
+        base, _ = stage(out_dir, "meta_baselines", sha,
+                        lambda: baselines.run(scale_name, os.path.join(out_dir, "baselines"), progress=progress),
+                        resume)
+        rows = baselines.fill_rows(rows, base, list(test))
+        stage_done("EPG and RL^2")
     # ----------------------------------------------------------------------------------------------------------
     table = to_markdown(header, rows)
-    wall = time.perf_counter() - t0
-    note = (f"Scale `{scale_name}`: mean ± std over {mt['seeds']} seeds of the final return (mean of the last "
-            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training "
-            f"(PPO and on-policy REINFORCE: the same steps, all on-policy, no random warm-up). "
+    w = wall()
+    seeds = mt["seeds"]
+    note = (f"Scale `{scale_name}`: mean ± std over {seeds} seeds of the final return (mean of the last "
+            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training"
+            + (" (PPO and on-policy REINFORCE: the same steps, all on-policy, no random warm-up)" if onp else "")
+            + "; random policy: uniformly random actions, the same evaluation points and episodes. "
             + ("Quick scale: cheap gymnax stand-ins, tiny budgets; NOT comparable with the paper's numbers. "
                if scale_name == "quick" else "")
-            + f"Wall time {wall:.0f} s.")
+            + ("Medium scale: a CPU budget (about an hour); NOT comparable with the paper's numbers. "
+               if scale_name == "medium" else "")
+            + f"Wall time {w:.0f} s.")
     md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{table}\n\n{note}\n"
-    md += f"\n{baselines.note(base)}\n"  # EPG and RL^2 (benchmarks/metagenrl_baselines.py)
-    extra_rows = [[k] + [_fmt(_final(mt["results"][e][k])) for e in test] for k in objectives if "[" in k]
+    if base:
+        md += f"\n{baselines.note(base)}\n"  # EPG and RL^2 (benchmarks/metagenrl_baselines.py)
+    extra_rows = [[k] + [_fmt(_final(results[e][k])) for e in test] for k in objectives if "[" in k]
     if extra_rows:
         md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
             ["objective"] + list(test), extra_rows) + "\n"
+    # The claims (summary.json): the first training set's final objective on a seen and an unseen env.
+    finals = {e: {v: final_scores(results[e][v]) for v in results[e]} for e in test}
+    roles = {scale.seen: "seen", scale.unseen: "unseen"}
+    mgs = meta_train[first]["meta_grad_summary"]
+    summary = build_summary(finals, scale.seen, scale.unseen, first, seeds, w, mgs, scale=scale_name,
+                            meta_test_steps=scale.test.total_steps,
+                            meta_train_steps_per_agent=scale.train.total_steps,
+                            meta_train_agents=scale.total_agents, collapse_warnings=len(mgs.get("warnings", [])))
+    md += "\n" + claims_markdown(summary) + "\n"
     versions = package_versions()
-    stamp = _stamp(scale_name, wall, versions)
+    stamp = _stamp(scale_name, w, versions)
     cfg_line = (f"meta-train: {dict((k, v) for k, v in meta_train[first]['config'].items() if k != 'objective')}; "
-                f"meta-test: total_steps={scale.test.total_steps}, seeds={mt['seeds']}; objective: "
-                f"{meta_train[first]['config']['objective']}; on-policy: {onp['config']}")
+                f"meta-test: total_steps={scale.test.total_steps}, seeds={seeds}; objective: "
+                f"{meta_train[first]['config']['objective']}" + (f"; on-policy: {onp['config']}" if onp else ""))
     md += f"\n{stamp}\n\nConfig: {cfg_line}\n"
+    write_json(os.path.join(out_dir, "summary.json"), summary)
+    write_finals_csv(os.path.join(out_dir, "final_returns.csv"), finals, roles, stamp)
+    for kind in ("seen", "unseen"):
+        e = summary[kind]["env"]
+        stats.plot_aggregate({f"learned ({first})": finals[e][first], "TD3": finals[e]["TD3"],
+                              "random policy": finals[e]["random"]},
+                             os.path.join(out_dir, f"aggregate_{kind}.png"),
+                             title=f"{e} ({kind}): final return, {seeds} seeds, {scale_name} scale")
     write_text(os.path.join(out_dir, "table.md"), md)
     _write_csv(os.path.join(out_dir, "table.csv"), [stamp, cfg_line], [header] + rows)
-    plot_curves(mt["results"], meta_train, os.path.join(out_dir, "meta_test_curves.png"),
+    plot_curves(results, meta_train, os.path.join(out_dir, "meta_test_curves.png"),
                 os.path.join(out_dir, "meta_train_curves.png"), stamp)
     write_json(os.path.join(out_dir, "results.json"), dict(
-        scale=scale_name, wall_s=wall, package_versions=versions, device=device_info(),
+        scale=scale_name, wall_s=w, package_versions=versions, device=device_info(),
         train_config=meta_train[first]["config"], test_config=mt["config"],
-        meta_train={k: dict(wall_s=v["wall_s"], metrics=v["metrics"], meta_grad_norm=v["meta_grad_norm"])
-                    for k, v in meta_train.items()},
-        meta_test=dict(wall_s=mt["wall_s"], results=mt["results"]), onpolicy=dict(wall_s=onp["wall_s"],
-                                                                                   config=onp["config"]),
-        table=dict(header=header, rows=rows)))
-    # EPG and RL^2 entries of summary.json (benchmarks/metagenrl_baselines.py)
-    baselines.merge_summary(os.path.join(out_dir, "summary.json"), baselines.summary_entries(base, scale_name))
+        meta_train={k: dict(wall_s=v["wall_s"], metrics=v["metrics"], meta_grad_norm=v["meta_grad_norm"],
+                            meta_grad_summary=v["meta_grad_summary"]) for k, v in meta_train.items()},
+        meta_test=dict(wall_s=mt["wall_s"], results=results),
+        onpolicy=dict(wall_s=onp["wall_s"], config=onp["config"]) if onp else None,
+        table=dict(header=header, rows=rows), summary=summary))
+    if base:  # EPG and RL^2 entries of summary.json (benchmarks/metagenrl_baselines.py)
+        baselines.merge_summary(os.path.join(out_dir, "summary.json"), baselines.summary_entries(base, scale_name))
     print(md)
     return md
+
+
+def claims_markdown(summary: dict) -> str:
+    """The two claims of summary.json as a small table."""
+    fmt = lambda r: f"{r['iqm']:.1f} [{r['ci'][0]:.1f}, {r['ci'][1]:.1f}]"
+    lines = ["| claim | env | learned | TD3 | random | share of TD3's improvement | verdict |", "|---|---|---|---|---|---|---|"]
+    for kind in ("seen", "unseen"):
+        c = summary[kind]
+        frac = "n/a (TD3 not above random)" if c["fraction_of_td3_improvement"] is None \
+            else f"{c['fraction_of_td3_improvement']:.2f}"
+        lines.append(f"| {kind}: {c['claim']} | {c['env']} | {fmt(c['learned'])} | {fmt(c['td3'])} | "
+                     f"{fmt(c['random'])} | {frac} | {c['verdict']} |")
+    m = summary["meta_grad_norm"]
+    return ("Claims (IQM [95% stratified-bootstrap CI] of the per-seed final return; `summary.json`):\n\n"
+            + "\n".join(lines) + f"\n\nMeta-gradient norm (meta-training, per agent): first {m['first']:.3g}, "
+            f"last {m['last']:.3g}, min {m['min']:.3g}.\n")
 
 
 # Section 5.2 ablations (Fig. 5: the objective's inputs; Fig. 6: inner gradient steps). The paper shows
@@ -297,25 +602,45 @@ def _write_csv(path, comments, rows):
 
 
 def main(argv=None):
+    from metarl.cli import ArgumentParser, add_scale_argument, fail
+
+    p = ArgumentParser(prog="python -m benchmarks.metagenrl", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scale_argument(p, ex.SCALES)  # a bad scale: one line on stderr, exit status 2
+    p.add_argument("--out", default=None, help="output folder (default results/metagenrl for quick, "
+                                               "results/metagenrl_<scale> otherwise)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out: finished stages are read back from stages/, the "
+                        "running one continues from its checkpoint; refused if the settings differ")
+    p.add_argument("--ablations", action="store_true",
+                   help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")
+    args = p.parse_args(argv)
+    ex.get_scale(args.scale)  # a bad value fails here, naming the valid choices
     import jax
 
     # Persistent compilation cache: a second run skips the (CPU-dominant) compile of the programs.
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    from metarl.cli import ArgumentParser, add_scale_argument
-
-    p = ArgumentParser(prog="python -m benchmarks.metagenrl", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_scale_argument(p, ex.SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=OUT)
-    p.add_argument("--ablations", action="store_true",
-                   help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")
-    args = p.parse_args(argv)
-    ex.get_scale(args.scale)  # a bad value fails here, naming the valid choices
+    out = args.out or default_out(args.scale)
     if args.ablations:
-        run_ablations(args.scale, args.out)
-    else:
-        run(args.scale, args.out)
+        if args.resume:
+            p.error("--resume is not available with --ablations (each ablation is a short quick-scale run)")
+        run_ablations(args.scale, out)
+        return
+    from metarl.train import Interrupted, RunError
+
+    stop = ex.StopFlag()
+    try:
+        with stop.sigint():
+            run(args.scale, out, resume=args.resume, stop=stop)
+    except (Interrupted, KeyboardInterrupt) as e:
+        cmd = f"python -m benchmarks.metagenrl --scale {args.scale} --out {out} --resume"
+        why = f" ({e})" if str(e) else ""
+        sys.stderr.write(f"{p.prog}: interrupted{why}; finished stages and the last checkpoint are kept in {out}; "
+                         f"continue with: {cmd}\n")
+        raise SystemExit(130)
+    except RunError as e:
+        fail(p.prog, e, getattr(e, "exit_code", 1))
 
 
 if __name__ == "__main__":

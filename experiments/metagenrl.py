@@ -19,15 +19,28 @@ Scales:
          other rows of TRAIN_SETS["quick"] run with --train), meta-test 2 seeds of 7k steps.
          Brax locomotion compiles for over a minute per program and steps at ~1-2k steps/s on this CPU,
          too slow for the quick budget. Quick numbers are NOT comparable with the paper's.
+  medium <= 1 h on an idle 2-core CPU (sizing: ``_medium``): meta-train 8 agents on Pendulum & Reacher,
+         18k steps each, 64-64 networks, 16 windows per batch; meta-test 6 seeds of 12k steps on
+         Pendulum (seen) and MountainCarContinuous-v0 (unseen) with TD3 and random-policy rows.
+
+Each scale names a ``seen`` and an ``unseen`` test environment for the first training set's objective
+(the claims of the benchmark's summary.json). meta-train checkpoints the population after every
+evaluation (``--resume`` continues it; Ctrl-C stops at the next checkpoint).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,18 +49,22 @@ import numpy as np
 from metarl.meta import metagenrl as mg
 from metarl.meta import onpolicy as op
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "medium", "paper")
 
 ENVS = {
     "paper": {"Cheetah": "brax/halfcheetah", "Hopper": "brax/hopper", "Lunar": "brax/inverted_double_pendulum"},
     "quick": {"Pendulum": "gymnax/Pendulum-v1", "Reacher": "gymnax/Reacher-misc",
               "MountainCar": "gymnax/MountainCarContinuous-v0"},
+    "medium": {"Pendulum": "gymnax/Pendulum-v1", "Reacher": "gymnax/Reacher-misc",
+               "MountainCar": "gymnax/MountainCarContinuous-v0"},
 }
 # Table 2's rows: the training environments of each objective.
 TRAIN_SETS = {
     "paper": [("Cheetah", "Hopper"), ("Cheetah", "Lunar"), ("Hopper", "Lunar"), ("Hopper",), ("Lunar",)],
     "quick": [("Pendulum", "Reacher"), ("Pendulum",)],
+    "medium": [("Pendulum", "Reacher")],
 }
+BASELINES = ("TD3", "off-policy REINFORCE")  # the same agent with its objective fixed (meta-test rows)
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,18 @@ class Scale:
     envs: dict = field(default_factory=dict)
     train_sets: tuple = ()
     onpolicy: dict = field(default_factory=dict)  # Table 2's on-policy baselines: {label: OnPolicyConfig}
+    # The claims of summary.json, for the first training set's objective: ``seen`` is one of its
+    # training environments, ``unseen`` a test environment it never trained on.
+    seen: str = ""
+    unseen: str = ""
+    test_envs: tuple = ()  # meta-test environments (labels); () = every environment of ``envs``
+    baselines: tuple = BASELINES  # fixed-objective rows trained beside the learned objective
+    test_earlier_stages: bool = True  # meta-test the first set's objective at its earlier stages too (Fig. 4)
+    checkpoint_every: int = 1  # segments (evaluations) between checkpoints of a meta-train / meta-test stage
+
+    @property
+    def tested(self) -> tuple:
+        return tuple(self.test_envs) or tuple(self.envs)
 
 
 def get_scale(scale: str) -> Scale:
@@ -69,9 +98,13 @@ def get_scale(scale: str) -> Scale:
     if scale == "paper":
         train = mg.MetaGenRLConfig()  # Tables 3-4
         test = dataclasses.replace(train, anneal_steps=0)
+        # Checkpoints every 10 evaluations (100k steps): a population's replay buffers are GBs here.
         return Scale("paper", train, test, total_agents=20, test_seeds=6, stages=4, envs=ENVS["paper"],
                      train_sets=tuple(TRAIN_SETS["paper"]), onpolicy=_onpolicy(test, num_envs=1, ppo_rollout=2000,
-                                                                               reinforce_rollout=5000))
+                                                                               reinforce_rollout=5000),
+                     seen="Cheetah", unseen="Lunar", checkpoint_every=10)
+    if scale == "medium":
+        return _medium()
     small = mg.MetaGenRLConfig(total_steps=5_000, learning_starts=1_000, anneal_steps=1_000, eval_every=1_000,
                                eval_episodes=3, buffer_size=5_000, batch_windows=8, hidden=(64, 64),
                                max_episode_steps=200)
@@ -79,7 +112,35 @@ def get_scale(scale: str) -> Scale:
     test = dataclasses.replace(small, anneal_steps=0, total_steps=7_000, buffer_size=7_000)
     return Scale("quick", small, test, total_agents=4, test_seeds=2,
                  stages=2, envs=ENVS["quick"], train_sets=tuple(TRAIN_SETS["quick"][:1]),
-                 onpolicy=_onpolicy(test, num_envs=4, ppo_rollout=250, reinforce_rollout=250))
+                 onpolicy=_onpolicy(test, num_envs=4, ppo_rollout=250, reinforce_rollout=250),
+                 seen="Pendulum", unseen="MountainCar")
+
+
+def _medium() -> Scale:
+    """The CPU medium scale: sized to <= 60 min wall on an idle 2-core CPU (docs/metagenrl.md).
+
+    Meta-training: 8 TD3 agents (4 on Pendulum-v1, 4 on Reacher-misc, 2-d actions), 64-64 LayerNorm
+    networks, 16 windows of 20 steps per batch, 18k steps per agent (2k random, annealing over the
+    paper's 10k, then 6k with the objective alone), evaluations and checkpoints every 2k steps, the
+    objective saved at 4 stages. Meta-test: 6 seeds (the paper's count) of 12k steps on Pendulum (seen)
+    and MountainCarContinuous-v0 (unseen), the learned objective and TD3 in one program, the random
+    policy at the same evaluation points. Episodes are cut at 200 steps.
+
+    Sizing: short runs of exactly these programs (2 segments of 200 update cycles each) on this
+    machine's 2-core CPU. With the machine almost idle (load ~1): meta-training 204 ms of CPU per update
+    cycle (2 env steps of all 8 agents: 4 critic steps, 2 policy steps, 1 second-order meta-gradient per
+    agent) and 250-290 ms of wall; meta-test 203-206 ms of CPU and 180-205 ms of wall per cycle (24
+    agents, no meta-gradient). Under load ~10 the CPU times were 208-244 and 221-237 ms (wall 3-6x
+    more), and compiling took 136 s (meta-train) and 89 s (meta-test) of CPU. The programs keep about
+    one core busy, so wall ~ CPU. Predicted wall on an idle 2-core CPU: compile <= 225 s + 8k cycles x
+    0.225 s + 5k cycles x 0.205 s + ~40 s (random rows, checkpoints, outputs) = ~3100 s = ~52 min."""
+    train = mg.MetaGenRLConfig(total_steps=18_000, learning_starts=2_000, anneal_steps=10_000, eval_every=2_000,
+                               eval_episodes=5, buffer_size=18_000, batch_windows=16, hidden=(64, 64),
+                               max_episode_steps=200)
+    test = dataclasses.replace(train, anneal_steps=0, total_steps=12_000, buffer_size=12_000)
+    return Scale("medium", train, test, total_agents=8, test_seeds=6, stages=4, envs=ENVS["medium"],
+                 train_sets=tuple(TRAIN_SETS["medium"]), onpolicy={}, seen="Pendulum", unseen="MountainCar",
+                 test_envs=("Pendulum", "MountainCar"), baselines=("TD3",), test_earlier_stages=False)
 
 
 ONPOLICY_LABELS = {"ppo": "PPO", "reinforce": "on-policy REINFORCE"}
@@ -106,10 +167,177 @@ def _np(tree):
     return jax.tree.map(lambda x: np.asarray(x), tree)
 
 
+# ----------------------------------------------------------------------------------------------------
+# Resumable stages: a compiled segment function driven segment by segment, checkpointed as it goes
+# ----------------------------------------------------------------------------------------------------
+CHECKPOINT = "checkpoint.npz"
+
+
+class StopFlag:
+    """SIGINT while a stage runs (:meth:`sigint`): the first Ctrl-C lets the running segment finish and
+    be checkpointed, then :func:`run_segments` raises ``metarl.train.Interrupted``; a second one stops
+    at once (KeyboardInterrupt). Every file is written whole (a temporary name, then a rename), so
+    either way only complete files are on disk. ``requested`` may also be set by code (tests)."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            sys.stderr.write("\ninterrupt: finishing the current segment (or stage) and its checkpoint, then stopping "
+                             "(Ctrl-C again stops at once; the last complete checkpoint stays)\n")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _json_ready(tree):
+    """Host metrics as plain lists and floats (NaN kept), so a history read back from a checkpoint or
+    a stage record is the same, value for value, as one built in memory."""
+    if isinstance(tree, dict):
+        return {k: _json_ready(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)) and not all(isinstance(x, (int, float)) for x in tree):
+        return [_json_ready(v) for v in tree]
+    return np.asarray(tree).tolist()
+
+
+def _json_norm(obj):
+    from metarl.train import jsonable
+
+    return json.loads(json.dumps(jsonable(obj)))
+
+
+def _identity_diff(old: dict, new: dict) -> str:
+    from metarl.train import _flat_diff
+
+    diffs = _flat_diff(old, new)
+    return "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+
+
+def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict):
+    """``state`` (every leaf), the segments ``done``, the host ``history`` and ``extra`` (JSON), and the
+    stage's ``identity``, in one .npz written under a temporary name and renamed into place."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
+    meta = json.dumps(dict(identity=identity, done=done, history=history, extra=extra, leaves=len(leaves)))
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, __meta__=np.frombuffer(meta.encode(), np.uint8),
+                     **{f"leaf_{i:05d}": x for i, x in enumerate(leaves)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str, like, identity: dict):
+    """(state, done, history, extra) from :func:`save_checkpoint`. ``like``: the state's abstract shape
+    (``jax.eval_shape`` of the init); a checkpoint of another stage or of other settings is refused with
+    a one-line ``ConfigMismatch`` naming the differences."""
+    from metarl.train import CheckpointError, ConfigMismatch
+
+    try:
+        with np.load(path) as z:
+            meta = json.loads(z["__meta__"].tobytes().decode())
+            leaves = [z[f"leaf_{i:05d}"] for i in range(meta["leaves"])]
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
+    if meta["identity"] != _json_norm(identity):
+        raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
+                             f"{_identity_diff(meta['identity'], _json_norm(identity))}")
+    want, treedef = jax.tree.flatten(like)
+    if len(want) != len(leaves) or any(w.shape != x.shape or w.dtype != x.dtype for w, x in zip(want, leaves)):
+        raise CheckpointError(f"checkpoint {path} holds arrays of other shapes than this stage's state")
+    state = jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
+    return state, meta["done"], meta["history"], meta["extra"]
+
+
+def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | None, identity: dict, *,
+                 resume: bool = False, on_segment: Callable | None = None, extra: tuple | None = None,
+                 stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None):
+    """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times.
+
+    ``init_state()`` builds the first state (not called when resuming); ``like`` is its abstract shape.
+    After each segment the metrics go to the host, through ``on_segment(i, metrics) -> metrics`` (side
+    effects such as saving an objective stage happen there), into the history. With ``ckpt_dir`` the
+    state, history and ``extra`` (a pair ``(get() -> dict, set(dict))``, e.g. a monitor's state) are
+    checkpointed every ``checkpoint_every`` segments, at the last one and when ``stop`` is requested;
+    then ``metarl.train.Interrupted`` is raised. ``resume=True`` continues from the checkpoint there
+    (from the start if there is none). Returns (state, history: a list of per-segment JSON-ready dicts).
+    A resumed stage gives the same states and history as an uninterrupted one: every key is in the state.
+    """
+    from metarl.train import Interrupted
+
+    path = os.path.join(ckpt_dir, CHECKPOINT) if ckpt_dir else None
+    done, history = 0, []
+    if resume and path and os.path.isfile(path):
+        state, done, history, ex = load_checkpoint(path, like, identity)
+        if extra is not None:
+            extra[1](ex)
+    else:
+        state = init_state()
+    if bar is not None:
+        bar.update(done)
+    identity = _json_norm(identity)
+    for i in range(done, total):
+        state, m = seg(state)
+        m = jax.device_get(m)
+        if on_segment is not None:
+            m = on_segment(i + 1, m)
+        history.append(_json_ready(m))
+        if bar is not None:
+            bar.update(1)
+        stopping = stop is not None and stop.requested
+        if path and ((i + 1) % checkpoint_every == 0 or i + 1 == total or stopping):
+            os.makedirs(ckpt_dir, exist_ok=True)
+            save_checkpoint(path, state, i + 1, history, extra[0]() if extra is not None else {}, identity)
+        if stopping and i + 1 < total:
+            raise Interrupted(f"stopped after segment {i + 1} of {total}" + (f", checkpoint in {ckpt_dir}" if path else ""))
+    return state, history
+
+
+def drop_checkpoint(ckpt_dir: str | None):
+    """Remove a finished stage's checkpoint (its result is on disk by then)."""
+    if ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, CHECKPOINT)):
+        os.remove(os.path.join(ckpt_dir, CHECKPOINT))
+        with contextlib.suppress(OSError):  # a folder of its own (meta-test) goes too; an objective's stays
+            os.rmdir(ckpt_dir)
+
+
+def _stack(history: list, name: str, axis: int = 0) -> dict:
+    """{metric: array} of one group, the segments stacked along ``axis``."""
+    return {k: np.stack([np.asarray(h[name][k]) for h in history], axis=axis) for k in history[0][name]}
+
+
+def alpha_digest(alpha) -> str:
+    """sha256 over an objective's arrays (shape, dtype, bytes): part of a meta-test stage's identity."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(alpha)):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objective: mg.ObjectiveConfig | None = None,
-               inner_steps: int | None = None, progress: bool = True, config: mg.MetaGenRLConfig | None = None):
+               inner_steps: int | None = None, progress: bool = True, config: mg.MetaGenRLConfig | None = None,
+               resume: bool = False, stop: StopFlag | None = None, checkpoint_every: int | None = None):
     """Meta-train one objective on the named training environments; saves it (orbax) at ``scale.stages``
     evenly spaced points under ``out_dir/stage_<i>`` and the last one also as ``out_dir/final``.
+    The population is checkpointed in ``out_dir/checkpoint.npz`` every ``checkpoint_every`` evaluations
+    (default ``scale.checkpoint_every``); ``resume=True`` continues from it (SIGINT through ``stop``:
+    :func:`run_segments`); the checkpoint is removed when the objective is final.
     Returns a dict: per-environment metrics [evals, agents] (see ``mg.make_population``), meta_grad_norm
     [evals] (the averaged gradient's), meta_grad_summary (per-agent first / last / min meta-gradient
     norms and any collapse warnings, from ``mg.MetaGradMonitor``), wall times, paths."""
@@ -121,34 +349,47 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
     init, segment, _ = mg.make_population(cfg, groups, meta_train=True)
     monitor = mg.MetaGradMonitor(cfg, groups)
     t0 = time.perf_counter()
-    state = jax.jit(init)(jax.random.PRNGKey(seed))
-    seg = jax.jit(segment)
+    key = jax.random.PRNGKey(seed)
     n = cfg.num_evals
     save_at = sorted({max(1, round(n * (i + 1) / scale.stages)) for i in range(scale.stages)})
-    history, paths = [], {}
+    paths = {f"stage_{j + 1}": os.path.join(out_dir, f"stage_{j + 1}") for j in range(len(save_at))}
     bar = _progress(n, f"meta-train {'&'.join(train)}", progress)
-    for i in range(1, n + 1):
-        state, m = seg(state)
-        m = _np(m)
+
+    def on_segment(i, m):
         monitor.update(m)  # warns on a collapsed meta-gradient; drops the per-step norms from m
-        history.append(m)
-        bar.update(1)
         bar.set_postfix({k[-12:]: f"{np.mean(v['eval_return']):.0f}" for k, v in m.items() if isinstance(v, dict)})
         if i in save_at:
-            p = os.path.join(out_dir, f"stage_{save_at.index(i) + 1}")
-            mg.save_objective(p, state.alpha, cfg.objective,
+            j = save_at.index(i) + 1
+            mg.save_objective(paths[f"stage_{j}"], state_box[0].alpha, cfg.objective,
                               {"train": list(train), "env_steps_per_agent": cfg.learning_starts + i * cfg.eval_every,
                                "inner_steps": cfg.inner_steps, "seed": seed})
-            paths[f"stage_{save_at.index(i) + 1}"] = p
+        return m
+
+    # on_segment needs the state after the segment: wrap the segment to keep it.
+    state_box = [None]
+    seg_c = jax.jit(segment)
+
+    def seg(state):
+        state, m = seg_c(state)
+        state_box[0] = state
+        return state, m
+
+    identity = {"stage": "meta-train", "train": list(train), "seed": seed, "config": dataclasses.asdict(cfg),
+                "stages": save_at}
+    state, history = run_segments(
+        seg, lambda: jax.jit(init)(key), jax.eval_shape(init, key), n, out_dir, identity, resume=resume,
+        on_segment=on_segment, extra=(monitor.state_dict, monitor.load_state_dict), stop=stop,
+        checkpoint_every=checkpoint_every or scale.checkpoint_every, bar=bar)
     bar.close()
     final = os.path.join(out_dir, "final")
     mg.save_objective(final, state.alpha, cfg.objective, {"train": list(train), "inner_steps": cfg.inner_steps,
                                                           "seed": seed})
     paths["final"] = final
-    metrics = {g.name: {k: np.stack([h[g.name][k] for h in history]) for k in history[0][g.name]} for g in groups}
-    return dict(metrics=metrics, meta_grad_norm=np.stack([h["meta_grad_norm"] for h in history]),
+    drop_checkpoint(out_dir)
+    metrics = {g.name: _stack(history, g.name) for g in groups}
+    return dict(metrics=metrics, meta_grad_norm=np.asarray([h["meta_grad_norm"] for h in history]),
                 meta_grad_summary=monitor.summary(), wall_s=time.perf_counter() - t0, paths=paths,
-                config=dataclasses.asdict(cfg))
+                config=dataclasses.asdict(cfg), alpha_sha256=alpha_digest(state.alpha))
 
 
 # Kept per meta-test agent and evaluation ([seeds, evals]); the diagnostics are segment means.
@@ -156,11 +397,14 @@ TEST_METRICS = ("eval_return", "train_return", "env_steps", "saturation", "objec
                 "pg_norm_critic")
 
 
-def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, baselines: bool = True,
-              progress: bool = True, seeds: int | None = None, config: mg.MetaGenRLConfig | None = None):
+def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, baselines=True,
+              progress: bool = True, seeds: int | None = None, config: mg.MetaGenRLConfig | None = None,
+              ckpt_dir: str | None = None, resume: bool = False, stop: StopFlag | None = None):
     """Train fresh agents on each test environment: ``seeds`` agents per objective (frozen, loaded
-    with orbax; all must share one ObjectiveConfig) plus, if ``baselines``, TD3 and off-policy
-    REINFORCE+GAE, all variants of one environment vmapped in one program.
+    with orbax; all must share one ObjectiveConfig) plus the fixed-objective ``baselines`` (True: TD3
+    and off-policy REINFORCE+GAE; or a tuple of labels of :data:`BASELINES`; False: none), all
+    variants of one environment vmapped in one program, on the same seeds. With ``ckpt_dir`` the
+    program is checkpointed there as it runs and ``resume=True`` continues it (:func:`run_segments`).
 
     ``objectives``: {label: path}. Returns {env_label: {variant_label: {eval_return [seeds, evals], ...}}}.
     """
@@ -173,32 +417,61 @@ def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, base
     ocfg = ocfgs.pop() if ocfgs else cfg.objective
     cfg = dataclasses.replace(cfg, objective=ocfg, envs=tuple(scale.envs[n] for n in test))
     variants = [(k, loaded[k][0], mg.VARIANTS["learned"]) for k in objectives]
-    if baselines:
+    fixed = BASELINES if baselines is True else tuple(baselines or ())
+    bad = [b for b in fixed if b not in BASELINES]
+    if bad:
+        raise ValueError(f"unknown baseline(s) {bad}; valid: {', '.join(BASELINES)}")
+    if fixed:
         dummy = next(iter(loaded.values()))[0] if loaded else mg.init_objective(jax.random.PRNGKey(0), ocfg)
-        variants += [("TD3", dummy, mg.VARIANTS["td3"]), ("off-policy REINFORCE", dummy, mg.VARIANTS["reinforce"])]
+        mix = {"TD3": mg.VARIANTS["td3"], "off-policy REINFORCE": mg.VARIANTS["reinforce"]}
+        variants += [(b, dummy, mix[b]) for b in fixed]
     n = len(variants) * seeds
     alphas = jax.tree.map(lambda *a: jnp.stack([x for x in a for _ in range(seeds)]), *[v[1] for v in variants])
     mixes = jnp.asarray([v[2] for v in variants for _ in range(seeds)], jnp.float32)
     groups = mg.make_groups(cfg, n=n)
     init, segment, _ = mg.make_population(cfg, groups, meta_train=False)
     t0 = time.perf_counter()
-    # Every variant on an environment uses the same seeds (agent/env keys): paired comparisons.
-    state = jax.jit(lambda k: init(k, variants=[(alphas, mixes)] * len(groups)))(jax.random.PRNGKey(seed))
-    state = state.replace(groups=tuple(_same_seeds(r, len(variants), seeds) for r in state.groups))
-    seg = jax.jit(segment)
-    history = []
+    key = jax.random.PRNGKey(seed)
+
+    def init_state(k):
+        # Every variant on an environment uses the same seeds (agent/env keys): paired comparisons.
+        state = init(k, variants=[(alphas, mixes)] * len(groups))
+        return state.replace(groups=tuple(_same_seeds(r, len(variants), seeds) for r in state.groups))
+
+    identity = {"stage": "meta-test", "test": list(test), "seed": seed, "seeds": seeds,
+                "variants": [v[0] for v in variants], "mixes": [list(v[2]) for v in variants],
+                "objectives": {k: alpha_digest(loaded[k][0]) for k in objectives}, "config": dataclasses.asdict(cfg)}
     bar = _progress(cfg.num_evals, f"meta-test on {'&'.join(test)}", progress)
-    for _ in range(cfg.num_evals):
-        state, m = seg(state)
-        history.append(_np(m))
-        bar.update(1)
+    _, history = run_segments(jax.jit(segment), lambda: jax.jit(init_state)(key), jax.eval_shape(init_state, key),
+                              cfg.num_evals, ckpt_dir, identity, resume=resume, stop=stop,
+                              checkpoint_every=scale.checkpoint_every, bar=bar)
     bar.close()
+    drop_checkpoint(ckpt_dir)
     out = {}
     for label, g in zip(test, groups):
-        per = {k: np.stack([h[g.name][k] for h in history], axis=1) for k in TEST_METRICS}
+        per = {k: v for k, v in _stack(history, g.name, axis=1).items() if k in TEST_METRICS}
         out[label] = {v[0]: {k: x[i * seeds:(i + 1) * seeds] for k, x in per.items()} for i, v in enumerate(variants)}
     return dict(results=out, wall_s=time.perf_counter() - t0, config=dataclasses.asdict(cfg),
                 variants=[v[0] for v in variants], seeds=seeds)
+
+
+def random_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None = None, config=None):
+    """The random-policy rows: on each test environment, ``seeds`` runs of the uniformly random policy
+    (``mg.random_policy_return``), evaluated at the meta-test's evaluation points with its number of
+    episodes (the random policy does not learn, so the budget only sets how many evaluations there
+    are), each seed and evaluation with keys of its own from ``seed``.
+    Returns {env_label: {"random": {eval_return [seeds, evals], env_steps [seeds, evals]}}}."""
+    cfg = config or scale.test
+    seeds = seeds or scale.test_seeds
+    out, t0 = {}, time.perf_counter()
+    steps = cfg.learning_starts + cfg.eval_every * np.arange(1, cfg.num_evals + 1)
+    for j, label in enumerate(test):
+        env = mg.make_env(scale.envs[label], cfg.max_episode_steps)
+        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), j), seeds * cfg.num_evals)
+        f = jax.jit(jax.vmap(lambda k: mg.random_policy_return(env, k, cfg.eval_episodes)))
+        ret = np.asarray(f(keys)).reshape(seeds, cfg.num_evals)
+        out[label] = {"random": {"eval_return": ret, "env_steps": np.tile(steps, (seeds, 1))}}
+    return dict(results=out, wall_s=time.perf_counter() - t0, seeds=seeds)
 
 
 def onpolicy_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None = None, progress: bool = True):
@@ -251,6 +524,9 @@ def main(argv=None):
                    help="meta-train: environment steps per agent (warm-up included); the buffer holds them all")
     p.add_argument("--anneal-steps", type=nonneg_int, default=None, help="meta-train: steps of annealing from TD3's loss")
     p.add_argument("--stages", type=positive_int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
+    p.add_argument("--resume", action="store_true",
+                   help="meta-train: continue the population checkpointed in --out (checkpoint.npz, written after "
+                        "every evaluation) with the same settings; SIGINT stops at the next checkpoint")
     p.add_argument("--legacy", action="store_true",
                    help="this module's behaviour before it followed the authors' code (mg.legacy: Adam eps 1e-20, "
                         "window-sum annealing, mean inner loss on half the policy batch, separate value "
@@ -277,8 +553,29 @@ def main(argv=None):
     info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())
     if args.mode == "meta-train":
         train = tuple(args.train.split(",")) if args.train else scale.train_sets[0]
-        r = meta_train(scale, train, os.path.abspath(args.out), args.seed, _objective_config(args, scale.train.objective),
-                       args.inner_steps)
+        bad = [t for t in train if t not in scale.envs]
+        if bad:
+            p.error(f"--train: unknown environment label(s) {', '.join(bad)}; valid at scale {args.scale}: "
+                    f"{', '.join(scale.envs)}")
+        if args.resume and not os.path.isfile(os.path.join(args.out, CHECKPOINT)):
+            p.error(f"--resume: no meta-training checkpoint in {args.out!r} ({CHECKPOINT}); start without --resume")
+        from metarl.train import Interrupted, RunError
+
+        stop = StopFlag()
+        try:
+            with stop.sigint():
+                r = meta_train(scale, train, os.path.abspath(args.out), args.seed,
+                               _objective_config(args, scale.train.objective), args.inner_steps, resume=args.resume,
+                               stop=stop)
+        except Interrupted as e:
+            cmd = " ".join(["python -m experiments.metagenrl"] + [x for x in (argv or sys.argv[1:]) if x != "--resume"]
+                           + ["--resume"])
+            print(f"python -m experiments.metagenrl: interrupted ({e}); continue with: {cmd}", file=sys.stderr)
+            raise SystemExit(130)
+        except RunError as e:
+            from metarl.cli import fail
+
+            fail(p.prog, e, getattr(e, "exit_code", 1))
         write_json(os.path.join(args.out, "meta_train.json"), {**info, **r})
         print(json.dumps({k: float(np.mean(v["eval_return"][-1])) for k, v in r["metrics"].items()}))
     else:

@@ -1,5 +1,7 @@
 """MetaGenRL: the learned objective's invariances, its second-order gradient, and the population update."""
+import dataclasses
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -572,3 +574,220 @@ def test_meta_test_loaded_objective_td3_mix_and_plain_td3_unroll(tmp_path):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                      getattr(at(2), name), getattr(run.agent, name))
     assert int(m[g.name]["env_steps"][2]) == c.total_steps
+
+
+# ----------------------------------------------------------------------------------------------------
+# The benchmark's claims (summary.json), its stages, resume and command line
+# ----------------------------------------------------------------------------------------------------
+def test_summary_json_shape_fraction_and_verdicts(tmp_path):
+    """summary.json as the automated checks read it, built from synthetic per-seed final returns: the
+    exact keys, IQM rows equal to metarl.stats', the fraction of TD3's improvement by hand, and the
+    verdicts of both claims where the answer is plain (and inconclusive where it is not)."""
+    from benchmarks import metagenrl as bm
+    from metarl import stats
+    from metarl.train import write_json
+
+    rng = np.random.default_rng(0)
+    random_ = -1200 + 10 * rng.normal(size=6)
+    td3 = -200 + 10 * rng.normal(size=6)
+    finals = {"Pendulum": {"obj": -300 + 10 * rng.normal(size=6), "TD3": td3, "random": random_},  # ~90% of TD3's gain
+              "MountainCar": {"obj": -20 + rng.normal(size=6), "TD3": -1 + 0.1 * rng.normal(size=6),
+                              "random": -7 + 0.2 * rng.normal(size=6)}}  # learned below random
+    mgn = {"first": 0.3, "last": 0.05, "min": 1e-4, "per_agent": {}}
+    s = bm.build_summary(finals, "Pendulum", "MountainCar", "obj", 6, 12.5, mgn)
+    write_json(str(tmp_path / "summary.json"), s)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert {"seen", "unseen", "seeds", "wall_s", "meta_grad_norm"} <= set(s)
+    assert s["seeds"] == 6 and s["wall_s"] == 12.5 and s["meta_grad_norm"] == {"first": 0.3, "last": 0.05, "min": 1e-4}
+    for kind, env in (("seen", "Pendulum"), ("unseen", "MountainCar")):
+        c = s[kind]
+        assert {"env", "learned", "td3", "random", "fraction_of_td3_improvement"} <= set(c) and c["env"] == env
+        for k, v in (("learned", "obj"), ("td3", "TD3"), ("random", "random")):
+            row = stats.summary_row(finals[env][v])
+            assert c[k]["iqm"] == pytest.approx(row["iqm"]) and c[k]["ci"] == pytest.approx(row["ci"])
+            assert len(c[k]["ci"]) == 2 and c[k]["ci"][0] <= c[k]["iqm"] <= c[k]["ci"][1]
+        iq = {k: stats.iqm(x) for k, x in finals[env].items()}
+        assert c["fraction_of_td3_improvement"] == pytest.approx((iq["obj"] - iq["random"]) / (iq["TD3"] - iq["random"]))
+    assert s["seen"]["verdict"] == stats.REPRODUCES  # ~0.9 of the improvement, tight intervals
+    assert s["unseen"]["verdict"] == stats.CONTRADICTS  # every learned seed below every random one
+    assert s["unseen"]["fraction_of_td3_improvement"] < 0
+    # Learned at the random policy's level on the seen env: the 70% claim is contradicted; TD3 no better
+    # than random: no fraction, and the claim cannot be decided.
+    flat = dict(finals, Pendulum=dict(finals["Pendulum"], obj=random_ + 5))
+    assert bm.build_summary(flat, "Pendulum", "MountainCar", "obj", 6, 1.0, mgn)["seen"]["verdict"] == stats.CONTRADICTS
+    dead = dict(finals, Pendulum=dict(finals["Pendulum"], TD3=random_ - 1))
+    c = bm.build_summary(dead, "Pendulum", "MountainCar", "obj", 6, 1.0, mgn)["seen"]
+    assert c["fraction_of_td3_improvement"] is None and c["verdict"] == stats.INCONCLUSIVE
+
+
+def test_finished_stages_are_read_back_and_other_settings_refused(tmp_path):
+    from benchmarks import metagenrl as bm
+    from metarl.train import ConfigMismatch
+
+    calls = []
+
+    def work():
+        calls.append(1)
+        return {"x": np.arange(3.0), "nan": float("nan")}
+
+    out = str(tmp_path)
+    r1, reused1 = bm.stage(out, "meta_test", "sha-a", work, resume=False)
+    r2, reused2 = bm.stage(out, "meta_test", "sha-a", work, resume=True)
+    assert len(calls) == 1 and not reused1 and reused2
+    assert r1 == r2 == {"x": [0.0, 1.0, 2.0], "nan": None}  # the JSON form, fresh or read back
+    with pytest.raises(ConfigMismatch):
+        bm.stage(out, "meta_test", "sha-b", work, resume=True)
+    bm.stage(out, "meta_test", "sha-b", work, resume=False)  # a new run replaces it
+    assert len(calls) == 2
+
+
+def _one_line_error(capsys, argv, code=2):
+    import jax
+
+    from benchmarks import metagenrl as bm
+
+    cache = jax.config.jax_compilation_cache_dir
+    try:
+        with pytest.raises(SystemExit) as e:
+            bm.main(argv)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", cache)
+    err = capsys.readouterr().err
+    assert e.value.code == code and err.count("\n") == 1, err
+    return err
+
+
+def test_benchmark_command_line_bad_scale_and_resume_are_one_line(tmp_path, capsys):
+    from benchmarks import metagenrl as bm
+    from experiments import metagenrl as ex
+    from metarl.train import write_json
+
+    err = _one_line_error(capsys, ["--scale", "huge"])
+    assert "huge" in err and "quick, medium, paper" in err
+    out = str(tmp_path / "run")
+    err = _one_line_error(capsys, ["--scale", "medium", "--out", out, "--resume"])
+    assert "nothing to resume" in err and "without --resume" in err
+    # An interrupted quick run whose settings differ from today's quick scale (another seed count).
+    os.makedirs(out)
+    other = dataclasses.replace(ex.get_scale("quick"), test_seeds=3)
+    write_json(os.path.join(out, "run.json"), {"settings": bm.run_settings(other), "status": "interrupted"})
+    err = _one_line_error(capsys, ["--scale", "quick", "--out", out, "--resume"])
+    assert "other settings" in err and "scale.test_seeds (3 -> 2)" in err
+    err = _one_line_error(capsys, ["--scale", "quick", "--out", out])  # a new run over an unfinished one
+    assert "unfinished" in err and "--resume" in err
+    err = _one_line_error(capsys, ["--scale", "quick", "--ablations", "--resume"])
+    assert "--ablations" in err
+
+
+def _tiny_scale(**kw):
+    """The smoke test's population (same programs, so a warm compilation cache serves both) in a Scale."""
+    from experiments import metagenrl as ex
+
+    c = mg.MetaGenRLConfig(total_steps=100, learning_starts=40, anneal_steps=10, eval_every=20, eval_episodes=1,
+                           buffer_size=60, batch_windows=4, window=5, hidden=(8,), max_episode_steps=10,
+                           objective=TINY, collapse_patience=4)
+    return ex.Scale("tiny", c, c, total_agents=4, test_seeds=2, stages=2,
+                    envs={"Pendulum": "gymnax/Pendulum-v1", "Reacher": "gymnax/Reacher-misc"},
+                    train_sets=(("Pendulum", "Reacher"),), **kw)
+
+
+@pytest.mark.slow
+def test_meta_train_resumed_equals_uninterrupted(tmp_path):
+    """A meta-training stopped after its first segment (as SIGINT does: checkpoint, then Interrupted)
+    and resumed gives the same objective, stage objectives, metrics and monitor record, bit for bit, as
+    one run straight through; the checkpoint is gone once the objective is final, and a checkpoint
+    written with other settings is refused in one line naming the difference."""
+    from experiments import metagenrl as ex
+    from metarl.train import ConfigMismatch, Interrupted
+
+    scale = _tiny_scale()
+    train = ("Pendulum", "Reacher")
+    whole = ex.meta_train(scale, train, str(tmp_path / "whole"), progress=False)
+    stop = ex.StopFlag()
+    stop.requested = True  # as the first Ctrl-C: finish the segment, checkpoint, stop
+    part = str(tmp_path / "part")
+    with pytest.raises(Interrupted, match="after segment 1 of 3"):
+        ex.meta_train(scale, train, part, progress=False, stop=stop)
+    assert os.path.isfile(os.path.join(part, ex.CHECKPOINT)) and not os.path.exists(os.path.join(part, "final"))
+    assert not [f for f in os.listdir(part) if ".tmp" in f]  # nothing half-written
+    other = dataclasses.replace(scale, train=dataclasses.replace(scale.train, objective_lr=3e-4))
+    with pytest.raises(ConfigMismatch, match=r"config.objective_lr \(0.001 -> 0.0003\)"):
+        ex.meta_train(other, train, part, progress=False, resume=True)
+    resumed = ex.meta_train(scale, train, part, progress=False, resume=True)
+    assert not os.path.exists(os.path.join(part, ex.CHECKPOINT))
+    assert resumed["alpha_sha256"] == whole["alpha_sha256"]
+    for k in ("stage_1", "stage_2", "final"):
+        a, _, _ = mg.load_objective(whole["paths"][k])
+        b, _, _ = mg.load_objective(resumed["paths"][k])
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+    jax.tree.map(np.testing.assert_array_equal, resumed["metrics"], whole["metrics"])
+    np.testing.assert_array_equal(resumed["meta_grad_norm"], whole["meta_grad_norm"])
+    assert resumed["meta_grad_summary"] == whole["meta_grad_summary"]
+
+
+def test_random_policy_rows_and_toy_track_task():
+    """The random-policy rows: uniformly random actions on toy/track score -20/3 per 10-step episode in
+    expectation (E(a - s)^2 = 1/3 + 1/3); episodes end at the limit; every seed/evaluation has its own keys."""
+    env = mg.make_env("toy/track")
+    assert env.spec.max_episode_steps == 10 and env.spec.action_dim == 1
+    f = jax.jit(jax.vmap(lambda k: mg.random_policy_return(env, k, 50)))
+    r = np.asarray(f(jax.random.split(jax.random.PRNGKey(0), 40)))
+    assert len(set(r.tolist())) == 40
+    # 2000 episodes, each a sum of 10 iid terms of variance Var((a - s)^2) = 16/15 - 4/9: sd of the mean 0.056.
+    assert abs(r.mean() + 20 / 3) < 0.2
+    s, ts = env.reset(jax.random.PRNGKey(1))
+    _, ts2 = env.step(s, ts.obs, jax.random.PRNGKey(2))  # acting a = s is perfect
+    assert float(ts2.reward) == 0.0
+
+
+TOY_OBJECTIVE = mg.ObjectiveConfig(action_layers=(16, 16, 16), scalar_layers=(16, 16, 8), lstm_units=16,
+                                   out_layers=(16, 16))
+
+
+def _toy_scale(**train_kw):
+    """toy/track (mg.track_env): 8 agents meta-train for 3k steps (500 random, no annealing: TD3 solves
+    the task within a few hundred steps, so an annealed population would hand the objective finished
+    policies only), 16-16 networks, 8 windows of 10 steps; meta-test 8 seeds of 2.5k steps."""
+    from experiments import metagenrl as ex
+
+    c = mg.MetaGenRLConfig(total_steps=3000, learning_starts=500, anneal_steps=0, eval_every=500, eval_episodes=10,
+                           buffer_size=3000, batch_windows=8, window=10, hidden=(16, 16), objective=TOY_OBJECTIVE,
+                           **train_kw)
+    test = dataclasses.replace(c, total_steps=2500, buffer_size=2500)
+    return ex.Scale("toy", c, test, total_agents=8, test_seeds=8, stages=1, envs={"Track": "toy/track"},
+                    train_sets=(("Track",),), seen="Track", unseen="Track", baselines=("TD3",))
+
+
+def toy_claim(tmp_path, **train_kw):
+    """Meta-train on toy/track, then train 8 fresh agents with the frozen objective and 8 with TD3 (one
+    program, same seeds) and evaluate the random policy: the seen-claim entry of summary.json for it."""
+    from benchmarks import metagenrl as bm
+    from experiments import metagenrl as ex
+
+    scale = _toy_scale(**train_kw)
+    r = ex.meta_train(scale, ("Track",), str(tmp_path / "obj"), progress=False)
+    mt = ex.meta_test(scale, {"learned": r["paths"]["final"]}, ("Track",), baselines=("TD3",), progress=False)
+    rnd = ex.random_test(scale, ("Track",))
+    res = dict(mt["results"]["Track"], **rnd["results"]["Track"])
+    f = {k: bm.final_scores(v) for k, v in res.items()}
+    return bm.env_claims("Track", f["learned"], f["TD3"], f["random"], "seen"), f, r
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "MetaGenRL's objective, meta-trained on toy/track for 3k steps (8 agents), does not yet train fresh "
+    "agents to 70% of TD3's improvement over random (measured: learned IQM -4.5, TD3 -0.2, random -6.8: "
+    "fraction 0.34; 3 of 8 seeds learn, the others drift to worse than random; with 6k steps 5 of 8 "
+    "learn, IQM -3.8). The population's own agents do learn the task with it (-0.3 to -0.8). See "
+    "docs/metagenrl.md, 'The learning test'."))
+def test_meta_trained_objective_trains_fresh_agents_on_toy_task(tmp_path):
+    """The small learning test that can fail. On toy/track TD3 gets within 0.5 of the optimum (0) in
+    ~1k steps, the random policy scores -20/3 and no policy that ignores its observation beats -10/3.
+    The claim: an objective meta-trained there trains fresh agents (8 seeds, vmapped) to at least 70% of
+    TD3's improvement over the random policy (IQM of the final returns, same seeds and budget), i.e.
+    to about -2.1 when TD3 reaches -0.2: 1.2 above the best observation-blind policy. A broken learner
+    fails it: with objective learning rate 0 (the random initial objective) the fresh agents score
+    -9.3 (fraction -0.39; measured with ``toy_claim(tmp_path, objective_lr=0.0)``)."""
+    claim, f, r = toy_claim(tmp_path)
+    assert claim["td3"]["iqm"] - claim["random"]["iqm"] > 4.0, f  # TD3 learns the task in this budget
+    assert claim["fraction_of_td3_improvement"] >= 0.7, (claim, f)
