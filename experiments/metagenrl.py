@@ -504,7 +504,7 @@ def _objective_config(args, base: mg.ObjectiveConfig) -> mg.ObjectiveConfig:
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir, nonneg_int, positive_int
 
     p = ArgumentParser(prog="python -m experiments.metagenrl", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -532,33 +532,52 @@ def main(argv=None):
                         "window-sum annealing, mean inner loss on half the policy batch, separate value "
                         "statistics, t/T per episode, no output LayerNorm, clipping after averaging, ...)")
     args = p.parse_args(argv)
+    # Every input is checked here, in one line on stderr (exit 2), before anything is compiled or written.
     scale = get_scale(args.scale)
     if args.legacy:
         scale = dataclasses.replace(scale, train=mg.legacy(scale.train), test=mg.legacy(scale.test))
-    if args.total_steps is not None or args.anneal_steps is not None:
+    try:
         train_cfg = scale.train
         if args.total_steps is not None:
             train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps,
                                             buffer_size=max(train_cfg.buffer_size, args.total_steps))
         if args.anneal_steps is not None:
             train_cfg = dataclasses.replace(train_cfg, anneal_steps=args.anneal_steps)
+        if args.inner_steps is not None:  # checked here; meta_train applies it
+            dataclasses.replace(train_cfg, inner_steps=args.inner_steps).validate()
         scale = dataclasses.replace(scale, train=train_cfg.validate())
+    except ValueError as e:
+        p.error(f"invalid meta-training settings at scale {args.scale}: {e}")
     if args.stages is not None:
         scale = dataclasses.replace(scale, stages=args.stages)
-    if args.mode not in ("meta-train", "meta-test"):
-        raise ValueError(f"unknown mode {args.mode!r}; valid choices: meta-train, meta-test")
-    os.makedirs(args.out, exist_ok=True)
+    labels = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())
+    if args.mode == "meta-train":
+        bad = [t for t in labels(args.train or "") if t not in scale.envs]
+        if bad or (args.train is not None and not labels(args.train)):
+            p.error(f"--train: unknown environment label(s) {', '.join(bad) or repr(args.train)}; valid at scale "
+                    f"{args.scale}: {', '.join(scale.envs)}")
+        if args.resume and not os.path.isfile(os.path.join(args.out, CHECKPOINT)):
+            p.error(f"--resume: no meta-training checkpoint in {args.out!r} ({CHECKPOINT}); start without --resume")
+    else:
+        bad = [t for t in labels(args.test or "") if t not in scale.envs]
+        if bad or (args.test is not None and not labels(args.test)):
+            p.error(f"--test: unknown environment label(s) {', '.join(bad) or repr(args.test)}; valid at scale "
+                    f"{args.scale}: {', '.join(scale.envs)}")
+        for o in args.objective:
+            path = o.rpartition("=")[2]
+            if not os.path.isdir(path):
+                p.error(f"--objective: {path!r} is not a saved objective (a folder written by meta-train, e.g. "
+                        f"<out>/final)")
+        if not args.objective and args.no_baselines:
+            p.error("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
+        if args.resume:
+            p.error("--resume applies to meta-train only (meta-test runs are short; rerun them)")
+    make_out_dir(p, args.out)
     from metarl.train import device_info, package_versions, write_json
 
     info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())
     if args.mode == "meta-train":
-        train = tuple(args.train.split(",")) if args.train else scale.train_sets[0]
-        bad = [t for t in train if t not in scale.envs]
-        if bad:
-            p.error(f"--train: unknown environment label(s) {', '.join(bad)}; valid at scale {args.scale}: "
-                    f"{', '.join(scale.envs)}")
-        if args.resume and not os.path.isfile(os.path.join(args.out, CHECKPOINT)):
-            p.error(f"--resume: no meta-training checkpoint in {args.out!r} ({CHECKPOINT}); start without --resume")
+        train = labels(args.train) if args.train else scale.train_sets[0]
         from metarl.train import Interrupted, RunError
 
         stop = StopFlag()
@@ -583,7 +602,7 @@ def main(argv=None):
         for o in args.objective:
             label, _, path = o.rpartition("=")
             objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
-        test = tuple(args.test.split(",")) if args.test else tuple(scale.envs)
+        test = labels(args.test) if args.test else tuple(scale.envs)
         r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines)
         if not args.no_baselines:
             onp = onpolicy_test(scale, test, args.seed + 100)
