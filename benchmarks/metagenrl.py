@@ -100,6 +100,8 @@ def build_table(scale, results, row_labels):
                     used.add(lab)
     if any("random" in results[e] for e in test):
         rows.append(["random policy (ours)", "-"] + ours_cell("random") + ["n/a"] * len(PAPER_ENVS))
+    if any("zero action" in results[e] for e in test):
+        rows.append(["zero-action policy (ours)", "-"] + ours_cell("zero action") + ["n/a"] * len(PAPER_ENVS))
     return header, rows
 
 
@@ -258,7 +260,7 @@ def _margin_stat(frac):
     return stat
 
 
-def env_claims(env: str, learned, td3, random, kind: str, seed: int = 0, reps: int = 2000) -> dict:
+def env_claims(env: str, learned, td3, random, kind: str, seed: int = 0, reps: int = 2000, zero=None) -> dict:
     """One environment's entry of summary.json: IQM [95% stratified-bootstrap CI] of the per-seed final
     returns of the learned objective, TD3 and the random policy (same seeds, same budget), TD3's
     improvement over random reached by the learned objective (IQM; None where TD3 is not above random),
@@ -269,6 +271,11 @@ def env_claims(env: str, learned, td3, random, kind: str, seed: int = 0, reps: i
       interval exists even where TD3 barely improves). Inconclusive where TD3's IQM is not above random's.
     * "unseen": learned beats random: ``stats.compare`` (the interval of P(learned > random) must
       exclude 1/2; the rows are paired by seed but resampled independently, which is conservative).
+
+    ``zero`` (per-seed returns of the zero-action policy, optional) adds ``zero_action`` (its IQM row)
+    and ``beats_zero_action``: the same comparison against a policy that ignores the observation and
+    does nothing, a stricter reference where doing nothing is cheap (MountainCar: about 0 against
+    random's -6.7, so "beats random" alone can be met without learning anything).
     """
     from metarl import stats
 
@@ -295,6 +302,19 @@ def env_claims(env: str, learned, td3, random, kind: str, seed: int = 0, reps: i
     else:
         out["claim"] = "learned beats the random policy (interval of P(learned > random) excludes 1/2)"
         out["verdict"] = beat["claim_verdict"]
+    # The row as the results pages show it: ours (the learned objective) beside the claim's reference
+    # (seen: TD3, whose improvement over random is the bar; unseen: the random policy).
+    ref = "td3" if kind == "seen" else "random"
+    out.update({k: rows["learned"][k] for k in ("iqm", "ci", "n")}, iqm_b=rows[ref]["iqm"], ci_b=rows[ref]["ci"],
+               baseline_name="TD3" if ref == "td3" else "random policy")
+    if kind != "seen":
+        out.update(p_improvement=beat["p_improvement"], p_improvement_ci=beat["p_improvement_ci"])
+    if zero is not None:
+        zero = np.asarray(zero, float).reshape(-1)
+        z = stats.compare(learned, zero, seed, reps)
+        out["zero_action"] = stats.summary_row(zero, seed, reps)
+        out["beats_zero_action"] = {"p_improvement": z["p_improvement"], "p_improvement_ci": z["p_improvement_ci"],
+                                    "outcome": z["verdict"], "verdict": z["claim_verdict"]}
     return out
 
 
@@ -306,9 +326,20 @@ def build_summary(finals: dict, seen: str, unseen: str, learned_label: str, seed
     smallest of any agent)."""
     def entry(env, kind):
         f = finals[env]
-        return env_claims(env, f[learned_label], f["TD3"], f["random"], kind)
+        return env_claims(env, f[learned_label], f["TD3"], f["random"], kind, zero=f.get("zero action"))
 
-    return {"seen": entry(seen, "seen"), "unseen": entry(unseen, "unseen"), "seeds": int(seeds),
+    out = {"seen": entry(seen, "seen"), "unseen": entry(unseen, "unseen")}
+    for kind in ("seen", "unseen"):  # a row of its own on the results pages: learned vs doing nothing
+        c = out[kind]
+        if "zero_action" in c:
+            out[f"{kind}_vs_zero_action"] = {
+                "env": c["env"], **{k: c["learned"][k] for k in ("iqm", "ci", "n")},
+                "iqm_b": c["zero_action"]["iqm"], "ci_b": c["zero_action"]["ci"],
+                "baseline_name": "zero-action policy", "p_improvement": c["beats_zero_action"]["p_improvement"],
+                "p_improvement_ci": c["beats_zero_action"]["p_improvement_ci"],
+                "claim": "(a stricter reference, not the paper's claim) learned beats the policy that always acts 0",
+                "verdict": c["beats_zero_action"]["verdict"]}
+    return {**out, "seeds": int(seeds),
             "wall_s": float(wall_s), "meta_grad_norm": {k: float(meta_grad[k]) for k in ("first", "last", "min")},
             "learned": learned_label, **extra}
 
@@ -396,8 +427,11 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
     stage_done("meta-test")
     rnd, _ = stage(out_dir, "random", sha, lambda: ex.random_test(scale, test, seed=100), resume)
     stage_done("random-policy")
+    zero, _ = stage(out_dir, "zero_action", sha, lambda: ex.random_test(scale, test, seed=100, policy="zero"), resume)
+    stage_done("zero-action policy")
     for e in test:
         results[e].update(_arrays(rnd["results"][e]))
+        results[e].update(_arrays(zero["results"][e]))
     onp = None
     if scale.onpolicy:
         onp, _ = stage(out_dir, "onpolicy", sha, lambda: ex.onpolicy_test(scale, test, seed=100, progress=progress),
@@ -458,7 +492,8 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
     for kind in ("seen", "unseen"):
         e = summary[kind]["env"]
         stats.plot_aggregate({f"learned ({first})": finals[e][first], "TD3": finals[e]["TD3"],
-                              "random policy": finals[e]["random"]},
+                              "random policy": finals[e]["random"],
+                              **({"zero-action policy": finals[e]["zero action"]} if "zero action" in finals[e] else {})},
                              os.path.join(out_dir, f"aggregate_{kind}.png"),
                              title=f"{e} ({kind}): final return, {seeds} seeds, {scale_name} scale")
     write_text(os.path.join(out_dir, "table.md"), md)
@@ -489,6 +524,14 @@ def claims_markdown(summary: dict) -> str:
             else f"{c['fraction_of_td3_improvement']:.2f}"
         lines.append(f"| {kind}: {c['claim']} | {c['env']} | {fmt(c['learned'])} | {fmt(c['td3'])} | "
                      f"{fmt(c['random'])} | {frac} | {c['verdict']} |")
+    stricter = [f"{summary[k]['env']}: zero-action policy {fmt(summary[k]['zero_action'])}, "
+                f"P(learned > zero-action) {summary[k]['beats_zero_action']['p_improvement']:.2f} "
+                f"[{summary[k]['beats_zero_action']['p_improvement_ci'][0]:.2f}, "
+                f"{summary[k]['beats_zero_action']['p_improvement_ci'][1]:.2f}]: {summary[k]['beats_zero_action']['verdict']}"
+                for k in ("seen", "unseen") if "zero_action" in summary[k]]
+    if stricter:
+        lines.append("\nA stricter reference (not the paper's claim): the policy that always acts 0, which ignores "
+                     "the observation and pays no action cost. " + "; ".join(stricter) + ".")
     m = summary["meta_grad_norm"]
     return ("Claims (IQM [95% stratified-bootstrap CI] of the per-seed final return; `summary.json`):\n\n"
             + "\n".join(lines) + f"\n\nMeta-gradient norm (meta-training, per agent): first {m['first']:.3g}, "

@@ -455,12 +455,18 @@ def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, base
                 variants=[v[0] for v in variants], seeds=seeds)
 
 
-def random_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None = None, config=None):
+def random_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None = None, config=None,
+                policy: str = "random"):
     """The random-policy rows: on each test environment, ``seeds`` runs of the uniformly random policy
     (``mg.random_policy_return``), evaluated at the meta-test's evaluation points with its number of
     episodes (the random policy does not learn, so the budget only sets how many evaluations there
     are), each seed and evaluation with keys of its own from ``seed``.
+    ``policy="zero"``: the zero-action policy (``mg.zero_action_return``) instead, label "zero action".
     Returns {env_label: {"random": {eval_return [seeds, evals], env_steps [seeds, evals]}}}."""
+    fixed = {"random": (mg.random_policy_return, "random"), "zero": (mg.zero_action_return, "zero action")}
+    if policy not in fixed:
+        raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(fixed)}")
+    policy_return, label_out = fixed[policy]
     cfg = config or scale.test
     seeds = seeds or scale.test_seeds
     out, t0 = {}, time.perf_counter()
@@ -468,9 +474,9 @@ def random_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None = 
     for j, label in enumerate(test):
         env = mg.make_env(scale.envs[label], cfg.max_episode_steps)
         keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), j), seeds * cfg.num_evals)
-        f = jax.jit(jax.vmap(lambda k: mg.random_policy_return(env, k, cfg.eval_episodes)))
+        f = jax.jit(jax.vmap(lambda k: policy_return(env, k, cfg.eval_episodes)))
         ret = np.asarray(f(keys)).reshape(seeds, cfg.num_evals)
-        out[label] = {"random": {"eval_return": ret, "env_steps": np.tile(steps, (seeds, 1))}}
+        out[label] = {label_out: {"eval_return": ret, "env_steps": np.tile(steps, (seeds, 1))}}
     return dict(results=out, wall_s=time.perf_counter() - t0, seeds=seeds)
 
 

@@ -372,7 +372,7 @@ def describe_row(d: dict) -> dict:
             refs.append(f"{name} {_g(d[key])}")
     if "iqm_b" in d:
         ib = _interval(d.get("ci_b"))
-        refs.append(f"baseline {_g(d['iqm_b'])}" + (f" {ib}" if ib else ""))
+        refs.append(f"{d.get('baseline_name') or 'baseline'} {_g(d['iqm_b'])}" + (f" {ib}" if ib else ""))
     if "p_improvement" in d:
         pi = _interval(d.get("p_improvement_ci"))
         refs.append(f"P(improvement) {_g(d['p_improvement'])}" + (f" {pi}" if pi else ""))

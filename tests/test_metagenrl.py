@@ -618,6 +618,16 @@ def test_summary_json_shape_fraction_and_verdicts(tmp_path):
     dead = dict(finals, Pendulum=dict(finals["Pendulum"], TD3=random_ - 1))
     c = bm.build_summary(dead, "Pendulum", "MountainCar", "obj", 6, 1.0, mgn)["seen"]
     assert c["fraction_of_td3_improvement"] is None and c["verdict"] == stats.INCONCLUSIVE
+    # With zero-action rows: the stricter comparison and its own row for the results pages. Learned above
+    # random but below doing nothing (MountainCar's trap): beats random, contradicted against zero action.
+    z = {e: dict(finals[e], **{"zero action": np.zeros(6) if e == "MountainCar" else random_ + 3}) for e in finals}
+    z["MountainCar"]["obj"] = -1.2 + 0.1 * rng.normal(size=6)
+    sz = bm.build_summary(z, "Pendulum", "MountainCar", "obj", 6, 1.0, mgn)
+    u = sz["unseen_vs_zero_action"]
+    assert sz["unseen"]["verdict"] == stats.REPRODUCES and u["verdict"] == stats.CONTRADICTS
+    assert u["iqm"] == pytest.approx(stats.iqm(z["MountainCar"]["obj"])) and u["iqm_b"] == 0.0
+    assert sz["seen_vs_zero_action"]["verdict"] == stats.REPRODUCES  # ~-300 against ~-1197
+    assert "zero_action" not in s["seen"] and "seen_vs_zero_action" not in s  # absent without the rows
 
 
 def test_finished_stages_are_read_back_and_other_settings_refused(tmp_path):
@@ -738,6 +748,10 @@ def test_random_policy_rows_and_toy_track_task():
     s, ts = env.reset(jax.random.PRNGKey(1))
     _, ts2 = env.step(s, ts.obs, jax.random.PRNGKey(2))  # acting a = s is perfect
     assert float(ts2.reward) == 0.0
+    # The zero-action rows: a = 0 scores -10 E[s^2] = -10/3 per episode (sd of the mean of 2000 episodes:
+    # sqrt(10 Var(s^2)) / sqrt(2000) = sqrt(10 * 4/45) / 44.7 = 0.021).
+    z = np.asarray(jax.jit(jax.vmap(lambda k: mg.zero_action_return(env, k, 50)))(jax.random.split(jax.random.PRNGKey(0), 40)))
+    assert abs(z.mean() + 10 / 3) < 0.1 and len(set(z.tolist())) == 40
 
 
 TOY_OBJECTIVE = mg.ObjectiveConfig(action_layers=(16, 16, 16), scalar_layers=(16, 16, 8), lstm_units=16,

@@ -670,6 +670,20 @@ def random_policy_return(env, key, episodes: int):
     entry uniform on [-1, 1], the agents' action range), each episode run to its end or its limit.
     The random-policy rows of the meta-test: the same number of episodes per evaluation as the
     agents' evaluation, at every evaluation point, from each seed's own keys."""
+    return fixed_policy_return(env, key, episodes,
+                               lambda k, shape: jax.random.uniform(k, shape, minval=-1.0, maxval=1.0))
+
+
+def zero_action_return(env, key, episodes: int):
+    """Mean return of ``episodes`` episodes of the policy that always acts 0 (the centre of the action
+    range; the stochasticity is the environment's own reset). A reference that ignores the observation:
+    on MountainCarContinuous it pays no energy cost, so it scores about 0 without ever reaching the goal."""
+    return fixed_policy_return(env, key, episodes, lambda k, shape: jnp.zeros(shape))
+
+
+def fixed_policy_return(env, key, episodes: int, act):
+    """Mean return of ``episodes`` vmapped episodes of a policy that does not look at the observation:
+    ``act(key, (episodes, action_dim))`` gives each step's actions; each episode runs to its end or limit."""
     k_reset, k_steps = jax.random.split(key)
     sts, tss = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
     dim = env.spec.action_dim
@@ -677,7 +691,7 @@ def random_policy_return(env, key, episodes: int):
     def step(carry, k):
         sts, ret, alive = carry
         ka, ke = jax.random.split(k)
-        a = jax.random.uniform(ka, (episodes, dim), minval=-1.0, maxval=1.0)
+        a = act(ka, (episodes, dim))
         sts, ts = jax.vmap(env.step)(sts, a, jax.random.split(ke, episodes))
         ret = ret + alive * ts.reward
         return (sts, ret, alive * (1.0 - ts.done.astype(jnp.float32))), None
