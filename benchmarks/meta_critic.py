@@ -544,7 +544,10 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
         from benchmarks import meta_critic_onpolicy
 
         md = meta_critic_onpolicy.table1_with_onpolicy(md, cfg, onpolicy)
-        onp = {"onpolicy": meta_critic_onpolicy.summary_entries(cfg, onpolicy)}
+        e = meta_critic_onpolicy.summary_entries(cfg, onpolicy)
+        # top-level entries "PPO", "PPO-LIRPG", "PPO-LIRPG vs PPO" (as "EPG", "RL2" in MetaGenRL's summary)
+        onp = {k: e[k] for k in ("PPO", "PPO-LIRPG", "PPO-LIRPG vs PPO")}
+        onp["onpolicy_metric"] = e["metric"]
     # ---
     ov_lines = table1_interval_lines(rows)
     measured = [(key, o) for key, o in overheads.items() if "mc_s_per_update" in o]

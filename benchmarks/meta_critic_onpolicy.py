@@ -100,7 +100,7 @@ def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> 
 
 
 def summary_entries(cfg, onpolicy: dict) -> dict:
-    """summary.json's "onpolicy": {"PPO": {env: {iqm, ci, max_avg, std_at_max, final, paper_max_avg,
+    """summary.json's on-policy entries (written at its top level, the metric as "onpolicy_metric"): {"PPO": {env: {iqm, ci, max_avg, std_at_max, final, paper_max_avg,
     steps, seeds}}, "PPO-LIRPG": {...}, "PPO-LIRPG vs PPO": {env: P(LIRPG > PPO), its CI, verdict}}."""
     from benchmarks.meta_critic import ENV_ROWS, paper_value, read_paper_table
     from experiments.lirpg import FINAL_EVALS, summarize
