@@ -1,9 +1,14 @@
-"""metarl.driver: resume == the uninterrupted run bit for bit (a toy program), a changed setting refused
-in one line, NaN in the state detected and named, the run-directory policy.
+"""metarl.driver: resume == the uninterrupted run bit for bit (a toy program, and the Discounting Chain
+killed with SIGKILL after its first chunk), a changed setting refused in one line, NaN in the state
+detected and named, the run-directory policy.
 
-Cost: the toy program compiles in well under a second."""
+Cost: the toy program compiles in well under a second; the Chain (2 seeds, 2 chunks of 20 updates)
+compiles once in this process and is then read from the persistent compilation cache by the killed
+subprocess and the resume."""
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +17,7 @@ import pytest
 
 from metarl import driver as D
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = {"name": "toy", "decay": 0.9}
 
 
@@ -131,3 +137,68 @@ def test_nan_in_the_state_is_detected_and_named(tmp_path):
     meta = json.loads((d / "meta.json").read_text())
     assert meta["status"] == "failed" and meta["chunks_done"] == 2 and "state['x']" in meta["error"]
     assert json.loads((d / "checkpoint" / D.MARKER).read_text())["chunk"] == 2  # the NaN state is never saved
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Discounting Chain, killed with SIGKILL right after its first checkpoint, then resumed
+# ---------------------------------------------------------------------------------------------------
+KILL_AFTER_FIRST_CHECKPOINT = r"""
+import os, signal, sys
+from metarl import driver
+
+save = driver.save_checkpoint
+
+def save_then_die(*a, **k):
+    save(*a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+driver.save_checkpoint = save_then_die
+from experiments import outer_value_chain as chain
+
+chain.run(chain.ChainExperiment(num_updates=40, num_seeds=2, updates_per_log=10, logs_per_chunk=2), sys.argv[1],
+          "tiny", progress=False)
+"""
+
+
+def tiny_chain():
+    from experiments import outer_value_chain as chain
+
+    return chain, chain.ChainExperiment(num_updates=40, num_seeds=2, updates_per_log=10, logs_per_chunk=2)
+
+
+def test_chain_killed_after_its_first_chunk_resumes_bit_for_bit(tmp_path, capsys):
+    chain, exp = tiny_chain()
+    whole = chain.run(exp, str(tmp_path / "whole"), "tiny", progress=False)
+    d = tmp_path / "killed"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".jax_cache"),
+               PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(d)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == -9, out.stderr
+    # Only complete files: every JSON reads, no temp files, the checkpoint holds chunk 1.
+    files = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs]
+    assert not [f for f in files if ".tmp" in f] and not os.path.exists(d / "checkpoint.partial")
+    for f in files:
+        if f.endswith(".json"):
+            json.loads(open(f).read())
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["status"] == "running" and meta["chunks_done"] == 0  # killed before meta.json's update
+    assert json.loads((d / "checkpoint" / D.MARKER).read_text())["chunk"] == 1
+    # A resume with a changed setting: one line, exit status 2, nothing written.
+    before = snapshot(d)
+    with pytest.raises(SystemExit) as e:
+        chain.main(["--scale", "quick", "--updates", "1000", "--seeds", "2", "--seed", "3", "--out", str(d),
+                    "--resume", "--no-progress"])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("python -m experiments.outer_value_chain: error: cannot resume") and \
+        "config.seed (0 -> 3)" in err[0], err[0]
+    assert snapshot(d) == before
+    resumed = chain.run(exp, str(d), "tiny", progress=False, resume=True)
+    for agent, logs in whole["logs"].items():
+        for m, v in logs.items():
+            np.testing.assert_array_equal(resumed["logs"][agent][m], v, err_msg=f"{agent} {m}")
+    assert json.dumps(resumed["summary"]) == json.dumps(whole["summary"])  # NaN-aware (A2C has no outer advantage)
+    assert (d / "curves.csv").read_text() == (tmp_path / "whole" / "curves.csv").read_text()
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["status"] == "finished" and meta["resumes"][-1]["from_chunk"] == 1
