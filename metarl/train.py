@@ -14,7 +14,8 @@ Numeric hyperparameters given as lists (``hp={"actor_lr": [1e-3, 3e-4]}``) becom
 combinations times the seeds is one flat vmapped axis of runs. Where several devices exist, that axis
 is sharded across them.
 
-Runs that cannot lie (docs/reliability.md lists each fault and what happens):
+Runs that cannot lie (docs/reliability.md lists each fault and what happens; the functions behind
+them live in :mod:`metarl.driver`, shared with its generic :class:`~metarl.driver.Driver`):
 
 - a run's identity is its resolved config (defaults filled in), its sweep and the package versions;
   ``run(resume=True)`` refuses any difference in one line naming the fields, before writing anything;
@@ -49,12 +50,11 @@ import numpy as np
 from flax import struct
 
 from metarl import buffers, cli, envs
-from metarl.driver import (  # noqa: F401  (re-exported: the run machinery lives in metarl.driver)
-    has_checkpoint, read_stored_run, refuse_resume,
+from metarl.driver import (  # noqa: F401  (the run machinery lives in metarl.driver; re-exported here)
     MARKER, CheckpointError, CheckpointMissing, ConfigMismatch, DeferredSigint, Interrupted, NonFiniteError,
     RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info, find_checkpoint,
-    flat_diff, json_norm, jsonable, now, package_versions, promote_checkpoint, restore_checkpoint,
-    save_checkpoint, version_diff, write_json, write_text)
+    flat_diff, has_checkpoint, json_norm, jsonable, now, package_versions, promote_checkpoint, read_stored_run,
+    refuse_resume, restore_checkpoint, save_checkpoint, version_diff, write_json, write_text)
 from metarl.agents import OFF_POLICY, agent_config, make_agent
 
 
