@@ -963,7 +963,7 @@ class Kit:
 
     # -- part (c) ----------------------------------------------------------------------------------------
     def part_snake(self, res):
-        from experiments.outer_value_chain import summarise
+        from metarl.meta.outer_value_outputs import summarise
         from experiments.outer_value_snake import PAPER
 
         sz = self.sizes["snake"]

@@ -19,8 +19,8 @@ from experiments import model_based_critic_arm7 as arm7
 from experiments import model_based_critic_pointmass as pointmass
 from experiments import model_based_critic_reacher as reacher
 from experiments import model_based_critic_toy as toy
+from metarl.meta.model_based_critic_outputs import OUT_DIR, SCALES, check_scale, metadata, write_atomic
 
-SCALES = toy.SCALES
 PARTS = ("toy", "pointmass", "reacher", "arm7")
 
 
@@ -29,10 +29,10 @@ def main(argv=None):
 
     p = ArgumentParser(prog="python -m benchmarks.model_based_critic", description=__doc__)
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=toy.OUT_DIR)
+    p.add_argument("--out", default=OUT_DIR)
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     a = p.parse_args(argv)
-    scale = toy.check_scale(a.scale)
+    scale = check_scale(a.scale)
     parts = [s for s in a.parts.split(",") if s]
     bad = [s for s in parts if s not in PARTS]
     if bad:
@@ -112,11 +112,11 @@ def main(argv=None):
         md.append("")
     if "arm7" in out:
         md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"])]
-    toy.write_atomic(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
-    toy.write_atomic(os.path.join(a.out, "bench.json"), json.dumps(
+    write_atomic(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
+    write_atomic(os.path.join(a.out, "bench.json"), json.dumps(
         {"part_wall_s_this_invocation": times,
          "part_wall_s_recorded": {k: v.get("wall_time_s") for k, v in out.items()},
-         **toy.metadata({"scale": scale, "parts": parts}, wall)}, indent=1))
+         **metadata({"scale": scale, "parts": parts}, wall)}, indent=1))
     print("\n".join(md))
 
 

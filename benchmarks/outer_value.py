@@ -29,6 +29,7 @@ CHAIN_SCALE = {"quick": "quick", "medium": "quick", "paper": "paper"}
 def combined_table(chain_result, snake_result, learned_result=None) -> str:
     from experiments import outer_value_chain as chain
     from experiments import outer_value_snake as snake
+    from metarl.meta.outer_value_outputs import fmt, markdown_table
 
     header = ["env", "agent", "final gamma", "paper gamma", "return", "paper return", "outer adv. (ours)",
               "paper outer adv."]
@@ -38,16 +39,16 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
             continue
         for agent, s in result["summary"].items():
             p = chain.PAPER[agent]
-            ours = chain.fmt(s, "outer_advantage_step0", 4)
-            rows.append([env_name, agent, chain.fmt(s, "final_gamma"), p["final_gamma"], chain.fmt(s, "return"),
+            ours = fmt(s, "outer_advantage_step0", 4)
+            rows.append([env_name, agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return"),
                          p["return"], ours + (" (step 0)" if ours != "-" else ""),
                          (p["outer_advantage_step0"] + " (step 0)") if p["outer_advantage_step0"] else ""])
     if snake_result is not None:
         for agent, s in snake_result["summary"].items():
             p = snake.PAPER[agent]
-            rows.append(["Snake", agent, chain.fmt(s, "final_gamma"), p["final_gamma"], chain.fmt(s, "return", 2),
-                         p["return"], chain.fmt(s, "outer_advantage", 4), p["outer_advantage"]])
-    return chain.markdown_table(header, rows)
+            rows.append(["Snake", agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return", 2),
+                         p["return"], fmt(s, "outer_advantage", 4), p["outer_advantage"]])
+    return markdown_table(header, rows)
 
 
 # The paper's claims, each decided from an interval over seeds (metarl.stats): thresholds on the final
@@ -142,21 +143,26 @@ def main(argv=None):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     from experiments import outer_value_chain as chain
     from experiments import outer_value_snake as snake
+    from metarl.driver import write_text
+    from metarl.meta.outer_value_outputs import get_scale
 
     t0 = time.time()
     chain_result = snake_result = learned_result = None
     chain_scale = CHAIN_SCALE[scale]
     if a.only in (None, "chain"):
-        chain_result = chain.run(chain.get_scale(chain_scale), os.path.join(a.results, chain.NAME), chain_scale)
+        # A benchmark regenerates its results: an earlier run's records in the folder are replaced.
+        chain_result = chain.run(get_scale(chain_scale, chain.SCALES), os.path.join(a.results, chain.NAME), chain_scale,
+                                 overwrite=True)
         write_summary(os.path.join(a.results, chain.NAME), chain_result, "Chain")
     if a.only in (None, "chain_learned"):
-        exp = chain.get_scale(chain_scale)
+        exp = get_scale(chain_scale, chain.SCALES)
         exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, critic="learned"))
-        learned_result = chain.run(exp, os.path.join(a.results, chain.NAME + "_learned"), chain_scale)
+        learned_result = chain.run(exp, os.path.join(a.results, chain.NAME + "_learned"), chain_scale, overwrite=True)
         write_summary(os.path.join(a.results, chain.NAME + "_learned"), learned_result, "Chain, learned critics")
     if a.only in (None, "snake"):
         snake_out = snake.NAME + ("" if scale == "quick" else "_" + scale)
-        snake_result = snake.run(snake.get_scale(scale, snake.SCALES), os.path.join(a.results, snake_out), scale)
+        snake_result = snake.run(get_scale(scale, snake.SCALES), os.path.join(a.results, snake_out), scale,
+                                 overwrite=True)
         write_summary(os.path.join(a.results, snake_out), snake_result, "Snake")
     wall = time.time() - t0
     lines = [f"Outer value function benchmark, scale {scale}, total wall time {wall:.0f} s "
@@ -178,7 +184,7 @@ def main(argv=None):
     first = chain.NAME if chain_result is not None else (chain.NAME + "_learned" if learned_result is not None
                                                          else snake.NAME)
     out = os.path.join(a.results, first, "benchmark.md")
-    chain.write_atomic(out, text)
+    write_text(out, text)
     print(text)
     sys.stdout.flush()
     return chain_result, snake_result

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.model_based_critic_toy import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
+from metarl.meta.model_based_critic_outputs import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\

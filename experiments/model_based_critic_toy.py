@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import time
 
 import jax
@@ -22,54 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl.meta import model_based_critic as mbc
-
-SCALES = ("quick", "paper")
-OUT_DIR = os.path.join("results", "model_based_critic")
-
-
-def check_scale(scale: str) -> str:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(SCALES)}")
-    return scale
-
-
-def parse_cli(argv, description: str) -> tuple[str, str]:
-    """(scale, out) from the command line shared by the model-based-critic experiments; a bad scale is
-    an error naming the valid ones."""
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
-
-    p = ArgumentParser(description=description)
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=OUT_DIR, help="result directory")
-    a = p.parse_args(argv)
-    return check_scale(a.scale), make_out_dir(p, a.out)
-
-
-def metadata(config, wall_time: float) -> dict:
-    import brax
-    import flax
-    import optax
-    return {"config": config, "versions": {"jax": jax.__version__, "flax": flax.__version__,
-                                           "optax": optax.__version__, "brax": brax.__version__,
-                                           "numpy": np.__version__, "python": platform.python_version()},
-            "device": str(jax.devices()[0]), "backend": jax.default_backend(),
-            "wall_time_s": round(wall_time, 2)}
-
-
-def write_atomic(path: str, text: str | bytes):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def save_fig(fig, path: str):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-
+from metarl.meta.model_based_critic_outputs import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
 
 @dataclasses.dataclass(frozen=True)
 class ToyExperiment:

@@ -6,29 +6,24 @@ inner gamma for MG/BMG, at gamma' = 1 for the outer critic. gymnax ``Discounting
 ``mapping_seed=3``: arm 3 (reward at t = 30) pays 1.1, the others 1.0.
 
     python -m experiments.outer_value_chain --scale quick|paper [--out results/outer_value_chain]
+        [--seed 0] [--seeds N] [--updates N] [--resume | --overwrite]
         [--meta-lambda [--lam-init 0.5]]   # lambda as a second meta-parameter, sigmoid onto [0, 1]
         [--critic learned]                 # tabular critics learned by TD instead of the analytic values
 
-Writes ``curves.csv`` (per agent and log step: mean and sd over seeds of gamma, return, expected
-return, outer advantage), ``curves.png``, ``summary.csv``, ``summary.md`` (ours beside the paper's)
-and ``result.json`` (config, versions, device, wall time) into the output directory.
+Runs through :class:`metarl.driver.Driver`: config.json, meta.json, metrics.json and a checkpoint after
+every chunk in the output directory; ``--resume`` continues an interrupted run bit for bit. Writes
+``curves.csv`` (per agent and log step: mean and sd over seeds of gamma, return, expected return, outer
+advantage), ``curves.png``, ``summary.csv``, ``summary.md`` (ours beside the paper's) and
+``result.json`` (config, versions, device, wall time) there at the end.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-import os
-import platform
-import sys
-import time
 from dataclasses import dataclass, field
 
-import jax
-import numpy as np
-
 from metarl.meta import outer_value as ov
+from metarl.meta.outer_value_outputs import (add_run_arguments, apply_run_arguments, fmt, get_scale, run_cli,
+                                             run_population, write_outputs)
 
 NAME = "outer_value_chain"
 SCALE_NAMES = ("quick", "paper")
@@ -74,150 +69,22 @@ PAPER = {
 }
 
 
-def get_scale(scale: str, scales=SCALES):
-    if scale not in scales:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(scales)}")
-    return scales[scale]
-
-
-# -- outputs shared with the Snake experiment ----------------------------------------------------
-def environment_record() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def v(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
-    rec = {"python": platform.python_version(), "device": str(jax.devices()[0]), "platform": jax.default_backend(),
-           "cpu_count": os.cpu_count(), "machine": platform.machine()}
-    rec.update({name: v(name) for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "jumanji", "numpy")})
-    return rec
-
-
-def write_atomic(path: str, text: str | bytes):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def to_jsonable(obj):
-    if dataclasses.is_dataclass(obj):
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {k: to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
-
-
-CURVE_METRICS = ("gamma", "lam", "return", "expected_return", "outer_advantage", "outer_advantage_step0", "meta_grad")
-
-
-def curves_csv(logs, updates_per_log: int) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    metrics = [m for m in CURVE_METRICS if any(m in d for d in logs.values())]
-    w.writerow(["agent", "update", "env_steps"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")])
-    for agent, d in logs.items():
-        for i in range(d["gamma"].shape[0]):
-            row = [agent, (i + 1) * updates_per_log, int(np.mean(d["env_steps"][i]))]
-            for m in metrics:
-                row += [f"{np.mean(d[m][i]):.6g}", f"{np.std(d[m][i]):.6g}"] if m in d else ["", ""]
-            w.writerow(row)
-    return buf.getvalue()
-
-
-def summarise(logs, tail_frac: float = 0.1) -> dict:
-    """Final gamma (last log), return and outer advantage (mean over the last ``tail_frac`` of logs):
-    mean and sd over seeds."""
-    out = {}
-    for agent, d in logs.items():
-        n = d["gamma"].shape[0]
-        k = max(1, int(round(n * tail_frac)))
-        s = {"final_gamma": d["gamma"][-1]}
-        if "lam" in d:
-            s["final_lam"] = d["lam"][-1]
-        for m in ("return", "expected_return", "outer_advantage", "outer_advantage_step0"):
-            if m in d:
-                s[m] = np.mean(d[m][-k:], axis=0)
-        out[agent] = {m: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "per_seed": np.asarray(v).tolist()}
-                      for m, v in s.items()}
-        out[agent]["env_steps"] = float(np.mean(d["env_steps"][-1]))
-    return out
-
-
-def fmt(s: dict, m: str, digits: int = 3) -> str:
-    if m not in s or not np.isfinite(s[m]["mean"]):
-        return "-"
-    return f"{s[m]['mean']:.{digits}f} ± {s[m]['sd']:.{digits}f}"
-
-
-def plot_curves(logs, updates_per_log: int, path: str, title: str, return_key: str = "return"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("gamma", "discount gamma"), (return_key, "return"), ("outer_advantage_step0", "outer-loss advantage (step 0)")]
-    if any("lam" in d for d in logs.values()):
-        panels.insert(1, ("lam", "lambda"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    colors = {agent: f"C{i}" for i, agent in enumerate(logs)}
-    for ax, (m, label) in zip(axes, panels):
-        for agent, d in logs.items():
-            if m not in d or not np.all(np.isfinite(d[m])):
-                continue
-            x = (np.arange(d[m].shape[0]) + 1) * updates_per_log
-            mu, sd = np.mean(d[m], axis=1), np.std(d[m], axis=1)
-            ax.plot(x, mu, label=agent, color=colors[agent])
-            ax.fill_between(x, mu - sd, mu + sd, alpha=0.2, color=colors[agent])
-        ax.set_xlabel("meta-update")
-        ax.set_title(label)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
-
-
-def progress_bar(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="upd", file=sys.stderr, dynamic_ncols=True)
-
-
 # -- the experiment ----------------------------------------------------------------------------
-def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True) -> dict:
-    """Train all five agents; write the outputs into ``out_dir`` (if given); return the result record."""
+def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True,
+        resume: bool = False, overwrite: bool = False, resume_hint: str | None = None) -> dict:
+    """Train all five agents (resumably, with ``out_dir``); write the outputs into ``out_dir`` (if
+    given); return the result record (with the logs)."""
     problem = ov.make_chain_problem(exp.env, exp.optimal_arm)
     lam = dict(lam_low=exp.lam_low, lam_high=exp.lam_high, lam_init=exp.lam_init)
     a2c_cfg = ov.MetaConfig(exp.gamma_low, exp.gamma_high, exp.gamma_init, 0.0, exp.meta_clip, **lam)
     meta_cfg = ov.MetaConfig(exp.gamma_low, exp.gamma_high, exp.gamma_init, exp.meta_lr, exp.meta_clip,
                              meta_lambda=exp.meta_lambda, **lam)
-    bar = progress_bar(exp.num_updates, f"chain ({scale})") if progress else None
-    t0 = time.time()
-    _, logs = ov.train_population(problem, lambda m: a2c_cfg if m == "a2c" else meta_cfg, ov.PAPER_AGENTS,
-                                  exp.num_seeds, exp.num_updates, exp.updates_per_log, exp.logs_per_chunk,
-                                  jax.random.PRNGKey(exp.seed),
-                                  on_chunk=(lambda n: bar.update(n - bar.n)) if bar else None)
-    wall = time.time() - t0
-    if bar:
-        bar.close()
-    summary = summarise(logs)
-    result = {"experiment": NAME, "scale": scale, "config": to_jsonable(exp), "wall_time_s": wall,
-              "environment": environment_record(), "summary": summary,
-              "notes": "return = mean undiscounted return of the inner-rollout episodes (stochastic policy, "
-                       "128 per update); expected_return = sum_a pi(a|s0) R_a of the current policy."}
+    notes = ("return = mean undiscounted return of the inner-rollout episodes (stochastic policy, "
+             "128 per update); expected_return = sum_a pi(a|s0) R_a of the current policy.")
+    result, logs = run_population(NAME, exp, problem, lambda m: a2c_cfg if m == "a2c" else meta_cfg, scale, out_dir,
+                                  notes, progress, resume, overwrite, resume_hint)
     if out_dir:
-        write_outputs(out_dir, result, logs, exp.updates_per_log)
+        write_chain_outputs(out_dir, result, logs)
     result["logs"] = logs
     return result
 
@@ -238,44 +105,30 @@ TABLE_HEADER = ["agent", "final gamma", "paper gamma", "return", "expected retur
                 "outer adv. step 0", "outer adv. all steps", "paper outer adv. step 0"]
 
 
-def markdown_table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
-    write_atomic(os.path.join(out_dir, "curves.csv"), curves_csv(logs, updates_per_log))
-    rows = table_rows(result["summary"])
+def write_chain_outputs(out_dir: str, result: dict, logs):
     header = list(TABLE_HEADER)
     if any("final_lam" in x for x in result["summary"].values()):
         header.insert(3, "final lambda")
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header] + rows)
-    write_atomic(os.path.join(out_dir, "summary.csv"), buf.getvalue())
     env, cfg = result["environment"], result["config"]
     variant = f"critics {cfg['env']['critic']}, inner lambda " + (
         f"meta-learned from {cfg['lam_init']}" if cfg["meta_lambda"] else f"{cfg['env']['lam']}") + \
         f", outer lambda' {cfg['env']['outer_lam']}"
-    md = (f"Discounting Chain, scale {result['scale']} ({variant}): {cfg['num_updates']} meta-updates, "
-          f"{cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on {env['device']} "
-          f"(jax {env['jax']}). Mean ± sd over seeds; return and advantages averaged over the last 10% of "
-          f"training. The paper's columns are its analytic-critic, gamma-only runs.\n\n" + markdown_table(header, rows))
-    write_atomic(os.path.join(out_dir, "summary.md"), md)
-    write_atomic(os.path.join(out_dir, "result.json"), json.dumps(to_jsonable(result), indent=1))
-    plot_curves(logs, updates_per_log, os.path.join(out_dir, "curves.png"),
-                f"Discounting Chain ({result['scale']}): mean ± sd over {result['config']['num_seeds']} seeds",
-                return_key="expected_return")
+    intro = (f"Discounting Chain, scale {result['scale']} ({variant}): {cfg['num_updates']} meta-updates, "
+             f"{cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on {env['device']} "
+             f"(jax {env['jax']}). Mean ± sd over seeds; return and advantages averaged over the last 10% of "
+             f"training. The paper's columns are its analytic-critic, gamma-only runs.")
+    write_outputs(out_dir, result, logs, header, table_rows(result["summary"]), intro,
+                  f"Discounting Chain ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds",
+                  return_key="expected_return")
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, choice, make_out_dir, open_unit_float, positive_int, unit_float
+    from metarl.cli import ArgumentParser, add_scale_argument, choice, open_unit_float, unit_float
 
-    p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0])
+    prog = f"python -m experiments.{NAME}"
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=os.path.join("results", NAME))
-    p.add_argument("--updates", type=positive_int, default=None, help="override the number of meta-updates")
-    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
+    add_run_arguments(p, NAME)
     p.add_argument("--authors-first-step-value", action="store_true",
                    help="value the first state with gamma^t_a as the authors' code does (one discount too many)")
     p.add_argument("--normalize-advantages", action="store_true", help="batch-normalised advantages (App. D.2)")
@@ -285,14 +138,7 @@ def main(argv=None):
     p.add_argument("--lam", type=unit_float, default=None, help="fixed inner lambda (default 0, Table 1)")
     p.add_argument("--outer-lam", type=unit_float, default=None, help="outer lambda' (default 0, Table 1)")
     a = p.parse_args(argv)
-    exp = get_scale(a.scale)
-    label = a.scale  # an overridden run is labelled as such, not as its scale
-    if a.updates is not None:
-        exp = dataclasses.replace(exp, num_updates=a.updates)
-        label += f"+updates={a.updates}"
-    if a.seeds is not None:
-        exp = dataclasses.replace(exp, num_seeds=a.seeds)
-        label += f"+seeds={a.seeds}"
+    exp, label = apply_run_arguments(p, get_scale(a.scale, SCALES), a, a.scale)
     env = dataclasses.replace(exp.env, authors_first_step_value=a.authors_first_step_value,
                               normalize_advantages=a.normalize_advantages, critic=a.critic)
     if a.lam is not None:
@@ -302,10 +148,7 @@ def main(argv=None):
     exp = dataclasses.replace(exp, env=env, meta_lambda=a.meta_lambda)
     if a.lam_init is not None:
         exp = dataclasses.replace(exp, lam_init=a.lam_init)
-    make_out_dir(p, a.out)
-    result = run(exp, a.out, label)
-    print(open(os.path.join(a.out, "summary.md")).read())
-    return result
+    return run_cli(prog, p, a, run, exp, label, argv)
 
 
 if __name__ == "__main__":

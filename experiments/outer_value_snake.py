@@ -9,26 +9,23 @@ authors' separate outer network). Inner A2C: RMSProp 5e-4, lambda 0.95, gamma = 
 (MG) / 6e-3 (BMG), meta-gradient clipped at 0.1. All five agents and all seeds in one program.
 
     python -m experiments.outer_value_snake --scale quick|medium|paper [--out results/outer_value_snake]
+        [--seed 0] [--seeds N] [--updates N] [--resume | --overwrite]
         [--meta-lambda]   # lambda as a second meta-parameter, sigmoid onto (0, 1) from 0.95
+
+Runs through :class:`metarl.driver.Driver` (run records and a checkpoint per chunk in the output
+directory; ``--resume`` continues an interrupted run bit for bit).
 
 Returns are those of the training episodes (stochastic policy) of every agent alike, averaged over
 the episodes completed in each log window.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-import os
-import time
 from dataclasses import dataclass, field
 
-import jax
-
-from experiments.outer_value_chain import (environment_record, fmt, get_scale, markdown_table, plot_curves,
-                                           progress_bar, summarise, to_jsonable, write_atomic, curves_csv)
 from metarl.meta import outer_value as ov
+from metarl.meta.outer_value_outputs import (add_run_arguments, apply_run_arguments, fmt, get_scale, run_cli,
+                                             run_population, write_outputs)
 
 NAME = "outer_value_snake"
 SCALE_NAMES = ("quick", "medium", "paper")
@@ -90,7 +87,10 @@ def table_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True) -> dict:
+def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True,
+        resume: bool = False, overwrite: bool = False, resume_hint: str | None = None) -> dict:
+    """Train all five agents (resumably, with ``out_dir``); write the outputs into ``out_dir`` (if
+    given); return the result record (with the logs)."""
     from metarl.envs import make
 
     env = make("jumanji/Snake-6x6")
@@ -98,72 +98,45 @@ def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom",
     lr = {"a2c": 0.0, "mg": exp.mg_meta_lr, "bmg": exp.bmg_meta_lr}
     cfgs = {m: ov.MetaConfig(0.0, 1.0, exp.gamma_init, lr[m], exp.meta_clip, meta_lambda=exp.meta_lambda and m != "a2c",
                              lam_init=exp.env.lam) for m in lr}
-    bar = progress_bar(exp.num_updates, f"snake ({scale})") if progress else None
-    t0 = time.time()
-    _, logs = ov.train_population(problem, cfgs.__getitem__, ov.PAPER_AGENTS, exp.num_seeds, exp.num_updates,
-                                  exp.updates_per_log, exp.logs_per_chunk, jax.random.PRNGKey(exp.seed),
-                                  on_chunk=(lambda n: bar.update(n - bar.n)) if bar else None)
-    wall = time.time() - t0
-    if bar:
-        bar.close()
-    summary = summarise(logs)
-    result = {"experiment": NAME, "scale": scale, "config": to_jsonable(exp), "wall_time_s": wall,
-              "environment": environment_record(), "summary": summary,
-              "notes": "return = mean return of the training episodes (stochastic policy) completed in the last "
-                       "10% of training, every agent alike; env_steps counts every rollout (MG 2, BMG 3 per update)."}
+    notes = ("return = mean return of the training episodes (stochastic policy) completed in the last "
+             "10% of training, every agent alike; env_steps counts every rollout (MG 2, BMG 3 per update).")
+    result, logs = run_population(NAME, exp, problem, cfgs.__getitem__, scale, out_dir, notes, progress, resume,
+                                  overwrite, resume_hint)
     if out_dir:
-        write_outputs(out_dir, result, logs, exp.updates_per_log)
+        write_snake_outputs(out_dir, result, logs)
     result["logs"] = logs
     return result
 
 
-def write_outputs(out_dir: str, result: dict, logs, updates_per_log: int):
-    write_atomic(os.path.join(out_dir, "curves.csv"), curves_csv(logs, updates_per_log))
-    rows = table_rows(result["summary"])
+def write_snake_outputs(out_dir: str, result: dict, logs):
     header = list(TABLE_HEADER)
     if any("final_lam" in x for x in result["summary"].values()):
         header.insert(3, "final lambda")
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header] + rows)
-    write_atomic(os.path.join(out_dir, "summary.csv"), buf.getvalue())
     env, cfg = result["environment"], result["config"]
-    md = (f"Snake 6x6, scale {result['scale']}: {cfg['num_updates']} updates of {cfg['env']['num_envs']} envs x "
-          f"{cfg['env']['horizon']} steps, {cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
-          f"{env['device']} (jax {env['jax']}). Mean ± sd over seeds; return and outer advantage averaged over the "
-          f"last 10% of training.\n\n" + markdown_table(header, rows))
-    write_atomic(os.path.join(out_dir, "summary.md"), md)
-    write_atomic(os.path.join(out_dir, "result.json"), json.dumps(to_jsonable(result), indent=1))
-    plot_curves(logs, updates_per_log, os.path.join(out_dir, "curves.png"),
-                f"Snake 6x6 ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds")
+    intro = (f"Snake 6x6, scale {result['scale']}: {cfg['num_updates']} updates of {cfg['env']['num_envs']} envs x "
+             f"{cfg['env']['horizon']} steps, {cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
+             f"{env['device']} (jax {env['jax']}). Mean ± sd over seeds; return and outer advantage averaged over the "
+             f"last 10% of training.")
+    write_outputs(out_dir, result, logs, header, table_rows(result["summary"]), intro,
+                  f"Snake 6x6 ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds")
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir, positive_int
+    from metarl.cli import ArgumentParser, add_scale_argument
 
-    p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0])
+    prog = f"python -m experiments.{NAME}"
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=os.path.join("results", NAME))
-    p.add_argument("--updates", type=positive_int, default=None, help="override the number of updates")
-    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
+    add_run_arguments(p, NAME)
     p.add_argument("--separate-outer", action="store_true", help="outer critic as a separate network")
     p.add_argument("--meta-lambda", action="store_true", help="meta-learn lambda too (sigmoid onto (0, 1) from 0.95)")
     a = p.parse_args(argv)
-    exp = get_scale(a.scale, SCALES)
-    label = a.scale  # an overridden run is labelled as such, not as its scale
-    if a.updates is not None:
-        exp = dataclasses.replace(exp, num_updates=a.updates)
-        label += f"+updates={a.updates}"
-    if a.seeds is not None:
-        exp = dataclasses.replace(exp, num_seeds=a.seeds)
-        label += f"+seeds={a.seeds}"
+    exp, label = apply_run_arguments(p, get_scale(a.scale, SCALES), a, a.scale)
     if a.meta_lambda:
         exp = dataclasses.replace(exp, meta_lambda=True)
     if a.separate_outer:
         exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, separate_outer_network=True))
-    make_out_dir(p, a.out)
-    result = run(exp, a.out, label)
-    print(open(os.path.join(a.out, "summary.md")).read())
-    return result
+    return run_cli(prog, p, a, run, exp, label, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Numeric hyperparameters given as lists (``hp={"actor_lr": [1e-3, 3e-4]}``) becom
 combinations times the seeds is one flat vmapped axis of runs. Where several devices exist, that axis
 is sharded across them.
 
-Runs that cannot lie (docs/reliability.md lists each fault and what happens):
+Runs that cannot lie (docs/reliability.md lists each fault and what happens; the functions behind
+them live in :mod:`metarl.driver`, shared with its generic :class:`~metarl.driver.Driver`):
 
 - a run's identity is its resolved config (defaults filled in), its sweep and the package versions;
   ``run(resume=True)`` refuses any difference in one line naming the fields, before writing anything;
@@ -32,18 +33,12 @@ Runs that cannot lie (docs/reliability.md lists each fault and what happens):
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 import os
 import shlex
-import shutil
-import signal
 import sys
-import threading
 import time
 import typing
 from dataclasses import dataclass, field
@@ -55,44 +50,12 @@ import numpy as np
 from flax import struct
 
 from metarl import buffers, cli, envs
+from metarl.driver import (  # noqa: F401  (the run machinery lives in metarl.driver; re-exported here)
+    MARKER, CheckpointError, CheckpointMissing, ConfigMismatch, DeferredSigint, Interrupted, NonFiniteError,
+    RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info, find_checkpoint,
+    flat_diff, has_checkpoint, json_norm, jsonable, now, package_versions, promote_checkpoint, read_stored_run,
+    refuse_resume, restore_checkpoint, save_checkpoint, version_diff, write_json, write_text)
 from metarl.agents import OFF_POLICY, agent_config, make_agent
-
-
-class RunError(Exception):
-    """A run that must not go on. ``str(e)`` is one line; the CLI prints it and exits with ``exit_code``."""
-    exit_code = 1
-
-
-class RunDirError(RunError, ValueError):
-    """The run directory cannot be used (not empty, not writable, not a directory)."""
-    exit_code = 2
-
-
-class ConfigMismatch(RunError, ValueError):
-    """``resume`` with a config (or package versions) other than the stored run's."""
-    exit_code = 2
-
-
-class CheckpointError(RunError):
-    """A checkpoint that is corrupt, unreadable or inconsistent."""
-
-
-class CheckpointMissing(CheckpointError, FileNotFoundError):
-    """Nothing to resume from."""
-    exit_code = 2
-
-
-class NonFiniteError(RunError):
-    """A run produced NaN/inf (``failures``: {run index: {"step", "metric", ...}})."""
-
-    def __init__(self, message, failures=None):
-        super().__init__(message)
-        self.failures = failures or {}
-
-
-class Interrupted(RunError):
-    """SIGINT: the run stopped at a chunk boundary with a complete checkpoint (or none yet)."""
-    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -419,109 +382,6 @@ def shard_runs(tree, sharding):
 # ----------------------------------------------------------------------------------------------------
 # Chunked driver: progress bar, metrics, checkpoints, resume
 # ----------------------------------------------------------------------------------------------------
-def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for p in ("jax", "jaxlib", "flax", "optax", "brax", "gymnax", "jumanji", "chex", "distrax",
-              "orbax-checkpoint", "numpy"):
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def device_info() -> dict:
-    return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-            "device_count": jax.device_count()}
-
-
-def jsonable(obj):
-    """Plain JSON types, with every non-finite float as None (so the file is valid JSON for any reader)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
-        return jsonable(np.asarray(obj).tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path: str, obj):
-    """Atomic write (a reader never sees a half-written file) of strict JSON: NaN/inf become null."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(jsonable(obj), f, indent=2, allow_nan=False, default=lambda o: jsonable(np.asarray(o).tolist()))
-    os.replace(tmp, path)
-
-
-def write_text(path: str, text: str):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _as_array(x):
-    """A JSON list back to an array (null -> NaN)."""
-    a = np.asarray(x)
-    return np.asarray(x, dtype=float) if a.dtype == object else a
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _leaf_hashes(tree) -> dict:
-    """sha256 of every array's bytes (with its dtype and shape), keyed by its path in the pytree."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-        out[jax.tree_util.keystr(path)] = h.hexdigest()
-    return out
-
-
-def _file_hashes(root: str) -> dict:
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            full = os.path.join(d, f)
-            rel = os.path.relpath(full, root)
-            if rel != MARKER:
-                out[rel] = _sha256_file(full)
-    return out
-
-
-def _json_norm(obj):
-    return json.loads(json.dumps(jsonable(obj)))
-
-
-def _flat_diff(old, new, prefix="") -> list[str]:
-    """``name: old -> new`` for every differing leaf of two JSON-like dicts."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            name = f"{prefix}{k}"
-            if k not in old:
-                out.append(f"{name} (unset -> {new[k]!r})")
-            elif k not in new:
-                out.append(f"{name} ({old[k]!r} -> unset)")
-            else:
-                out.extend(_flat_diff(old[k], new[k], name + "."))
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')} ({old!r} -> {new!r})"]
-
-
-MARKER = "COMPLETE.json"
 RUN_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv", "learning_curve.png",
              "checkpoint", "checkpoint.partial", "checkpoint.old")
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -568,7 +428,7 @@ class Runner:
         self.compile_time = {}
         self.failures: dict[int, dict] = {}
         self._meta: dict = {}
-        self._interrupted = False
+        self._sig = DeferredSigint()
 
     # -- identity -----------------------------------------------------------------------------------
     def run_labels(self) -> list[tuple[int, int]]:
@@ -583,99 +443,38 @@ class Runner:
         cfg = dict(cfg)
         try:
             defaults = dataclasses.asdict(agent_config(cfg.get("algo"), **cfg.get("agent", {})))
-            cfg["agent"] = _json_norm({**defaults, **cfg.get("agent", {})})
+            cfg["agent"] = json_norm({**defaults, **cfg.get("agent", {})})
         except (ValueError, TypeError):
             pass
-        cfg["hp"] = _json_norm({**dict(self.agent.default_hp or {}), **cfg.get("hp", {})})
+        cfg["hp"] = json_norm({**dict(self.agent.default_hp or {}), **cfg.get("hp", {})})
         cfg.setdefault("seed_index", None)
         return cfg
 
     def identity(self) -> dict:
-        return {"config": _json_norm(dataclasses.asdict(self.config)), "sweep": _json_norm(self.combos),
+        return {"config": json_norm(dataclasses.asdict(self.config)), "sweep": json_norm(self.combos),
                 "versions": package_versions()}
 
     def check_resume(self) -> dict:
         """Compare this run's identity with the stored one; raise a one-line :class:`ConfigMismatch`
         naming every difference. Returns the stored meta.json (or {})."""
-        d = self.run_dir
-        cfg_path = os.path.join(d, "config.json")
-        if not os.path.isfile(cfg_path):
-            raise CheckpointMissing(f"no checkpoint to resume from in {d!r}: no config.json there (not a run "
-                                    "directory, or a run that never started); start it without --resume")
-        stored = self._read_json(cfg_path)
-        meta_path = os.path.join(d, "meta.json")
-        meta = self._read_json(meta_path) if os.path.isfile(meta_path) else {}
+        stored, meta = read_stored_run(self.run_dir)
         mine = self.identity()
-        diffs = _flat_diff(self._resolved(stored), self._resolved(mine["config"]))
-        if not diffs and "sweep" in meta and _json_norm(meta["sweep"]) != mine["sweep"]:
+        diffs = flat_diff(self._resolved(stored), self._resolved(mine["config"]))
+        if not diffs and "sweep" in meta and json_norm(meta["sweep"]) != mine["sweep"]:
             diffs.append(f"sweep ({meta['sweep']!r} -> {mine['sweep']!r})")
-        if diffs:
-            raise ConfigMismatch(f"cannot resume {d}: the config differs from the stored run's in "
-                                 f"{'; '.join(diffs)}; resume with the stored settings (config.json), or start a "
-                                 "new run (another --run-dir, or --overwrite)")
-        old_v = meta.get("versions")
-        vdiff = (_flat_diff(old_v, mine["versions"]) if old_v is not None
-                 else ["(not recorded: meta.json missing or without versions)"])
-        if vdiff and not self.allow_version_change:
-            raise ConfigMismatch(f"cannot resume {d}: package versions differ from the stored run's: "
-                                 f"{'; '.join(vdiff)}; pass --allow-version-change (allow_version_change=True) to "
-                                 "resume anyway (it is recorded in meta.json)")
-        self._version_change = vdiff
+        self._version_change = refuse_resume(self.run_dir, diffs, version_diff(meta), self.allow_version_change,
+                                             "--run-dir")
         return meta
-
-    @staticmethod
-    def _read_json(path: str):
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"cannot read {path}: {cli.one_line(e)}") from None
 
     # -- run directory ------------------------------------------------------------------------------
     def check_run_dir(self, resume: bool):
         """Refuse an unusable run directory before anything is compiled or written."""
-        d = self.run_dir
-        if d is None:
-            if resume:
-                raise CheckpointMissing("no checkpoint to resume from: resume needs a run_dir")
-            return
-        if os.path.exists(d) and not os.path.isdir(d):
-            raise RunDirError(f"run directory {d!r} exists and is not a directory; choose another --run-dir")
-        probe = os.path.abspath(d)
-        while not os.path.exists(probe):
-            probe = os.path.dirname(probe)
-        if not os.path.isdir(probe):
-            raise RunDirError(f"cannot create run directory {d!r}: {probe!r} is not a directory")
-        if not os.access(probe, os.W_OK | os.X_OK):
-            raise RunDirError(f"cannot write run directory {d!r}: {probe!r} is not writable; choose another --run-dir")
-        if resume:
-            return
-        entries = sorted(os.listdir(d)) if os.path.isdir(d) else []
-        if entries and not self.overwrite:
-            status = ""
-            if os.path.isfile(os.path.join(d, "meta.json")):
-                with contextlib.suppress(Exception):
-                    status = f" (a {self._read_json(os.path.join(d, 'meta.json')).get('status', 'earlier')} run)"
-            raise RunDirError(f"run directory {d!r} is not empty{status}: {', '.join(entries[:5])}"
-                              f"{', ...' if len(entries) > 5 else ''}; pass --resume to continue it, --overwrite "
-                              "to replace it, or choose another --run-dir")
-
-    def _clear_run_files(self):
-        d = self.run_dir
-        if not os.path.isdir(d):
-            return
-        for name in os.listdir(d):
-            full = os.path.join(d, name)
-            if name in RUN_FILES or ".tmp" in name:
-                if os.path.isdir(full) and not os.path.islink(full):
-                    shutil.rmtree(full)
-                else:
-                    os.remove(full)
+        check_run_dir(self.run_dir, resume, self.overwrite)
 
     def _write_meta(self, status: str, **extra):
         assert status in STATUSES
         self._meta.update(extra)
-        self._meta.update(status=status, updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self._meta.update(status=status, updated_at=now())
         if self.run_dir:
             write_json(os.path.join(self.run_dir, "meta.json"), self._meta)
 
@@ -691,121 +490,25 @@ class Runner:
         return os.path.join(os.path.abspath(self.run_dir), "checkpoint")
 
     def save(self, run, chunk_idx: int, history: list):
-        """Write ``checkpoint.partial`` whole (orbax state, progress.json, then COMPLETE.json with the
-        sha256 of every file and array), then swap it in: checkpoint -> checkpoint.old,
-        checkpoint.partial -> checkpoint. A kill at any moment leaves a complete checkpoint somewhere."""
-        import orbax.checkpoint as ocp
-
-        final = self._ckpt_dir()
-        tmp = final + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self._ckptr = ckpt = ocp.StandardCheckpointer()
-        try:
-            ckpt.save(os.path.join(tmp, "state"), run)
-            ckpt.wait_until_finished()
-        finally:
-            ckpt.close()
-            self._ckptr = None
-        write_json(os.path.join(tmp, "progress.json"),
-                   {"chunk": chunk_idx, "history": history, "failures": self.failures})
-        write_json(os.path.join(tmp, MARKER), {"format": 1, "chunk": chunk_idx, "files": _file_hashes(tmp),
-                                               "leaves": _leaf_hashes(run)})
-        old = final + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.exists(final):
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        """Checkpoint ``run`` with the history and failures so far (:func:`metarl.driver.save_checkpoint`:
+        written whole, then swapped in atomically)."""
+        save_checkpoint(self._ckpt_dir(), run, chunk_idx, {"history": history, "failures": self.failures},
+                        on_open=lambda c: setattr(self, "_ckptr", c))
 
     def find_checkpoint(self) -> tuple[str, dict]:
         """The newest complete checkpoint among checkpoint, checkpoint.partial, checkpoint.old."""
-        final = self._ckpt_dir()
-        found, present = [], []
-        for path in (final, final + ".partial", final + ".old"):
-            if not os.path.exists(path):
-                continue
-            present.append(os.path.basename(path))
-            if os.path.isfile(os.path.join(path, MARKER)):
-                marker = self._read_json(os.path.join(path, MARKER))
-                if not isinstance(marker, dict) or not {"chunk", "files", "leaves"} <= set(marker):
-                    raise CheckpointError(f"checkpoint marker {os.path.join(path, MARKER)} is malformed")
-                found.append((marker["chunk"], -len(found), path, marker))
-        if not found:
-            what = (f" ({', '.join(present)} present but without {MARKER}: a save that did not finish)"
-                    if present else "")
-            raise CheckpointMissing(f"no checkpoint to resume from in {self.run_dir!r}{what}; start it again "
-                                    "with --overwrite")
-        _, _, path, marker = max(found)
-        return path, marker
+        return find_checkpoint(self._ckpt_dir(), self.run_dir)
 
     def restore(self):
         """Restore the newest complete checkpoint, checking the sha256 of every file and array first.
         Returns (run state, chunk, history); a mismatch is a one-line :class:`CheckpointError`."""
-        import orbax.checkpoint as ocp
-
-        path, marker = self.find_checkpoint()
-        self._restored_from = path
-        name = os.path.relpath(path, os.path.abspath(self.run_dir))
-        for rel, digest in sorted(marker["files"].items()):
-            full = os.path.join(path, rel)
-            if not os.path.isfile(full):
-                raise CheckpointError(f"checkpoint file {os.path.join(name, rel)} is missing")
-            if _sha256_file(full) != digest:
-                raise CheckpointError(f"checkpoint file {os.path.join(name, rel)} does not match its recorded "
-                                      f"sha256 (corrupted on disk); refusing to resume from it")
         abstract = jax.eval_shape(jax.vmap(self._init_fn), self.keys, self.hp)
         if self.sharding is not None:
             abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding), abstract)
-        try:
-            with ocp.StandardCheckpointer() as ckpt:
-                run = ckpt.restore(os.path.join(path, "state"), abstract)
-        except Exception as e:  # orbax/tensorstore errors are long; the first line names the cause
-            raise CheckpointError(f"cannot read checkpoint {name}: {cli.one_line(str(e).splitlines()[0] if str(e) else e)[:300]}") from None
-        leaves = _leaf_hashes(run)
-        if set(leaves) != set(marker["leaves"]):
-            raise CheckpointError(f"checkpoint {name} holds other arrays than recorded: "
-                                  f"{sorted(set(leaves) ^ set(marker['leaves']))[:3]}")
-        for leaf, digest in leaves.items():
-            if marker["leaves"][leaf] != digest:
-                raise CheckpointError(f"checkpoint {name}: array {leaf} does not match its recorded sha256 "
-                                      "(corrupted); refusing to resume from it")
-        prog = self._read_json(os.path.join(path, "progress.json"))
-        if prog.get("chunk") != marker["chunk"]:
-            raise CheckpointError(f"checkpoint {name}: progress.json says chunk {prog.get('chunk')}, "
-                                  f"{MARKER} says {marker['chunk']}")
+        run, prog, _, self._restored_from = restore_checkpoint(self._ckpt_dir(), abstract, self.run_dir)
         self.failures = {int(k): v for k, v in prog.get("failures", {}).items()}
-        history = [{k: _as_array(v).tolist() for k, v in h.items()} for h in prog["history"]]
+        history = [{k: as_array(v).tolist() for k, v in h.items()} for h in prog["history"]]
         return run, prog["chunk"], history
-
-    def _promote(self, path: str):
-        """After resuming from checkpoint.partial / .old, make it ``checkpoint`` again (drop the rest)."""
-        final = self._ckpt_dir()
-        if path != final:
-            if os.path.exists(final):
-                shutil.rmtree(final)
-            os.replace(path, final)
-        for other in (final + ".partial", final + ".old"):
-            shutil.rmtree(other, ignore_errors=True)
-
-    # -- SIGINT -------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _sigint(self):
-        """First SIGINT: finish the chunk and its checkpoint, then stop. Second: abandon at once."""
-        self._interrupted = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     # -- driving ------------------------------------------------------------------------------------
     def run(self, resume: bool = False, stop_after: int | None = None):
@@ -814,7 +517,7 @@ class Runner:
 
         Raises a :class:`RunError` (one-line message) for a refused run directory or resume, a bad
         checkpoint, a non-finite run (``on_nonfinite="stop"``) or SIGINT (:class:`Interrupted`)."""
-        with self._sigint():
+        with self._sig:
             return self._run(resume, stop_after)
 
     def _run(self, resume, stop_after):
@@ -827,7 +530,7 @@ class Runner:
         self._version_change = []
         meta = self.check_resume() if resume else {}
         if resume:
-            has_ckpt = any(os.path.exists(self._ckpt_dir() + s) for s in ("", ".partial", ".old"))
+            has_ckpt = has_checkpoint(self._ckpt_dir())
             if has_ckpt:
                 run, start, history = self.restore()
             else:  # config.json written, stopped before the first checkpoint: start from scratch
@@ -847,7 +550,7 @@ class Runner:
             if resume:
                 self._meta = meta
                 self._meta.setdefault("resumes", []).append(
-                    {"from_chunk": start, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    {"from_chunk": start, "at": now(),
                      "checkpoint": os.path.basename(self._restored_from) if self._restored_from else None})
                 if self._version_change:
                     self._meta.setdefault("version_changes", []).append(
@@ -855,15 +558,15 @@ class Runner:
                 self._meta["versions"] = package_versions()
                 self._write_meta("running", compile_time_s=self.compile_time)
                 if self._restored_from:
-                    self._promote(self._restored_from)
+                    promote_checkpoint(self._ckpt_dir(), self._restored_from)
             else:
                 if self.overwrite:
-                    self._clear_run_files()
+                    clear_run_files(self.run_dir, RUN_FILES)
                 os.makedirs(self.run_dir, exist_ok=True)
                 write_json(os.path.join(self.run_dir, "config.json"), dataclasses.asdict(cfg))
                 self._meta = {"config": dataclasses.asdict(cfg), "versions": package_versions(),
                               "device": device_info(), "num_runs": self.num_runs, "sweep": self.combos,
-                              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                              "started_at": now()}
                 self._write_meta("running", compile_time_s=self.compile_time, chunks_done=0)
         bar = tqdm(total=cfg.num_chunks, initial=start, disable=not self.progress, unit="chunk",
                    desc=f"{cfg.algo} {cfg.env}", file=sys.stderr)
@@ -872,7 +575,7 @@ class Runner:
         saved = start
         i = start
         try:
-            if self._interrupted:
+            if self._sig.requested:
                 raise Interrupted(self._interrupt_message(saved))
             for i in range(start, end):
                 t = time.perf_counter()
@@ -893,12 +596,12 @@ class Runner:
                         raise NonFiniteError(self._failure_message(), self.failures)
                     for r in sorted(new_failures):
                         sys.stderr.write(f"warning: {self._failure_line(r)}; run marked failed, the others go on\n")
-                if self.run_dir and ((i + 1) % self.checkpoint_every == 0 or i + 1 == end or self._interrupted):
+                if self.run_dir and ((i + 1) % self.checkpoint_every == 0 or i + 1 == end or self._sig.requested):
                     self.save(run, i + 1, history)
                     saved = i + 1
                     self._write_metrics(self.stack(history))
                     self._write_meta("running", chunks_done=saved)
-                if self._interrupted and i + 1 < end:
+                if self._sig.requested and i + 1 < end:
                     raise Interrupted(self._interrupt_message(saved))
         except (KeyboardInterrupt, Interrupted) as e:
             bar.close()
@@ -932,14 +635,8 @@ class Runner:
 
     def _abandon_partial(self):
         """Drop a checkpoint.partial without its marker (a save cut short); complete ones stay."""
-        ck = getattr(self, "_ckptr", None)
-        if ck is not None:
-            with contextlib.suppress(BaseException):
-                ck.close()
         if self.run_dir:
-            tmp = self._ckpt_dir() + ".partial"
-            if os.path.isdir(tmp) and not os.path.isfile(os.path.join(tmp, MARKER)):
-                shutil.rmtree(tmp, ignore_errors=True)
+            abandon_partial(self._ckpt_dir(), getattr(self, "_ckptr", None))
 
     def _finish_meta(self, status, t_start, train_time, chunks_run, **extra):
         cfg = self.config
@@ -988,7 +685,7 @@ class Runner:
         if not history:
             return {}
         keys = history[0].keys()
-        return {k: np.concatenate([_as_array(h[k]) for h in history], axis=1) for k in keys}
+        return {k: np.concatenate([as_array(h[k]) for h in history], axis=1) for k in keys}
 
     def _write_metrics(self, metrics, plot: bool = False):
         if not metrics:

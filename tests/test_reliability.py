@@ -361,6 +361,8 @@ BAD_INPUTS = [
     ("experiments.outer_value_chain", ["--outer-lam", "nan"], "argument --outer-lam: nan is not allowed"),
     ("experiments.outer_value_chain", ["--meta-lambda", "--lam-init", "1"], "strictly between 0 and 1"),
     ("experiments.outer_value_chain", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("experiments.outer_value_chain", ["--updates", "150"], "argument --updates: 150 is not a multiple of the chunk"),
+    ("experiments.outer_value_snake", ["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     ("experiments.outer_value_snake", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.model_based_critic_reacher", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.metagenrl", ["meta-train", "--train", "Pendulum,Ant"], "--train: unknown environment label(s) Ant"),

@@ -1,0 +1,228 @@
+"""What the outer-value experiments (Discounting Chain, Snake) share around the method: running a
+population through the driver, the run record, summaries over seeds, tables, curves, and the CLI options.
+
+The experiments in ``experiments/outer_value_{chain,snake}.py`` hold only their settings, the paper's
+figures and their table layout; everything here is the same for both.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from metarl.driver import write_text
+
+CURVE_METRICS = ("gamma", "lam", "return", "expected_return", "outer_advantage", "outer_advantage_step0", "meta_grad")
+
+
+def get_scale(scale: str, scales: dict):
+    """The experiment config of ``scale``; an unknown one is a ValueError naming the valid scales."""
+    if scale not in scales:
+        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(scales)}")
+    return scales[scale]
+
+
+def environment_record() -> dict:
+    """Python, device and package versions of this process (result.json's ``environment``)."""
+    import jax
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    rec = {"python": platform.python_version(), "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+           "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    rec.update({name: v(name) for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "jumanji", "numpy")})
+    return rec
+
+
+def to_jsonable(obj):
+    """Dataclasses, tuples and numpy scalars as plain JSON types (NaN stays NaN, as result.json holds it)."""
+    if dataclasses.is_dataclass(obj):
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+# -- summaries over seeds ------------------------------------------------------------------------
+def curves_csv(logs, updates_per_log: int) -> str:
+    """Per agent and log step: mean and sd over seeds of every metric in :data:`CURVE_METRICS`."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    metrics = [m for m in CURVE_METRICS if any(m in d for d in logs.values())]
+    w.writerow(["agent", "update", "env_steps"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")])
+    for agent, d in logs.items():
+        for i in range(d["gamma"].shape[0]):
+            row = [agent, (i + 1) * updates_per_log, int(np.mean(d["env_steps"][i]))]
+            for m in metrics:
+                row += [f"{np.mean(d[m][i]):.6g}", f"{np.std(d[m][i]):.6g}"] if m in d else ["", ""]
+            w.writerow(row)
+    return buf.getvalue()
+
+
+def summarise(logs, tail_frac: float = 0.1) -> dict:
+    """Final gamma (last log), return and outer advantage (mean over the last ``tail_frac`` of logs):
+    mean and sd over seeds."""
+    out = {}
+    for agent, d in logs.items():
+        n = d["gamma"].shape[0]
+        k = max(1, int(round(n * tail_frac)))
+        s = {"final_gamma": d["gamma"][-1]}
+        if "lam" in d:
+            s["final_lam"] = d["lam"][-1]
+        for m in ("return", "expected_return", "outer_advantage", "outer_advantage_step0"):
+            if m in d:
+                s[m] = np.mean(d[m][-k:], axis=0)
+        out[agent] = {m: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "per_seed": np.asarray(v).tolist()}
+                      for m, v in s.items()}
+        out[agent]["env_steps"] = float(np.mean(d["env_steps"][-1]))
+    return out
+
+
+def fmt(s: dict, m: str, digits: int = 3) -> str:
+    """``mean ± sd`` of summary metric ``m`` ("-" when absent or not finite)."""
+    if m not in s or not np.isfinite(s[m]["mean"]):
+        return "-"
+    return f"{s[m]['mean']:.{digits}f} ± {s[m]['sd']:.{digits}f}"
+
+
+def markdown_table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(logs, updates_per_log: int, path: str, title: str, return_key: str = "return"):
+    """gamma (and lambda), return and step-0 outer advantage per agent: mean ± sd over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("gamma", "discount gamma"), (return_key, "return"), ("outer_advantage_step0", "outer-loss advantage (step 0)")]
+    if any("lam" in d for d in logs.values()):
+        panels.insert(1, ("lam", "lambda"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    colors = {agent: f"C{i}" for i, agent in enumerate(logs)}
+    for ax, (m, label) in zip(axes, panels):
+        for agent, d in logs.items():
+            if m not in d or not np.all(np.isfinite(d[m])):
+                continue
+            x = (np.arange(d[m].shape[0]) + 1) * updates_per_log
+            mu, sd = np.mean(d[m], axis=1), np.std(d[m], axis=1)
+            ax.plot(x, mu, label=agent, color=colors[agent])
+            ax.fill_between(x, mu - sd, mu + sd, alpha=0.2, color=colors[agent])
+        ax.set_xlabel("meta-update")
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_text(path, buf.getvalue())
+
+
+# -- running and writing an experiment -----------------------------------------------------------
+def run_population(name: str, exp, problem, mcfg_for, scale: str, out_dir: str | None, notes: str,
+                   progress: bool = True, resume: bool = False, overwrite: bool = False,
+                   resume_hint: str | None = None):
+    """Train the paper's five agents on ``problem`` with the population settings of ``exp`` (num_seeds,
+    num_updates, updates_per_log, logs_per_chunk, seed) through the driver: run records and a checkpoint
+    per chunk in ``out_dir``, resumable with ``resume``. Returns (result record, logs)."""
+    import jax
+
+    from metarl.meta import outer_value as ov
+
+    t0 = time.time()
+    _, logs = ov.train_population(problem, mcfg_for, ov.PAPER_AGENTS, exp.num_seeds, exp.num_updates,
+                                  exp.updates_per_log, exp.logs_per_chunk, jax.random.PRNGKey(exp.seed),
+                                  out_dir=out_dir, config={"experiment": name, **to_jsonable(exp)}, resume=resume,
+                                  progress=progress, desc=f"{name.removeprefix('outer_value_')} ({scale})",
+                                  overwrite=overwrite, resume_hint=resume_hint)
+    result = {"experiment": name, "scale": scale, "config": to_jsonable(exp), "wall_time_s": time.time() - t0,
+              "environment": environment_record(), "summary": summarise(logs), "notes": notes}
+    return result, logs
+
+
+def write_outputs(out_dir: str, result: dict, logs, header: list, rows: list, intro: str, title: str,
+                  return_key: str = "return"):
+    """curves.csv, summary.csv (``header`` + ``rows``), summary.md (``intro`` and the table), result.json
+    and curves.png (titled ``title``) into ``out_dir``."""
+    upl = result["config"]["updates_per_log"]
+    write_text(os.path.join(out_dir, "curves.csv"), curves_csv(logs, upl))
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header] + rows)
+    write_text(os.path.join(out_dir, "summary.csv"), buf.getvalue())
+    write_text(os.path.join(out_dir, "summary.md"), intro + "\n\n" + markdown_table(header, rows))
+    write_text(os.path.join(out_dir, "result.json"), json.dumps(to_jsonable(result), indent=1))
+    plot_curves(logs, upl, os.path.join(out_dir, "curves.png"), title, return_key=return_key)
+
+
+def add_run_arguments(p, name: str):
+    """The options every outer-value experiment has: --out, --updates, --seeds, --seed, --resume,
+    --overwrite, --no-progress."""
+    from metarl.cli import nonneg_int, positive_int
+
+    p.add_argument("--out", default=os.path.join("results", name), help="output and run directory")
+    p.add_argument("--updates", type=positive_int, default=None, help="override the number of meta-updates")
+    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
+    p.add_argument("--seed", type=nonneg_int, default=None, help="override the base seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings only)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's records in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def apply_run_arguments(parser, exp, a, label: str):
+    """``exp`` with --updates/--seeds/--seed applied, and its label (an overridden run is labelled as
+    such, not as its scale). A number of updates that is not a whole number of chunks is one line."""
+    for opt, field in (("updates", "num_updates"), ("seeds", "num_seeds"), ("seed", "seed")):
+        v = getattr(a, opt)
+        if v is not None:
+            exp = dataclasses.replace(exp, **{field: v})
+            label += f"+{opt}={v}"
+    chunk = exp.updates_per_log * exp.logs_per_chunk
+    if exp.num_updates % chunk:
+        parser.error(f"argument --updates: {exp.num_updates} is not a multiple of the chunk of {chunk} updates")
+    return exp, label
+
+
+def run_cli(prog: str, parser, a, run, exp, label: str, argv):
+    """Create --out, run ``run(exp, out, label, progress, resume, overwrite, resume_hint)`` and print
+    summary.md; a refused directory or resume, a bad checkpoint, NaN/inf or SIGINT is one line on stderr
+    with the error's exit status."""
+    from metarl import cli, enable_compilation_cache
+    from metarl.driver import RunError
+
+    if a.resume and a.overwrite:
+        cli.fail(prog, "--resume and --overwrite exclude each other")
+    cli.make_out_dir(parser, a.out)
+    enable_compilation_cache()  # a resumed run skips the compilation
+    argv = list(sys.argv[1:] if argv is None else argv)
+    hint = f"{prog} {shlex.join([x for x in argv if x != '--overwrite'] + ([] if a.resume else ['--resume']))}"
+    try:
+        result = run(exp, a.out, label, progress=not a.no_progress, resume=a.resume, overwrite=a.overwrite,
+                     resume_hint=hint)
+    except RunError as e:
+        cli.fail(prog, e, e.exit_code)
+    except KeyboardInterrupt:
+        cli.fail(prog, "interrupted before the run started; nothing to resume yet", 130)
+    with open(os.path.join(a.out, "summary.md")) as f:
+        print(f.read())
+    return result
