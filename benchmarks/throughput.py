@@ -518,19 +518,33 @@ def our_pendulum_run(req: dict, compiled=None) -> dict:
             "finite": bool(np.all(np.isfinite(evals)))}
 
 
-def pendulum_pair(req: dict, peer, overlap_compile: bool = False) -> tuple[dict, dict | None]:
+def pendulum_pair(req: dict, peer, overlap_compile: bool = False, errors: list | None = None):
     """Ours, then rejax (``peer``, may be None), on ``req``; each compiled apart from its timed call.
-    ``overlap_compile``: rejax compiles in its process while ours compiles here (halves the wall time of
-    a compile-bound run; both compile times then include the other's contention); the timed calls never
-    overlap."""
-    if peer is not None and overlap_compile:
-        peer.send({**req, "run": False})
+    Returns (ours, theirs); theirs is None without a peer or when the peer failed (its error, one line,
+    is appended to ``errors``). ``overlap_compile``: rejax compiles in its process while ours compiles
+    here (halves the wall time of a compile-bound run; both compile times then include the other's
+    contention); the timed calls never overlap."""
+    failed = []
+
+    def peer_call(fn):
+        if peer is None or failed:
+            return None
+        try:
+            return fn()
+        except Exception as e:  # report, keep our side
+            failed.append(one_line(e))
+            return None
+
+    if overlap_compile:
+        peer_call(lambda: peer.send({**req, "run": False}))
     compiled = compile_our_pendulum(req)
-    if peer is not None and overlap_compile:
-        peer.receive()
+    if overlap_compile:
+        peer_call(peer.receive)
     ours = our_pendulum_run(req, compiled)
     del compiled
-    theirs = peer.run(req) if peer is not None else None
+    theirs = peer_call(lambda: peer.run(req))
+    if failed and errors is not None:
+        errors.extend(failed)
     return ours, theirs
 
 
@@ -934,15 +948,15 @@ def main(argv=None):
 
     def pair(req):
         nonlocal peer
-        try:
-            return pendulum_pair(req, peer, cfg.overlap_compile)
-        except RuntimeError as e:  # the peer failed: report it in one line, keep our side
-            if peer is None:
-                raise
-            skipped["rejax peer"] = one_line(e)
-            print(peer_unavailable_line("rejax", skipped["rejax peer"]), flush=True)
+        errors = []
+        out = pendulum_pair(req, peer, cfg.overlap_compile, errors)
+        if errors:  # the peer failed: one line, and our side goes on alone
+            skipped["rejax peer"] = errors[0]
+            print(peer_unavailable_line("rejax", errors[0]), flush=True)
+            if peer.proc.poll() is None:
+                peer.proc.kill()  # our own child, in an unknown state
             peer = None
-            return pendulum_pair(req, None)
+        return out
 
     rejax = {}
     curves = {}
