@@ -178,3 +178,24 @@ def test_throughput_config_rejects_bad_pendulum_settings():
         dataclasses.replace(throughput.ThroughputConfig(), pend_seed_counts=(8, 1)).validate()
     with pytest.raises(ValueError, match="multiple of an even eval_every"):
         dataclasses.replace(throughput.ThroughputConfig(), pend_train_steps=500).validate()
+
+
+def test_pendulum_pair_keeps_our_side_when_the_peer_fails(monkeypatch):
+    monkeypatch.setattr(throughput, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
+    monkeypatch.setattr(throughput, "our_pendulum_run", lambda req, compiled: {"env_steps_per_s": 10.0})
+
+    class Broken:
+        def send(self, req):
+            pass
+
+        def receive(self):
+            raise RuntimeError("rejax peer: TypeError: boom\nsecond line")
+
+        def run(self, req):
+            raise AssertionError("not reached after a failure")
+
+    errors = []
+    ours, theirs = throughput.pendulum_pair({"algo": "td3"}, Broken(), overlap_compile=True, errors=errors)
+    assert ours == {"env_steps_per_s": 10.0} and theirs is None
+    assert errors == ["rejax peer: TypeError: boom second line"]
+    assert throughput.pendulum_pair({"algo": "td3"}, None) == ({"env_steps_per_s": 10.0}, None)
