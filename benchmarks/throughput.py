@@ -90,7 +90,7 @@ class ThroughputConfig:
     pend_eval_every: int = 256  # evaluation cadence (env steps), both sides
     pend_eval_episodes: int = 5
     ppo_rollouts: int = 2  # PPO env steps = ppo_rollouts x rollout (2048); evaluation after each rollout
-    curve_seeds: int = 4  # learning curves: ours and rejax, equal steps and seeds
+    curve_seeds: int = 2  # learning curves: ours and rejax, equal steps and seeds (a sanity check)
     curve_learning_starts: int = 1_000
     curve_train_steps: int = 5_000
     curve_eval_every: int = 1_000
