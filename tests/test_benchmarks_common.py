@@ -110,3 +110,92 @@ def test_venv_stamp_detects_missing_and_stale_envs(tmp_path):
     assert throughput.venv_ready(str(venv), str(req))
     req.write_text("pkg==2.0\n")  # the pins changed: the venv must be rebuilt
     assert not throughput.venv_ready(str(venv), str(req))
+
+
+def _pend_row(rate):
+    return {"env_steps_per_s": rate, "compile_s": 2.0}
+
+
+def test_rejax_ratios_and_roofline_fraction_on_fixed_numbers():
+    rejax = {"td3": {"ours": {"1": _pend_row(50.0), "8": _pend_row(120.0)}, "rejax": {"8": _pend_row(100.0)}},
+             "sac": {"ours": {"8": _pend_row(90.0)}, "rejax": {"8": _pend_row(100.0)}},
+             "ppo": {"ours": {"8": _pend_row(3000.0)}, "rejax": {}}}  # PPO peer row missing
+    gemm = {"n": 64, "jax_gflops": 80.0, "numpy_gflops": 100.0, "attainable_gflops": 100.0}
+    r = throughput.summary_ratios(rejax, td3_gflops=70.0, sac_gflops=None, gemm=gemm)
+    assert set(r) >= {"td3_vs_rejax", "sac_vs_rejax", "ppo_vs_rejax", "td3_gemm_fraction"}
+    assert r["td3_vs_rejax"] == 1.2 and r["sac_vs_rejax"] == 0.9
+    assert r["ppo_vs_rejax"] is None and r["sac_gemm_fraction"] is None
+    assert r["td3_gemm_fraction"] == 0.7
+    assert throughput.summary_ratios({}, None, None, None)["td3_gemm_fraction"] is None
+
+
+def test_rejax_table_verdicts_and_missing_peer():
+    cfg = dataclasses.asdict(throughput.ThroughputConfig())
+    rejax = {a: {"ours": {str(c): _pend_row(100.0) for c in cfg["pend_seed_counts"]},
+                 "rejax": {str(c): _pend_row(80.0 if a == "td3" else 125.0) for c in cfg["pend_seed_counts"]}}
+             for a in ("td3", "sac")}
+    rejax["ppo"] = {"ours": {str(c): _pend_row(100.0) for c in cfg["pend_seed_counts"]}, "rejax": {}}
+    roof = {"gemm": {"n": 64, "jax_gflops": 80.0, "numpy_gflops": 100.0, "attainable_gflops": 100.0},
+            "updates": [{"algo": "td3", "seeds": 8, "updates_per_s": 200.0, "flops_per_update": 3.5e8, "gflops": 70.0,
+                         "gemm_fraction": 0.7}]}
+    table = throughput.rejax_table({"config": cfg, "rejax": rejax, "roofline": roof})
+    td3 = [ln for ln in table.splitlines() if ln.startswith("| TD3 | 8 |")][0]
+    assert "1.2x" in td3 and td3.endswith("| met |")
+    sac = [ln for ln in table.splitlines() if ln.startswith("| SAC | 8 |")][0]
+    assert "0.8x" in sac and "MISSED" in sac
+    ppo = [ln for ln in table.splitlines() if ln.startswith("| PPO | 8 |")][0]
+    assert "not measured" in ppo
+    assert "| TD3 | 8 | 200 | 350 | 70.0 | 70% | met |" in table
+
+
+def test_pendulum_requests_carry_our_settings_to_both_sides():
+    cfg = throughput.ThroughputConfig()
+    td3 = throughput.pendulum_request(cfg, "td3", 8)
+    assert (td3["hidden"], td3["batch_size"], td3["policy_delay"], td3["seeds"]) == ([400, 300], 100, 2, 8)
+    assert td3["total_steps"] == cfg.pend_learning_starts + cfg.pend_train_steps
+    sac = throughput.pendulum_request(cfg, "sac", 1, curve=True)
+    assert (sac["hidden"], sac["batch_size"], sac["lr"]) == ([256, 256], 256, 3e-4)
+    assert sac["total_steps"] == cfg.curve_learning_starts + cfg.curve_train_steps
+    ppo = throughput.pendulum_request(cfg, "ppo", 32)
+    assert ppo["total_steps"] == cfg.ppo_rollouts * ppo["rollout"] and ppo["rollout"] % ppo["minibatch_size"] == 0
+    with pytest.raises(ValueError, match="unknown algo"):
+        throughput.pendulum_request(cfg, "dqn", 1)
+
+
+def test_rejax_peer_unavailable_is_one_line(tmp_path, monkeypatch):
+    log = tmp_path / "rejax-peer-venv.log"
+    log.write_text("WARNING: ignored index\nERROR: Could not find a version that satisfies rejax==0.1.3\n\n")
+    assert throughput._last_log_line(str(log)).startswith("ERROR: Could not find")
+    line = throughput.peer_unavailable_line("rejax", "could not build\nthe venv:\n" + "x" * 500)
+    assert "\n" not in line and line.startswith("rejax peer not measured") and len(line) <= 300
+    # no venv and no network: start_venv's install fails and finish_venv says why, without raising
+    monkeypatch.setattr(throughput, "venv_ready", lambda path, req: False)
+    assert throughput.finish_venv(None, str(tmp_path / "none"), str(log), str(log)).startswith("could not create")
+
+
+def test_throughput_config_rejects_bad_pendulum_settings():
+    with pytest.raises(ValueError, match="pend_seed_counts"):
+        dataclasses.replace(throughput.ThroughputConfig(), pend_seed_counts=(8, 1)).validate()
+    with pytest.raises(ValueError, match="multiple of an even eval_every"):
+        dataclasses.replace(throughput.ThroughputConfig(), pend_train_steps=500).validate()
+
+
+def test_pendulum_pair_keeps_our_side_when_the_peer_fails(monkeypatch):
+    monkeypatch.setattr(throughput, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
+    monkeypatch.setattr(throughput, "our_pendulum_run", lambda req, compiled: {"env_steps_per_s": 10.0})
+
+    class Broken:
+        def send(self, req):
+            pass
+
+        def receive(self):
+            raise RuntimeError("rejax peer: TypeError: boom\nsecond line")
+
+        def run(self, req):
+            raise AssertionError("not reached after a failure")
+
+    errors = []
+    ours, theirs = throughput.pendulum_pair({"algo": "td3"}, Broken(), overlap_compile=True, errors=errors)
+    assert ours == {"env_steps_per_s": 10.0} and theirs is None
+    assert errors == ["rejax peer: TypeError: boom second line"]
+    assert throughput.pendulum_pair({"algo": "td3"}, None) == ({"env_steps_per_s": 10.0}, None)
