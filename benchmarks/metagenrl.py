@@ -231,7 +231,7 @@ def stage(out_dir: str, name: str, settings_sha: str, fn, resume: bool):
 
 def _arrays(tree):
     """Lists of numbers (JSON) back to arrays, null -> NaN, down a dict of dicts."""
-    from metarl.train import _as_array
+    from metarl.driver import as_array as _as_array
 
     if isinstance(tree, dict):
         return {k: _arrays(v) for k, v in tree.items()}

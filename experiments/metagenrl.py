@@ -219,7 +219,7 @@ def _json_norm(obj):
 
 
 def _identity_diff(old: dict, new: dict) -> str:
-    from metarl.train import _flat_diff
+    from metarl.driver import flat_diff as _flat_diff
 
     diffs = _flat_diff(old, new)
     return "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
