@@ -474,22 +474,8 @@ def test_rollout_advantages_reuse_gae_with_truncation_and_termination():
 
 
 def _toy_track_env():
-    """Observe s ~ U(-1, 1), reward -(a - s)^2, a fresh s every step, 10-step episodes."""
-    from metarl.envs import EnvSpec as Spec
-    from metarl.envs.core import Env, RawEnv
-
-    spec = Spec(name="toy-track", obs_shape=(1,), discrete=False, action_dim=1, action_low=(-1.0,),
-                action_high=(1.0,), max_episode_steps=10)
-
-    def reset(key):
-        s = jax.random.uniform(key, (1,), minval=-1.0, maxval=1.0)
-        return s, s
-
-    def step(s, a, key):
-        s2 = jax.random.uniform(key, (1,), minval=-1.0, maxval=1.0)
-        return s2, s2, -jnp.sum(jnp.square(a - s)), jnp.zeros((), bool)
-
-    return Env(RawEnv(spec, reset, step))
+    """Observe s ~ U(-1, 1), reward -(a - s)^2, a fresh s every step, 10-step episodes (mg.track_env)."""
+    return mg.track_env()
 
 
 def test_ppo_learns_to_track_a_target():
