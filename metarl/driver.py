@@ -160,6 +160,27 @@ def as_array(x):
     return np.asarray(x, dtype=float) if a.dtype == object else a
 
 
+def vmapped_segments(init, run_segment, key, seeds: int, num_segments: int, state=None, start: int = 0,
+                     on_segment=None, progress=None):
+    """The host loop of a program whose seeds are independent runs: ``init`` and ``run_segment`` vmapped
+    over ``seeds`` and jitted, segments ``start .. num_segments - 1`` run in turn (``state`` given: a
+    resumed run). After each segment ``on_segment(i, state, metrics)`` (checkpointing) and
+    ``progress(i, metrics)``. Returns (state, [metrics per segment as numpy])."""
+    if state is None:
+        state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
+    seg = jax.jit(jax.vmap(run_segment))
+    hist = []
+    for i in range(start, num_segments):
+        state, m = seg(state)
+        m = jax.tree.map(np.asarray, m)
+        hist.append(m)
+        if on_segment:
+            on_segment(i, state, m)
+        if progress:
+            progress(i, m)
+    return state, hist
+
+
 def flat_diff(old, new, prefix="") -> list[str]:
     """``name (old -> new)`` for every differing leaf of two JSON-like dicts."""
     if isinstance(old, dict) and isinstance(new, dict):

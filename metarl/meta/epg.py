@@ -59,6 +59,7 @@ from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn, identi
 from flax import struct
 
 from metarl import envs
+from metarl.driver import vmapped_segments
 from metarl.meta import onpolicy as op
 
 
@@ -341,18 +342,8 @@ def train(config: EPGConfig, env_names: Sequence[str], key, seeds: int, pad=None
     history {metric: [seeds, generations, ...]} (numpy); ``state``/``start``/``on_segment`` as in
     :func:`metarl.meta.rl2.train`."""
     init, run_segment, fns = make_epg(config, env_names, pad)
-    if state is None:
-        state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-    seg = jax.jit(jax.vmap(run_segment))
-    hist = []
-    for i in range(start, config.num_evals):
-        state, m = seg(state)
-        m = jax.tree.map(np.asarray, m)
-        hist.append(m)
-        if on_segment:
-            on_segment(i, state, m)
-        if progress:
-            progress(i, m)
+    state, hist = vmapped_segments(init, run_segment, key, seeds, config.num_evals, state, start, on_segment,
+                                   progress)
     out = {k: np.concatenate([h[k] for h in hist], axis=1) for k in hist[0] if k != "generation"} if hist else {}
     return state, out
 

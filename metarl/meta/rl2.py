@@ -52,6 +52,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from metarl.driver import vmapped_segments
 from metarl.meta.families import Family
 from metarl.meta.metagenrl import gae
 
@@ -358,18 +359,8 @@ def train(config: RL2Config, families: Sequence[Family], key, seeds: int, progre
     history {metric: [seeds, evals, ...]} as numpy. ``state``/``start`` resume a run from segment
     ``start``; ``on_segment(i, state, metrics)`` is called after each segment (checkpointing)."""
     init, run_segment, _ = make_rl2(config, families)
-    if state is None:
-        state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-    seg = jax.jit(jax.vmap(run_segment))
-    hist = []
-    for i in range(start, config.num_evals):
-        state, m = seg(state)
-        m = jax.tree.map(np.asarray, m)
-        hist.append(m)
-        if on_segment:
-            on_segment(i, state, m)
-        if progress:
-            progress(i, m)
+    state, hist = vmapped_segments(init, run_segment, key, seeds, config.num_evals, state, start, on_segment,
+                                   progress)
     out = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
     return state, out
 
