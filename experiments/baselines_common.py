@@ -90,3 +90,32 @@ def seed_summary(per_seed) -> dict:
 
 def asdict(cfg) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def write_record(out_dir: str | None, name: str, out: dict):
+    """``<out_dir>/<name>.json``: a baseline run's results with package versions and device (atomic)."""
+    if out_dir:
+        from metarl.train import device_info, package_versions, write_json
+
+        os.makedirs(out_dir, exist_ok=True)
+        write_json(os.path.join(out_dir, f"{name}.json"), dict(out, package_versions=package_versions(),
+                                                               device=device_info()))
+
+
+def parser(name: str, doc: str, seeds_help: str):
+    """The command line both baselines share: --scale, --out, --seed, --seeds, --train, --test, --resume
+    (each experiment adds its own budget override). Returns (parser, split) with split("a,b") -> ("a", "b")."""
+    import argparse
+
+    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
+
+    p = ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
+    p.add_argument("--out", default=os.path.join("results", "metagenrl_baselines", name))
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--seeds", type=positive_int, default=None, help=seeds_help)
+    p.add_argument("--train", default=None, help="comma-separated training env labels (default: MetaGenRL's first set)")
+    p.add_argument("--test", default=None, help="comma-separated test env labels (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    return p, (lambda text: tuple(x for x in text.split(",") if x) if text else None)

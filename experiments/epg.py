@@ -24,9 +24,7 @@ environment, versions, device, wall time) into ``--out``; prints one line per te
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 import time
 
 import jax
@@ -105,30 +103,16 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
     out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
                meta_train_wall_s=t_train)
-    if out_dir:
-        from metarl.train import device_info, package_versions, write_json
-
-        os.makedirs(out_dir, exist_ok=True)
-        write_json(os.path.join(out_dir, f"{NAME}.json"), dict(out, package_versions=package_versions(),
-                                                               device=device_info()))
+    bc.write_record(out_dir, NAME, out)
     return out
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, fail, nonneg_int, positive_int
+    from metarl.cli import fail, positive_int
 
-    p = ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_scale_argument(p, bc.SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=os.path.join("results", "metagenrl_baselines", NAME))
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--seeds", type=positive_int, default=None, help="independent ES runs (one vmapped program)")
+    p, split = bc.parser(NAME, __doc__, "independent ES runs (one vmapped program)")
     p.add_argument("--generations", type=positive_int, default=None, help="override the number of ES generations")
-    p.add_argument("--train", default=None, help="comma-separated training env labels (default: MetaGenRL's first set)")
-    p.add_argument("--test", default=None, help="comma-separated test env labels (default: all)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     a = p.parse_args(argv)
-    split = lambda s: tuple(x for x in s.split(",") if x) if s else None
     try:
         r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.generations, a.resume)
     except ValueError as e:

@@ -1,8 +1,11 @@
 """RL^2: the hidden state carries across episodes and resets across trials; on a bandit family it learns
 to explore, then exploit."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from metarl import stats
 from metarl.meta import families, rl2
@@ -77,3 +80,28 @@ def test_rl2_explores_then_exploits_on_two_armed_bandits():
     # Explore then exploit: the first pull is a coin flip (nothing known yet), later pulls mostly the good arm.
     assert abs(stats.iqm(per_pull[:, 0]) - 0.5) < 0.15
     assert stats.iqm(per_pull[:, 5:].mean(-1)) > 0.75
+
+
+def test_baselines_command_line_and_run_record(tmp_path, capsys, monkeypatch):
+    """experiments.rl2 / experiments.epg share one parser: bad input is one line, exit 2, nothing written;
+    the run record is written whole (and not at all without an output folder)."""
+    import json
+
+    from experiments import baselines_common as bc
+    from experiments import epg as epg_ex
+    from experiments import rl2 as rl2_ex
+
+    monkeypatch.chdir(tmp_path)
+    for mod, extra in ((rl2_ex, "--updates"), (epg_ex, "--generations")):
+        for argv, needle in ((["--scale", "huge"], "unknown scale 'huge'"), ([extra, "0"], "0 is not allowed"),
+                             (["--train", "Ant", "--out", "o"], "unknown environment label 'Ant'")):
+            with pytest.raises(SystemExit) as e:
+                mod.main(argv)
+            err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+            assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
+    assert os.listdir(tmp_path) == []
+    bc.write_record(None, "rl2", {"a": 1})
+    assert os.listdir(tmp_path) == []
+    bc.write_record(str(tmp_path / "run"), "rl2", {"a": 1})
+    rec = json.loads((tmp_path / "run" / "rl2.json").read_text())
+    assert rec["a"] == 1 and "package_versions" in rec and "device" in rec
