@@ -78,6 +78,67 @@ def _jsonable(obj):
         return str(obj)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_modules(root: str = ROOT) -> list[str]:
+    """Every command-line module of the project (metarl/, experiments/, benchmarks/; the peers run in
+    their own environments), as ``python -m`` names."""
+    import glob
+    import re
+
+    main_guard = re.compile(r'^if __name__ == "__main__":', re.M)
+    mods = []
+    for pattern in ("metarl/*.py", "metarl/*/*.py", "experiments/*.py", "benchmarks/*.py"):
+        for path in sorted(glob.glob(os.path.join(root, pattern))):
+            with open(path) as f:
+                if main_guard.search(f.read()):
+                    mods.append(os.path.relpath(path, root)[:-3].replace(os.sep, "."))
+    return mods
+
+
+def help_times(modules: Iterable[str], runs: int = 1, root: str = ROOT) -> dict:
+    """Wall seconds of ``python -m <module> --help`` per module, each in a fresh interpreter (the best of
+    ``runs``), and whether it exited 0."""
+    import subprocess
+
+    out = {}
+    for m in modules:
+        best, ok = None, True
+        for _ in range(runs):
+            t = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", m, "--help"], cwd=root, capture_output=True,
+                               env=dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu")))
+            dt = time.perf_counter() - t
+            ok = ok and r.returncode == 0
+            best = dt if best is None else min(best, dt)
+        out[m] = {"wall_s": best, "ok": ok}
+    return out
+
+
+class compile_report:
+    """``with compile_report("benchmarks.x", out_dir): ...``: on a normal exit, prints one line with the
+    part's compile time apart from its run time (metarl.compile_clock) and writes it to
+    ``out_dir/<filename>``."""
+
+    def __init__(self, name: str, out_dir: str, filename: str = "compile_time.json"):
+        self.name, self.out_dir, self.filename = name, out_dir, filename
+
+    def __enter__(self):
+        from metarl.compile_clock import CompileClock
+
+        self.clock = CompileClock().__enter__()
+        return self.clock
+
+    def __exit__(self, exc_type, *rest):
+        self.clock.__exit__(exc_type, *rest)
+        if exc_type is None:
+            write_text(os.path.join(self.out_dir, self.filename),
+                       json.dumps({"part": self.name, **self.clock.summary()}, indent=2) + "\n")
+            print(f"{self.name}: {self.clock.line()}", flush=True)
+        return False
+
+
 def write_text(path: str, text: str):
     """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -318,8 +318,14 @@ def main(argv=None):
     from metarl.train import Interrupted, RunError
 
     make_out_dir(p, a.out)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated or resumed run skips the compilation
     try:
-        print(run_bench(cfg, jobs, a.out, a.resume))
+        from benchmarks.common import compile_report
+
+        with compile_report("benchmarks.meta_critic", a.out):
+            print(run_bench(cfg, jobs, a.out, a.resume))
     except Interrupted as e:
         cmd = " ".join(["python -m benchmarks.meta_critic"] + [x for x in (argv or sys.argv[1:]) if x != "--resume"]
                        + ["--resume"])
@@ -458,6 +464,64 @@ def table1_summary(cfg: BenchConfig, summary: dict, finals: dict, jobs) -> list[
     return rows
 
 
+# Tables 2 and 3 as comparisons of per-seed final returns: (table, algo, a, b, the paper's claim about a vs b).
+# claim "higher": the paper reads a above b; None: no claim (our own ablation, or the paper reports a tie).
+ABLATION_PAIRS = (
+    ("2", "sac", "mc", "vanilla", "higher"),         # L_meta_clip h(pi_bar) vs SAC: 7164.9 vs 6398.8
+    ("2", "sac", "mc_sa", "vanilla", "higher"),      # h(pi_bar, s, a): 7423.8
+    ("2", "sac", "metareg", "vanilla", "higher"),    # h(phi), MetaReg: 6644.3
+    ("2", "sac", "mc_plain", "vanilla", None),       # L_meta without the clip: 6456.1, about SAC's
+    ("2", "sac", "mc", "mc_plain", "higher"),        # the clip is what helps: 7164.9 vs 6456.1
+    ("2", "sac", "mc_guard", "mc", None),            # our re-initialisation guard (not in the paper)
+    ("3", None, "mc", "updates", "higher"),          # -MC beats the compute control ...
+    ("3", None, "mc", "params", "higher"),           # ... and the parameter control
+)
+
+
+def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
+    """Tables 2 and 3 with intervals: per pair of ABLATION_PAIRS that ran, both variants' IQM [95% CI] of
+    the final return, P(a > b) with its interval, the outcome (better / worse / inconclusive, from that
+    interval) and, where the paper makes a claim, the verdict on it."""
+    from metarl import stats
+
+    rows = []
+    for table, algo, a, b, claim in ABLATION_PAIRS:
+        if table not in cfg.tables:
+            continue
+        envs = (cfg.table2_env,) if table == "2" else cfg.table3_envs
+        for env in envs:
+            for al in ((algo,) if algo else ALGOS):
+                f = finals.get(job_key(env, al), {})
+                if a not in f or b not in f:
+                    continue
+                c = stats.compare(f[a], f[b], claim=claim or "higher")
+                row = {"table": table, "env": env, "algo": al, "a": a, "b": b, "seeds": len(f[a]),
+                       "final_evals": FINAL_EVALS, "paper_claim": f"{a} > {b}" if claim else None, **c,
+                       "iqm": c["iqm_a"], "ci": c["ci_a"]}
+                row["verdict_on_claim"] = c["claim_verdict"] if claim else "no claim (outcome only)"
+                rows.append(row)
+    return rows
+
+
+def ablation_interval_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    from experiments.meta_critic import LABELS
+
+    out = ["", f"### Tables 2 and 3 with intervals: final return (mean of the last {FINAL_EVALS} evaluations per "
+           "seed), IQM [95% stratified-bootstrap CI]; the outcome from the interval of P(a > b)", "",
+           "| table | task | a | b | seeds | a | b | P(a > b) [95% CI] | outcome | paper's claim | verdict |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = lambda v: LABELS[v].format(A=r["algo"].upper())  # noqa: E731
+        out.append(f"| {r['table']} | {ENV_ROWS.get(r['env'], r['env'])} | {name(r['a'])} | {name(r['b'])} | "
+                   f"{r['seeds']} | {r['iqm_a']:.1f} [{r['ci_a'][0]:.1f}, {r['ci_a'][1]:.1f}] | "
+                   f"{r['iqm_b']:.1f} [{r['ci_b'][0]:.1f}, {r['ci_b'][1]:.1f}] | {r['p_improvement']:.2f} "
+                   f"[{r['p_improvement_ci'][0]:.2f}, {r['p_improvement_ci'][1]:.2f}] | {r['verdict']} | "
+                   f"{'a > b' if r['paper_claim'] else '-'} | {r['verdict_on_claim']} |")
+    return out
+
+
 def aggregate_png(cfg: BenchConfig, finals: dict, firsts: dict, rows: list[dict], path: str):
     """Table 1 pooled over its tasks: IQM [CI] and performance profile of the final return, each task
     normalised as (x - x0) / (paper - x0), x0 = the untrained agents' first evaluation (both variants);
@@ -549,7 +613,8 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
         onp = {k: e[k] for k in ("PPO", "PPO-LIRPG", "PPO-LIRPG vs PPO")}
         onp["onpolicy_metric"] = e["metric"]
     # ---
-    ov_lines = table1_interval_lines(rows)
+    ablations = ablation_summary(cfg, finals or {})
+    ov_lines = table1_interval_lines(rows) + ablation_interval_lines(ablations)
     measured = [(key, o) for key, o in overheads.items() if "mc_s_per_update" in o]
     if measured:
         ov_lines += ["", "### Measured overhead of -MC (per update, compiled, one seed; parameters: actor+critic)", ""]
@@ -584,7 +649,7 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
         **record, "paper": "Online Meta-Critic (Zhou et al., NeurIPS 2020)", "metric": (
             f"final return = mean of the last {FINAL_EVALS} evaluations per seed; IQM [95% stratified-bootstrap CI] "
             "over seeds; max_avg = the paper's metric (max over evaluations of the seed-average return)"),
-        "table1": rows, "figure": os.path.basename(figure) if figure else None,
+        "table1": rows, "tables23": ablations, "figure": os.path.basename(figure) if figure else None,
         "overhead": paper_net_overhead(out),
         "tabular": {a: {"L_critic_claim": t["L_critic_claim"], "L_meta_early_mean": t["L_meta_early_mean"],
                         "zero_meta_grad_steps": t["zero_meta_grad_steps"], "meta_steps": t["meta_steps"]}

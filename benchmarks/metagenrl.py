@@ -659,11 +659,9 @@ def main(argv=None):
                    help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")
     args = p.parse_args(argv)
     ex.get_scale(args.scale)  # a bad value fails here, naming the valid choices
-    import jax
+    from metarl import enable_compilation_cache
 
-    # Persistent compilation cache: a second run skips the (CPU-dominant) compile of the programs.
-    jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    enable_compilation_cache()  # a repeated or resumed run skips the compilation
     out = args.out or default_out(args.scale)
     if args.ablations:
         if args.resume:
@@ -674,7 +672,9 @@ def main(argv=None):
 
     stop = ex.StopFlag()
     try:
-        with stop.sigint():
+        from benchmarks.common import compile_report
+
+        with stop.sigint(), compile_report("benchmarks.metagenrl", out):
             run(args.scale, out, resume=args.resume, stop=stop)
     except (Interrupted, KeyboardInterrupt) as e:
         cmd = f"python -m benchmarks.metagenrl --scale {args.scale} --out {out} --resume"

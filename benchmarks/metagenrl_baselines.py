@@ -103,10 +103,6 @@ def note(baselines: dict) -> str:
 
 
 def main(argv=None):
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     from metarl.cli import ArgumentParser, add_scale_argument
 
     p = ArgumentParser(prog="python -m benchmarks.metagenrl_baselines", description=__doc__,
@@ -114,7 +110,13 @@ def main(argv=None):
     add_scale_argument(p, bc.SCALES)
     p.add_argument("--out", default=OUT)
     a = p.parse_args(argv)
-    b = run(a.scale, a.out)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated or resumed run skips the compilation
+    from benchmarks.common import compile_report
+
+    with compile_report("benchmarks.metagenrl_baselines", a.out):
+        b = run(a.scale, a.out)
     print(note(b))
     return b
 

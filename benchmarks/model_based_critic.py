@@ -39,7 +39,9 @@ def main(argv=None):
         p.error(f"--parts: unknown part(s) {', '.join(bad)}; valid: {', '.join(PARTS)}")
     make_out_dir(p, a.out)
     if not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", os.path.abspath(".jax_cache"))
+        from metarl import enable_compilation_cache
+
+        enable_compilation_cache()  # a repeated run skips the compilation
     from tqdm import tqdm
 
     total = 0
@@ -55,7 +57,10 @@ def main(argv=None):
         total += (e.iterations + e.ddpg_iterations + e.mc_iterations) // e.chunk * e.chunk + 3
     t0 = time.time()
     out, times = {}, {}
-    with tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
+    from benchmarks.common import compile_report
+
+    with compile_report("benchmarks.model_based_critic", a.out), \
+            tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
         if "toy" in parts:
             t = time.time()
             out["toy"] = toy.run(scale, a.out, progress=bar)

@@ -137,10 +137,9 @@ def main(argv=None):
         raise ValueError(f"unknown part {a.only!r}; valid parts: {', '.join(PARTS)}")
 
     make_out_dir(p, a.results)
-    import jax
+    from metarl import enable_compilation_cache
 
-    jax.config.update("jax_compilation_cache_dir", ".jax_cache")
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    enable_compilation_cache()  # a repeated or resumed run skips the compilation
     from experiments import outer_value_chain as chain
     from experiments import outer_value_snake as snake
     from metarl.driver import write_text
@@ -149,22 +148,28 @@ def main(argv=None):
     t0 = time.time()
     chain_result = snake_result = learned_result = None
     chain_scale = CHAIN_SCALE[scale]
-    if a.only in (None, "chain"):
-        # A benchmark regenerates its results: an earlier run's records in the folder are replaced.
-        chain_result = chain.run(get_scale(chain_scale, chain.SCALES), os.path.join(a.results, chain.NAME), chain_scale,
-                                 overwrite=True)
-        write_summary(os.path.join(a.results, chain.NAME), chain_result, "Chain")
-    if a.only in (None, "chain_learned"):
-        exp = get_scale(chain_scale, chain.SCALES)
-        exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, critic="learned"))
-        learned_result = chain.run(exp, os.path.join(a.results, chain.NAME + "_learned"), chain_scale, overwrite=True)
-        write_summary(os.path.join(a.results, chain.NAME + "_learned"), learned_result, "Chain, learned critics")
-    if a.only in (None, "snake"):
-        snake_out = snake.NAME + ("" if scale == "quick" else "_" + scale)
-        snake_result = snake.run(get_scale(scale, snake.SCALES), os.path.join(a.results, snake_out), scale,
-                                 overwrite=True)
-        write_summary(os.path.join(a.results, snake_out), snake_result, "Snake")
+    from benchmarks.common import compile_report
+
+    with compile_report("benchmarks.outer_value", a.results, "outer_value_compile_time.json"):
+        if a.only in (None, "chain"):
+            # A benchmark regenerates its results: an earlier run's records in the folder are replaced.
+            chain_result = chain.run(get_scale(chain_scale, chain.SCALES), os.path.join(a.results, chain.NAME),
+                                     chain_scale, overwrite=True)
+            write_summary(os.path.join(a.results, chain.NAME), chain_result, "Chain")
+        if a.only in (None, "chain_learned"):
+            exp = get_scale(chain_scale, chain.SCALES)
+            exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, critic="learned"))
+            learned_result = chain.run(exp, os.path.join(a.results, chain.NAME + "_learned"), chain_scale,
+                                       overwrite=True)
+            write_summary(os.path.join(a.results, chain.NAME + "_learned"), learned_result, "Chain, learned critics")
+        if a.only in (None, "snake"):
+            snake_out = snake.NAME + ("" if scale == "quick" else "_" + scale)
+            snake_result = snake.run(get_scale(scale, snake.SCALES), os.path.join(a.results, snake_out), scale,
+                                     overwrite=True)
+            write_summary(os.path.join(a.results, snake_out), snake_result, "Snake")
     wall = time.time() - t0
+    import jax
+
     lines = [f"Outer value function benchmark, scale {scale}, total wall time {wall:.0f} s "
              f"({jax.devices()[0]}, jax {jax.__version__})."]
     for name, r in (("Chain", chain_result), ("Chain, learned critics", learned_result), ("Snake", snake_result)):

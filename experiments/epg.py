@@ -109,14 +109,20 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
 
 def main(argv=None):
     from metarl.cli import fail, positive_int
+    from metarl.driver import RunError
 
     p, split = bc.parser(NAME, __doc__, "independent ES runs (one vmapped program)")
     p.add_argument("--generations", type=positive_int, default=None, help="override the number of ES generations")
     a = p.parse_args(argv)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a resumed or repeated run skips the compilation
     try:
         r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.generations, a.resume)
     except ValueError as e:
         fail(p.prog, e)
+    except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment
+        fail(p.prog, e, e.exit_code)
     for e, s in r["summary"].items():
         seen = "seen" if r["results"][e]["seen"] else "unseen"
         print(f"EPG {e:12s} ({seen:6s}) final return IQM {s['iqm']:9.1f} [{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] "

@@ -140,6 +140,9 @@ def main(argv=None):
     except ValueError as e:
         fail(p.prog, e)
     out = a.out or os.path.join("results", "lirpg", a.scale, sc["env"].replace("/", "_"))
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a resumed or repeated run skips the compilation
     print(run(cfg, sc["env"], sc["seeds"], a.variants, out, a.seed, a.resume, progress=not a.no_progress,
               title=f"{sc['env']}, scale {a.scale}"))
 
@@ -150,6 +153,7 @@ def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bo
     import jax
     from tqdm import tqdm
 
+    from metarl.driver import RunError
     from metarl.meta import lirpg as lp
     from metarl.train import write_json
 
@@ -157,10 +161,10 @@ def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bo
     try:
         res = lp.train(cfg, env, jax.random.PRNGKey(seed), seeds, variants, run_dir=out, resume=resume,
                        progress=lambda i: bar.update(1))
-    except lp.ResumeMismatch as e:
+    except (lp.ResumeMismatch, RunError) as e:  # RunError: e.g. the NaN/Inf guard, naming the runs
         from metarl.cli import fail
 
-        fail("python -m experiments.lirpg", e)
+        fail("python -m experiments.lirpg", e, getattr(e, "exit_code", 2))
     finally:
         bar.close()
     summ = summarize(res, variants)

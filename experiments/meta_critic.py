@@ -800,6 +800,9 @@ def main(argv=None):
     except (ValueError, TypeError) as e:
         fail(prog, e)
     make_out_dir(p, a.out)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated or resumed run skips the compilation
     if a.tabular:
         base, traces = run_tabular(tcfg)
         summary = tabular_summary(traces, cfg=tcfg)

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarl.driver import check_finite
 from metarl.meta import metagenrl as mg
 from metarl.meta import onpolicy as op
 
@@ -266,7 +267,8 @@ def load_checkpoint(path: str, like, identity: dict):
 def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | None, identity: dict, *,
                  resume: bool = False, on_segment: Callable | None = None, extra: tuple | None = None,
                  stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None):
-    """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times.
+    """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times. After each segment the NaN/Inf
+    guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved.
 
     ``init_state()`` builds the first state (not called when resuming); ``like`` is its abstract shape.
     After each segment the metrics go to the host, through ``on_segment(i, metrics) -> metrics`` (side
@@ -293,6 +295,7 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     for i in range(done, total):
         state, m = seg(state)
         m = jax.device_get(m)
+        check_finite(state, m, f"segment {i + 1} of {total}")  # before anything of it is saved
         if on_segment is not None:
             m = on_segment(i + 1, m)
         history.append(_json_ready(m))
@@ -579,6 +582,9 @@ def main(argv=None):
         if args.resume:
             p.error("--resume applies to meta-train only (meta-test runs are short; rerun them)")
     make_out_dir(p, args.out)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated or resumed run skips the compilation
     from metarl.train import device_info, package_versions, write_json
 
     info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())

@@ -161,10 +161,11 @@ def as_array(x):
 
 
 def vmapped_segments(init, run_segment, key, seeds: int, num_segments: int, state=None, start: int = 0,
-                     on_segment=None, progress=None):
+                     on_segment=None, progress=None, finite_ignore: tuple = ()):
     """The host loop of a program whose seeds are independent runs: ``init`` and ``run_segment`` vmapped
     over ``seeds`` and jitted, segments ``start .. num_segments - 1`` run in turn (``state`` given: a
-    resumed run). After each segment ``on_segment(i, state, metrics)`` (checkpointing) and
+    resumed run). After each segment the NaN/Inf guard (:func:`check_finite`: a one-line
+    :class:`NonFiniteError` naming the seeds), then ``on_segment(i, state, metrics)`` (checkpointing) and
     ``progress(i, metrics)``. Returns (state, [metrics per segment as numpy])."""
     if state is None:
         state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
@@ -174,6 +175,7 @@ def vmapped_segments(init, run_segment, key, seeds: int, num_segments: int, stat
         state, m = seg(state)
         m = jax.tree.map(np.asarray, m)
         hist.append(m)
+        check_finite(state, m, f"segment {i + 1}", runs=seeds, ignore=finite_ignore)  # before on_segment checkpoints it
         if on_segment:
             on_segment(i, state, m)
         if progress:
@@ -501,6 +503,44 @@ def infinite_metrics(metrics) -> list[str]:
         if np.issubdtype(a.dtype, np.inexact) and np.isinf(a).any():
             out.append(jax.tree_util.keystr(path))
     return out
+
+
+def nonfinite_runs(tree, runs: int, ignore: tuple = ()) -> list[int]:
+    """Indices along the leading (vmapped) axis of size ``runs`` whose slice of any floating leaf of
+    ``tree`` holds a NaN or +-inf (leaves without that axis are not attributed to a run; leaves whose
+    path contains a name in ``ignore`` are skipped)."""
+    leaves = [x for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact) and jnp.ndim(x) >= 1 and jnp.shape(x)[0] == runs
+              and not any(n in jax.tree_util.keystr(path) for n in ignore)]
+    if not leaves:
+        return []
+    bad = np.asarray(_runs_nonfinite(leaves)).any(axis=0)
+    return [int(i) for i in np.nonzero(bad)[0]]
+
+
+@jax.jit
+def _runs_nonfinite(leaves):
+    return jnp.stack([jnp.any(~jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves])
+
+
+def check_finite(state, metrics, where: str, runs: int | None = None, unit: str = "seed",
+                 ignore: tuple = ()) -> None:
+    """The NaN/Inf guard of the segment loops (EPG, RL^2, MetaGenRL, PPO-LIRPG): raise a one-line
+    :class:`NonFiniteError` naming ``where`` (e.g. "segment 3"), the first leaves and, with ``runs``
+    (the vmapped axis), the runs concerned, when a floating leaf of ``state`` is NaN/inf or a metric is
+    +-inf (a NaN metric may mean "not computed"). Call it before the state is checkpointed, so that the
+    last checkpoint stays the last finite state. ``ignore``: names of state leaves that may legitimately
+    hold an infinity (e.g. evosax's ``best_fitness``, +inf until the first generation)."""
+    bad = [f"state{p}" for p in nonfinite_leaves(state) if not any(n in p for n in ignore)]
+    bad += [f"metrics{p}" for p in infinite_metrics(metrics)]
+    if not bad:
+        return
+    which = nonfinite_runs(state, runs, ignore) if runs else []
+    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    who = f" of {unit}(s) {', '.join(map(str, which))}" if which else ""
+    raise NonFiniteError(f"non-finite values{who} in {where}: {', '.join(bad[:3])}{more}; stopped (the state after "
+                         f"{where} is not saved; the last checkpoint is the last finite state)",
+                         {"where": where, "leaves": bad, "runs": which})
 
 
 class Driver:

@@ -202,3 +202,38 @@ def test_chain_killed_after_its_first_chunk_resumes_bit_for_bit(tmp_path, capsys
     assert (d / "curves.csv").read_text() == (tmp_path / "whole" / "curves.csv").read_text()
     meta = json.loads((d / "meta.json").read_text())
     assert meta["status"] == "finished" and meta["resumes"][-1]["from_chunk"] == 1
+
+
+
+def test_vmapped_segments_guard_names_the_seed_and_skips_its_checkpoint():
+    """EPG's and RL^2's loop: seed 2 of 3 holds a NaN when segment 2 ends; the guard raises before
+    on_segment (which checkpoints), in one line naming the seed and the segment. A leaf allowed to be
+    infinite (evosax's best_fitness before any fitness) is not a failure; without the allowance it is."""
+    import jax
+    import jax.numpy as jnp
+
+    from metarl.driver import NonFiniteError, vmapped_segments
+
+    def init(key):
+        return {"w": jax.random.normal(key, (2,)), "i": jnp.zeros((), jnp.int32), "best_fitness": jnp.inf}
+
+    def run_segment(s):
+        w = s["w"] * 1.5
+        return {"w": w, "i": s["i"] + 1, "best_fitness": s["best_fitness"]}, {"loss": jnp.sum(w)}
+
+    saved = []
+    _, hist = vmapped_segments(init, run_segment, jax.random.PRNGKey(0), 3, 2,
+                               on_segment=lambda i, s, m: saved.append(i), finite_ignore=("best_fitness",))
+    assert saved == [0, 1] and len(hist) == 2
+    with pytest.raises(NonFiniteError, match="best_fitness"):
+        vmapped_segments(init, run_segment, jax.random.PRNGKey(0), 3, 1)
+    # fault injected: a resumed state whose seed 2 holds a NaN; segment 2 (index 1) is the first to run
+    saved.clear()
+    state = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(0), 3))
+    state = dict(state, w=state["w"].at[2, 0].set(jnp.nan))
+    with pytest.raises(NonFiniteError) as e:
+        vmapped_segments(init, run_segment, None, 3, 3, state=state, start=1,
+                         on_segment=lambda i, s, m: saved.append(i), finite_ignore=("best_fitness",))
+    msg = str(e.value)
+    assert "\n" not in msg and "seed(s) 2 in segment 2" in msg and "['w']" in msg
+    assert saved == [] and e.value.failures["runs"] == [2]

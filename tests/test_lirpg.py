@@ -249,3 +249,32 @@ def test_meta_critic_tables_and_summary_gain_ppo_columns(tmp_path):
     pend = next(x for x in lines if x.startswith("| gymnax/Pendulum-v1 (gymnax/Pendulum-v1) |"))
     assert pend.endswith("| - | - |")
     assert open(tmp_path / "tables.md").read() == md
+
+
+def test_nonfinite_guard_names_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
+    """Fault injected: the compiled segment's output gets a NaN in run 3's policy (variant lirpg, seed 1)
+    at the second evaluation. The loop stops with a one-line NonFiniteError naming that run and the
+    evaluation, and the checkpoint on disk is the first evaluation's (finite) state."""
+    from metarl.driver import NonFiniteError
+
+    cfg = _tiny(rin_lr=1e-3)
+    init, seg = lp._programs(cfg, ENV)
+    calls = []
+
+    def poisoned(state):
+        state, m = seg(state)
+        calls.append(1)
+        if len(calls) == 2:
+            pi = jax.tree.map(lambda x: x.at[3].set(jnp.nan) if x.ndim and x.shape[0] == 4 else x, state.base.pi)
+            state = state.replace(base=state.base.replace(pi=pi))
+        return state, m
+
+    monkeypatch.setattr(lp, "_programs", lambda c, e: (init, poisoned))
+    with pytest.raises(NonFiniteError) as e:
+        lp.train(cfg, ENV, jax.random.PRNGKey(1), seeds=2, run_dir=str(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and "evaluation 2 of" in msg and "run (variant-major)(s) 3" in msg and ".pi" in msg
+    assert e.value.failures["runs"] == [3]
+    assert json.load(open(tmp_path / "progress.json"))["segments_done"] == 1
+    with np.load(tmp_path / "checkpoint.npz") as z:
+        assert all(np.all(np.isfinite(z[k])) for k in z.files if k.startswith("leaf_") and z[k].dtype.kind == "f")

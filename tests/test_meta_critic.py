@@ -452,3 +452,42 @@ def test_table1_summary_resume_and_verdicts(tmp_path):
     bad = dc.replace(cfg, seeds=4)
     with pytest.raises(SystemExit, match="other settings"):
         run_bench(bad, plan(bad), str(tmp_path), resume=True)
+
+
+def test_tables_2_3_rows_carry_intervals_and_verdicts(tmp_path):
+    """Tables 2 and 3 at the medium scale, bookkeeping only (fake finished jobs): each paper comparison
+    (-MC vs +updates / +params, the ablations vs SAC, clip vs no clip) is a row with both IQM [CI]s,
+    P(a > b) with its interval, the outcome from that interval and the verdict on the paper's claim."""
+    import dataclasses as dc
+    import json
+
+    from benchmarks.meta_critic import bench_config, job_config, plan, run_bench
+    from metarl.train import jsonable, write_json
+
+    cfg = dc.replace(bench_config("medium"), tables=("2", "3"))
+    jobs = plan(cfg)
+    base = np.array([500.0, 520, 540, 560, 580])
+    level = {"vanilla": 0, "updates": 0, "params": 400, "mc": 300, "mc_sa": 300, "metareg": -300, "mc_plain": 0,
+             "mc_guard": 305}
+    for env, algo, variants in jobs:
+        ecfg = job_config(cfg, env, algo, variants)
+        n = (ecfg.total_steps - ecfg.learning_starts) // ecfg.eval_every
+        vs = {v: {"eval_return": np.repeat((base + level[v])[:, None], n, 1).tolist(), "env_steps": list(range(n))}
+              for v in variants}
+        d = tmp_path / "runs" / f"{env.replace('/', '_')}_{algo}"
+        d.mkdir(parents=True)
+        write_json(str(d / "job.json"), {"config": jsonable(dataclasses.asdict(ecfg)), "wall_s": 1.0,
+                                         "overhead": {}, "variants": vs})
+    run_bench(cfg, jobs, str(tmp_path), resume=True)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    rows = {(r["table"], r["algo"], r["a"], r["b"]): r for r in s["tables23"]}
+    assert rows[("3", "td3", "mc", "updates")]["verdict_on_claim"] == "reproduces"  # +300 over +updates
+    assert rows[("3", "td3", "mc", "params")]["verdict_on_claim"] == "contradicts"  # +params is higher
+    assert rows[("2", "sac", "metareg", "vanilla")]["verdict"] == "worse"
+    assert rows[("2", "sac", "mc_guard", "mc")]["verdict"] == "inconclusive"  # +5 on a 80-wide spread
+    assert rows[("2", "sac", "mc_guard", "mc")]["verdict_on_claim"].startswith("no claim")
+    assert len([k for k in rows if k[0] == "3"]) == 6 and len([k for k in rows if k[0] == "2"]) == 6
+    for r in rows.values():
+        assert {"iqm", "ci", "verdict"} <= set(r) and r["ci"][0] <= r["iqm"] <= r["ci"][1] and r["seeds"] == 5
+    md = (tmp_path / "tables.md").read_text()
+    assert "Tables 2 and 3 with intervals" in md and "TD3-MC | TD3+params" in md

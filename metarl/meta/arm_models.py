@@ -16,8 +16,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from brax.generalized import pipeline as gpipeline
-from brax.io import mjcf
 
 from metarl.meta.model_based_critic import Task
 
@@ -76,6 +74,8 @@ def chain_xml(spec: ArmSpec) -> str:
 
 
 def load(spec: ArmSpec):
+    from brax.io import mjcf  # Brax (and MuJoCo) load on first use, not on import (a CLI's --help stays fast)
+
     return mjcf.loads(chain_xml(spec))
 
 
@@ -103,6 +103,8 @@ def with_params(sys, spec: ArmSpec, params: ArmParams):
 
 def make_task(spec: ArmSpec) -> tuple[Task, ArmParams]:
     """The differentiable model as a ``Task`` over flat states x = [q, qd]; ``dyn`` is an ArmParams."""
+    from brax.generalized import pipeline as gpipeline
+
     sys = load(spec)
     n = len(spec.axes)
 

@@ -54,8 +54,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from evosax.algorithms import Open_ES
-from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn, identity_fitness_shaping_fn
 from flax import struct
 
 from metarl import envs
@@ -256,6 +254,9 @@ def make_inner(config: EPGConfig, env, loss_fn: Callable):
 # ----------------------------------------------------------------------------------------------------
 def make_es(config: EPGConfig, template):
     """evosax ``Open_ES`` over the pytree ``template``'s shape; fitness is minimised (pass -score)."""
+    from evosax.algorithms import Open_ES  # evosax loads on first use (~0.5 s), not on a CLI's --help
+    from evosax.core.fitness_shaping import identity_fitness_shaping_fn
+
     es = Open_ES(config.population, template, use_antithetic_sampling=True, optimizer=optax.adam(config.es_lr),
                  std_schedule=optax.constant_schedule(config.es_sigma), fitness_shaping_fn=identity_fitness_shaping_fn)
     return es, es.default_params
@@ -263,6 +264,8 @@ def make_es(config: EPGConfig, template):
 
 def centered_ranks(scores):
     """evosax's centered ranks in [-0.5, 0.5] (higher score, higher rank) along the last axis."""
+    from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
+
     return centered_rank_fitness_shaping_fn(None, scores, None, None)
 
 
@@ -343,7 +346,7 @@ def train(config: EPGConfig, env_names: Sequence[str], key, seeds: int, pad=None
     :func:`metarl.meta.rl2.train`."""
     init, run_segment, fns = make_epg(config, env_names, pad)
     state, hist = vmapped_segments(init, run_segment, key, seeds, config.num_evals, state, start, on_segment,
-                                   progress)
+                                   progress, finite_ignore=("best_fitness",))  # evosax: +inf before any fitness
     out = {k: np.concatenate([h[k] for h in hist], axis=1) for k in hist[0] if k != "generation"} if hist else {}
     return state, out
 

@@ -55,6 +55,7 @@ import optax
 from flax import struct
 
 from metarl import envs
+from metarl.driver import check_finite
 from metarl.meta import onpolicy as op
 from metarl.nets import MLP
 
@@ -405,6 +406,9 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
         if max_segments is not None and i >= max_segments:
             break
         state, mets = seg(state)
+        # the NaN/Inf guard, before the state is checkpointed; runs are variant-major (variant v, seed s)
+        check_finite(state, mets, f"evaluation {i + 1} of {config.ppo.num_evals}", runs=len(variants) * seeds,
+                     unit="run (variant-major)")
         hist.append(jax.tree.map(np.asarray, mets))
         if run_dir is not None:
             _save_checkpoint(run_dir, state, hist)

@@ -28,7 +28,11 @@ def parse_cli(argv, description: str) -> tuple[str, str]:
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT_DIR, help="result directory")
     a = p.parse_args(argv)
-    return check_scale(a.scale), make_out_dir(p, a.out)
+    scale, out = check_scale(a.scale), make_out_dir(p, a.out)
+    from metarl import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated run skips the compilation
+    return scale, out
 
 
 def metadata(config, wall_time: float) -> dict:

@@ -1,0 +1,51 @@
+"""metarl.compile_clock: compile time apart from run time, from JAX's own monitoring events."""
+import json
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks.common import compile_report
+from metarl.compile_clock import CompileClock, union_length
+
+
+def test_union_length_counts_overlaps_once():
+    assert union_length([]) == 0.0
+    assert union_length([(0.0, 1.0), (2.0, 3.0)]) == pytest.approx(2.0)
+    assert union_length([(0.0, 2.0), (1.0, 3.0)]) == pytest.approx(3.0)
+    assert union_length([(0.0, 5.0), (1.0, 2.0), (3.0, 4.0)]) == pytest.approx(5.0)  # nested traces
+    assert union_length([(2.0, 3.0), (0.0, 1.0), (0.5, 2.5)]) == pytest.approx(3.0)
+
+
+def test_clock_sees_a_new_program_and_not_a_compiled_one():
+    @jax.jit
+    def f(x):
+        return jnp.tanh(x @ x.T).sum()
+
+    x = jnp.ones((37, 11))  # a shape no other test uses: a fresh compile (or a persistent-cache hit)
+    with CompileClock() as first:
+        f(x).block_until_ready()
+    s = first.summary()
+    assert s["programs_compiled"] >= 1 and s["compile_s"] > 0
+    assert s["trace_s"] > 0 and s["lower_s"] > 0
+    assert 0 <= s["compile_s"] <= s["wall_s"] and s["run_s"] == pytest.approx(s["wall_s"] - s["compile_s"])
+    with CompileClock() as again:  # already compiled: nothing traced, lowered or compiled
+        f(x).block_until_ready()
+    s2 = again.summary()
+    assert s2["programs_compiled"] == 0 and s2["compile_s"] == 0.0
+    with CompileClock() as outside:
+        pass
+    f(jnp.ones((41, 11))).block_until_ready()  # after the clock stopped: not counted
+    assert outside.summary()["programs_compiled"] == 0
+
+
+def test_compile_report_writes_the_record_only_on_success(tmp_path, capsys):
+    with compile_report("benchmarks.x", str(tmp_path)):
+        jax.jit(lambda v: v * 3.0)(jnp.ones(13)).block_until_ready()
+    rec = json.loads((tmp_path / "compile_time.json").read_text())
+    assert rec["part"] == "benchmarks.x" and rec["programs_compiled"] >= 1
+    assert "benchmarks.x: compile" in capsys.readouterr().out
+    with pytest.raises(RuntimeError):
+        with compile_report("benchmarks.y", str(tmp_path), "y.json"):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "y.json").exists()
