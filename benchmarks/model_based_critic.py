@@ -19,7 +19,7 @@ from experiments import model_based_critic_arm7 as arm7
 from experiments import model_based_critic_pointmass as pointmass
 from experiments import model_based_critic_reacher as reacher
 from experiments import model_based_critic_toy as toy
-from metarl.meta.model_based_critic_outputs import OUT_DIR, SCALES, check_scale, metadata, write_atomic
+from metarl.meta.model_based_critic_outputs import OUT_DIR, SCALES, check_scale, claims_markdown, metadata, write_atomic
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
 
@@ -115,8 +115,10 @@ def main(argv=None):
             md.append(f"| {k} | {f4(v['ours'])} | {f4(v['ddpg'])} | {f4(v.get('meta_critic'))} | "
                       f"{f4(v.get('no_movement'))} |")
         md.append("")
+        md += [claims_markdown(out["reacher"].get("claims", []), "reacher, the claim with intervals"), ""]
     if "arm7" in out:
-        md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"])]
+        md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"]),
+               claims_markdown(out["arm7"].get("claims", []), "7-DoF arm, the claim with intervals"), ""]
     write_atomic(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
     write_atomic(os.path.join(a.out, "bench.json"), json.dumps(
         {"part_wall_s_this_invocation": times,

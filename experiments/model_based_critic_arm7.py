@@ -22,7 +22,8 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, meta_test_claims, metadata, parse_cli,
+                                                    save_fig, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\
@@ -208,11 +209,13 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
         pbar.update(2)
     wall = time.time() - t0
     rows = tables(tags, err_ours, err_ddpg, test_goals, err_mc)
+    claims = meta_test_claims({table: [i for i, t in enumerate(tags) if t[0] == table] for table, _, _ in TABLES},
+                              err_ours, err_ddpg, err_mc, still_error(np.asarray(test_goals)))
     summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),
                                      "ddpg": float(dcurve[:, -exp.chunk:].mean()),
                                      "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
                "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
-               "ours_compile_plus_first_chunk_s": t_compile, "rows": rows,
+               "ours_compile_plus_first_chunk_s": t_compile, "rows": rows, "claims": claims,
                **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "arm7_summary.json"), json.dumps(summary, indent=1))
     buf = io.StringIO()

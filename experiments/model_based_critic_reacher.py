@@ -19,7 +19,8 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, meta_test_claims, metadata, parse_cli,
+                                                    save_fig, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +125,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
         pbar.update(2)
     wall = time.time() - t0
     g_ours, g_ddpg, g_mc = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg), grids(exp, tags, err_mc)
-    g_still = grids(exp, tags, np.mean(np.asarray(test_goals) ** 2, -1))   # an arm that does not move
+    still = np.mean(np.asarray(test_goals) ** 2, -1)   # an arm that does not move
+    g_still = grids(exp, tags, still)
+    claims = meta_test_claims({kind: [k for k, t in enumerate(tags) if t[0] == kind]
+                               for kind in ("goal", "mass", "length")}, err_ours, err_ddpg, err_mc, still)
     summary = {
         "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean()),
                               "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
@@ -132,7 +136,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                                      "meta_critic": float(g_mc[k][1].mean()),
                                      "no_movement": float(g_still[k][1].mean())} for k in g_ours},
         "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
-        "ours_compile_plus_first_chunk_s": t_compile,
+        "ours_compile_plus_first_chunk_s": t_compile, "claims": claims,
         "grids": {m: {k: {"axis": g[k][0].tolist(), "error": g[k][1].tolist()} for k in g} for m, g in
                   (("ours", g_ours), ("ddpg", g_ddpg), ("meta_critic", g_mc))},
         **metadata(dataclasses.asdict(exp), wall)}

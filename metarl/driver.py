@@ -554,6 +554,8 @@ class Driver:
     ``units_per_chunk`` ``unit`` per chunk (its rate is units/s), with ``postfix(metrics) -> dict`` of the
     latest chunk's headline numbers. ``resume_hint``: the command that resumes (put in the one-line
     message of an interrupted run); ``flag``: the option naming the run directory in error messages.
+    ``tensorboard``: a folder for TensorBoard event files (metarl.tensorboard; each metric leaf's mean
+    after every chunk, at chunks x ``units_per_chunk``), or None.
 
     ``run(resume)`` returns (final state, metrics) with every metric leaf stacked over the chunks:
     ``[num_chunks, ...]`` (numpy).
@@ -562,7 +564,8 @@ class Driver:
     def __init__(self, init: Callable, chunk: Callable, key, num_chunks: int, out_dir: str | None,
                  config: dict, *, progress: bool = True, desc: str = "run", unit: str = "chunk",
                  units_per_chunk: int = 1, postfix: Callable | None = None, overwrite: bool = False,
-                 allow_version_change: bool = False, resume_hint: str | None = None, flag: str = "--out"):
+                 allow_version_change: bool = False, resume_hint: str | None = None, flag: str = "--out",
+                 tensorboard: str | None = None):
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
         self.init, self.chunk, self.key = init, chunk, key
@@ -575,6 +578,7 @@ class Driver:
         self.allow_version_change = allow_version_change
         self.resume_hint = resume_hint or "the same command with --resume"
         self.flag = flag
+        self.tensorboard = tensorboard
         self.compile_time: dict = {}
         self._meta: dict = {}
         self._sig = DeferredSigint()
@@ -689,6 +693,11 @@ class Driver:
         bar = tqdm(total=self.num_chunks * self.units_per_chunk, initial=start * self.units_per_chunk,
                    disable=not self.progress, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
         run_time, saved, i = 0.0, start, start
+        tb = None
+        if self.tensorboard:
+            from metarl.tensorboard import TensorBoardLog
+
+            tb = TensorBoardLog(self.tensorboard)
         try:
             if self._sig.requested:
                 raise Interrupted(self._interrupt_message(saved))
@@ -708,6 +717,8 @@ class Driver:
                 if self.postfix is not None:
                     bar.set_postfix(self.postfix(m))
                 bar.update(self.units_per_chunk)
+                if tb is not None:
+                    tb.chunk(m, (i + 1) * self.units_per_chunk)
                 if self.out_dir:
                     self._save(state, i + 1, history)
                     saved = i + 1
@@ -731,6 +742,9 @@ class Driver:
                 self._finish_meta("failed", t_start, run_time, chunks_done=saved,
                                   error=cli.one_line(f"{type(e).__name__}: {e}"))
             raise
+        finally:
+            if tb is not None:
+                tb.close()
         bar.close()
         if self.out_dir:
             self._finish_meta("finished" if end == self.num_chunks else "interrupted", t_start, run_time,

@@ -405,7 +405,7 @@ class Runner:
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, checkpoint_every: int = 1,
                  progress: bool = True, devices=None, agent_fn=None, overwrite: bool = False,
-                 on_nonfinite: str = "stop", allow_version_change: bool = False):
+                 on_nonfinite: str = "stop", allow_version_change: bool = False, tensorboard: str | None = None):
         self.config = config.validate()
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -417,6 +417,7 @@ class Runner:
         self.overwrite = overwrite
         self.on_nonfinite = on_nonfinite
         self.allow_version_change = allow_version_change
+        self.tensorboard = tensorboard  # a folder for TensorBoard event files (metarl.tensorboard), or None
         self.resume_hint = "Runner(config, run_dir).run(resume=True)"  # the CLI puts its command line here
         self.env, self.agent, init, run_chunk, _ = make_functions(config, agent_fn)
         self._init_fn = init
@@ -571,6 +572,11 @@ class Runner:
         bar = tqdm(total=cfg.num_chunks, initial=start, disable=not self.progress, unit="chunk",
                    desc=f"{cfg.algo} {cfg.env}", file=sys.stderr)
         steps_per_chunk = cfg.eval_every * cfg.evals_per_chunk * self.num_runs
+        tb = None
+        if self.tensorboard:
+            from metarl.tensorboard import TensorBoardLog
+
+            tb = TensorBoardLog(self.tensorboard)  # per evaluation point, at its environment step
         train_time = 0.0
         saved = start
         i = start
@@ -586,6 +592,8 @@ class Runner:
                 new_failures = self._check_finite(m, i)
                 m.pop("nonfinite_code", None)
                 history.append({k: np.asarray(v).tolist() for k, v in m.items()})
+                if tb is not None:
+                    tb.evaluations({k: v for k, v in m.items() if k != "nonfinite_step"}, m["env_steps"])
                 last = np.asarray(m["eval_return"])[:, -1]
                 last = last[np.isfinite(last)]
                 bar.set_postfix(sps=f"{steps_per_chunk / dt:,.0f}", ret=f"{last.mean() if last.size else float('nan'):.1f}")
@@ -620,6 +628,8 @@ class Runner:
                                   error=cli.one_line(f"{type(e).__name__}: {e}"))
             raise
         bar.close()
+        if tb is not None:
+            tb.close()
         metrics = self.stack(history)
         if self.run_dir:
             self._write_metrics(metrics, plot=True)
@@ -888,6 +898,9 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--on-nonfinite", default="stop", choices=ON_NONFINITE,
                    help="a run going NaN/inf: stop everything (default) or mark it failed and continue the others")
     p.add_argument("--checkpoint-every", type=cli.positive_int, default=1, help="chunks between checkpoints")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write TensorBoard event files there (each metric per evaluation point, mean over "
+                        "runs and per run); watch with: tensorboard --logdir DIR")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -913,6 +926,7 @@ def main(argv=None):
                           normalize_obs=a.normalize_obs, agent=agent, hp=hp, seed_index=a.seed_index)
         cfg.validate()
         runner = Runner(cfg, run_dir, progress=not a.no_progress, checkpoint_every=a.checkpoint_every,
+                        tensorboard=a.tensorboard,
                         overwrite=a.overwrite, on_nonfinite=a.on_nonfinite,
                         allow_version_change=a.allow_version_change)
         runner.check_run_dir(a.resume)

@@ -262,3 +262,30 @@ def test_point_mass_q_true_landscape_and_field():
     np.testing.assert_allclose(np.asarray(ends), np.broadcast_to(opt, (3, 2)), atol=1e-2)
     with pytest.raises(ValueError, match="critic_input 'sg'.*raw, folded"):
         mbc.PointMassConfig(critic_input="sg")
+
+
+def test_meta_test_claims_verdicts_from_intervals():
+    """The reacher / arm claim 'ours << DDPG and Meta Critic' per sweep, on synthetic errors (pairs,
+    seeds, inits): clearly lower than DDPG -> reproduces; overlapping the Meta Critic -> inconclusive;
+    above an arm that does not move -> contradicts. Each row carries iqm, ci and verdict."""
+    import numpy as np
+
+    from metarl.meta.model_based_critic_outputs import claims_markdown, meta_test_claims
+
+    rng = np.random.default_rng(0)
+    seeds = np.array([0.10, 0.12, 0.14, 0.16, 0.18])[None, :, None]
+    ours = seeds + 0.001 * rng.standard_normal((6, 5, 3))
+    ddpg = seeds + 1.0 + 0.001 * rng.standard_normal((6, 5, 3))
+    mc = seeds[:, ::-1] + 0.01 + 0.001 * rng.standard_normal((6, 5, 3))
+    still = np.full(6, 0.05)
+    rows = meta_test_claims({"goal": [0, 1, 2], "mass": [3, 4, 5]}, ours, ddpg, mc, still)
+    by = {(r["sweep"], r["reference"]): r for r in rows}
+    assert len(rows) == 6
+    assert by[("goal", "ddpg")]["verdict"] == "reproduces" and by[("mass", "ddpg")]["verdict"] == "reproduces"
+    assert by[("goal", "meta_critic")]["verdict"].startswith("inconclusive")
+    assert by[("goal", "no_movement")]["verdict"] == "contradicts"
+    for r in rows:
+        assert {"iqm", "ci", "verdict"} <= set(r) and r["ci"][0] <= r["iqm"] <= r["ci"][1] and r["seeds"] == 5
+    assert by[("goal", "ddpg")]["iqm"] == pytest.approx(np.mean(ours[:3].mean(axis=(0, 2))[1:4]))
+    md = claims_markdown(rows, "t")
+    assert md.count("\n| ") == 7 and "reproduces" in md

@@ -154,12 +154,20 @@ def test_overwrite_replaces_stale_run_files(base, tmp_path):
     (d / "config.json").write_text(json.dumps({"seeds": 1}))  # an older run's files
     shutil.copytree(base["ck1"], d / "checkpoint.old")
     (d / "notes.txt").write_text("mine")  # not a run file: kept
-    _, m = T.Runner(BASE, str(d), progress=False, overwrite=True).run()
+    tb = tmp_path / "tb"  # and the TensorBoard view of the run (--tensorboard), outside the run folder
+    _, m = T.Runner(BASE, str(d), progress=False, overwrite=True, tensorboard=str(tb)).run()
     assert sorted(os.listdir(d)) == ["checkpoint", "config.json", "learning_curve.png", "meta.json", "metrics.csv",
                                      "metrics.json", "notes.txt"]
     assert strict_json(d / "config.json")["seeds"] == 2
     for k in base["metrics"]:
         np.testing.assert_array_equal(m[k], base["metrics"][k], err_msg=k)
+    from metarl.tensorboard import read_scalars
+
+    s = read_scalars(str(tb))
+    ev = np.asarray(m["eval_return"], float)  # [runs, evaluations]
+    assert [step for step, _ in s["eval_return"]] == np.asarray(m["env_steps"])[0].tolist()
+    np.testing.assert_allclose([v for _, v in s["eval_return"]], ev.mean(0), rtol=1e-5)
+    np.testing.assert_allclose([v for _, v in s["eval_return/run_1"]], ev[1], rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------
