@@ -199,3 +199,14 @@ def test_pendulum_pair_keeps_our_side_when_the_peer_fails(monkeypatch):
     assert ours == {"env_steps_per_s": 10.0} and theirs is None
     assert errors == ["rejax peer: TypeError: boom second line"]
     assert throughput.pendulum_pair({"algo": "td3"}, None) == ({"env_steps_per_s": 10.0}, None)
+
+
+def test_help_times_runs_each_cli_in_a_fresh_interpreter():
+    """The throughput part's --help timing: every CLI module is found, and a run reports its exit status."""
+    mods = common.cli_modules()
+    assert "metarl.train" in mods and "experiments.outer_value_chain" in mods and "benchmarks.common" not in mods
+    t = common.help_times(["metarl.report", "benchmarks.no_such_module"])
+    assert t["metarl.report"]["ok"] and t["metarl.report"]["wall_s"] > 0
+    assert not t["benchmarks.no_such_module"]["ok"]
+    table = throughput.help_table(t)
+    assert "| metarl.report |" in table and "FAILED (non-zero exit)" in table
