@@ -104,7 +104,9 @@ def claims_markdown(rows: list[dict], title: str) -> str:
         return ""
     out = [f"**{title}**: the paper's claim 'ours << DDPG and Meta Critic', per sweep; a seed's score is its mean "
            "final error over the sweep; IQM [95% stratified-bootstrap CI] over seeds; verdict from the interval of "
-           "P(ours > reference) (against DDPG / Meta Critic) or of ours (against not moving)", "",
+           "P(ours > reference) (against DDPG / Meta Critic) or of ours (against not moving). With few seeds (the "
+           "quick scale has 2) a decisive verdict only says that every pair of seeds lies on one side: the bootstrap "
+           "cannot show more spread than the seeds have", "",
            "| sweep | reference | seeds | ours | reference | P(ours > reference) [95% CI] | verdict |",
            "|---|---|---|---|---|---|---|"]
     for r in rows:
