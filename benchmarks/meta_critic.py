@@ -440,6 +440,8 @@ def table1_summary(cfg: BenchConfig, summary: dict, finals: dict, jobs) -> list[
     interval (better / worse / inconclusive; the paper's claim is 'better or equal')."""
     from metarl import stats
 
+    if "1" not in cfg.tables:  # Tables 2-3 alone: their vanilla/-MC runs are not Table 1's programs
+        return []
     t1 = read_paper_table(1)
     rows = []
     for env, algo, variants in jobs:
@@ -482,6 +484,7 @@ def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
     """Tables 2 and 3 with intervals: per pair of ABLATION_PAIRS that ran, both variants' IQM [95% CI] of
     the final return, P(a > b) with its interval, the outcome (better / worse / inconclusive, from that
     interval) and, where the paper makes a claim, the verdict on it."""
+    from experiments.meta_critic import LABELS
     from metarl import stats
 
     rows = []
@@ -495,7 +498,9 @@ def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
                 if a not in f or b not in f:
                     continue
                 c = stats.compare(f[a], f[b], claim=claim or "higher")
-                row = {"table": table, "env": env, "algo": al, "a": a, "b": b, "seeds": len(f[a]),
+                name = lambda v: LABELS[v].format(A=al.upper())  # noqa: E731
+                row = {"label": f"Table {table} {ENV_ROWS.get(env, env)} {name(a)} vs {name(b)}",
+                       "table": table, "env": env, "algo": al, "a": a, "b": b, "seeds": len(f[a]),
                        "final_evals": FINAL_EVALS, "paper_claim": f"{a} > {b}" if claim else None, **c,
                        "iqm": c["iqm_a"], "ci": c["ci_a"]}
                 row["verdict_on_claim"] = c["claim_verdict"] if claim else "no claim (outcome only)"
