@@ -94,7 +94,8 @@ def main(argv=None):
     if "pointmass" in out:
         md += ["## Point mass (Fig. 1): distance to theta* of each landscape's argmin and of Algorithm 3's end "
                f"points (mean over seeds; wall {out['pointmass']['wall_time_s']:.0f} s)", "",
-               pointmass.markdown(out["pointmass"]), ""]
+               pointmass.markdown(out["pointmass"]), "",
+               pointmass.claims_markdown(out["pointmass"].get("claims", [])), ""]
     for name in ("reacher", "arm7"):
         if name in out:
             s = out[name]

@@ -90,7 +90,8 @@ def distances(cfg, exp, res):
             d_arg = np.linalg.norm(np.asarray(r["argmin"]) - opt, axis=-1)                  # (seeds,)
             d_end = np.linalg.norm(np.asarray(r["ends"]) - opt, axis=-1)                    # (seeds, starts)
             row[name] = {"argmin_dist": float(d_arg.mean()), "argmin_dist_per_seed": d_arg.tolist(),
-                         "descent_end_dist": float(d_end.mean()), "descent_within_0.25": float((d_end < 0.25).mean())}
+                         "descent_end_dist": float(d_end.mean()), "descent_within_0.25": float((d_end < 0.25).mean()),
+                         "within_0.25_per_seed": (d_end < 0.25).mean(axis=-1).tolist()}
         out.append(row)
     return out
 
@@ -135,6 +136,45 @@ def figure(path, cfg, exp, res, title):
     plt.close(fig)
 
 
+REACH = 0.5  # "leads to theta*": at least half of Algorithm 3's starts end within 0.25 of it (our reading)
+
+
+def claims(rows: list[dict], variant: str) -> list[dict]:
+    """Fig. 1's claim, "L_critic's gradient field leads to theta*, also for unseen goals", per goal, from
+    the per-seed fraction of Algorithm 3's starts that end within 0.25 of theta*: ours against REACH
+    (the interval of ours) and ours against Q_sup (the interval of P(ours > Q_sup)). Each row has "iqm",
+    "ci" and "verdict"."""
+    from metarl import stats
+
+    out = []
+    for r in rows:
+        ours, sup = np.asarray(r["ours"]["within_0.25_per_seed"]), np.asarray(r["sup"]["within_0.25_per_seed"])
+        goal = f"{r['kind']} goal ({r['goal'][0]:g}, {r['goal'][1]:g})"
+        s = stats.summary_row(ours)
+        out.append({"label": f"{variant}: {goal}: L_critic leads to theta*", "variant": variant, "kind": r["kind"],
+                    "iqm": s["iqm"], "ci": s["ci"], "seeds": s["n"], "reference_value": REACH,
+                    "verdict": stats.verdict(s["ci"], paper_value=REACH, claim="higher")})
+        c = stats.compare(ours, sup, claim="higher")
+        out.append({"label": f"{variant}: {goal}: L_critic > Q_sup", "variant": variant, "kind": r["kind"],
+                    "iqm": c["iqm_a"], "ci": c["ci_a"], "seeds": c["n_a"], "reference_iqm": c["iqm_b"],
+                    "reference_ci": c["ci_b"], "p_improvement": c["p_improvement"],
+                    "p_improvement_ci": c["p_improvement_ci"], "verdict": c["claim_verdict"]})
+    return out
+
+
+def claims_markdown(rows: list[dict]) -> str:
+    out = [f"Fig. 1's claim per goal: the fraction of Algorithm 3's starts ending within 0.25 of theta*, IQM [95% "
+           f"CI] over seeds; 'leads to theta*' = at least {REACH:g} of the starts (our reading of the figure)", "",
+           "| row | seeds | L_critic | reference | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        ref = (f"{r['reference_value']:g}" if "reference_value" in r else
+               f"Q_sup {r['reference_iqm']:.2f} [{r['reference_ci'][0]:.2f}, {r['reference_ci'][1]:.2f}]; P "
+               f"{r['p_improvement']:.2f} [{r['p_improvement_ci'][0]:.2f}, {r['p_improvement_ci'][1]:.2f}]")
+        out.append(f"| {r['label']} | {r['seeds']} | {r['iqm']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] | {ref} | "
+                   f"{r['verdict']} |")
+    return "\n".join(out)
+
+
 def markdown(summary) -> str:
     out = ["| L_critic input | goal | theta* | argmin dist: Q_true / Q_sup / L_critic | "
            "Alg. 3 end dist: Q_true / Q_sup / L_critic | ends within 0.25: Q_sup / L_critic |",
@@ -159,6 +199,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
                                   ("folded", "fig1_pointmass_landscapes_folded.png", "L_critic(s - g, a)")):
         cfg, res = run_variant(exp, variant, keys)
         summary["variants"][variant] = distances(cfg, exp, res)
+        summary.setdefault("claims", []).extend(claims(summary["variants"][variant], variant))
         summary["final_losses"][variant] = {
             "model_based_task_loss_last100": float(np.asarray(res["mb_curve"])[:, -100:].mean()),
             "q_fitting_task_loss_last100": float(np.asarray(res["q_curve"])[:, -100:].mean()),
@@ -170,7 +211,8 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
             pbar.update(1)
     summary.update(metadata(dataclasses.asdict(exp), time.time() - t0))
     write_atomic(os.path.join(out_dir, "pointmass_summary.json"), json.dumps(summary, indent=1))
-    write_atomic(os.path.join(out_dir, "pointmass.md"), markdown(summary) + "\n")
+    write_atomic(os.path.join(out_dir, "pointmass.md"), markdown(summary) + "\n\n" + claims_markdown(summary["claims"])
+                 + "\n")
     return summary
 
 

@@ -289,3 +289,18 @@ def test_meta_test_claims_verdicts_from_intervals():
     assert by[("goal", "ddpg")]["iqm"] == pytest.approx(np.mean(ours[:3].mean(axis=(0, 2))[1:4]))
     md = claims_markdown(rows, "t")
     assert md.count("\n| ") == 7 and "reproduces" in md
+
+
+def test_pointmass_claims_from_per_seed_fractions():
+    """Fig. 1's claim per goal from the per-seed fraction of starts ending near theta*: all starts -> leads
+    to theta* (reproduces) and beats Q_sup; none -> contradicts; a tie with Q_sup -> inconclusive."""
+    from experiments.model_based_critic_pointmass import claims, claims_markdown
+
+    rows = [{"kind": "train", "goal": [1.25, 1.25], "ours": {"within_0.25_per_seed": [1.0, 1.0, 1.0]},
+             "sup": {"within_0.25_per_seed": [0.4, 0.44, 0.5]}},
+            {"kind": "unseen", "goal": [-0.75, 2.25], "ours": {"within_0.25_per_seed": [0.0, 0.0, 0.0]},
+             "sup": {"within_0.25_per_seed": [0.0, 0.0, 0.0]}}]
+    c = claims(rows, "raw")
+    assert [r["verdict"] for r in c] == ["reproduces", "reproduces", "contradicts", "inconclusive at this scale"]
+    assert all({"iqm", "ci", "verdict", "label"} <= set(r) for r in c)
+    assert "raw: unseen goal (-0.75, 2.25): L_critic > Q_sup" in claims_markdown(c)
