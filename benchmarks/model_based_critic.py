@@ -19,7 +19,8 @@ from experiments import model_based_critic_arm7 as arm7
 from experiments import model_based_critic_pointmass as pointmass
 from experiments import model_based_critic_reacher as reacher
 from experiments import model_based_critic_toy as toy
-from metarl.meta.model_based_critic_outputs import OUT_DIR, SCALES, check_scale, claims_markdown, metadata, write_atomic
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_scores, check_scale, claims_markdown,
+                                                    metadata, write_atomic)
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
 
@@ -120,6 +121,14 @@ def main(argv=None):
     if "arm7" in out:
         md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"]),
                claims_markdown(out["arm7"].get("claims", []), "7-DoF arm, the claim with intervals"), ""]
+    scores = aggregate_scores({k: out[k]["claims"] for k in ("reacher", "arm7") if out.get(k, {}).get("claims")})
+    if scores:
+        from metarl.stats import plot_aggregate
+
+        plot_aggregate(scores, os.path.join(a.out, "aggregate.png"),
+                       "reacher + 7-DoF arm meta-test: 1 - error / error of not moving (per seed, each sweep a task)")
+        md += ["Aggregate over the reacher's and the arm's sweeps: `aggregate.png` (IQM [95% CI] and performance "
+               "profile of 1 - error / error of not moving).", ""]
     write_atomic(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
     write_atomic(os.path.join(a.out, "bench.json"), json.dumps(
         {"part_wall_s_this_invocation": times,

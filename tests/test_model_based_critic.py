@@ -304,3 +304,22 @@ def test_pointmass_claims_from_per_seed_fractions():
     assert [r["verdict"] for r in c] == ["reproduces", "reproduces", "contradicts", "inconclusive at this scale"]
     assert all({"iqm", "ci", "verdict", "label"} <= set(r) for r in c)
     assert "raw: unseen goal (-0.75, 2.25): L_critic > Q_sup" in claims_markdown(c)
+
+
+def test_aggregate_scores_normalise_by_not_moving(tmp_path):
+    """The model-based critic's aggregate figure: per method [seeds, sweeps] of 1 - error / still."""
+    import numpy as np
+
+    from metarl.meta.model_based_critic_outputs import aggregate_scores, meta_test_claims
+    from metarl.stats import plot_aggregate
+
+    ours = np.full((4, 2, 3), 0.1)
+    ddpg = np.full((4, 2, 3), 0.4)
+    mc = np.full((4, 2, 3), 0.8)
+    rows = meta_test_claims({"goal": [0, 1], "mass": [2, 3]}, ours, ddpg, mc, np.full(4, 0.4))
+    s = aggregate_scores({"reacher": rows})
+    assert set(s) == {"L_critic (ours)", "DDPG", "Meta Critic"} and s["DDPG"].shape == (2, 2)
+    np.testing.assert_allclose(s["L_critic (ours)"], 0.75)
+    np.testing.assert_allclose(s["DDPG"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(s["Meta Critic"], -1.0)
+    assert plot_aggregate(s, str(tmp_path / "a.png"))

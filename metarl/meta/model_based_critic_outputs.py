@@ -89,13 +89,40 @@ def meta_test_claims(sweeps: dict, err_ours, err_ddpg, err_mc, still) -> list[di
                          "iqm": c["iqm_a"], "ci": c["ci_a"], "seeds": c["n_a"],
                          "reference_iqm": c["iqm_b"], "reference_ci": c["ci_b"],
                          "p_ours_higher": c["p_improvement"], "p_ours_higher_ci": c["p_improvement_ci"],
-                         "verdict": c["claim_verdict"]})
+                         "verdict": c["claim_verdict"], "per_seed": per_seed["ours"].tolist(),
+                         "reference_per_seed": per_seed[other].tolist()})
         r = stats.summary_row(per_seed["ours"])
         ref = float(np.mean(np.asarray(still)[sel]))
         rows.append({"sweep": name, "label": f"{name}: ours < no movement", "reference": "no_movement",
                      "iqm": r["iqm"], "ci": r["ci"], "seeds": r["n"], "reference_value": ref,
-                     "verdict": stats.verdict(r["ci"], paper_value=ref, claim="lower")})
+                     "verdict": stats.verdict(r["ci"], paper_value=ref, claim="lower"),
+                     "per_seed": per_seed["ours"].tolist()})
     return rows
+
+
+def aggregate_scores(claims_by_part: dict) -> dict:
+    """{method: [seeds, tasks]} for metarl.stats.plot_aggregate from the claim rows of the reacher and arm
+    parts (a task = one part's sweep): score = 1 - error / error of not moving (1 = on the goal, 0 = no better
+    than not moving, < 0 = worse). Parts whose seed counts differ from the first are left out."""
+    import numpy as np
+
+    cols: dict = {}
+    seeds = None
+    for part, rows in claims_by_part.items():
+        still = {r["sweep"]: r["reference_value"] for r in rows if r["reference"] == "no_movement"}
+        for r in rows:
+            if r["reference"] == "no_movement" or "per_seed" not in r:  # (a summary written before per_seed)
+                continue
+            n = len(r["per_seed"])
+            seeds = seeds or n
+            if n != seeds or len(r["reference_per_seed"]) != seeds:
+                continue
+            norm = lambda e: (1.0 - np.asarray(e) / still[r["sweep"]]).tolist()  # noqa: E731
+            cols.setdefault("L_critic (ours)", {})[(part, r["sweep"])] = norm(r["per_seed"])
+            name = {"ddpg": "DDPG", "meta_critic": "Meta Critic"}[r["reference"]]
+            cols.setdefault(name, {})[(part, r["sweep"])] = norm(r["reference_per_seed"])
+    tasks = sorted(cols.get("L_critic (ours)", {}))
+    return {m: np.asarray([v[t] for t in tasks]).T for m, v in cols.items() if all(t in v for t in tasks)}
 
 
 def claims_markdown(rows: list[dict], title: str) -> str:
