@@ -114,7 +114,8 @@ def summary_entries(cfg, onpolicy: dict) -> dict:
                                              for v, d in job["variants"].items()})
         for lab in LABELS:
             out[lab][env] = dict(s[lab], paper_max_avg=paper_value(t1, "environment", ENV_ROWS.get(env, env), lab),
-                                 steps=job["steps"], seeds=job["seeds"], wall_s=job["wall_s"])
+                                 steps=job["steps"], seeds=job["seeds"], wall_s=job["wall_s"],
+                                 verdict="descriptive (no claim)")  # the claim is the "vs" row
         if "lirpg_vs_ppo" in s:
             out["PPO-LIRPG vs PPO"][env] = s["lirpg_vs_ppo"]
     return out
