@@ -105,3 +105,17 @@ def test_baselines_command_line_and_run_record(tmp_path, capsys, monkeypatch):
     bc.write_record(str(tmp_path / "run"), "rl2", {"a": 1})
     rec = json.loads((tmp_path / "run" / "rl2.json").read_text())
     assert rec["a"] == 1 and "package_versions" in rec and "device" in rec
+
+
+def test_learned_vs_baselines_rows():
+    """MetaGenRL's learned objective against EPG / RL^2 per environment, from per-seed scores: clearly above
+    -> reproduces; overlapping -> inconclusive; environments a baseline did not run are skipped."""
+    from benchmarks.metagenrl_baselines import learned_vs_baselines
+
+    b = {"EPG": {"MountainCar": {"per_seed": [-20.0, -20.0, -20.0]}, "Pendulum": {"per_seed": [-1200, -1190, -1210]}},
+         "RL2": {"MountainCar": {"per_seed": [-4.0, -3.0, -5.0]}}}
+    rows = learned_vs_baselines(b, {"MountainCar": [-1.0, -1.2, -0.9], "Pendulum": [-1195, -1300, -1150]})
+    assert set(rows) == {"learned vs EPG (MountainCar)", "learned vs EPG (Pendulum)", "learned vs RL2 (MountainCar)"}
+    assert rows["learned vs EPG (MountainCar)"]["claim_verdict"] == "reproduces"
+    assert rows["learned vs EPG (Pendulum)"]["claim_verdict"].startswith("inconclusive")
+    assert all({"iqm", "ci", "claim_verdict"} <= set(r) for r in rows.values())
