@@ -500,7 +500,8 @@ def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
                 c = stats.compare(f[a], f[b], claim=claim or "higher")
                 name = lambda v: LABELS[v].format(A=al.upper())  # noqa: E731
                 row = {"label": f"Table {table} {ENV_ROWS.get(env, env)} {name(a)} vs {name(b)}",
-                       "table": table, "env": env, "algo": al, "a": a, "b": b, "seeds": len(f[a]),
+                       "table": table, "env": env, "algo": al, "a": a, "b": b, "a_name": name(a),
+                       "b_name": name(b), "seeds": len(f[a]),
                        "final_evals": FINAL_EVALS, "paper_claim": f"{a} > {b}" if claim else None, **c,
                        "iqm": c["iqm_a"], "ci": c["ci_a"]}
                 row["verdict_on_claim"] = c["claim_verdict"] if claim else "no claim (outcome only)"
@@ -511,15 +512,12 @@ def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
 def ablation_interval_lines(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    from experiments.meta_critic import LABELS
-
     out = ["", f"### Tables 2 and 3 with intervals: final return (mean of the last {FINAL_EVALS} evaluations per "
            "seed), IQM [95% stratified-bootstrap CI]; the outcome from the interval of P(a > b)", "",
            "| table | task | a | b | seeds | a | b | P(a > b) [95% CI] | outcome | paper's claim | verdict |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        name = lambda v: LABELS[v].format(A=r["algo"].upper())  # noqa: E731
-        out.append(f"| {r['table']} | {ENV_ROWS.get(r['env'], r['env'])} | {name(r['a'])} | {name(r['b'])} | "
+        out.append(f"| {r['table']} | {ENV_ROWS.get(r['env'], r['env'])} | {r['a_name']} | {r['b_name']} | "
                    f"{r['seeds']} | {r['iqm_a']:.1f} [{r['ci_a'][0]:.1f}, {r['ci_a'][1]:.1f}] | "
                    f"{r['iqm_b']:.1f} [{r['ci_b'][0]:.1f}, {r['ci_b'][1]:.1f}] | {r['p_improvement']:.2f} "
                    f"[{r['p_improvement_ci'][0]:.2f}, {r['p_improvement_ci'][1]:.2f}] | {r['verdict']} | "

@@ -1042,14 +1042,13 @@ def main(argv=None):
     for algo in ("td3", "sac"):
         summary["targets"][f"{algo}_update_gemm_fraction"] = {"target": 0.6,
                                                               "ratio": summary["ratios"][f"{algo}_gemm_fraction"]}
-    slowest = max(helps.items(), key=lambda kv: kv[1]["wall_s"]) if helps else None
-    summary["targets"]["cli_help_under_2_s"] = {"target": 2.0, "ratio": None, "slowest": slowest[0] if slowest else None,
-                                                "slowest_s": slowest[1]["wall_s"] if slowest else None}
     for t in summary["targets"].values():
-        if t["ratio"] is None and "slowest_s" in t:  # a time: met when the slowest is under the target
-            t["met"] = None if t["slowest_s"] is None else bool(t["slowest_s"] < t["target"])
-            continue
         t["met"] = None if t["ratio"] is None else bool(t["ratio"] >= t["target"])
+    slowest = max(helps.items(), key=lambda kv: kv[1]["wall_s"]) if helps else None
+    summary["targets"]["cli_help_under_2_s"] = {  # a time, not a ratio: met when the slowest is under 2 s
+        "target": 2.0, "ratio": None, "slowest": slowest[0] if slowest else None,
+        "slowest_s": slowest[1]["wall_s"] if slowest else None,
+        "met": None if slowest is None else bool(slowest[1]["wall_s"] < 2.0)}
     table = make_table(summary) + "\n" + rejax_table(summary) + "\n" + help_table(helps)
     summary["table_md"] = table
     wall = time.perf_counter() - t_start

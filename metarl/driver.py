@@ -523,6 +523,20 @@ def _runs_nonfinite(leaves):
     return jnp.stack([jnp.any(~jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves])
 
 
+def nonfinite_names(state, metrics, ignore: tuple = ()) -> list[str]:
+    """``state[...]`` for every floating state leaf holding NaN/inf (except those whose path contains a
+    name in ``ignore``), then ``metrics[...]`` for every metric leaf holding +-inf (a NaN metric may mean
+    "not computed")."""
+    bad = [f"state{p}" for p in nonfinite_leaves(state) if not any(n in p for n in ignore)]
+    return bad + [f"metrics{p}" for p in infinite_metrics(metrics)]
+
+
+def listing(names: list[str], first: int = 3) -> str:
+    """The first ``first`` names, comma-separated, and how many more there are."""
+    more = f" (and {len(names) - first} more)" if len(names) > first else ""
+    return ", ".join(names[:first]) + more
+
+
 def check_finite(state, metrics, where: str, runs: int | None = None, unit: str = "seed",
                  ignore: tuple = ()) -> None:
     """The NaN/Inf guard of the segment loops (EPG, RL^2, MetaGenRL, PPO-LIRPG): raise a one-line
@@ -531,14 +545,12 @@ def check_finite(state, metrics, where: str, runs: int | None = None, unit: str 
     +-inf (a NaN metric may mean "not computed"). Call it before the state is checkpointed, so that the
     last checkpoint stays the last finite state. ``ignore``: names of state leaves that may legitimately
     hold an infinity (e.g. evosax's ``best_fitness``, +inf until the first generation)."""
-    bad = [f"state{p}" for p in nonfinite_leaves(state) if not any(n in p for n in ignore)]
-    bad += [f"metrics{p}" for p in infinite_metrics(metrics)]
+    bad = nonfinite_names(state, metrics, ignore)
     if not bad:
         return
     which = nonfinite_runs(state, runs, ignore) if runs else []
-    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
     who = f" of {unit}(s) {', '.join(map(str, which))}" if which else ""
-    raise NonFiniteError(f"non-finite values{who} in {where}: {', '.join(bad[:3])}{more}; stopped (the state after "
+    raise NonFiniteError(f"non-finite values{who} in {where}: {listing(bad)}; stopped (the state after "
                          f"{where} is not saved; the last checkpoint is the last finite state)",
                          {"where": where, "leaves": bad, "runs": which})
 
@@ -706,12 +718,11 @@ class Driver:
                 state, m = chunk_fn(state)
                 m = jax.device_get(m)
                 run_time += time.perf_counter() - t
-                bad = [f"state{p}" for p in nonfinite_leaves(state)] + [f"metrics{p}" for p in infinite_metrics(m)]
+                bad = nonfinite_names(state, m)
                 history.append(m)
                 if bad:
                     bar.clear()
-                    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-                    raise NonFiniteError(f"non-finite values in chunk {i + 1}: {', '.join(bad[:3])}{more}; stopped, "
+                    raise NonFiniteError(f"non-finite values in chunk {i + 1}: {listing(bad)}; stopped, "
                                          "status failed (the state after this chunk is not saved)",
                                          {"chunk": i + 1, "leaves": bad})
                 if self.postfix is not None:
