@@ -930,6 +930,8 @@ def main(argv=None):
                         overwrite=a.overwrite, on_nonfinite=a.on_nonfinite,
                         allow_version_change=a.allow_version_change)
         runner.check_run_dir(a.resume)
+        if a.tensorboard:  # the last check: creates the folder or fails in one line (nothing else written)
+            cli.make_out_dir(p, a.tensorboard)
     except (ValueError, TypeError, RunError) as e:
         cli.fail(PROG, e, getattr(e, "exit_code", 2))
     resume_argv = [x for x in argv if x != "--overwrite"] + ([] if a.resume else ["--resume"])

@@ -291,6 +291,7 @@ def test_nonfinite_continue_keeps_the_other_runs(tmp_path, capsys):
     (["--on-nonfinite", "ignore"], "argument --on-nonfinite: invalid choice: 'ignore' (choose from 'stop', 'continue')"),
     (["--seed-index", "2"], "seed_index 2 is out of range: this config has 2 run(s), valid seed_index 0..1"),
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+    (["--tensorboard", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
 ])
 def test_bad_cli_input_is_one_line(tmp_path, capsys, extra, expect):
     d = tmp_path / "never"
@@ -370,6 +371,7 @@ BAD_INPUTS = [
     ("experiments.outer_value_chain", ["--meta-lambda", "--lam-init", "1"], "strictly between 0 and 1"),
     ("experiments.outer_value_chain", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.outer_value_chain", ["--updates", "150"], "argument --updates: 150 is not a multiple of the chunk"),
+    ("experiments.outer_value_chain", ["--tensorboard", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.outer_value_snake", ["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     ("experiments.outer_value_snake", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.model_based_critic_reacher", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),

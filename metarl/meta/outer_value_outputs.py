@@ -214,6 +214,8 @@ def run_cli(prog: str, parser, a, run, exp, label: str, argv):
 
     if a.resume and a.overwrite:
         cli.fail(prog, "--resume and --overwrite exclude each other")
+    if a.tensorboard:  # before --out, so that a refused one leaves nothing written
+        cli.make_out_dir(parser, a.tensorboard)
     cli.make_out_dir(parser, a.out)
     enable_compilation_cache()  # a resumed run skips the compilation
     argv = list(sys.argv[1:] if argv is None else argv)
