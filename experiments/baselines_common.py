@@ -36,47 +36,37 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
 
 
 class Checkpoint:
-    """A meta-training state (any flax-serialisable pytree) and its history after each segment, in
-    ``out_dir/checkpoint.msgpack`` + ``checkpoint.json`` (written atomically). ``load`` refuses a
-    checkpoint written under another configuration (one-line error)."""
+    """A meta-training state (a pytree of arrays) and its history after each segment, in one
+    ``out_dir/checkpoint.npz`` (metarl.npz_checkpoint: written whole, every array's sha256 checked on
+    load). ``load`` refuses a checkpoint written under another configuration, or corrupted on disk, in
+    one line."""
 
     def __init__(self, out_dir: str, config: dict):
         self.dir = out_dir
         self.config = json.loads(json.dumps(config, default=str))
-        self.bin = os.path.join(out_dir, "checkpoint.msgpack")
-        self.meta = os.path.join(out_dir, "checkpoint.json")
+        self.path = os.path.join(out_dir, "checkpoint.npz")
 
     def exists(self) -> bool:
-        return os.path.isfile(self.bin) and os.path.isfile(self.meta)
+        return os.path.isfile(self.path)
 
     def load(self, target):
         """(state, next segment index, history list) from the checkpoint; ``target`` gives the structure."""
-        from flax import serialization
+        from metarl import npz_checkpoint
 
-        with open(self.meta) as f:
-            meta = json.load(f)
+        state, meta, _ = npz_checkpoint.load(self.path, target)
         if meta["config"] != self.config:
             diff = sorted(k for k in set(meta["config"]) | set(self.config)
                           if meta["config"].get(k) != self.config.get(k))
             raise ValueError(f"--resume: the checkpoint in {self.dir} was written with another configuration "
                              f"(differs in {', '.join(diff)}); use another --out or the same settings")
-        with open(self.bin, "rb") as f:
-            state = serialization.from_bytes(target, f.read())
         history = [{k: np.asarray(v) for k, v in h.items()} for h in meta["history"]]
         return state, meta["segments_done"], history
 
     def save(self, state, segments_done: int, history: list):
-        import jax
-        from flax import serialization
-
-        from metarl.train import write_json
+        from metarl import npz_checkpoint
 
         os.makedirs(self.dir, exist_ok=True)
-        tmp = f"{self.bin}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(serialization.to_bytes(jax.device_get(state)))
-        os.replace(tmp, self.bin)
-        write_json(self.meta, dict(config=self.config, segments_done=segments_done, history=history))
+        npz_checkpoint.save(self.path, state, dict(config=self.config, segments_done=segments_done, history=history))
 
 
 def seed_summary(per_seed) -> dict:

@@ -2,7 +2,7 @@
 
     python -m experiments.epg --scale quick                      # Pendulum & Reacher -> Pendulum, Reacher, MountainCar
     python -m experiments.epg --scale paper --out runs/epg       # Cheetah & Hopper -> Cheetah, Hopper, Lunar (GPU)
-    python -m experiments.epg --scale quick --resume             # continue from out/checkpoint.msgpack
+    python -m experiments.epg --scale quick --resume             # continue from out/checkpoint.npz
 
 Per seed, one OpenAI-ES run (evosax) evolves the parameters of a learned loss (metarl/meta/epg.py); each
 member of the population trains fresh agents on each training environment with that loss, and its

@@ -227,40 +227,25 @@ def _identity_diff(old: dict, new: dict) -> str:
 
 
 def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict):
-    """``state`` (every leaf), the segments ``done``, the host ``history`` and ``extra`` (JSON), and the
-    stage's ``identity``, in one .npz written under a temporary name and renamed into place."""
-    leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
-    meta = json.dumps(dict(identity=identity, done=done, history=history, extra=extra, leaves=len(leaves)))
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=np.frombuffer(meta.encode(), np.uint8),
-                     **{f"leaf_{i:05d}": x for i, x in enumerate(leaves)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``state`` (every leaf, each with its sha256), the segments ``done``, the host ``history`` and ``extra``
+    (JSON), and the stage's ``identity``, in one .npz written whole (metarl.npz_checkpoint)."""
+    from metarl import npz_checkpoint
+
+    npz_checkpoint.save(path, state, dict(identity=identity, done=done, history=history, extra=extra))
 
 
 def load_checkpoint(path: str, like, identity: dict):
     """(state, done, history, extra) from :func:`save_checkpoint`. ``like``: the state's abstract shape
     (``jax.eval_shape`` of the init); a checkpoint of another stage or of other settings is refused with
-    a one-line ``ConfigMismatch`` naming the differences."""
-    from metarl.train import CheckpointError, ConfigMismatch
+    a one-line ``ConfigMismatch`` naming the differences, a corrupted or foreign one with a one-line
+    ``CheckpointError``."""
+    from metarl import npz_checkpoint
+    from metarl.train import ConfigMismatch
 
-    try:
-        with np.load(path) as z:
-            meta = json.loads(z["__meta__"].tobytes().decode())
-            leaves = [z[f"leaf_{i:05d}"] for i in range(meta["leaves"])]
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
+    state, meta, _ = npz_checkpoint.load(path, like)
     if meta["identity"] != _json_norm(identity):
         raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
                              f"{_identity_diff(meta['identity'], _json_norm(identity))}")
-    want, treedef = jax.tree.flatten(like)
-    if len(want) != len(leaves) or any(w.shape != x.shape or w.dtype != x.dtype for w, x in zip(want, leaves)):
-        raise CheckpointError(f"checkpoint {path} holds arrays of other shapes than this stage's state")
-    state = jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
     return state, meta["done"], meta["history"], meta["extra"]
 
 

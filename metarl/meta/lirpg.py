@@ -319,32 +319,32 @@ def _atomic_write(path, write):
 
 
 def _save_checkpoint(run_dir, state, hist):
-    leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
-    hist_arrays = {f"h_{k}": np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+    """checkpoint.npz (the state and the stacked history, every array with its sha256; metarl.npz_checkpoint),
+    then progress.json."""
+    from metarl import npz_checkpoint
 
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **{f"leaf_{i}": x for i, x in enumerate(leaves)}, **hist_arrays)
-
-    _atomic_write(os.path.join(run_dir, "checkpoint.npz"), write)
+    hist_arrays = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+    npz_checkpoint.save(os.path.join(run_dir, "checkpoint.npz"), state, {"segments_done": len(hist)}, hist_arrays)
     _atomic_write(os.path.join(run_dir, "progress.json"),
                   lambda tmp: open(tmp, "w").write(json.dumps({"segments_done": len(hist)})))
 
 
 def _load_checkpoint(run_dir, template):
+    """(state, history) from checkpoint.npz; a corrupted file or one of another program's shapes is a one-line
+    error (metarl.driver.CheckpointError; shapes: ResumeMismatch)."""
+    from metarl import npz_checkpoint
+    from metarl.driver import CheckpointError
+
     path = os.path.join(run_dir, "checkpoint.npz")
-    with np.load(path) as z:
-        leaves_t, treedef = jax.tree.flatten(template)
-        leaves = [z[f"leaf_{i}"] for i in range(len(leaves_t))]
-        hk = [k for k in z.files if k.startswith("h_")]
-        hist_arr = {k[2:]: z[k] for k in hk}
-    for a, b in zip(leaves, leaves_t):
-        if a.shape != b.shape or a.dtype != b.dtype:
-            raise ResumeMismatch(f"checkpoint {path} does not fit this program (array {a.shape} {a.dtype}, "
-                                 f"expected {b.shape} {b.dtype})")
-    n_seg = next(iter(hist_arr.values())).shape[1] if hist_arr else 0
+    try:
+        state, meta, hist_arr = npz_checkpoint.load(path, template)
+    except CheckpointError as e:
+        if "this program's state" in str(e):
+            raise ResumeMismatch(f"checkpoint {path} does not fit this program ({e})") from None
+        raise
+    n_seg = meta["segments_done"]
     hist = [{k: v[:, i] for k, v in hist_arr.items()} for i in range(n_seg)]
-    return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]), hist
+    return state, hist
 
 
 def run_inputs(config: LIRPGConfig, key, seeds: int, variants: Sequence[str] = VARIANTS):
