@@ -1228,28 +1228,46 @@ def summary_markdown(plan: dict, s: dict) -> str:
                 out.append(f"| {k.replace('|', ' | ')} | {r.get('status')}: {r.get('reason') or r.get('error')} | | | | |")
     progs = P["meta_critic"]["results"].get("programs", {})
     if progs:
-        out += ["", "## (b) Meta-Critic Table 1 rows (max over evaluations of the seed-average return; ours / paper)",
-                "", "| env | algo | steps per run | vanilla | MC | env steps/s (all runs) |", "|---|---|---|---|---|---|"]
+        from benchmarks.meta_critic import FINAL_EVALS, final_scores
+        from metarl import stats
+
+        out += ["", f"## (b) Meta-Critic Table 1 rows (final = a seed's mean return over its last {FINAL_EVALS} "
+                "evaluations, IQM [95% stratified-bootstrap CI] over seeds; max avg = the paper's metric, ours / "
+                "paper; verdict on the paper's claim MC >= vanilla from the interval of P(MC > vanilla))", "",
+                "| env | algo | steps per run | vanilla: final | MC: final | vanilla: max avg | MC: max avg | "
+                "P(MC > vanilla) [95% CI] | verdict | env steps/s (all runs) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for k, p in progs.items():
             env, algo = k.split("|")
             if p.get("status") == "done":
                 t1 = p["table1"]
-                cell = lambda col: (f"{t1[col]['max_avg']:.1f} ± {t1[col]['std_at_max']:.1f} / {_fmt(t1[col]['paper'])}"
-                                    if col in t1 else "-")
-                out.append(f"| {env} | {algo} | {p['env_steps_per_run']:,} | {cell(algo.upper())} | "
-                           f"{cell(algo.upper() + '-MC')} | {p['env_steps_per_s_all_runs']:,.0f} |")
+                van, mc = t1.get(algo.upper()), t1.get(algo.upper() + "-MC")
+                fin = {c: final_scores(v["eval_return"]) for c, v in (("van", van), ("mc", mc)) if v}
+                ci = lambda c: (lambda r: f"{r['iqm']:.1f} [{r['ci'][0]:.1f}, {r['ci'][1]:.1f}]")(  # noqa: E731
+                    stats.summary_row(fin[c])) if c in fin else "-"
+                mx = lambda v: f"{v['max_avg']:.1f} / {_fmt(v['paper'])}" if v else "-"  # noqa: E731
+                cmp = stats.compare(fin["mc"], fin["van"]) if len(fin) == 2 and len(fin["mc"]) > 1 else None
+                pc = (f"{cmp['p_improvement']:.2f} [{cmp['p_improvement_ci'][0]:.2f}, {cmp['p_improvement_ci'][1]:.2f}]"
+                      if cmp else "-")
+                out.append(f"| {env} | {algo} | {p['env_steps_per_run']:,} | {ci('van')} | {ci('mc')} | {mx(van)} | "
+                           f"{mx(mc)} | {pc} | {cmp['claim_verdict'] if cmp else '-'} | "
+                           f"{p['env_steps_per_s_all_runs']:,.0f} |")
             else:
-                out.append(f"| {env} | {algo} | {p.get('status')}: {p.get('reason') or p.get('error')} | | | |")
+                out.append(f"| {env} | {algo} | {p.get('status')}: {p.get('reason') or p.get('error')} | | | | | | | |")
     sn = P["snake"]["results"]
     if sn.get("summary"):
         out += ["", f"## (c) Snake 6x6: {sn['updates']:,} updates x {sn['seeds']} seeds "
                     f"({sn['updates_per_s']:.2f} updates/s of all five agents; paper 29,200 updates)", "",
-                "| agent | final gamma | return (last 10%) | paper return | paper gamma |", "|---|---|---|---|---|"]
-        ms = lambda v, k, d: f"{v[k]['mean']:.{d}f} ± {v[k]['sd']:.{d}f}" if k in v else "-"
+                "IQM [95% stratified-bootstrap CI] over seeds; the verdicts read the paper's claims (benchmarks.outer_value)",
+                "", "| agent | final gamma | return (last 10%) | paper return | paper gamma | verdict |",
+                "|---|---|---|---|---|---|"]
+        from benchmarks.outer_value import agent_verdicts
+        from metarl.meta.outer_value_outputs import fmt as ms
+
+        verdicts = agent_verdicts({"summary": sn["summary"]}, "Snake")
         for a, v in sn["summary"].items():
             pp = sn["paper"].get(a, {})
             out.append(f"| {a} | {ms(v, 'final_gamma', 3)} | {ms(v, 'return', 2)} | {pp.get('return', '')} | "
-                       f"{pp.get('final_gamma', '')} |")
+                       f"{pp.get('final_gamma', '')} | {verdicts.get(a, '-')} |")
     mg = P["metagenrl"]["results"]
     if mg.get("meta_train"):
         tr = mg["meta_train"]

@@ -143,9 +143,38 @@ def paper_value(table, row_key, row, col):
     return None
 
 
-def fmt(x, paper=None, std=None):
-    ours = "-" if x is None else (f"{x:.1f}" if std is None else f"{x:.1f} ± {std:.1f}")
-    return ours if paper is None else f"{ours} / {paper:g}"
+def iqm_ci(iqm, ci) -> str:
+    """A table cell: IQM [95% CI] over seeds ('-' when not run)."""
+    return "-" if iqm is None else f"{iqm:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def pair_line(task, pair, steps, seeds, a: dict, b: dict, cmp: dict | None, claim: str, verdict: str) -> str:
+    """One row of a paper-layout table: a method a against its reference b. a, b: {"iqm", "ci", "max_avg",
+    "paper" (the paper's max average return), optional "paper_std"}; cmp: metarl.stats.compare's P(a > b)
+    with its interval and outcome (None: not run, or too few seeds to compare)."""
+    def max_avg(d):
+        paper = d.get("paper")
+        ours = "-" if d.get("max_avg") is None else f"{d['max_avg']:.1f}"
+        ref = "-" if paper is None else (f"{paper:g}" if d.get("paper_std") is None else f"{paper:g} ± {d['paper_std']:g}")
+        return f"{ours} / {ref}"
+
+    p = "-" if not cmp else (f"{cmp['p_improvement']:.2f} [{cmp['p_improvement_ci'][0]:.2f}, "
+                             f"{cmp['p_improvement_ci'][1]:.2f}]")
+    return (f"| {task} | {pair} | {steps if steps is not None else '-'} | {seeds if seeds is not None else '-'} | "
+            f"{iqm_ci(a.get('iqm'), a.get('ci'))} | {iqm_ci(b.get('iqm'), b.get('ci'))} | {max_avg(a)} | "
+            f"{max_avg(b)} | {p} | {cmp['verdict'] if cmp else '-'} | {claim} | {verdict} |")
+
+
+PAIR_HEAD = ("| task | a vs b | steps | seeds | a: final, IQM [95% CI] | b: final, IQM [95% CI] | a: max avg, ours / paper | "
+             "b: max avg, ours / paper | P(a > b) [95% CI] | outcome | paper's claim | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_note(paper_task: str = "") -> str:
+    return (f"final = a seed's mean return over its last {FINAL_EVALS} evaluations, IQM [95% stratified-bootstrap "
+            "CI] over seeds; max avg = the paper's metric (max over evaluations of the seed-average return), ours / "
+            f"the paper's{paper_task}; outcome = better / worse / inconclusive from the interval of P(a > b); "
+            "verdict = that outcome read against the paper's claim")
 
 
 def plan(cfg: BenchConfig) -> list[tuple]:
@@ -219,61 +248,69 @@ def curves_png(res, env, algo, path):
     plt.close(fig)
 
 
-def tables(cfg: BenchConfig, summary: dict) -> str:
-    t1, t2, t3 = read_paper_table(1), read_paper_table(2), read_paper_table(3)
-
-    def cell(env, algo, v, key="max_avg"):
-        return summary.get(f"{env}|{algo}", {}).get(v, {}).get(key)
-
+def tables(cfg: BenchConfig, summary: dict, rows=(), ablations=(), onp=None) -> str:
+    """tables.md's paper tables: Table 1 (each algorithm's -MC vs its vanilla per task, and PPO-LIRPG vs PPO
+    from ``onp`` = meta_critic_onpolicy.summary_entries), Tables 2 and 3 (the ablation pairs), every row
+    with ours as IQM [95% CI] over seeds, both max average returns (ours / paper) and the verdict."""
     out = [f"## Online Meta-Critic, scale '{cfg.scale}'{' SMOKE RUN (a few steps; numbers mean nothing)' if cfg.smoke else ''}"
-           f": ours / paper (max over evaluations of the {cfg.seeds}-seed average return)", ""]
-    out += ["### Table 1", "", "| environment | DDPG | DDPG-MC | TD3 | TD3-MC | SAC | SAC-MC |",
-            "|---|---|---|---|---|---|---|"]
-    for env in cfg.table1_envs:
-        row = ENV_ROWS.get(env, env)
-        cells = []
-        for algo in ALGOS:
-            for v, col in (("vanilla", algo.upper()), ("mc", f"{algo.upper()}-MC")):
-                cells.append(fmt(cell(env, algo, v), paper_value(t1, "environment", row, col),
-                                 cell(env, algo, v, "std_at_max")))
-        out.append(f"| {row} ({env}) | " + " | ".join(cells) + " |")
-    if "2" in cfg.tables:
-        out += table2_lines(cfg, cell, t2)
-    if "3" in cfg.tables:
-        out += table3_lines(cfg, cell, t3)
+           f", {cfg.seeds} seeds"]
+    if "1" in cfg.tables or onp:
+        out += table1_lines(cfg, summary, rows, onp)
+    for t in ("2", "3"):
+        if t in cfg.tables:
+            out += ablation_lines(cfg, t, [r for r in ablations if r["table"] == t])
     return "\n".join(out) + "\n"
 
 
-def table2_lines(cfg, cell, t2) -> list[str]:
-    env = cfg.table2_env
-    out = ["", f"### Table 2 (SAC ablation; paper: Walker2d, ours: {env})", "",
-            "| metric | SAC | L_meta_clip h(pi_bar) | L_meta_clip h(pi_bar,s,a) | L_meta_clip h(phi) MetaReg | "
-            "L_meta h(pi_bar) | L_meta_clip h(pi_bar) + guard (ours only) |", "|---|---|---|---|---|---|---|"]
-    cols = (("vanilla", "SAC"), ("mc", "clip_h_feature"), ("mc_sa", "clip_h_feature_sa"),
-            ("metareg", "clip_h_metareg"), ("mc_plain", "plain_h_feature"), ("mc_guard", "clip_h_feature_guard"))
-    out.append("| max average return | " + " | ".join(
-        fmt(cell(env, "sac", v), None, cell(env, "sac", v, "std_at_max")) + " / " +
-        f"{paper_value(t2, 'metric', 'max_average_return', c) or float('nan'):g} ± "
-        f"{paper_value(t2, 'metric', 'max_average_return_std', c) or float('nan'):g}" for v, c in cols) + " |")
-    out.append("| sum average return | " + " | ".join(
-        fmt(cell(env, "sac", v, "sum_avg"), paper_value(t2, "metric", "sum_average_return", c)) for v, c in cols)
-        + " |")
+def table1_lines(cfg, summary, rows, onp=None) -> list[str]:
+    t1 = read_paper_table(1)
+    out = ["", "### Table 1", "", table_note(), "", *PAIR_HEAD]
+    by = {(r["env"], r["algo"]): r for r in rows}
+    for env in (cfg.table1_envs if "1" in cfg.tables else ()):
+        name = ENV_ROWS.get(env, env)
+        for algo in cfg.table1_algos.get(env, ALGOS):
+            pair = f"{algo.upper()}-MC vs {algo.upper()}"
+            r = by.get((env, algo))
+            if r is None:  # not (yet) run: the paper's figures alone
+                out.append(pair_line(f"{name} ({env})", pair, None, None,
+                                     {"paper": paper_value(t1, "environment", name, f"{algo.upper()}-MC")},
+                                     {"paper": paper_value(t1, "environment", name, algo.upper())},
+                                     None, "a >= b", "not run"))
+                continue
+            d = {v: {"iqm": r[v]["iqm"], "ci": r[v]["ci"], "max_avg": r[v]["max_avg"], "paper": r[v]["paper_max_avg"]}
+                 for v in ("vanilla", "mc")}
+            out.append(pair_line(f"{name} ({env})", pair, r["steps"], r["seeds"], d["mc"], d["vanilla"], r,
+                                 "a >= b", r["claim_verdict"]))
+    for env in (onp or {}).get("PPO", {}):
+        a, b = onp["PPO-LIRPG"][env], onp["PPO"][env]
+        c = onp["PPO-LIRPG vs PPO"].get(env)
+        d = [{"iqm": x["iqm"], "ci": x["ci"], "max_avg": x["max_avg"], "paper": x["paper_max_avg"]} for x in (a, b)]
+        out.append(pair_line(f"{ENV_ROWS.get(env, env)} ({env})", "PPO-LIRPG vs PPO", b["steps"], b["seeds"], *d, c,
+                             "a > b (Zheng et al.)", c["claim_verdict"] if c else "-"))
+    if onp and onp.get("PPO"):
+        out += ["", "PPO / PPO-LIRPG: metarl/meta/lirpg.py, one vmapped program per task, the same seeds and environment "
+                "steps as the off-policy rows (all on-policy). The paper's own Table 1 has PPO-LIRPG below PPO on "
+                "most tasks; the claim read here is LIRPG's (Zheng et al. 2018)."]
     return out
 
 
-def table3_lines(cfg, cell, t3) -> list[str]:
-    out = ["", "### Table 3 (compute and parameter controls)", "",
-            "| environment | " + " | ".join(f"{a.upper()}{s}" for a in ALGOS for s in ("", "+updates", "+params", "-MC"))
-            + " |", "|---" * 13 + "|"]
-    for env in cfg.table3_envs:
-        row = ENV_ROWS.get(env, env)
-        cells = []
-        for algo in ALGOS:
-            for v, s in (("vanilla", ""), ("updates", "+updates"), ("params", "+params"), ("mc", "-MC")):
-                cells.append(fmt(cell(env, algo, v), paper_value(t3, "environment", row, f"{algo.upper()}{s}")))
-        out.append(f"| {row} ({env}) | " + " | ".join(cells) + " |")
+def ablation_lines(cfg, table: str, rows: list[dict]) -> list[str]:
+    if table == "2":
+        out = ["", f"### Table 2 (SAC ablation; paper: Walker2d, ours: {cfg.table2_env})", "",
+               table_note(" (Walker2d, ± std over its 5 seeds)")]
+    else:
+        out = ["", "### Table 3 (compute and parameter controls)", "",
+               table_note(" on the same task where the paper has it")]
+    out += ["", *PAIR_HEAD]
+    for r in rows:
+        a = {"iqm": r["iqm_a"], "ci": r["ci_a"], "max_avg": r.get("max_avg_a"), "paper": r.get("paper_max_avg_a"),
+             "paper_std": r.get("paper_std_a")}
+        b = {"iqm": r["iqm_b"], "ci": r["ci_b"], "max_avg": r.get("max_avg_b"), "paper": r.get("paper_max_avg_b"),
+             "paper_std": r.get("paper_std_b")}
+        out.append(pair_line(f"{ENV_ROWS.get(r['env'], r['env'])} ({r['env']})", f"{r['a_name']} vs {r['b_name']}",
+                             r.get("steps"), r["seeds"], a, b, r, "a > b" if r["paper_claim"] else "-",
+                             r["verdict_on_claim"]))
     return out
-
 
 
 def main(argv=None):
@@ -480,13 +517,23 @@ ABLATION_PAIRS = (
 )
 
 
-def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
+# Our variant -> the paper's column: Table 2 (SAC on Walker2d; the guard is ours, not in the paper), Table 3
+# (the suffix after the algorithm's name).
+TABLE2_COLS = {"vanilla": "SAC", "mc": "clip_h_feature", "mc_sa": "clip_h_feature_sa", "metareg": "clip_h_metareg",
+               "mc_plain": "plain_h_feature"}
+TABLE3_COLS = {"vanilla": "", "updates": "+updates", "params": "+params", "mc": "-MC"}
+
+
+def ablation_summary(cfg: BenchConfig, finals: dict, summary: dict | None = None, jobs=()) -> list[dict]:
     """Tables 2 and 3 with intervals: per pair of ABLATION_PAIRS that ran, both variants' IQM [95% CI] of
     the final return, P(a > b) with its interval, the outcome (better / worse / inconclusive, from that
-    interval) and, where the paper makes a claim, the verdict on it."""
+    interval) and, where the paper makes a claim, the verdict on it; with ``summary`` (paper_metrics per job
+    and variant) also both max average returns beside the paper's (Table 2: Walker2d, with its std)."""
     from experiments.meta_critic import LABELS
     from metarl import stats
 
+    t2, t3 = read_paper_table(2), read_paper_table(3)
+    steps = {job_key(env, algo): job_config(cfg, env, algo, variants).total_steps for env, algo, variants in jobs}
     rows = []
     for table, algo, a, b, claim in ABLATION_PAIRS:
         if table not in cfg.tables:
@@ -505,24 +552,18 @@ def ablation_summary(cfg: BenchConfig, finals: dict) -> list[dict]:
                        "final_evals": FINAL_EVALS, "paper_claim": f"{a} > {b}" if claim else None, **c,
                        "iqm": c["iqm_a"], "ci": c["ci_a"]}
                 row["verdict_on_claim"] = c["claim_verdict"] if claim else "no claim (outcome only)"
+                row["steps"] = steps.get(job_key(env, al))
+                for side, v in (("a", a), ("b", b)):
+                    row[f"max_avg_{side}"] = (summary or {}).get(job_key(env, al), {}).get(v, {}).get("max_avg")
+                    if table == "2":
+                        col = TABLE2_COLS.get(v)
+                        row[f"paper_max_avg_{side}"] = col and paper_value(t2, "metric", "max_average_return", col)
+                        row[f"paper_std_{side}"] = col and paper_value(t2, "metric", "max_average_return_std", col)
+                    else:
+                        row[f"paper_max_avg_{side}"] = paper_value(t3, "environment", ENV_ROWS.get(env, env),
+                                                                   al.upper() + TABLE3_COLS[v])
                 rows.append(row)
     return rows
-
-
-def ablation_interval_lines(rows: list[dict]) -> list[str]:
-    if not rows:
-        return []
-    out = ["", f"### Tables 2 and 3 with intervals: final return (mean of the last {FINAL_EVALS} evaluations per "
-           "seed), IQM [95% stratified-bootstrap CI]; the outcome from the interval of P(a > b)", "",
-           "| table | task | a | b | seeds | a | b | P(a > b) [95% CI] | outcome | paper's claim | verdict |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['table']} | {ENV_ROWS.get(r['env'], r['env'])} | {r['a_name']} | {r['b_name']} | "
-                   f"{r['seeds']} | {r['iqm_a']:.1f} [{r['ci_a'][0]:.1f}, {r['ci_a'][1]:.1f}] | "
-                   f"{r['iqm_b']:.1f} [{r['ci_b'][0]:.1f}, {r['ci_b'][1]:.1f}] | {r['p_improvement']:.2f} "
-                   f"[{r['p_improvement_ci'][0]:.2f}, {r['p_improvement_ci'][1]:.2f}] | {r['verdict']} | "
-                   f"{'a > b' if r['paper_claim'] else '-'} | {r['verdict_on_claim']} |")
-    return out
 
 
 def aggregate_png(cfg: BenchConfig, finals: dict, firsts: dict, rows: list[dict], path: str):
@@ -564,21 +605,6 @@ def tabular_lines(actor: str, tab: dict) -> list[str]:
             f"- meta-steps with a zero meta-gradient: {tab['zero_meta_grad_steps']} of {tab['meta_steps']}"]
 
 
-def table1_interval_lines(rows: list[dict]) -> list[str]:
-    if not rows:
-        return []
-    out = ["", f"### Table 1 with intervals: final return (mean of the last {FINAL_EVALS} evaluations per seed), "
-           "IQM [95% stratified-bootstrap CI]", "",
-           "| task | algo | steps | seeds | vanilla | -MC | P(MC > vanilla) [95% CI] | verdict |",
-           "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ci = lambda d: f"{d['iqm']:.1f} [{d['ci'][0]:.1f}, {d['ci'][1]:.1f}]"  # noqa: E731
-        out.append(f"| {ENV_ROWS.get(r['env'], r['env'])} | {r['algo'].upper()} | {r['steps']} | {r['seeds']} | "
-                   f"{ci(r['vanilla'])} | {ci(r['mc'])} | {r['p_mc_better']:.2f} "
-                   f"[{r['p_mc_better_ci'][0]:.2f}, {r['p_mc_better_ci'][1]:.2f}] | {r['verdict']} |")
-    return out
-
-
 OVERHEAD_DIR = "overhead_paper_nets"
 
 
@@ -604,20 +630,19 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
     from metarl.train import device_info, package_versions, write_json
 
     rows = table1_summary(cfg, summary, finals or {}, jobs)
-    md = tables(cfg, summary)
-    # --- Table 1's PPO and PPO-LIRPG columns (benchmarks/meta_critic_onpolicy.py) ---
+    ablations = ablation_summary(cfg, finals or {}, summary, jobs)
+    # --- Table 1's PPO and PPO-LIRPG rows (benchmarks/meta_critic_onpolicy.py) ---
     onp = {}
     if onpolicy:
         from benchmarks import meta_critic_onpolicy
 
-        md = meta_critic_onpolicy.table1_with_onpolicy(md, cfg, onpolicy)
         e = meta_critic_onpolicy.summary_entries(cfg, onpolicy)
         # top-level entries "PPO", "PPO-LIRPG", "PPO-LIRPG vs PPO" (as "EPG", "RL2" in MetaGenRL's summary)
         onp = {k: e[k] for k in ("PPO", "PPO-LIRPG", "PPO-LIRPG vs PPO")}
         onp["onpolicy_metric"] = e["metric"]
     # ---
-    ablations = ablation_summary(cfg, finals or {})
-    ov_lines = table1_interval_lines(rows) + ablation_interval_lines(ablations)
+    md = tables(cfg, summary, rows, ablations, onp)
+    ov_lines = []
     measured = [(key, o) for key, o in overheads.items() if "mc_s_per_update" in o]
     if measured:
         ov_lines += ["", "### Measured overhead of -MC (per update, compiled, one seed; parameters: actor+critic)", ""]

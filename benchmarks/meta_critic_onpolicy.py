@@ -2,8 +2,8 @@
 
 The paper's Table 1 (Zhou et al. 2020) has PPO and PPO-LIRPG (Zheng et al. 2018) columns on the MuJoCo
 tasks. ``benchmarks/meta_critic.py`` calls :func:`run_onpolicy` after its off-policy jobs (when Table 1
-is planned) and passes the result to :func:`summary_entries` (summary.json's "onpolicy") and
-:func:`table1_with_onpolicy` (the PPO / PPO-LIRPG columns of tables.md's Table 1).
+is planned) and passes the result to :func:`summary_entries` (summary.json's "PPO", "PPO-LIRPG" and "PPO-LIRPG vs PPO") and
+benchmarks.meta_critic.tables (the PPO-LIRPG vs PPO rows of tables.md's Table 1).
 
 What runs: on every *paper* task of the scale's Table 1 (quick: brax/inverted_pendulum; medium:
 InvPend, InvDouPend, Reacher; paper: all seven), PPO and PPO-LIRPG as one vmapped program
@@ -119,41 +119,3 @@ def summary_entries(cfg, onpolicy: dict) -> dict:
         if "lirpg_vs_ppo" in s:
             out["PPO-LIRPG vs PPO"][env] = s["lirpg_vs_ppo"]
     return out
-
-
-def table1_with_onpolicy(md: str, cfg, onpolicy: dict) -> str:
-    """Add PPO / PPO-LIRPG columns (ours / paper: max average return ± std over seeds there) to the
-    Table 1 of ``md`` (benchmarks.meta_critic.tables' markdown); tasks without an on-policy run get
-    '-' / paper. If no Table 1 is found, the columns come as a table of their own at the end."""
-    from benchmarks.meta_critic import ENV_ROWS, fmt, paper_value, read_paper_table
-
-    t1 = read_paper_table(1)
-    summ = summary_entries(cfg, onpolicy)
-
-    def cells(env):
-        row = ENV_ROWS.get(env, env)
-        return [fmt(summ[lab][env]["max_avg"] if env in summ[lab] else None, paper_value(t1, "environment", row, lab),
-                    summ[lab][env]["std_at_max"] if env in summ[lab] else None) for lab in LABELS]
-
-    lines = md.split("\n")
-    try:
-        start = lines.index("### Table 1")
-        head = next(i for i in range(start, len(lines)) if lines[i].startswith("| environment |"))
-    except (ValueError, StopIteration):
-        extra = ["", "### Table 1, on-policy columns", "", "| environment | PPO | PPO-LIRPG |", "|---|---|---|"]
-        extra += [f"| {ENV_ROWS.get(e, e)} ({e}) | " + " | ".join(cells(e)) + " |" for e in onpolicy]
-        return md.rstrip("\n") + "\n" + "\n".join(extra) + "\n"
-    lines[head] += " PPO | PPO-LIRPG |"
-    lines[head + 1] += "---|---|"
-    i = head + 2
-    while i < len(lines) and lines[i].startswith("| "):
-        env = next((e for e in cfg.table1_envs if lines[i].startswith(f"| {ENV_ROWS.get(e, e)} ({e}) |")), None)
-        lines[i] += " " + " | ".join(cells(env) if env else ["-", "-"]) + " |"
-        i += 1
-    steps = ", ".join(f"{ENV_ROWS.get(e, e)} {j['steps']}" for e, j in onpolicy.items())
-    lines.insert(i, "")
-    lines.insert(i + 1, f"PPO / PPO-LIRPG: metarl/meta/lirpg.py, one vmapped program per task, the same seeds and "
-                        f"environment steps ({steps}; all on-policy), evaluations every "
-                        f"{next(iter(onpolicy.values()))['config']['ppo']['eval_every']} steps. "
-                        "P(PPO-LIRPG > PPO) per task: summary.json 'onpolicy'.")
-    return "\n".join(lines)

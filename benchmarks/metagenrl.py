@@ -65,8 +65,40 @@ def _paper_table():
 
 
 def _fmt(x):
-    x = np.asarray(x, float)
-    return f"{x.mean():.0f} ± {x.std():.0f}"
+    """A Table 2 cell: IQM [95% stratified-bootstrap CI] over seeds of the per-seed final returns."""
+    from metarl import stats
+
+    r = stats.summary_row(np.asarray(x, float).reshape(-1))
+    return iqm_cell(r["iqm"], r["ci"])
+
+
+def iqm_cell(iqm, ci) -> str:
+    nd = 0 if max(abs(iqm), abs(ci[0]), abs(ci[1])) >= 100 else 1  # small returns (MountainCar) keep a decimal
+    return f"{iqm:.{nd}f} [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+
+
+VERDICT_COL = "verdict (ours)"
+
+
+def add_verdicts(header: list, rows: list, summary: dict, learned_label: str, vs_baselines: dict | None = None):
+    """Table 2's verdict column, from summary.json's intervals: the learned objective's row carries the seen /
+    unseen claims; EPG's and RL^2's rows (where ours ran) the claim that MetaGenRL beats them, per test env
+    (``vs_baselines``: benchmarks.metagenrl_baselines.learned_vs_baselines); reference rows have no claim;
+    the paper's rows we did not run say so. ``header`` and ``rows`` gain the column in place."""
+    header.append(VERDICT_COL)
+    for row in rows:
+        if row[0] == "MetaGenRL (ours)" and row[1] == learned_label:
+            v = "; ".join(f"{summary[k]['env']} ({k}): {summary[k]['verdict']}" for k in ("seen", "unseen"))
+        elif row[0] in ("EPG", "RL2") and vs_baselines and any(
+                k.startswith(f"learned vs {row[0]} (") for k in vs_baselines) and "not run" not in row[2]:
+            v = "; ".join(f"MetaGenRL > {row[0]} on {k.split('(')[-1][:-1]}: {c['claim_verdict']}"
+                          for k, c in vs_baselines.items() if k.startswith(f"learned vs {row[0]} ("))
+        elif all(c == "not run" for c in row[2:-len(PAPER_ENVS)]):
+            v = "not run"
+        else:
+            v = "- (reference)" if row[0] != "MetaGenRL (ours)" else "- (no claim read)"
+        row.append(v)
+    return header, rows
 
 
 def _final(res):
@@ -453,10 +485,9 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
         rows = baselines.fill_rows(rows, base, list(test))
         stage_done("EPG and RL^2")
     # ----------------------------------------------------------------------------------------------------------
-    table = to_markdown(header, rows)
     w = wall()
     seeds = mt["seeds"]
-    note = (f"Scale `{scale_name}`: mean ± std over {seeds} seeds of the final return (mean of the last "
+    note = (f"Scale `{scale_name}`: IQM [95% stratified-bootstrap CI] over {seeds} seeds of the final return (mean of the last "
             f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training"
             + (" (PPO and on-policy REINFORCE: the same steps, all on-policy, no random warm-up)" if onp else "")
             + "; random policy: uniformly random actions, the same evaluation points and episodes. "
@@ -465,7 +496,7 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
             + ("Medium scale: a CPU budget (about an hour); NOT comparable with the paper's numbers. "
                if scale_name == "medium" else "")
             + f"Wall time {w:.0f} s.")
-    md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{table}\n\n{note}\n"
+    md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{{TABLE}}\n\n{note}\n"  # the table once the claims are read
     if base:
         md += f"\n{baselines.note(base)}\n"  # EPG and RL^2 (benchmarks/metagenrl_baselines.py)
     extra_rows = [[k] + [_fmt(_final(results[e][k])) for e in test] for k in objectives if "[" in k]
@@ -480,6 +511,13 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
                             meta_test_steps=scale.test.total_steps,
                             meta_train_steps_per_agent=scale.train.total_steps,
                             meta_train_agents=scale.total_agents, collapse_warnings=len(mgs.get("warnings", [])))
+    vs = None
+    if base:
+        learned = {e: finals[e][first] for e in test}
+        vs = baselines.learned_vs_baselines({m: {e: s for e, s in base[m].items()} for m in ("EPG", "RL2")}, learned)
+        summary["learned_vs_baselines"] = vs
+    add_verdicts(header, rows, summary, first, vs)
+    md = md.replace("{TABLE}", to_markdown(header, rows))
     md += "\n" + claims_markdown(summary) + "\n"
     versions = package_versions()
     stamp = _stamp(scale_name, w, versions)

@@ -45,8 +45,10 @@ def run(scale: str = "quick", out_dir: str = OUT, progress: bool = True) -> dict
 
 
 def cell(summary: dict) -> str:
-    """A table cell in Table 2's style (mean ± std over seeds)."""
-    return f"{summary['mean']:.0f} ± {summary['std']:.0f}"
+    """A Table 2 cell: IQM [95% CI] over seeds (as benchmarks.metagenrl's own cells)."""
+    from benchmarks.metagenrl import iqm_cell
+
+    return iqm_cell(summary["iqm"], summary["ci"])
 
 
 def fill_rows(rows: list, baselines: dict, test: list) -> list:

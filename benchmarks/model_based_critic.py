@@ -20,7 +20,7 @@ from experiments import model_based_critic_pointmass as pointmass
 from experiments import model_based_critic_reacher as reacher
 from experiments import model_based_critic_toy as toy
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_scores, check_scale, claims_markdown,
-                                                    metadata, write_atomic)
+                                                    metadata, one_line_errors, sweep_table, write_atomic)
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
 
@@ -32,6 +32,9 @@ def main(argv=None):
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT_DIR)
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the reacher's and the arm's meta-training from their checkpoints in --out/checkpoints "
+                        "(written after every chunk; same scale and package versions)")
     a = p.parse_args(argv)
     scale = check_scale(a.scale)
     parts = [s for s in a.parts.split(",") if s]
@@ -60,7 +63,7 @@ def main(argv=None):
     out, times = {}, {}
     from benchmarks.common import compile_report
 
-    with compile_report("benchmarks.model_based_critic", a.out), \
+    with one_line_errors("benchmarks.model_based_critic", argv), compile_report("benchmarks.model_based_critic", a.out), \
             tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
         if "toy" in parts:
             t = time.time()
@@ -72,11 +75,11 @@ def main(argv=None):
             times["pointmass"] = time.time() - t
         if "reacher" in parts:
             t = time.time()
-            out["reacher"] = reacher.run(scale, a.out, pbar=bar)
+            out["reacher"] = reacher.run(scale, a.out, pbar=bar, resume=a.resume)
             times["reacher"] = time.time() - t
         if "arm7" in parts:
             t = time.time()
-            out["arm7"] = arm7.run(scale, a.out, pbar=bar)
+            out["arm7"] = arm7.run(scale, a.out, pbar=bar, resume=a.resume)
             times["arm7"] = time.time() - t
     wall = time.time() - t0
     # Parts not run now are read back from their summaries in the output folder (each records its
@@ -110,13 +113,7 @@ def main(argv=None):
                           f"{s['meta_iteration_wall_s']['meta_critic']:.4f} |")
             md.append("")
     if "reacher" in out:
-        md += ["## reacher: meta-test (mean final error over each sweep's grid)", "",
-               "| sweep | ours | DDPG | Meta Critic | no movement (reference) |", "|---|---|---|---|---|"]
-        f4 = lambda x: "-" if x is None else f"{x:.4f}"
-        for k, v in out["reacher"]["meta_test_mean_error"].items():
-            md.append(f"| {k} | {f4(v['ours'])} | {f4(v['ddpg'])} | {f4(v.get('meta_critic'))} | "
-                      f"{f4(v.get('no_movement'))} |")
-        md.append("")
+        md += ["## reacher: meta-test", "", sweep_table(out["reacher"].get("claims", [])), ""]
         md += [claims_markdown(out["reacher"].get("claims", []), "reacher, the claim with intervals"), ""]
     if "arm7" in out:
         md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"]),

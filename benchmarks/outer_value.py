@@ -32,23 +32,43 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
     from metarl.meta.outer_value_outputs import fmt, markdown_table
 
     header = ["env", "agent", "final gamma", "paper gamma", "return", "paper return", "outer adv. (ours)",
-              "paper outer adv."]
+              "paper outer adv.", "verdict (the paper's claims on this agent)"]
     rows = []
     for env_name, result in (("Chain", chain_result), ("Chain, learned critics", learned_result)):
         if result is None:
             continue
+        verdicts = agent_verdicts(result, env_name)
         for agent, s in result["summary"].items():
             p = chain.PAPER[agent]
             ours = fmt(s, "outer_advantage_step0", 4)
             rows.append([env_name, agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return"),
                          p["return"], ours + (" (step 0)" if ours != "-" else ""),
-                         (p["outer_advantage_step0"] + " (step 0)") if p["outer_advantage_step0"] else ""])
+                         (p["outer_advantage_step0"] + " (step 0)") if p["outer_advantage_step0"] else "",
+                         verdicts.get(agent, "-")])
     if snake_result is not None:
+        verdicts = agent_verdicts(snake_result, "Snake")
         for agent, s in snake_result["summary"].items():
             p = snake.PAPER[agent]
             rows.append(["Snake", agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return", 2),
-                         p["return"], fmt(s, "outer_advantage", 4), p["outer_advantage"]])
+                         p["return"], fmt(s, "outer_advantage", 4), p["outer_advantage"], verdicts.get(agent, "-")])
     return markdown_table(header, rows)
+
+
+def agent_verdicts(result: dict, env: str) -> dict:
+    """{agent: "claim: verdict; ..."} from :func:`claim_rows`' claims (the final gamma's bound; the outer
+    critic's agent earning more than the same agent without it), for the table's verdict column."""
+    out = {}
+    for c in claim_rows(result, env)["claims"]:
+        agent = c["label"].split(": ", 1)[1]
+        if " final gamma " in agent:
+            agent, what = agent.split(" final gamma ", 1)
+            what = "final gamma " + what
+        else:
+            agent, what = agent.split(" return ", 1)
+            what = "return " + what
+        v = c.get("claim_verdict", c["verdict"])
+        out[agent] = f"{out[agent]}; {what}: {v}" if agent in out else f"{what}: {v}"
+    return out
 
 
 # The paper's claims, each decided from an interval over seeds (metarl.stats): thresholds on the final
@@ -184,7 +204,8 @@ def main(argv=None):
     text += ("\nChain return: mean episode return of the training batches; outer advantage: first-step "
              "outer-loss advantage. Learned critics: tabular, TD(0) with the inner gamma (inner critic) and "
              "gamma' = 1 (outer critic), zero-initialised; the paper's columns are its analytic-critic figures. "
-             "Snake return: training episodes (stochastic policy). Mean ± sd over seeds, last 10% of training.\n")
+             "Snake return: training episodes (stochastic policy). IQM [95% stratified-bootstrap CI] over seeds, last "
+             "10% of training; the verdict column reads the claims below.\n")
     text += claims_markdown({"Chain": chain_result, "Chain, learned critics": learned_result, "Snake": snake_result})
     first = chain.NAME if chain_result is not None else (chain.NAME + "_learned" if learned_result is not None
                                                          else snake.NAME)

@@ -22,8 +22,8 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, meta_test_claims, metadata, parse_cli,
-                                                    save_fig, write_atomic)
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, meta_test_claims, metadata,
+                                                    one_line_errors, parse_cli, save_fig, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\
@@ -143,7 +143,7 @@ def tables(tags, err_ours, err_ddpg, goals=None, err_mc=None):
             o, d = err_ours[sel].ravel(), err_ddpg[sel].ravel()
             mc = None if err_mc is None else err_mc[sel].ravel()
             p = paper.get((table, float(v)), {})
-            rows.append({"table": table, "setting": name, "value": v,
+            rows.append({"table": table, "setting": name, "value": v, **column_stats(sel, err_ours, err_ddpg, err_mc),
                          "ours_mean": float(o.mean()), "ours_std": float(o.std()),
                          "ddpg_mean": float(d.mean()), "ddpg_std": float(d.std()),
                          "mc_mean": None if mc is None else float(mc.mean()),
@@ -155,6 +155,30 @@ def tables(tags, err_ours, err_ddpg, goals=None, err_mc=None):
     return rows
 
 
+def column_stats(sel, err_ours, err_ddpg, err_mc=None) -> dict:
+    """One column of Tables 1-3 over seeds (a seed's score: its mean error over the column's goals and policy
+    initialisations; errors are [pairs, seeds, inits]): IQM [95% CI] per method and the paper's claim
+    "ours < DDPG / Meta Critic" decided from the interval of P(ours > them) (metarl.stats)."""
+    from metarl import stats
+
+    seed = {k: np.asarray(e)[sel].mean(axis=(0, 2)) for k, e in (("ours", err_ours), ("ddpg", err_ddpg),
+                                                                   ("mc", err_mc)) if e is not None}
+    out = {}
+    for k, x in seed.items():
+        r = stats.summary_row(x)
+        out[f"{k}_iqm"], out[f"{k}_ci"] = r["iqm"], r["ci"]
+        if k != "ours":
+            out[f"verdict_vs_{k}"] = stats.compare(seed["ours"], x, claim="lower")["claim_verdict"]
+    return out
+
+
+def _ci(row: dict, k: str) -> str:
+    if row.get(f"{k}_iqm") is None:
+        return "-"
+    lo, hi = row[f"{k}_ci"]
+    return f"{row[f'{k}_iqm']:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
 def markdown(rows) -> str:
     titles = {"1_new_goals": "Table 1: new goals N(0, std) around two training goals",
               "2_ee_mass": "Table 2: end-effector mass (training 3.12)",
@@ -162,25 +186,33 @@ def markdown(rows) -> str:
     out = []
     for table, name, values in TABLES:
         rs = [r for r in rows if r["table"] == table]
-        out.append(f"**{titles[table]}** (mean squared final joint error, mean(std))\n")
+        out.append(f"**{titles[table]}** (mean squared final joint error; this run: IQM [95% stratified-bootstrap "
+                   "CI] over seeds of a seed's mean error over the column's goals and initialisations; the paper: "
+                   "mean(std); verdict: the paper's claim 'ours < DDPG / Meta Critic' from the interval of "
+                   "P(ours > them))\n")
         out.append("| method | " + " | ".join(f"{name}={v:g}" for v in values) + " |")
         out.append("|---|" + "---|" * len(values))
         fmt = lambda m, s: "-" if m is None else f"{float(m):.3g}({float(s):.2g})"
-        out.append("| L_critic (ours, this run) | " + " | ".join(fmt(r["ours_mean"], r["ours_std"]) for r in rs) + " |")
-        out.append("| DDPG (this run) | " + " | ".join(fmt(r["ddpg_mean"], r["ddpg_std"]) for r in rs) + " |")
-        if rs[0].get("mc_mean") is not None:
-            out.append("| Meta Critic (this run) | " + " | ".join(fmt(r["mc_mean"], r["mc_std"]) for r in rs) + " |")
+        out.append("| L_critic (ours, this run) | " + " | ".join(_ci(r, "ours") for r in rs) + " |")
+        out.append("| DDPG (this run) | " + " | ".join(_ci(r, "ddpg") for r in rs) + " |")
+        if rs[0].get("mc_iqm") is not None:
+            out.append("| Meta Critic (this run) | " + " | ".join(_ci(r, "mc") for r in rs) + " |")
         if rs[0].get("still_mean") is not None:
             out.append("| no movement (q_T = 0), reference | " + " | ".join(f"{r['still_mean']:.3g}" for r in rs) + " |")
         out.append("| L_critic (paper) | " + " | ".join(fmt(r["paper_ours_mean"], r["paper_ours_std"]) for r in rs) + " |")
         out.append("| DDPG (paper) | " + " | ".join(fmt(r["paper_ddpg_mean"], r["paper_ddpg_std"]) for r in rs) + " |")
         out.append("| Meta Critic (paper) | " + " | ".join(fmt(r["paper_metacritic_mean"], r["paper_metacritic_std"])
                                                         for r in rs) + " |")
+        out.append("| verdict: ours < DDPG | " + " | ".join(r.get("verdict_vs_ddpg", "-") for r in rs) + " |")
+        if rs[0].get("verdict_vs_mc") is not None:
+            out.append("| verdict: ours < Meta Critic | " + " | ".join(r["verdict_vs_mc"] for r in rs) + " |")
         out.append("")
     return "\n".join(out)
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
+    """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
+    ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
     exp = Arm7Experiment.at(scale)
     task, base = arm_models.make_task(arm_models.ARM7)
     ours_cfg = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,
@@ -190,14 +222,16 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
     mc_cfg = mbc.MetaCriticBaselineConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
     goals = jnp.asarray(train_goals(exp), jnp.float32)
     t0 = time.time()
+    ck = checkpoints(out_dir, "arm7", dataclasses.asdict(exp), resume)
     states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals,
-                                                        jax.random.split(jax.random.PRNGKey(0), exp.seeds), exp.chunk, pbar)
+                                                        jax.random.split(jax.random.PRNGKey(0), exp.seeds), exp.chunk, pbar,
+                                                        checkpoint=ck["ours"])
     dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals,
                                                  jax.random.split(jax.random.PRNGKey(1), exp.seeds),
-                                                 exp.ddpg_iterations, exp.chunk, pbar)
+                                                 exp.ddpg_iterations, exp.chunk, pbar, checkpoint=ck["ddpg"])
     mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals,
                                                         jax.random.split(jax.random.PRNGKey(3), exp.seeds),
-                                                        exp.mc_iterations, exp.chunk, pbar)
+                                                        exp.mc_iterations, exp.chunk, pbar, checkpoint=ck["meta_critic"])
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     err_ours = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.learn_policy(ours_cfg, task, p, k, g, d),
                                                states.phi, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
@@ -252,7 +286,9 @@ def figure(out_dir, curve, dcurve, mcurve):
 
 
 def main(argv=None):
-    s = run(*parse_cli(argv, __doc__))
+    scale, out, resume = parse_cli(argv, __doc__, resumable=True)
+    with one_line_errors("experiments.model_based_critic_arm7", argv):
+        s = run(scale, out, resume=resume)
     print(markdown(s["rows"]))
 
 

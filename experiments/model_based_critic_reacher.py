@@ -19,8 +19,8 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, meta_test_claims, metadata, parse_cli,
-                                                    save_fig, write_atomic)
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, meta_test_claims, metadata,
+                                                    one_line_errors, parse_cli, save_fig, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,20 +99,24 @@ def grids(exp, tags, err):
     return out
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
+    """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
+    ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
     exp = ReacherExperiment.at(scale)
     ours_cfg, ddpg_cfg, mc_cfg = configs(exp)
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)
     t0 = time.time()
+    ck = checkpoints(out_dir, "reacher", dataclasses.asdict(exp), resume)
     keys = jax.random.split(jax.random.PRNGKey(0), exp.seeds)
-    states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals, keys, exp.chunk, pbar)
+    states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals, keys, exp.chunk, pbar,
+                                                        checkpoint=ck["ours"])
     keys_b = jax.random.split(jax.random.PRNGKey(1), exp.seeds)
     dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals, keys_b, exp.ddpg_iterations,
-                                                 exp.chunk, pbar)
+                                                 exp.chunk, pbar, checkpoint=ck["ddpg"])
     keys_m = jax.random.split(jax.random.PRNGKey(3), exp.seeds)
     mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals, keys_m, exp.mc_iterations,
-                                                        exp.chunk, pbar)
+                                                        exp.chunk, pbar, checkpoint=ck["meta_critic"])
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
     err_ours = np.asarray(mbc.evaluate_critics(ours_learn, states.phi, test_goals, test_dyn,
@@ -194,7 +198,9 @@ def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
 
 
 def main(argv=None):
-    s = run(*parse_cli(argv, __doc__))
+    scale, out, resume = parse_cli(argv, __doc__, resumable=True)
+    with one_line_errors("experiments.model_based_critic_reacher", argv):
+        s = run(scale, out, resume=resume)
     print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},
                      indent=1))
 

@@ -116,7 +116,7 @@ def write_chain_outputs(out_dir: str, result: dict, logs):
         f", outer lambda' {cfg['env']['outer_lam']}"
     intro = (f"Discounting Chain, scale {result['scale']} ({variant}): {cfg['num_updates']} meta-updates, "
              f"{cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on {env['device']} "
-             f"(jax {env['jax']}). Mean ± sd over seeds; return and advantages averaged over the last 10% of "
+             f"(jax {env['jax']}). IQM [95% stratified-bootstrap CI] over seeds; return and advantages averaged over the last 10% of "
              f"training. The paper's columns are its analytic-critic, gamma-only runs.")
     write_outputs(out_dir, result, logs, header, table_rows(result["summary"]), intro,
                   f"Discounting Chain ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds",

@@ -116,7 +116,7 @@ def write_snake_outputs(out_dir: str, result: dict, logs):
     env, cfg = result["environment"], result["config"]
     intro = (f"Snake 6x6, scale {result['scale']}: {cfg['num_updates']} updates of {cfg['env']['num_envs']} envs x "
              f"{cfg['env']['horizon']} steps, {cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
-             f"{env['device']} (jax {env['jax']}). Mean ± sd over seeds; return and outer advantage averaged over the "
+             f"{env['device']} (jax {env['jax']}). IQM [95% stratified-bootstrap CI] over seeds; return and outer advantage averaged over the "
              f"last 10% of training.")
     write_outputs(out_dir, result, logs, header, table_rows(result["summary"]), intro,
                   f"Snake 6x6 ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds")

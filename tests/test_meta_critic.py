@@ -489,5 +489,21 @@ def test_tables_2_3_rows_carry_intervals_and_verdicts(tmp_path):
     assert len([k for k in rows if k[0] == "3"]) == 6 and len([k for k in rows if k[0] == "2"]) == 6
     for r in rows.values():
         assert {"iqm", "ci", "verdict"} <= set(r) and r["ci"][0] <= r["iqm"] <= r["ci"][1] and r["seeds"] == 5
-    md = (tmp_path / "tables.md").read_text()
-    assert "Tables 2 and 3 with intervals" in md and "TD3-MC | TD3+params" in md
+    # tables.md shows the same rows in the paper's Tables 2 and 3: ours as IQM [CI], the max average return
+    # beside the paper's (Table 2: Walker2d, with its std; Table 3 has no InvPend row) and the verdict
+    from _markdown import IQM_CI, tables
+
+    md = tables((tmp_path / "tables.md").read_text())
+    t2 = next(v for k, v in md.items() if k.startswith("Table 2"))
+    t3 = next(v for k, v in md.items() if k.startswith("Table 3"))
+    assert len(t2) == 6 and len(t3) == 6
+    for r in t2 + t3:
+        assert IQM_CI.match(r["a: final, IQM [95% CI]"]) and IQM_CI.match(r["b: final, IQM [95% CI]"]), r
+    by = {r["a vs b"]: r for r in t3}
+    assert by["TD3-MC vs TD3+params"]["verdict"] == "contradicts" and by["TD3-MC vs TD3+params"]["outcome"] == "worse"
+    assert by["TD3-MC vs TD3+updates"]["verdict"] == "reproduces"
+    assert by["TD3-MC vs TD3+updates"]["a: max avg, ours / paper"] == "840.0 / -"  # InvPend is not in Table 3
+    by = {r["a vs b"]: r for r in t2}
+    assert by["SAC-MC vs SAC"]["a: max avg, ours / paper"] == "840.0 / 7164.9 ± 151.3"
+    assert by["SAC-MC +guard vs SAC-MC"]["a: max avg, ours / paper"] == "845.0 / -"  # ours only
+    assert by["SAC-MC +guard vs SAC-MC"]["paper's claim"] == "-"

@@ -614,6 +614,21 @@ def test_summary_json_shape_fraction_and_verdicts(tmp_path):
     assert u["iqm"] == pytest.approx(stats.iqm(z["MountainCar"]["obj"])) and u["iqm_b"] == 0.0
     assert sz["seen_vs_zero_action"]["verdict"] == stats.REPRODUCES  # ~-300 against ~-1197
     assert "zero_action" not in s["seen"] and "seen_vs_zero_action" not in s  # absent without the rows
+    # Table 2 in the paper's layout shows the same numbers: ours as IQM [CI] beside the paper's columns, and
+    # the verdict column carries the learned row's two claims; reference rows have none.
+    from _markdown import IQM_CI, tables
+
+    results = {e: {v: {"eval_return": np.stack([x, x], 1)} for v, x in f.items()} for e, f in finals.items()}
+    header, rows = bm.build_table(None, results, ["obj"])
+    bm.add_verdicts(header, rows, s, "obj")
+    t = tables("# T\n\n" + bm.to_markdown(header, rows))["T"]
+    ours = next(r for r in t if r["method"] == "MetaGenRL (ours)")
+    assert IQM_CI.match(ours["Pendulum (ours)"]) and ours["Cheetah (paper)"] == "n/a"
+    assert ours["Pendulum (ours)"] == bm.iqm_cell(s["seen"]["learned"]["iqm"], s["seen"]["learned"]["ci"])
+    assert ours["verdict (ours)"] == "Pendulum (seen): reproduces; MountainCar (unseen): contradicts"
+    td3 = next(r for r in t if r["method"] == "DDPG/TD3")
+    assert td3["Cheetah (paper)"] == "8315" and td3["verdict (ours)"] == "- (reference)"
+    assert next(r for r in t if r["method"] == "EPG")["verdict (ours)"] == "not run"
 
 
 def test_finished_stages_are_read_back_and_other_settings_refused(tmp_path):

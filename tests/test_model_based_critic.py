@@ -289,6 +289,20 @@ def test_meta_test_claims_verdicts_from_intervals():
     assert by[("goal", "ddpg")]["iqm"] == pytest.approx(np.mean(ours[:3].mean(axis=(0, 2))[1:4]))
     md = claims_markdown(rows, "t")
     assert md.count("\n| ") == 7 and "reproduces" in md
+    # The meta-test table shows the same per sweep: each method as IQM [CI], each part of the claim's verdict
+    from _markdown import IQM_CI, tables
+
+    from experiments.model_based_critic_arm7 import column_stats, markdown
+    from metarl.meta.model_based_critic_outputs import sweep_table
+
+    t = {r["sweep"]: r for r in tables("# T\n\n" + sweep_table(rows))["T"]}
+    assert IQM_CI.match(t["goal"]["ours"]) and IQM_CI.match(t["goal"]["DDPG"]) and t["goal"]["no movement (reference)"] == "0.05"
+    assert t["goal"]["verdict: ours < DDPG"] == "reproduces" and t["goal"]["verdict: ours < no movement"] == "contradicts"
+    assert t["mass"]["verdict: ours < Meta Critic"] == by[("mass", "meta_critic")]["verdict"]
+    # the 7-DoF arm's paper-layout tables: one column's statistics over seeds, the same verdict
+    col = column_stats([0, 1, 2], ours, ddpg, mc)
+    assert col["ours_iqm"] == pytest.approx(by[("goal", "ddpg")]["iqm"]) and col["verdict_vs_ddpg"] == "reproduces"
+    assert col["verdict_vs_mc"] == by[("goal", "meta_critic")]["verdict"]
 
 
 def test_pointmass_claims_from_per_seed_fractions():
@@ -323,3 +337,34 @@ def test_aggregate_scores_normalise_by_not_moving(tmp_path):
     np.testing.assert_allclose(s["DDPG"], 0.0, atol=1e-12)
     np.testing.assert_allclose(s["Meta Critic"], -1.0)
     assert plot_aggregate(s, str(tmp_path / "a.png"))
+
+
+def test_meta_training_killed_after_a_chunk_resumes_bit_for_bit(tmp_path):
+    """The reacher's and arm's drivers (mbc.train_ours, train_ddpg / train_meta_critic) checkpoint after
+    every chunk: a run stopped after its first chunk and resumed gives the same states and curves, bit for
+    bit, as the uninterrupted run; another identity is refused in one line, a corrupted file too."""
+    from metarl.driver import CheckpointError, ConfigMismatch
+
+    task = _double_integrator()
+    goals = jnp.array([[0.5, 0.5], [-0.4, 0.2]])
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    ours = mbc.MBCConfig(horizon=5, critic_hidden=(16, 16), policy_hidden=(8, 8), iterations=6)
+    mc = _tiny_mc_cfg()
+    ident = {"part": "test", "n": 1}
+    for name, train in (("ours", lambda **k: mbc.train_ours(ours, task, None, goals, keys, 2, **k)),
+                        ("mc", lambda **k: mbc.train_meta_critic(mc, task, None, goals, keys, 6, 2, **k))):
+        full = train()
+        path = str(tmp_path / f"{name}.npz")
+        part = train(checkpoint=(path, ident, False), max_chunks=1)  # as if killed after chunk 1
+        assert part[1].shape[1] == 2 and full[1].shape[1] == 6
+        res = train(checkpoint=(path, ident, True))
+        for a, b in zip(jax.tree.leaves(res[0]), jax.tree.leaves(full[0])):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert np.array_equal(res[1], full[1])
+        with pytest.raises(ConfigMismatch, match=r"other settings: n \(1 -> 2\)"):
+            train(checkpoint=(path, {"part": "test", "n": 2}, True))
+        raw = bytearray(open(path, "rb").read())
+        raw[len(raw) // 2:len(raw) // 2 + 8] = bytes(x ^ 0xFF for x in raw[len(raw) // 2:len(raw) // 2 + 8])
+        open(path, "wb").write(bytes(raw))
+        with pytest.raises(CheckpointError):
+            train(checkpoint=(path, ident, True))

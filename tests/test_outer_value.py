@@ -464,3 +464,16 @@ def test_benchmark_claims_are_decided_from_intervals():
     assert v["Chain: BMG+outer critic return > BMG"] == "inconclusive at this scale"
     assert len(out["rows"]) == 10 and all(r["ci"][0] <= r["iqm"] <= r["ci"][1] for r in out["rows"])
     assert all({"iqm", "ci", "verdict"} <= set(r) for r in out["rows"] + out["claims"])
+    # The paper-layout table shows the same: ours as IQM [CI] beside the paper's figures, each agent's claims
+    # with their verdicts in the last column (A2C: none)
+    from _markdown import IQM_CI, tables
+
+    from benchmarks.outer_value import combined_table
+
+    for a in res["summary"].values():
+        a["final_gamma"]["mean"] = a["return"]["mean"] = 0.0  # (the fields the old formatter read)
+    t = {r["agent"]: r for r in tables("# T\n\n" + combined_table(res, None))["T"]}
+    assert IQM_CI.match(t["MG"]["final gamma"]) and IQM_CI.match(t["MG"]["return"]) and t["MG"]["paper gamma"]
+    col = "verdict (the paper's claims on this agent)"
+    assert t["MG+outer critic"][col] == "final gamma >= 0.99: reproduces; return > MG: reproduces"
+    assert t["BMG"][col] == "final gamma <= 0.91: contradicts" and t["A2C"][col] == "-"

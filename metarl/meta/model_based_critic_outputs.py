@@ -2,9 +2,11 @@
 method: their scales, output folder, command line, run metadata and atomic file and figure writers."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
+import sys
 
 from metarl.driver import write_text
 
@@ -19,20 +21,35 @@ def check_scale(scale: str) -> str:
     return scale
 
 
-def parse_cli(argv, description: str) -> tuple[str, str]:
-    """(scale, out) from the command line shared by the model-based-critic experiments; a bad scale is
-    an error naming the valid ones."""
+def parse_cli(argv, description: str, resumable: bool = False) -> tuple:
+    """(scale, out) from the command line shared by the model-based-critic experiments, plus ``resume``
+    for the ``resumable`` ones (reacher, arm7: their meta-training checkpoints after every chunk); a bad
+    scale is an error naming the valid ones."""
     from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
 
     p = ArgumentParser(description=description)
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT_DIR, help="result directory")
+    if resumable:
+        p.add_argument("--resume", action="store_true",
+                       help="continue the meta-training checkpointed in --out/checkpoints (same scale and package "
+                            "versions; another setting is refused in one line)")
     a = p.parse_args(argv)
     scale, out = check_scale(a.scale), make_out_dir(p, a.out)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated run skips the compilation
-    return scale, out
+    return (scale, out, a.resume) if resumable else (scale, out)
+
+
+def checkpoints(out_dir: str, part: str, config: dict, resume: bool) -> dict:
+    """{method: (path, identity, resume)} for the drivers' ``checkpoint`` argument: one file per method
+    under ``out_dir/checkpoints``; a run's identity is its part, method, config and package versions."""
+    from metarl.driver import package_versions
+
+    return {m: (os.path.join(out_dir, "checkpoints", f"{part}_{m}.npz"),
+                {"part": part, "method": m, "config": config, "versions": package_versions()}, resume)
+            for m in ("ours", "ddpg", "meta_critic")}
 
 
 def metadata(config, wall_time: float) -> dict:
@@ -144,3 +161,46 @@ def claims_markdown(rows: list[dict], title: str) -> str:
         out.append(f"| {r['sweep']} | {r['reference']} | {r['seeds']} | {r['iqm']:.3g} [{r['ci'][0]:.3g}, "
                    f"{r['ci'][1]:.3g}] | {ref} | {p} | {r['verdict']} |")
     return "\n".join(out) + "\n"
+
+
+def sweep_table(rows: list[dict]) -> str:
+    """The meta-test per sweep from meta_test_claims' rows: ours, DDPG and the Meta Critic as IQM [95% CI] over
+    seeds of a seed's mean final error over the sweep, the error of not moving, and the verdict of each part
+    of the claim 'ours << DDPG and Meta Critic' (lower is better)."""
+    if not rows:
+        return ""
+    ci = lambda i, c: f"{i:.3g} [{c[0]:.3g}, {c[1]:.3g}]"  # noqa: E731
+    sweeps: dict = {}
+    for r in rows:
+        s = sweeps.setdefault(r["sweep"], {"seeds": r["seeds"], "ours": ci(r["iqm"], r["ci"])})
+        if r["reference"] == "no_movement":
+            s["no_movement"], s["v_no_movement"] = f"{r['reference_value']:.3g}", r["verdict"]
+        else:
+            s[r["reference"]], s[f"v_{r['reference']}"] = ci(r["reference_iqm"], r["reference_ci"]), r["verdict"]
+    out = ["final error (lower is better): IQM [95% stratified-bootstrap CI] over seeds of a seed's mean over the "
+           "sweep's goals / dynamics and policy initialisations; verdicts from the intervals (details below)", "",
+           "| sweep | seeds | ours | DDPG | Meta Critic | no movement (reference) | verdict: ours < DDPG | "
+           "verdict: ours < Meta Critic | verdict: ours < no movement |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, s in sweeps.items():
+        out.append(f"| {name} | {s['seeds']} | {s['ours']} | {s.get('ddpg', '-')} | {s.get('meta_critic', '-')} | "
+                   f"{s.get('no_movement', '-')} | {s.get('v_ddpg', '-')} | {s.get('v_meta_critic', '-')} | "
+                   f"{s.get('v_no_movement', '-')} |")
+    return "\n".join(out) + "\n"
+
+
+@contextlib.contextmanager
+def one_line_errors(prog: str, argv):
+    """A run's RunError (a refused resume, a corrupted checkpoint) as one line on stderr, exit 1 (2 for a
+    refused resume); Ctrl-C as one line with the command that continues the run."""
+    from metarl.driver import RunError
+
+    try:
+        yield
+    except RunError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        raise SystemExit(getattr(e, "exit_code", 1)) from None
+    except KeyboardInterrupt:
+        args = [x for x in (sys.argv[1:] if argv is None else argv) if x != "--resume"]
+        print(f"{prog}: interrupted; the meta-training is checkpointed after every chunk: continue with: "
+              f"python -m {prog} {' '.join(args + ['--resume'])}", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -96,10 +96,14 @@ def summarise(logs, tail_frac: float = 0.1) -> dict:
 
 
 def fmt(s: dict, m: str, digits: int = 3) -> str:
-    """``mean ± sd`` of summary metric ``m`` ("-" when absent or not finite)."""
-    if m not in s or not np.isfinite(s[m]["mean"]):
+    """``IQM [95% CI]`` over seeds (metarl.stats, stratified bootstrap) of summary metric ``m`` ("-" when
+    absent or not finite)."""
+    from metarl import stats
+
+    if m not in s or not np.all(np.isfinite(s[m]["per_seed"])):
         return "-"
-    return f"{s[m]['mean']:.{digits}f} ± {s[m]['sd']:.{digits}f}"
+    r = stats.summary_row(s[m]["per_seed"])
+    return f"{r['iqm']:.{digits}f} [{r['ci'][0]:.{digits}f}, {r['ci'][1]:.{digits}f}]"
 
 
 def markdown_table(header, rows) -> str:
