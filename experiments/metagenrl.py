@@ -321,8 +321,9 @@ def alpha_digest(alpha) -> str:
 def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objective: mg.ObjectiveConfig | None = None,
                inner_steps: int | None = None, progress: bool = True, config: mg.MetaGenRLConfig | None = None,
                resume: bool = False, stop: StopFlag | None = None, checkpoint_every: int | None = None):
-    """Meta-train one objective on the named training environments; saves it (orbax) at ``scale.stages``
-    evenly spaced points under ``out_dir/stage_<i>`` and the last one also as ``out_dir/final``.
+    """Meta-train one objective on the named training environments; saves it (orbax) before meta-training
+    as ``out_dir/initial``, at ``scale.stages`` evenly spaced points under ``out_dir/stage_<i>`` and the
+    last one also as ``out_dir/final``.
     The population is checkpointed in ``out_dir/checkpoint.npz`` every ``checkpoint_every`` evaluations
     (default ``scale.checkpoint_every``); ``resume=True`` continues from it (SIGINT through ``stop``:
     :func:`run_segments`); the checkpoint is removed when the objective is final.
@@ -364,6 +365,13 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
 
     identity = {"stage": "meta-train", "train": list(train), "seed": seed, "config": dataclasses.asdict(cfg),
                 "stages": save_at}
+    # The objective before any meta-update (the population's initial alpha): meta-testing it beside the
+    # final one shows what meta-training changed, on the same seeds.
+    paths["initial"] = os.path.join(out_dir, "initial")
+    if not (resume and os.path.isdir(paths["initial"])):
+        mg.save_objective(paths["initial"], jax.jit(init)(key).alpha, cfg.objective,
+                          {"train": list(train), "env_steps_per_agent": 0, "inner_steps": cfg.inner_steps,
+                           "seed": seed, "stage": "initial (before meta-training)"})
     state, history = run_segments(
         seg, lambda: jax.jit(init)(key), jax.eval_shape(init, key), n, out_dir, identity, resume=resume,
         on_segment=on_segment, extra=(monitor.state_dict, monitor.load_state_dict), stop=stop,
