@@ -1257,11 +1257,10 @@ def summary_markdown(plan: dict, s: dict) -> str:
     if sn.get("summary"):
         out += ["", f"## (c) Snake 6x6: {sn['updates']:,} updates x {sn['seeds']} seeds "
                     f"({sn['updates_per_s']:.2f} updates/s of all five agents; paper 29,200 updates)", "",
-                "IQM [95% stratified-bootstrap CI] over seeds; the verdicts read the paper's claims (benchmarks.outer_value)",
+                "IQM [95% stratified-bootstrap CI] over seeds; the verdicts read the paper's claims (metarl.meta.outer_value_outputs.claim_rows)",
                 "", "| agent | final gamma | return (last 10%) | paper return | paper gamma | verdict |",
                 "|---|---|---|---|---|---|"]
-        from benchmarks.outer_value import agent_verdicts
-        from metarl.meta.outer_value_outputs import fmt as ms
+        from metarl.meta.outer_value_outputs import agent_verdicts, fmt as ms
 
         verdicts = agent_verdicts({"summary": sn["summary"]}, "Snake")
         for a, v in sn["summary"].items():

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from benchmarks.common import parse_scale
+from metarl.meta.outer_value_outputs import agent_verdicts, claim_rows  # noqa: F401 (the paper's claims)
 
 SCALES = ("quick", "medium", "paper")
 PARTS = ("chain", "chain_learned", "snake")
@@ -52,60 +53,6 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
             rows.append(["Snake", agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return", 2),
                          p["return"], fmt(s, "outer_advantage", 4), p["outer_advantage"], verdicts.get(agent, "-")])
     return markdown_table(header, rows)
-
-
-def agent_verdicts(result: dict, env: str) -> dict:
-    """{agent: "claim: verdict; ..."} from :func:`claim_rows`' claims (the final gamma's bound; the outer
-    critic's agent earning more than the same agent without it), for the table's verdict column."""
-    out = {}
-    for c in claim_rows(result, env)["claims"]:
-        agent = c["label"].split(": ", 1)[1]
-        if " final gamma " in agent:
-            agent, what = agent.split(" final gamma ", 1)
-            what = "final gamma " + what
-        else:
-            agent, what = agent.split(" return ", 1)
-            what = "return " + what
-        v = c.get("claim_verdict", c["verdict"])
-        out[agent] = f"{out[agent]}; {what}: {v}" if agent in out else f"{what}: {v}"
-    return out
-
-
-# The paper's claims, each decided from an interval over seeds (metarl.stats): thresholds on the final
-# gamma (the meta-learned discount goes to its lower bound with the inner critic, to ~1 with the outer
-# critic) and the comparison "the outer critic's agent earns more than the same agent without it".
-GAMMA_LOW, GAMMA_HIGH = 0.91, 0.99
-DESCRIPTIVE = "descriptive (no claim)"
-
-
-def claim_rows(result: dict, env: str) -> dict:
-    """summary.json content of one part: per agent and metric IQM [95% CI] over seeds, and the claims."""
-    from metarl import stats
-
-    summ = result["summary"]
-    rows = []
-    for agent, s in summ.items():
-        for m in ("final_gamma", "return", "outer_advantage_step0", "outer_advantage"):
-            if m in s and np.all(np.isfinite(s[m]["per_seed"])):
-                rows.append({"label": f"{env} {agent} {m}", "agent": agent, "metric": m,
-                             **stats.summary_row(s[m]["per_seed"]), "verdict": DESCRIPTIVE})
-    claims = []
-    for agent in summ:
-        g = summ[agent].get("final_gamma", {}).get("per_seed")
-        if g is None or agent == "A2C":
-            continue
-        outer = "outer" in agent
-        t, side = (GAMMA_HIGH, "higher") if outer else (GAMMA_LOW, "lower")
-        row = stats.summary_row(g)
-        claims.append({"label": f"{env}: {agent} final gamma {'>=' if outer else '<='} {t}", "claim": (
-            "the outer critic lets gamma rise to ~1" if outer else "with the inner critic gamma falls to its bound"),
-            **row, "threshold": t, "verdict": stats.verdict(row, paper_value=t, claim=side)})
-    for base in ("MG", "BMG"):
-        if base in summ and f"{base}+outer critic" in summ:
-            c = stats.compare(summ[f"{base}+outer critic"]["return"]["per_seed"], summ[base]["return"]["per_seed"])
-            claims.append({"label": f"{env}: {base}+outer critic return > {base}", "claim": (
-                "the outer critic's agent earns more"), **c, "iqm": c["iqm_a"], "ci": c["ci_a"]})
-    return {"rows": rows, "claims": claims}
 
 
 def write_summary(out_dir: str, result: dict, env: str):

@@ -22,7 +22,8 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, meta_test_claims, metadata,
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, final_train_error_seeds,
+                                                    meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, save_fig, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
@@ -248,6 +249,8 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),
                                      "ddpg": float(dcurve[:, -exp.chunk:].mean()),
                                      "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
+               "final_train_error_seeds": final_train_error_seeds(exp.chunk, ours=curve, ddpg=dcurve,
+                                                                  meta_critic=mcurve),
                "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
                "ours_compile_plus_first_chunk_s": t_compile, "rows": rows, "claims": claims,
                **metadata(dataclasses.asdict(exp), wall)}

@@ -176,17 +176,31 @@ def claims_markdown(rows: list[dict]) -> str:
 
 
 def markdown(summary) -> str:
-    out = ["| L_critic input | goal | theta* | argmin dist: Q_true / Q_sup / L_critic | "
-           "Alg. 3 end dist: Q_true / Q_sup / L_critic | ends within 0.25: Q_sup / L_critic |",
-           "|---|---|---|---|---|---|"]
+    """Fig. 1 per input variant and goal: the distances to theta* (means over seeds; diagnostics), the
+    fraction of Algorithm 3's starts ending within 0.25 of theta* as IQM [95% CI] over seeds, and the
+    verdicts of the claim rows (:func:`claims`) for that goal."""
+    from metarl import stats
+
+    verdicts = {}
+    for c in summary.get("claims", []):
+        key = (c["variant"], c["label"].split(": ")[1])
+        what = "leads to theta*" if c["label"].endswith("leads to theta*") else "> Q_sup"
+        verdicts[key] = verdicts.get(key, []) + [f"{what}: {c['verdict']}"]
+    ci = lambda x: (lambda r: f"{r['iqm']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]")(stats.summary_row(x))  # noqa: E731
+    out = ["| L_critic input | goal | theta* | argmin dist: Q_true / Q_sup / L_critic (mean) | "
+           "Alg. 3 end dist: Q_true / Q_sup / L_critic (mean) | ends within 0.25, Q_sup: IQM [95% CI] | "
+           "ends within 0.25, L_critic: IQM [95% CI] | verdict (L_critic) |",
+           "|---|---|---|---|---|---|---|---|"]
     for variant, rows in summary["variants"].items():
         for r in rows:
-            f = lambda k, m: f"{r[k][m]:.2f}"
+            f = lambda k, m: f"{r[k][m]:.2f}"  # noqa: E731
+            goal = f"{r['kind']} goal ({r['goal'][0]:g}, {r['goal'][1]:g})"
             out.append(f"| {variant} | {r['kind']} ({r['goal'][0]:g}, {r['goal'][1]:g}) | "
                        f"({r['theta_opt'][0]:g}, {r['theta_opt'][1]:g}) | "
                        f"{f('true', 'argmin_dist')} / {f('sup', 'argmin_dist')} / {f('ours', 'argmin_dist')} | "
                        f"{f('true', 'descent_end_dist')} / {f('sup', 'descent_end_dist')} / {f('ours', 'descent_end_dist')} | "
-                       f"{f('sup', 'descent_within_0.25')} / {f('ours', 'descent_within_0.25')} |")
+                       f"{ci(r['sup']['within_0.25_per_seed'])} | {ci(r['ours']['within_0.25_per_seed'])} | "
+                       f"{'; '.join(verdicts.get((variant, goal), ['-']))} |")
     return "\n".join(out)
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, meta_test_claims, metadata,
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, final_train_error_seeds,
+                                                    meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, save_fig, write_atomic)
 
 
@@ -136,6 +137,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     summary = {
         "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean()),
                               "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
+        "final_train_error_seeds": final_train_error_seeds(exp.chunk, ours=curve, ddpg=dcurve, meta_critic=mcurve),
         "meta_test_mean_error": {k: {"ours": float(g_ours[k][1].mean()), "ddpg": float(g_ddpg[k][1].mean()),
                                      "meta_critic": float(g_mc[k][1].mean()),
                                      "no_movement": float(g_still[k][1].mean())} for k in g_ours},

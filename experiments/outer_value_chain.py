@@ -22,8 +22,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from metarl.meta import outer_value as ov
-from metarl.meta.outer_value_outputs import (add_run_arguments, apply_run_arguments, fmt, get_scale, run_cli,
-                                             run_population, write_outputs)
+from metarl.meta.outer_value_outputs import (add_run_arguments, agent_verdicts, apply_run_arguments, fmt, get_scale,
+                                             run_cli, run_population, write_outputs)
 
 NAME = "outer_value_chain"
 SCALE_NAMES = ("quick", "paper")
@@ -91,19 +91,23 @@ def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom",
 
 
 def table_rows(summary: dict) -> list[list[str]]:
+    """One row per agent: ours as IQM [95% CI] over seeds beside the paper's figures, and the verdicts of
+    the paper's claims on that agent (metarl.meta.outer_value_outputs.claim_rows; A2C: none)."""
+    verdicts = agent_verdicts({"summary": summary}, "Chain")
     rows = []
     for agent, s in summary.items():
         p = PAPER.get(agent, {})
         rows.append([agent, fmt(s, "final_gamma"), p.get("final_gamma", ""), fmt(s, "return"), fmt(s, "expected_return"),
                      p.get("return", ""), fmt(s, "outer_advantage_step0", 4), fmt(s, "outer_advantage", 4),
-                     p.get("outer_advantage_step0", "")])
+                     p.get("outer_advantage_step0", ""), verdicts.get(agent, "-")])
         if any("final_lam" in x for x in summary.values()):
             rows[-1].insert(3, fmt(s, "final_lam"))
     return rows
 
 
 TABLE_HEADER = ["agent", "final gamma", "paper gamma", "return", "expected return", "paper return",
-                "outer adv. step 0", "outer adv. all steps", "paper outer adv. step 0"]
+                "outer adv. step 0", "outer adv. all steps", "paper outer adv. step 0",
+                "verdict (the paper's claims)"]
 
 
 def write_chain_outputs(out_dir: str, result: dict, logs):

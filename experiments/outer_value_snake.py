@@ -24,8 +24,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from metarl.meta import outer_value as ov
-from metarl.meta.outer_value_outputs import (add_run_arguments, apply_run_arguments, fmt, get_scale, run_cli,
-                                             run_population, write_outputs)
+from metarl.meta.outer_value_outputs import (add_run_arguments, agent_verdicts, apply_run_arguments, fmt, get_scale,
+                                             run_cli, run_population, write_outputs)
 
 NAME = "outer_value_snake"
 SCALE_NAMES = ("quick", "medium", "paper")
@@ -73,15 +73,19 @@ PAPER = {
 }
 
 TABLE_HEADER = ["agent", "final gamma", "paper gamma", "return", "paper return (29.2k upd.)", "outer adv.",
-                "paper outer adv."]
+                "paper outer adv.", "verdict (the paper's claims)"]
 
 
 def table_rows(summary: dict) -> list[list[str]]:
+    """One row per agent: ours as IQM [95% CI] over seeds beside the paper's figures, and the verdicts of
+    the paper's claims on that agent (metarl.meta.outer_value_outputs.claim_rows; A2C: none)."""
+    verdicts = agent_verdicts({"summary": summary}, "Snake")
     rows = []
     for agent, s in summary.items():
         p = PAPER.get(agent, {})
         rows.append([agent, fmt(s, "final_gamma"), p.get("final_gamma", ""), fmt(s, "return", 2),
-                     p.get("return", ""), fmt(s, "outer_advantage", 4), p.get("outer_advantage", "")])
+                     p.get("return", ""), fmt(s, "outer_advantage", 4), p.get("outer_advantage", ""),
+                     verdicts.get(agent, "-")])
         if any("final_lam" in x for x in summary.values()):
             rows[-1].insert(3, fmt(s, "final_lam"))
     return rows

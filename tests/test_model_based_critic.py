@@ -368,3 +368,25 @@ def test_meta_training_killed_after_a_chunk_resumes_bit_for_bit(tmp_path):
         open(path, "wb").write(bytes(raw))
         with pytest.raises(CheckpointError):
             train(checkpoint=(path, ident, True))
+
+
+def test_point_mass_and_training_tables_show_intervals_and_verdicts():
+    """The point mass table's fractions as IQM [CI] with the claim rows' verdicts per goal; the meta-training
+    error per method as an IQM row (descriptive)."""
+    from _markdown import IQM_CI, tables
+
+    from experiments.model_based_critic_pointmass import claims, markdown
+    from metarl.meta.model_based_critic_outputs import final_train_error_seeds
+
+    def row(kind, goal, ours, sup):
+        return {"kind": kind, "goal": goal, "theta_opt": [1.0, 1.0],
+                **{k: {"argmin_dist": 0.1, "descent_end_dist": 0.2, "within_0.25_per_seed": w}
+                   for k, w in (("true", [1.0] * 3), ("sup", sup), ("ours", ours))}}
+
+    rows = [row("train", [1.25, 1.25], [1.0, 1.0, 1.0], [0.4, 0.44, 0.5]), row("unseen", [-0.75, 2.25], [0.0] * 3, [0.0] * 3)]
+    t = tables("# T\n\n" + markdown({"variants": {"raw": rows}, "claims": claims(rows, "raw")}))["T"]
+    assert IQM_CI.match(t[0]["ends within 0.25, L_critic: IQM [95% CI]"])
+    assert t[0]["verdict (L_critic)"] == "leads to theta*: reproduces; > Q_sup: reproduces"
+    assert t[1]["verdict (L_critic)"] == "leads to theta*: contradicts; > Q_sup: inconclusive at this scale"
+    f = final_train_error_seeds(2, ours=np.array([[9.0, 1.0, 2.0], [9.0, 3.0, 4.0]]))["ours"]
+    assert f["iqm"] == pytest.approx(2.5) and f["n"] == 2 and f["verdict"].startswith("descriptive")

@@ -442,9 +442,9 @@ def test_bad_settings_name_the_valid_choices():
 
 
 def test_benchmark_claims_are_decided_from_intervals():
-    """benchmarks.outer_value.claim_rows on fixed per-seed values: gamma thresholds and the outer-critic
+    """metarl.meta.outer_value_outputs.claim_rows on fixed per-seed values: gamma thresholds and the outer-critic
     comparison get their verdicts from the intervals (a tie is inconclusive, never 'reproduces')."""
-    from benchmarks.outer_value import claim_rows
+    from metarl.meta.outer_value_outputs import claim_rows
 
     def agent(gammas, returns):
         return {"final_gamma": {"per_seed": list(gammas)}, "return": {"per_seed": list(returns)}}
@@ -477,3 +477,8 @@ def test_benchmark_claims_are_decided_from_intervals():
     col = "verdict (the paper's claims on this agent)"
     assert t["MG+outer critic"][col] == "final gamma >= 0.99: reproduces; return > MG: reproduces"
     assert t["BMG"][col] == "final gamma <= 0.91: contradicts" and t["A2C"][col] == "-"
+    # ... and so do the experiment's own table rows (experiments/outer_value_chain.py)
+    from experiments.outer_value_chain import TABLE_HEADER, table_rows
+
+    rows = {r[0]: dict(zip(TABLE_HEADER, r)) for r in table_rows(res["summary"])}
+    assert rows["MG+outer critic"]["verdict (the paper's claims)"] == t["MG+outer critic"][col]

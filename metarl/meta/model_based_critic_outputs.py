@@ -204,3 +204,14 @@ def one_line_errors(prog: str, argv):
         print(f"{prog}: interrupted; the meta-training is checkpointed after every chunk: continue with: "
               f"python -m {prog} {' '.join(args + ['--resume'])}", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def final_train_error_seeds(chunk: int, **curves) -> dict:
+    """{method: IQM [95% CI] over seeds (metarl.stats.summary_row) of a seed's mean training error over
+    the last ``chunk`` meta-iterations, verdict "descriptive (no claim)"}, from curves [seeds, iterations]."""
+    import numpy as np
+
+    from metarl import stats
+
+    return {m: dict(stats.summary_row(np.asarray(c)[:, -chunk:].mean(axis=1)), verdict="descriptive (no claim)")
+            for m, c in curves.items()}
