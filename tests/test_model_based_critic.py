@@ -340,34 +340,36 @@ def test_aggregate_scores_normalise_by_not_moving(tmp_path):
 
 
 def test_meta_training_killed_after_a_chunk_resumes_bit_for_bit(tmp_path):
-    """The reacher's and arm's drivers (mbc.train_ours, train_ddpg / train_meta_critic) checkpoint after
-    every chunk: a run stopped after its first chunk and resumed gives the same states and curves, bit for
-    bit, as the uninterrupted run; another identity is refused in one line, a corrupted file too."""
+    """The reacher's and arm's drivers checkpoint after every chunk (mbc.run_chunks, shared by train_ours,
+    train_ddpg and train_meta_critic; checked here through train_ours): a run stopped after its first
+    chunk and resumed gives the same states and curve, bit for bit, as the uninterrupted run; another
+    identity is refused in one line, a corrupted file too."""
     from metarl.driver import CheckpointError, ConfigMismatch
 
     task = _double_integrator()
     goals = jnp.array([[0.5, 0.5], [-0.4, 0.2]])
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     ours = mbc.MBCConfig(horizon=5, critic_hidden=(16, 16), policy_hidden=(8, 8), iterations=6)
-    mc = _tiny_mc_cfg()
     ident = {"part": "test", "n": 1}
-    for name, train in (("ours", lambda **k: mbc.train_ours(ours, task, None, goals, keys, 2, **k)),
-                        ("mc", lambda **k: mbc.train_meta_critic(mc, task, None, goals, keys, 6, 2, **k))):
-        full = train()
-        path = str(tmp_path / f"{name}.npz")
-        part = train(checkpoint=(path, ident, False), max_chunks=1)  # as if killed after chunk 1
-        assert part[1].shape[1] == 2 and full[1].shape[1] == 6
-        res = train(checkpoint=(path, ident, True))
-        for a, b in zip(jax.tree.leaves(res[0]), jax.tree.leaves(full[0])):
-            assert np.array_equal(np.asarray(a), np.asarray(b))
-        assert np.array_equal(res[1], full[1])
-        with pytest.raises(ConfigMismatch, match=r"other settings: n \(1 -> 2\)"):
-            train(checkpoint=(path, {"part": "test", "n": 2}, True))
-        raw = bytearray(open(path, "rb").read())
-        raw[len(raw) // 2:len(raw) // 2 + 8] = bytes(x ^ 0xFF for x in raw[len(raw) // 2:len(raw) // 2 + 8])
-        open(path, "wb").write(bytes(raw))
-        with pytest.raises(CheckpointError):
-            train(checkpoint=(path, ident, True))
+
+    def train(**k):
+        return mbc.train_ours(ours, task, None, goals, keys, 2, **k)
+
+    full = train()
+    path = str(tmp_path / "ours.npz")
+    part = train(checkpoint=(path, ident, False), max_chunks=1)  # as if killed after chunk 1
+    assert part[1].shape[1] == 2 and full[1].shape[1] == 6
+    res = train(checkpoint=(path, ident, True))
+    for a, b in zip(jax.tree.leaves(res[0]), jax.tree.leaves(full[0])):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert np.array_equal(res[1], full[1])
+    with pytest.raises(ConfigMismatch, match=r"other settings: n \(1 -> 2\)"):
+        train(checkpoint=(path, {"part": "test", "n": 2}, True))
+    raw = bytearray(open(path, "rb").read())
+    raw[len(raw) // 2:len(raw) // 2 + 8] = bytes(x ^ 0xFF for x in raw[len(raw) // 2:len(raw) // 2 + 8])
+    open(path, "wb").write(bytes(raw))
+    with pytest.raises(CheckpointError):
+        train(checkpoint=(path, ident, True))
 
 
 def test_point_mass_and_training_tables_show_intervals_and_verdicts():
