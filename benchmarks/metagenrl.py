@@ -210,6 +210,7 @@ def check_out_dir(out_dir: str, settings: dict, resume: bool) -> dict:
     """Refuse, in one line (a ``metarl.train.RunError``), before anything is compiled or written:
     ``--resume`` where there is no run or a run with other settings (naming the differences), and a
     new run over an unfinished one. Returns the stored run.json (or {})."""
+    from metarl.driver import identity_diff
     from metarl.train import CheckpointMissing, ConfigMismatch, RunDirError
 
     path = os.path.join(out_dir, RUN_FILE)
@@ -222,7 +223,7 @@ def check_out_dir(out_dir: str, settings: dict, resume: bool) -> dict:
                                     "in it); start without --resume")
         if stored.get("settings") != settings:
             raise ConfigMismatch(f"cannot resume {out_dir}: its run has other settings: "
-                                 f"{ex._identity_diff(stored.get('settings', {}), settings)}; resume with the same "
+                                 f"{identity_diff(stored.get('settings', {}), settings)}; resume with the same "
                                  "--scale and package versions, or give another --out")
     elif stored and stored.get("status") != "finished":
         raise RunDirError(f"{out_dir!r} holds an unfinished {stored.get('settings', {}).get('scale', {}).get('name', '')} "

@@ -219,13 +219,6 @@ def _json_norm(obj):
     return json.loads(json.dumps(jsonable(obj)))
 
 
-def _identity_diff(old: dict, new: dict) -> str:
-    from metarl.driver import flat_diff as _flat_diff
-
-    diffs = _flat_diff(old, new)
-    return "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-
-
 def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict):
     """``state`` (every leaf, each with its sha256), the segments ``done``, the host ``history`` and ``extra``
     (JSON), and the stage's ``identity``, in one .npz written whole (metarl.npz_checkpoint)."""
@@ -240,12 +233,13 @@ def load_checkpoint(path: str, like, identity: dict):
     a one-line ``ConfigMismatch`` naming the differences, a corrupted or foreign one with a one-line
     ``CheckpointError``."""
     from metarl import npz_checkpoint
+    from metarl.driver import identity_diff
     from metarl.train import ConfigMismatch
 
     state, meta, _ = npz_checkpoint.load(path, like)
     if meta["identity"] != _json_norm(identity):
         raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
-                             f"{_identity_diff(meta['identity'], _json_norm(identity))}")
+                             f"{identity_diff(meta['identity'], _json_norm(identity))}")
     return state, meta["done"], meta["history"], meta["extra"]
 
 

@@ -67,6 +67,10 @@ class CheckpointError(RunError):
     """A checkpoint that is corrupt, unreadable or inconsistent."""
 
 
+class CheckpointMismatch(CheckpointError):
+    """A readable, intact checkpoint whose arrays do not fit this program's state (count, shape, dtype)."""
+
+
 class CheckpointMissing(CheckpointError, FileNotFoundError):
     """Nothing to resume from."""
     exit_code = 2
@@ -199,6 +203,12 @@ def flat_diff(old, new, prefix="") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')} ({old!r} -> {new!r})"]
 
 
+def identity_diff(old, new, first: int = 6) -> str:
+    """:func:`flat_diff` of two run identities as one line: the first ``first`` differences, '; '-joined."""
+    diffs = flat_diff(old, new)
+    return "; ".join(diffs[:first]) + (f"; and {len(diffs) - first} more" if len(diffs) > first else "")
+
+
 def version_diff(meta: dict) -> list[str]:
     """Package versions that differ between a stored meta.json and this process (one entry if unrecorded)."""
     old = meta.get("versions")
@@ -248,15 +258,18 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def array_sha256(a) -> str:
+    """sha256 of an array's bytes, with its dtype and shape."""
+    a = np.ascontiguousarray(np.asarray(a))
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def leaf_hashes(tree) -> dict:
     """sha256 of every array's bytes (with its dtype and shape), keyed by its path in the pytree."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-        out[jax.tree_util.keystr(path)] = h.hexdigest()
-    return out
+    return {jax.tree_util.keystr(path): array_sha256(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]}
 
 
 def file_hashes(root: str) -> dict:

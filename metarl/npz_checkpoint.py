@@ -9,7 +9,7 @@ Chain/Snake Driver keep orbax directories with a completion marker: metarl.drive
 """
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
 import zipfile
@@ -18,17 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl.driver import CheckpointError
+from metarl.driver import CheckpointError, CheckpointMismatch, array_sha256, write_text
 
 FORMAT = "metarl-npz-1"
-
-
-def array_sha256(a: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes."""
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def save(path: str, tree, meta: dict | None = None, arrays: dict | None = None):
@@ -41,22 +33,17 @@ def save(path: str, tree, meta: dict | None = None, arrays: dict | None = None):
                        "sha256": [array_sha256(a) for a in leaves],
                        "arrays": {k: array_sha256(a) for k, a in arrays.items()}},
                       default=lambda o: np.asarray(o).tolist())
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, __head__=np.frombuffer(head.encode(), np.uint8),
-                     **{f"leaf_{i:05d}": a for i, a in enumerate(leaves)},
-                     **{f"array_{k}": a for k, a in arrays.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buf = io.BytesIO()
+    np.savez(buf, __head__=np.frombuffer(head.encode(), np.uint8), **{f"leaf_{i:05d}": a for i, a in enumerate(leaves)},
+             **{f"array_{k}": a for k, a in arrays.items()})
+    write_text(path, buf.getvalue())
 
 
 def load(path: str, like):
     """(tree, meta, arrays) from :func:`save`, the tree in the structure of ``like`` (a pytree of arrays or
     ShapeDtypeStructs). Every leaf's sha256, count, shape and dtype are checked first; any mismatch is a
-    one-line :class:`CheckpointError` naming the file and the first bad array."""
+    one-line :class:`CheckpointError` naming the file and the first bad array (arrays that are intact but do
+    not fit ``like``: its subclass :class:`CheckpointMismatch`)."""
     name = os.path.basename(path)
     want, treedef = jax.tree.flatten(like)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
@@ -69,7 +56,7 @@ def load(path: str, like):
                 raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file (written by an older metarl?); "
                                       "start the run again without --resume")
             if len(want) != head["leaves"]:
-                raise CheckpointError(f"checkpoint {name} holds {head['leaves']} arrays, this program's state has "
+                raise CheckpointMismatch(f"checkpoint {name} holds {head['leaves']} arrays, this program's state has "
                                       f"{len(want)}")
             leaves = []
             for i in range(head["leaves"]):
@@ -98,6 +85,6 @@ def load(path: str, like):
                                   "(corrupted on disk); refusing to resume from it")
     for i, (w, a) in enumerate(zip(want, leaves)):
         if tuple(w.shape) != a.shape or np.dtype(w.dtype) != a.dtype:
-            raise CheckpointError(f"checkpoint {name}: array {paths[i] or i} is {a.dtype}{list(a.shape)}, this "
+            raise CheckpointMismatch(f"checkpoint {name}: array {paths[i] or i} is {a.dtype}{list(a.shape)}, this "
                                   f"program's state wants {np.dtype(w.dtype)}{list(w.shape)}")
     return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in leaves]), head["meta"], arrays

@@ -333,15 +333,13 @@ def _load_checkpoint(run_dir, template):
     """(state, history) from checkpoint.npz; a corrupted file or one of another program's shapes is a one-line
     error (metarl.driver.CheckpointError; shapes: ResumeMismatch)."""
     from metarl import npz_checkpoint
-    from metarl.driver import CheckpointError
+    from metarl.driver import CheckpointMismatch
 
     path = os.path.join(run_dir, "checkpoint.npz")
     try:
         state, meta, hist_arr = npz_checkpoint.load(path, template)
-    except CheckpointError as e:
-        if "this program's state" in str(e):
-            raise ResumeMismatch(f"checkpoint {path} does not fit this program ({e})") from None
-        raise
+    except CheckpointMismatch as e:
+        raise ResumeMismatch(f"checkpoint {path} does not fit this program ({e})") from None
     n_seg = meta["segments_done"]
     hist = [{k: v[:, i] for k, v in hist_arr.items()} for i in range(n_seg)]
     return state, hist

@@ -29,7 +29,7 @@ def run_chunks(run, states, n_chunks: int, chunk: int, pbar=None, checkpoint=Non
     differs; a corrupted file is a one-line CheckpointError), bit for bit as if never interrupted.
     ``max_chunks``: stop after that many chunks of this call (the checkpoint holds them)."""
     from metarl import npz_checkpoint
-    from metarl.driver import ConfigMismatch, flat_diff, json_norm
+    from metarl.driver import ConfigMismatch, identity_diff, json_norm
 
     curves, times, done = [], [], 0
     if checkpoint is not None:
@@ -40,7 +40,7 @@ def run_chunks(run, states, n_chunks: int, chunk: int, pbar=None, checkpoint=Non
             states, meta, arrays = npz_checkpoint.load(path, states)
             if meta["identity"] != identity:
                 raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
-                                     f"{'; '.join(flat_diff(meta['identity'], identity)[:6])}")
+                                     f"{identity_diff(meta['identity'], identity)}")
             done, times = meta["done"], list(meta["times"])
             curves = [arrays["curve"]] if done else []
             if pbar is not None:
