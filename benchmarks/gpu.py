@@ -1242,12 +1242,11 @@ def summary_markdown(plan: dict, s: dict) -> str:
                 t1 = p["table1"]
                 van, mc = t1.get(algo.upper()), t1.get(algo.upper() + "-MC")
                 fin = {c: final_scores(v["eval_return"]) for c, v in (("van", van), ("mc", mc)) if v}
-                ci = lambda c: (lambda r: f"{r['iqm']:.1f} [{r['ci'][0]:.1f}, {r['ci'][1]:.1f}]")(  # noqa: E731
+                ci = lambda c: (lambda r: stats.interval_text(r["iqm"], r["ci"]))(  # noqa: E731
                     stats.summary_row(fin[c])) if c in fin else "-"
                 mx = lambda v: f"{v['max_avg']:.1f} / {_fmt(v['paper'])}" if v else "-"  # noqa: E731
                 cmp = stats.compare(fin["mc"], fin["van"]) if len(fin) == 2 and len(fin["mc"]) > 1 else None
-                pc = (f"{cmp['p_improvement']:.2f} [{cmp['p_improvement_ci'][0]:.2f}, {cmp['p_improvement_ci'][1]:.2f}]"
-                      if cmp else "-")
+                pc = stats.interval_text(cmp["p_improvement"], cmp["p_improvement_ci"], ".2f") if cmp else "-"
                 out.append(f"| {env} | {algo} | {p['env_steps_per_run']:,} | {ci('van')} | {ci('mc')} | {mx(van)} | "
                            f"{mx(mc)} | {pc} | {cmp['claim_verdict'] if cmp else '-'} | "
                            f"{p['env_steps_per_s_all_runs']:,.0f} |")

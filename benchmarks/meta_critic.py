@@ -143,11 +143,6 @@ def paper_value(table, row_key, row, col):
     return None
 
 
-def iqm_ci(iqm, ci) -> str:
-    """A table cell: IQM [95% CI] over seeds ('-' when not run)."""
-    return "-" if iqm is None else f"{iqm:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
-
-
 def pair_line(task, pair, steps, seeds, a: dict, b: dict, cmp: dict | None, claim: str, verdict: str) -> str:
     """One row of a paper-layout table: a method a against its reference b. a, b: {"iqm", "ci", "max_avg",
     "paper" (the paper's max average return), optional "paper_std"}; cmp: metarl.stats.compare's P(a > b)
@@ -158,10 +153,11 @@ def pair_line(task, pair, steps, seeds, a: dict, b: dict, cmp: dict | None, clai
         ref = "-" if paper is None else (f"{paper:g}" if d.get("paper_std") is None else f"{paper:g} ± {d['paper_std']:g}")
         return f"{ours} / {ref}"
 
-    p = "-" if not cmp else (f"{cmp['p_improvement']:.2f} [{cmp['p_improvement_ci'][0]:.2f}, "
-                             f"{cmp['p_improvement_ci'][1]:.2f}]")
+    from metarl.stats import interval_text
+
+    p = interval_text(cmp["p_improvement"], cmp["p_improvement_ci"], ".2f") if cmp else "-"
     return (f"| {task} | {pair} | {steps if steps is not None else '-'} | {seeds if seeds is not None else '-'} | "
-            f"{iqm_ci(a.get('iqm'), a.get('ci'))} | {iqm_ci(b.get('iqm'), b.get('ci'))} | {max_avg(a)} | "
+            f"{interval_text(a.get('iqm'), a.get('ci'))} | {interval_text(b.get('iqm'), b.get('ci'))} | {max_avg(a)} | "
             f"{max_avg(b)} | {p} | {cmp['verdict'] if cmp else '-'} | {claim} | {verdict} |")
 
 

@@ -73,8 +73,10 @@ def _fmt(x):
 
 
 def iqm_cell(iqm, ci) -> str:
-    nd = 0 if max(abs(iqm), abs(ci[0]), abs(ci[1])) >= 100 else 1  # small returns (MountainCar) keep a decimal
-    return f"{iqm:.{nd}f} [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+    from metarl.stats import interval_text
+
+    big = max(abs(iqm), abs(ci[0]), abs(ci[1])) >= 100  # small returns (MountainCar) keep a decimal
+    return interval_text(iqm, ci, ".0f" if big else ".1f")
 
 
 VERDICT_COL = "verdict (ours)"
@@ -89,10 +91,10 @@ def add_verdicts(header: list, rows: list, summary: dict, learned_label: str, vs
     for row in rows:
         if row[0] == "MetaGenRL (ours)" and row[1] == learned_label:
             v = "; ".join(f"{summary[k]['env']} ({k}): {summary[k]['verdict']}" for k in ("seen", "unseen"))
-        elif row[0] in ("EPG", "RL2") and vs_baselines and any(
-                k.startswith(f"learned vs {row[0]} (") for k in vs_baselines) and "not run" not in row[2]:
-            v = "; ".join(f"MetaGenRL > {row[0]} on {k.split('(')[-1][:-1]}: {c['claim_verdict']}"
-                          for k, c in vs_baselines.items() if k.startswith(f"learned vs {row[0]} ("))
+        elif row[0] in ("EPG", "RL2") and "not run" not in row[2] and any(
+                c["method"] == row[0] for c in (vs_baselines or {}).values()):
+            v = "; ".join(f"MetaGenRL > {row[0]} on {c['env']}: {c['claim_verdict']}"
+                          for c in vs_baselines.values() if c["method"] == row[0])
         elif all(c == "not run" for c in row[2:-len(PAPER_ENVS)]):
             v = "not run"
         else:
@@ -488,24 +490,8 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
     # ----------------------------------------------------------------------------------------------------------
     w = wall()
     seeds = mt["seeds"]
-    note = (f"Scale `{scale_name}`: IQM [95% stratified-bootstrap CI] over {seeds} seeds of the final return (mean of the last "
-            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training"
-            + (" (PPO and on-policy REINFORCE: the same steps, all on-policy, no random warm-up)" if onp else "")
-            + "; random policy: uniformly random actions, the same evaluation points and episodes. "
-            + ("Quick scale: cheap gymnax stand-ins, tiny budgets; NOT comparable with the paper's numbers. "
-               if scale_name == "quick" else "")
-            + ("Medium scale: a CPU budget (about an hour); NOT comparable with the paper's numbers. "
-               if scale_name == "medium" else "")
-            + f"Wall time {w:.0f} s.")
-    md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{{TABLE}}\n\n{note}\n"  # the table once the claims are read
-    if base:
-        md += f"\n{baselines.note(base)}\n"  # EPG and RL^2 (benchmarks/metagenrl_baselines.py)
-    extra_rows = [[k] + [_fmt(_final(results[e][k])) for e in test] + ["descriptive (Fig. 4 is a curve, no claim read)"]
-                  for k in objectives if "[" in k]
-    if extra_rows:
-        md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
-            ["objective"] + list(test) + ["verdict"], extra_rows) + "\n"
-    # The claims (summary.json): the first training set's final objective on a seen and an unseen env.
+    # The claims (summary.json): the first training set's final objective on a seen and an unseen env;
+    # Table 2's verdict column reads them.
     finals = {e: {v: final_scores(results[e][v]) for v in results[e]} for e in test}
     roles = {scale.seen: "seen", scale.unseen: "unseen"}
     mgs = meta_train[first]["meta_grad_summary"]
@@ -516,10 +502,26 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
     vs = None
     if base:
         learned = {e: finals[e][first] for e in test}
-        vs = baselines.learned_vs_baselines({m: {e: s for e, s in base[m].items()} for m in ("EPG", "RL2")}, learned)
+        vs = baselines.learned_vs_baselines(base, learned)
         summary["learned_vs_baselines"] = vs
     add_verdicts(header, rows, summary, first, vs)
-    md = md.replace("{TABLE}", to_markdown(header, rows))
+    note = (f"Scale `{scale_name}`: IQM [95% stratified-bootstrap CI] over {seeds} seeds of the final return (mean of the last "
+            f"two evaluations) after {scale.test.total_steps} environment steps of meta-test training"
+            + (" (PPO and on-policy REINFORCE: the same steps, all on-policy, no random warm-up)" if onp else "")
+            + "; random policy: uniformly random actions, the same evaluation points and episodes. "
+            + ("Quick scale: cheap gymnax stand-ins, tiny budgets; NOT comparable with the paper's numbers. "
+               if scale_name == "quick" else "")
+            + ("Medium scale: a CPU budget (about an hour); NOT comparable with the paper's numbers. "
+               if scale_name == "medium" else "")
+            + f"Wall time {w:.0f} s.")
+    md = f"# MetaGenRL Table 2 ({scale_name} scale)\n\n{to_markdown(header, rows)}\n\n{note}\n"
+    if base:
+        md += f"\n{baselines.note(base)}\n"  # EPG and RL^2 (benchmarks/metagenrl_baselines.py)
+    extra_rows = [[k] + [_fmt(_final(results[e][k])) for e in test] + ["descriptive (Fig. 4 is a curve, no claim read)"]
+                  for k in objectives if "[" in k]
+    if extra_rows:
+        md += "\nObjective at earlier meta-training stages (Fig. 4):\n\n" + to_markdown(
+            ["objective"] + list(test) + ["verdict"], extra_rows) + "\n"
     md += "\n" + claims_markdown(summary) + "\n"
     versions = package_versions()
     stamp = _stamp(scale_name, w, versions)

@@ -93,7 +93,7 @@ def learned_vs_baselines(baselines: dict, learned: dict) -> dict:
             if b is None:
                 continue
             c = stats.compare(per_seed, b["per_seed"], claim="higher")
-            out[f"learned vs {m} ({env})"] = {**c, "iqm": c["iqm_a"], "ci": c["ci_a"],
+            out[f"learned vs {m} ({env})"] = {**c, "iqm": c["iqm_a"], "ci": c["ci_a"], "method": m, "env": env,
                                               "claim": f"MetaGenRL's learned objective beats {m} on {env}"}
     return out
 

@@ -174,10 +174,9 @@ def column_stats(sel, err_ours, err_ddpg, err_mc=None) -> dict:
 
 
 def _ci(row: dict, k: str) -> str:
-    if row.get(f"{k}_iqm") is None:
-        return "-"
-    lo, hi = row[f"{k}_ci"]
-    return f"{row[f'{k}_iqm']:.3g} [{lo:.3g}, {hi:.3g}]"
+    from metarl.stats import interval_text
+
+    return interval_text(row.get(f"{k}_iqm"), row.get(f"{k}_ci"), ".3g")
 
 
 def markdown(rows) -> str:

@@ -152,10 +152,12 @@ def claims(rows: list[dict], variant: str) -> list[dict]:
         goal = f"{r['kind']} goal ({r['goal'][0]:g}, {r['goal'][1]:g})"
         s = stats.summary_row(ours)
         out.append({"label": f"{variant}: {goal}: L_critic leads to theta*", "variant": variant, "kind": r["kind"],
+                    "goal": goal, "test": "leads to theta*",
                     "iqm": s["iqm"], "ci": s["ci"], "seeds": s["n"], "reference_value": REACH,
                     "verdict": stats.verdict(s["ci"], paper_value=REACH, claim="higher")})
         c = stats.compare(ours, sup, claim="higher")
         out.append({"label": f"{variant}: {goal}: L_critic > Q_sup", "variant": variant, "kind": r["kind"],
+                    "goal": goal, "test": "> Q_sup",
                     "iqm": c["iqm_a"], "ci": c["ci_a"], "seeds": c["n_a"], "reference_iqm": c["iqm_b"],
                     "reference_ci": c["ci_b"], "p_improvement": c["p_improvement"],
                     "p_improvement_ci": c["p_improvement_ci"], "verdict": c["claim_verdict"]})
@@ -183,10 +185,8 @@ def markdown(summary) -> str:
 
     verdicts = {}
     for c in summary.get("claims", []):
-        key = (c["variant"], c["label"].split(": ")[1])
-        what = "leads to theta*" if c["label"].endswith("leads to theta*") else "> Q_sup"
-        verdicts[key] = verdicts.get(key, []) + [f"{what}: {c['verdict']}"]
-    ci = lambda x: (lambda r: f"{r['iqm']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]")(stats.summary_row(x))  # noqa: E731
+        verdicts.setdefault((c["variant"], c["goal"]), []).append(f"{c['test']}: {c['verdict']}")
+    ci = lambda x: (lambda r: stats.interval_text(r["iqm"], r["ci"], ".2f"))(stats.summary_row(x))  # noqa: E731
     out = ["| L_critic input | goal | theta* | argmin dist: Q_true / Q_sup / L_critic (mean) | "
            "Alg. 3 end dist: Q_true / Q_sup / L_critic (mean) | ends within 0.25, Q_sup: IQM [95% CI] | "
            "ends within 0.25, L_critic: IQM [95% CI] | verdict (L_critic) |",

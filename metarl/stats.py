@@ -238,6 +238,11 @@ def verdict(ours_ci, paper_value=None, baseline_ci=None, claim: str = "higher") 
     return REPRODUCES if above else CONTRADICTS if below else INCONCLUSIVE
 
 
+def interval_text(point, ci, spec: str = ".1f") -> str:
+    """A table cell ``point [lo, hi]``, each number formatted by ``spec`` ('-' when ``point`` is None)."""
+    return "-" if point is None else f"{point:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
 def summary_row(values, seed: int = 0, reps: int = 2000, alpha: float = 0.05) -> dict:
     """``{"iqm": float, "ci": [lo, hi], "n": runs}``, JSON-ready; values are [runs] or [runs, tasks]."""
     a = _as_runs_tasks(values, "values")

@@ -169,7 +169,9 @@ def sweep_table(rows: list[dict]) -> str:
     of the claim 'ours << DDPG and Meta Critic' (lower is better)."""
     if not rows:
         return ""
-    ci = lambda i, c: f"{i:.3g} [{c[0]:.3g}, {c[1]:.3g}]"  # noqa: E731
+    from metarl.stats import interval_text
+
+    ci = lambda i, c: interval_text(i, c, ".3g")  # noqa: E731
     sweeps: dict = {}
     for r in rows:
         s = sweeps.setdefault(r["sweep"], {"seeds": r["seeds"], "ours": ci(r["iqm"], r["ci"])})

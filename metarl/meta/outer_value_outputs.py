@@ -103,7 +103,7 @@ def fmt(s: dict, m: str, digits: int = 3) -> str:
     if m not in s or not np.all(np.isfinite(s[m]["per_seed"])):
         return "-"
     r = stats.summary_row(s[m]["per_seed"])
-    return f"{r['iqm']:.{digits}f} [{r['ci'][0]:.{digits}f}, {r['ci'][1]:.{digits}f}]"
+    return stats.interval_text(r["iqm"], r["ci"], f".{digits}f")
 
 
 def markdown_table(header, rows) -> str:
@@ -241,15 +241,8 @@ def agent_verdicts(result: dict, env: str) -> dict:
     critic's agent earning more than the same agent without it), for the table's verdict column."""
     out = {}
     for c in claim_rows(result, env)["claims"]:
-        agent = c["label"].split(": ", 1)[1]
-        if " final gamma " in agent:
-            agent, what = agent.split(" final gamma ", 1)
-            what = "final gamma " + what
-        else:
-            agent, what = agent.split(" return ", 1)
-            what = "return " + what
-        v = c.get("claim_verdict", c["verdict"])
-        out[agent] = f"{out[agent]}; {what}: {v}" if agent in out else f"{what}: {v}"
+        v = f"{c['test']}: {c.get('claim_verdict', c['verdict'])}"
+        out[c["agent"]] = f"{out[c['agent']]}; {v}" if c["agent"] in out else v
     return out
 
 
@@ -279,12 +272,14 @@ def claim_rows(result: dict, env: str) -> dict:
         outer = "outer" in agent
         t, side = (GAMMA_HIGH, "higher") if outer else (GAMMA_LOW, "lower")
         row = stats.summary_row(g)
-        claims.append({"label": f"{env}: {agent} final gamma {'>=' if outer else '<='} {t}", "claim": (
+        test = f"final gamma {'>=' if outer else '<='} {t}"
+        claims.append({"label": f"{env}: {agent} {test}", "agent": agent, "test": test, "claim": (
             "the outer critic lets gamma rise to ~1" if outer else "with the inner critic gamma falls to its bound"),
             **row, "threshold": t, "verdict": stats.verdict(row, paper_value=t, claim=side)})
     for base in ("MG", "BMG"):
         if base in summ and f"{base}+outer critic" in summ:
             c = stats.compare(summ[f"{base}+outer critic"]["return"]["per_seed"], summ[base]["return"]["per_seed"])
-            claims.append({"label": f"{env}: {base}+outer critic return > {base}", "claim": (
+            claims.append({"label": f"{env}: {base}+outer critic return > {base}", "agent": f"{base}+outer critic",
+                           "test": f"return > {base}", "claim": (
                 "the outer critic's agent earns more"), **c, "iqm": c["iqm_a"], "ci": c["ci_a"]})
     return {"rows": rows, "claims": claims}
