@@ -6,6 +6,9 @@ Writes into results/model_based_critic/: the toy's basins and Figures 8/9, the p
 (landscapes and policy-gradient fields of Q_true, Q_sup and L_critic), the reacher's Fig. 4-7,
 the 7-DoF arm's Tables 1-3 beside the paper's (markdown + CSV), the meta-training curves, the wall time
 of a meta-iteration, and bench.json/tables.md with config, versions, device and wall times.
+
+A benchmark regenerates its results; a meta-training left unfinished in --out (a checkpoint short of its last
+chunk) is refused unless --resume continues it.
 """
 from __future__ import annotations
 
@@ -23,6 +26,31 @@ from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_s
                                                     metadata, one_line_errors, sweep_table, write_atomic)
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
+RESUMABLE = ("reacher", "arm7")  # their meta-training checkpoints after every chunk
+
+
+def check_checkpoints(out_dir: str, parts, resume: bool):
+    """A benchmark regenerates a finished run, but a new run must not silently replace an unfinished
+    meta-training (a checkpoint short of its last chunk) and ``resume`` needs a checkpoint: one-line
+    RunError otherwise."""
+    from metarl import npz_checkpoint
+    from metarl.driver import CheckpointMissing, RunDirError
+    from metarl.meta.model_based_critic_outputs import part_files
+
+    found = [f for part in parts if part in RESUMABLE for f in part_files(part, True)[1:]
+             if os.path.isfile(os.path.join(out_dir, f))]
+    if resume:
+        if not found:
+            raise CheckpointMissing(f"nothing to resume in {out_dir!r}: no meta-training checkpoint of "
+                                    f"{', '.join(p for p in parts if p in RESUMABLE) or 'the selected parts'} there; "
+                                    "start without --resume")
+        return
+    for f in found:
+        meta = npz_checkpoint.read_meta(os.path.join(out_dir, f))
+        if meta.get("done", 0) < meta.get("chunks", float("inf")):
+            raise RunDirError(f"{out_dir!r} holds an unfinished meta-training ({f}: {meta.get('done')} of "
+                              f"{meta.get('chunks', '?')} chunks): continue it with --resume (same settings), or give "
+                              "another --out")
 
 
 def main(argv=None):
@@ -41,6 +69,12 @@ def main(argv=None):
     bad = [s for s in parts if s not in PARTS]
     if bad:
         p.error(f"--parts: unknown part(s) {', '.join(bad)}; valid: {', '.join(PARTS)}")
+    from metarl.driver import RunError
+
+    try:  # before anything is compiled or written
+        check_checkpoints(a.out, parts, a.resume)
+    except RunError as e:
+        p.error(str(e))
     make_out_dir(p, a.out)
     if not jax.config.jax_compilation_cache_dir:
         from metarl import enable_compilation_cache

@@ -42,8 +42,11 @@ class Checkpoint:
     one line."""
 
     def __init__(self, out_dir: str, config: dict):
+        from metarl.driver import package_versions
+
         self.dir = out_dir
-        self.config = json.loads(json.dumps(config, default=str))
+        # A run's identity: its settings and the package versions it ran under.
+        self.config = json.loads(json.dumps(dict(config, versions=package_versions()), default=str))
         self.path = os.path.join(out_dir, "checkpoint.npz")
 
     def exists(self) -> bool:
@@ -52,13 +55,13 @@ class Checkpoint:
     def load(self, target):
         """(state, next segment index, history list) from the checkpoint; ``target`` gives the structure."""
         from metarl import npz_checkpoint
+        from metarl.driver import ConfigMismatch, identity_diff
 
         state, meta, _ = npz_checkpoint.load(self.path, target)
         if meta["config"] != self.config:
-            diff = sorted(k for k in set(meta["config"]) | set(self.config)
-                          if meta["config"].get(k) != self.config.get(k))
-            raise ValueError(f"--resume: the checkpoint in {self.dir} was written with another configuration "
-                             f"(differs in {', '.join(diff)}); use another --out or the same settings")
+            raise ConfigMismatch(f"cannot resume {self.dir}: its checkpoint was written with other settings: "
+                                 f"{identity_diff(meta['config'], self.config)}; resume with the same settings, "
+                                 "or start a new run (another --out, or --overwrite)")
         history = [{k: np.asarray(v) for k, v in h.items()} for h in meta["history"]]
         return state, meta["segments_done"], history
 
@@ -67,6 +70,15 @@ class Checkpoint:
 
         os.makedirs(self.dir, exist_ok=True)
         npz_checkpoint.save(self.path, state, dict(config=self.config, segments_done=segments_done, history=history))
+
+
+def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
+    """The run-directory policy (metarl.driver.prepare_out_dir): a new run refuses an --out holding an
+    earlier run's checkpoint.npz or <name>.json unless ``overwrite``; ``resume`` needs a checkpoint.npz.
+    One-line RunError otherwise. Called after the settings validate, before anything is compiled."""
+    from metarl.driver import prepare_out_dir
+
+    prepare_out_dir(out_dir, resume, overwrite, ("checkpoint.npz", f"{name}.json"), resume_from=("checkpoint.npz",))
 
 
 def seed_summary(per_seed) -> dict:
@@ -93,8 +105,8 @@ def write_record(out_dir: str | None, name: str, out: dict):
 
 
 def parser(name: str, doc: str, seeds_help: str):
-    """The command line both baselines share: --scale, --out, --seed, --seeds, --train, --test, --resume
-    (each experiment adds its own budget override). Returns (parser, split) with split("a,b") -> ("a", "b")."""
+    """The command line both baselines share: --scale, --out, --seed, --seeds, --train, --test, --resume,
+    --overwrite (each experiment adds its own budget override). Returns (parser, split) with split("a,b") -> ("a", "b")."""
     import argparse
 
     from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
@@ -108,4 +120,5 @@ def parser(name: str, doc: str, seeds_help: str):
     p.add_argument("--train", default=None, help="comma-separated training env labels (default: MetaGenRL's first set)")
     p.add_argument("--test", default=None, help="comma-separated test env labels (default: all)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoint and record in --out")
     return p, (lambda text: tuple(x for x in text.split(",") if x) if text else None)

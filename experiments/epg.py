@@ -55,7 +55,7 @@ def get_scale(scale: str):
 
 def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None = None, train: tuple | None = None,
         test: tuple | None = None, generations: int | None = None, resume: bool = False, progress: bool = True,
-        checkpoint: bool = True) -> dict:
+        checkpoint: bool = True, overwrite: bool = False) -> dict:
     """Meta-train and meta-test. Returns {results: {test label: {final, train_return, seen}}, summary:
     {test label: IQM [CI] of final over seeds}, history, config, protocol, wall_s}."""
     config, n_seeds, agents = get_scale(scale)
@@ -73,6 +73,8 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     record = dict(method="EPG", scale=scale, seed=seed, seeds=seeds, test_agents=agents, config=bc.asdict(config),
                   protocol=proto, pad=list(pad))
     ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
+    if ckpt:  # the settings are valid: now the run directory, still before anything is compiled
+        bc.claim_out_dir(out_dir, NAME, resume, overwrite)
     init, _, fns = epg.make_epg(config, train_names, pad)
     key = jax.random.PRNGKey(seed)
     state, start, hist = None, 0, []
@@ -118,7 +120,8 @@ def main(argv=None):
 
     enable_compilation_cache()  # a resumed or repeated run skips the compilation
     try:
-        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.generations, a.resume)
+        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.generations, a.resume,
+                overwrite=a.overwrite)
     except ValueError as e:
         fail(p.prog, e)
     except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment

@@ -7,7 +7,8 @@
 
 Writes into --out (default results/lirpg/<scale>/<env>): config.json (the run record: config, variants,
 seeds, package versions), checkpoint.npz after every evaluation (``--resume`` continues from it; the
-settings must be the same), result.json (every evaluation), summary.json (per variant: IQM [95% CI] over
+settings and package versions must be
+the same; a folder holding an earlier run is refused unless --resume or --overwrite), result.json (every evaluation), summary.json (per variant: IQM [95% CI] over
 seeds of the final return, max average return; P(PPO-LIRPG > PPO) with its interval and verdict) and
 curves.png. The algorithm: metarl/meta/lirpg.py; PPO is the same program with the intrinsic reward off.
 
@@ -102,6 +103,10 @@ def variants_arg(text: str) -> tuple:
     return parts
 
 
+# What a run writes into --out (a new run refuses a folder holding any of them unless --overwrite).
+RUN_FILES = ("config.json", "checkpoint.npz", "result.json", "summary.json", "curves.png")
+
+
 def main(argv=None):
     from metarl.cli import ArgumentParser, add_scale_argument, fail, nonneg_int, positive_float, positive_int
 
@@ -124,6 +129,7 @@ def main(argv=None):
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", default=None, help="output folder (default results/lirpg/<scale>/<env>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     sc = dict(SCALES[a.scale])
@@ -140,6 +146,12 @@ def main(argv=None):
     except ValueError as e:
         fail(p.prog, e)
     out = a.out or os.path.join("results", "lirpg", a.scale, sc["env"].replace("/", "_"))
+    from metarl.driver import RunError, prepare_out_dir
+
+    try:  # the run directory: an earlier run is refused unless --resume or --overwrite
+        prepare_out_dir(out, a.resume, a.overwrite, RUN_FILES, resume_from=("config.json",))
+    except RunError as e:
+        fail(p.prog, e, e.exit_code)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a resumed or repeated run skips the compilation

@@ -500,7 +500,7 @@ def _objective_config(args, base: mg.ObjectiveConfig) -> mg.ObjectiveConfig:
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir, nonneg_int, positive_int
+    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
 
     p = ArgumentParser(prog="python -m experiments.metagenrl", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -523,6 +523,9 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="meta-train: continue the population checkpointed in --out (checkpoint.npz, written after "
                         "every evaluation) with the same settings; SIGINT stops at the next checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run's files in --out (meta-train: checkpoint, objectives, meta_train.json; "
+                        "meta-test: meta_test.json)")
     p.add_argument("--legacy", action="store_true",
                    help="this module's behaviour before it followed the authors' code (mg.legacy: Adam eps 1e-20, "
                         "window-sum annealing, mean inner loss on half the policy batch, separate value "
@@ -552,8 +555,8 @@ def main(argv=None):
         if bad or (args.train is not None and not labels(args.train)):
             p.error(f"--train: unknown environment label(s) {', '.join(bad) or repr(args.train)}; valid at scale "
                     f"{args.scale}: {', '.join(scale.envs)}")
-        if args.resume and not os.path.isfile(os.path.join(args.out, CHECKPOINT)):
-            p.error(f"--resume: no meta-training checkpoint in {args.out!r} ({CHECKPOINT}); start without --resume")
+        stages = scale.stages or 0
+        run_files = (CHECKPOINT, "meta_train.json", "initial", "final") + tuple(f"stage_{j + 1}" for j in range(stages))
     else:
         bad = [t for t in labels(args.test or "") if t not in scale.envs]
         if bad or (args.test is not None and not labels(args.test)):
@@ -568,7 +571,13 @@ def main(argv=None):
             p.error("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
         if args.resume:
             p.error("--resume applies to meta-train only (meta-test runs are short; rerun them)")
-    make_out_dir(p, args.out)
+        run_files = ("meta_test.json",)
+    from metarl.driver import RunError, prepare_out_dir
+
+    try:  # an earlier run in --out: refused unless --resume (meta-train) or --overwrite
+        prepare_out_dir(args.out, args.resume, args.overwrite, run_files, resume_from=(CHECKPOINT,))
+    except (RunError, OSError) as e:
+        p.error(str(e))
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation

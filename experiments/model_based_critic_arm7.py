@@ -288,7 +288,7 @@ def figure(out_dir, curve, dcurve, mcurve):
 
 
 def main(argv=None):
-    scale, out, resume = parse_cli(argv, __doc__, resumable=True)
+    scale, out, resume = parse_cli(argv, __doc__, "arm7", resumable=True)
     with one_line_errors("experiments.model_based_critic_arm7", argv):
         s = run(scale, out, resume=resume)
     print(markdown(s["rows"]))

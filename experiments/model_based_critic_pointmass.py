@@ -231,7 +231,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
 
 
 def main(argv=None):
-    s = run(*parse_cli(argv, __doc__))
+    s = run(*parse_cli(argv, __doc__, "pointmass"))
     print(markdown(s))
     print(json.dumps(s["final_losses"], indent=1))
 

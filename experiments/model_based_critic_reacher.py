@@ -200,7 +200,7 @@ def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
 
 
 def main(argv=None):
-    scale, out, resume = parse_cli(argv, __doc__, resumable=True)
+    scale, out, resume = parse_cli(argv, __doc__, "reacher", resumable=True)
     with one_line_errors("experiments.model_based_critic_reacher", argv):
         s = run(scale, out, resume=resume)
     print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},

@@ -184,7 +184,7 @@ def figures(out_dir, thetas0, trajs, grid, q_true, q_val, q_grad, q_phi, l_val, 
 
 
 def main(argv=None):
-    s = run(*parse_cli(argv, __doc__))
+    s = run(*parse_cli(argv, __doc__, "toy"))
     print(basins_markdown(s))
 
 

@@ -51,7 +51,7 @@ def get_scale(scale: str):
 
 def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None = None, train: tuple | None = None,
         test: tuple | None = None, updates: int | None = None, resume: bool = False, progress: bool = True,
-        checkpoint: bool = True) -> dict:
+        checkpoint: bool = True, overwrite: bool = False) -> dict:
     """Meta-train and meta-test. Returns {results: {test label: {final, first, episode_returns, seen}},
     summary: {test label: IQM [CI] of final over seeds}, history, config, protocol, wall_s}."""
     config, n_seeds = get_scale(scale)
@@ -68,6 +68,8 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     record = dict(method="RL2", scale=scale, seed=seed, seeds=seeds, config=bc.asdict(config),
                   protocol={k: v for k, v in proto.items()}, pad=list(pad))
     ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
+    if ckpt:  # the settings are valid: now the run directory, still before anything is compiled
+        bc.claim_out_dir(out_dir, NAME, resume, overwrite)
     init, _, _ = rl2.make_rl2(config, train_f)
     key = jax.random.PRNGKey(seed)
     state, start, hist = None, 0, []
@@ -111,7 +113,8 @@ def main(argv=None):
 
     enable_compilation_cache()  # a resumed or repeated run skips the compilation
     try:
-        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.updates, a.resume)
+        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.updates, a.resume,
+                overwrite=a.overwrite)
     except ValueError as e:
         fail(p.prog, e)
     except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment

@@ -429,8 +429,8 @@ def check_run_dir(d: str | None, resume: bool, overwrite: bool, blocking: tuple[
     if resume:
         return
     entries = sorted(os.listdir(d)) if os.path.isdir(d) else []
-    if blocking is not None:
-        entries = [e for e in entries if e in blocking]
+    if blocking is not None:  # names, or paths relative to d (e.g. "checkpoints/reacher_ours.npz")
+        entries = [e for e in blocking if os.path.lexists(os.path.join(d, e))]
     if entries and not overwrite:
         status = ""
         if os.path.isfile(os.path.join(d, "meta.json")):
@@ -440,6 +440,37 @@ def check_run_dir(d: str | None, resume: bool, overwrite: bool, blocking: tuple[
         raise RunDirError(f"run directory {d!r} {what}{status}: {', '.join(entries[:5])}"
                           f"{', ...' if len(entries) > 5 else ''}; pass --resume to continue it, --overwrite "
                           f"to replace it, or choose another {flag}")
+
+
+def prepare_out_dir(d: str, resume: bool, overwrite: bool, blocking: tuple[str, ...],
+                    resume_from: tuple[str, ...] | None = None, flag: str = "--out") -> str:
+    """The run-directory policy of a command line whose run writes ``blocking`` (names or paths relative
+    to ``d``) into ``d``; call it after every other input is validated, before anything is compiled.
+
+    A new run refuses a ``d`` that holds any of ``blocking`` unless ``overwrite`` (then they are removed,
+    nothing else in ``d`` is touched); ``resume`` refuses a ``d`` holding none of ``resume_from`` (default
+    ``blocking``): nothing to resume. Each refusal is one line (:class:`RunDirError`,
+    :class:`CheckpointMissing`). Returns ``d``, created."""
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite exclude each other")
+    check_run_dir(d, resume, overwrite, blocking, flag)
+    if resume:
+        wanted = blocking if resume_from is None else resume_from
+        if not any(os.path.lexists(os.path.join(d, p)) for p in wanted):
+            raise CheckpointMissing(f"nothing to resume in {d!r}: none of {', '.join(wanted)} there; start the run "
+                                    "without --resume")
+    elif overwrite:
+        for rel in blocking:
+            full = os.path.join(d, rel)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            elif os.path.lexists(full):
+                os.remove(full)
+    try:
+        os.makedirs(d, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create run directory {d!r}: {e.strerror or e}; choose another {flag}") from None
+    return d
 
 
 def clear_run_files(d: str, names: tuple[str, ...]):

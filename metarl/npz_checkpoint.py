@@ -39,6 +39,18 @@ def save(path: str, tree, meta: dict | None = None, arrays: dict | None = None):
     write_text(path, buf.getvalue())
 
 
+def read_meta(path: str) -> dict:
+    """The JSON metadata of a checkpoint, without its arrays (one-line CheckpointError if unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            head = json.loads(z["__head__"].tobytes().decode())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
+    if head.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file (written by an older metarl?)")
+    return head.get("meta", {})
+
+
 def load(path: str, like):
     """(tree, meta, arrays) from :func:`save`, the tree in the structure of ``like`` (a pytree of arrays or
     ShapeDtypeStructs). Every leaf's sha256, count, shape and dtype are checked first; any mismatch is a

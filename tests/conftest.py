@@ -1,5 +1,11 @@
-"""Test-suite set-up: the CPU, a persistent compilation cache shared across test files."""
+"""Test-suite set-up: the CPU, a persistent compilation cache shared across test files, and the CPU time
+each test file costs (printed at the end of the run; the suite's budget is counted in CPU time)."""
+import json
 import os
+import resource
+from collections import defaultdict
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -8,3 +14,35 @@ import jax  # noqa: E402
 _cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+_CPU_BY_FILE: dict = defaultdict(float)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (what `time make test` counts)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = _cpu_seconds()
+    yield
+    _CPU_BY_FILE[item.nodeid.split("::")[0]] += _cpu_seconds() - start
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _CPU_BY_FILE:
+        return
+    rows = sorted(_CPU_BY_FILE.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", "CPU seconds per test file (user + sys, with subprocesses)")
+    for path, seconds in rows:
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+    terminalreporter.write_line(f"{sum(_CPU_BY_FILE.values()):8.1f}  total")
+    out = os.environ.get("METARL_TEST_CPU_JSON")
+    if out:
+        with open(out, "w") as f:
+            json.dump(dict(rows), f, indent=1)

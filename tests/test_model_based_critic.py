@@ -372,6 +372,32 @@ def test_meta_training_killed_after_a_chunk_resumes_bit_for_bit(tmp_path):
         train(checkpoint=(path, ident, True))
 
 
+def test_nonfinite_meta_training_stops_with_its_seed_and_chunk(tmp_path):
+    """The NaN/Inf guard of the model-based critic's chunk loop (mbc.run_chunks): a NaN in seed 1's state
+    after chunk 2 stops the run with one line naming the part, method, seed and chunk; the checkpoint keeps
+    chunk 1 (the last finite state)."""
+    from metarl import npz_checkpoint
+    from metarl.driver import NonFiniteError
+
+    calls = []
+
+    def run(states):
+        calls.append(1)
+        w = states["w"] + 1.0
+        if len(calls) == 2:
+            w = w.at[1, 0].set(jnp.nan)
+        return {"w": w}, {"train_error": jnp.ones((2, 4))}
+
+    path = str(tmp_path / "reacher_ours.npz")
+    with pytest.raises(NonFiniteError) as e:
+        mbc.run_chunks(run, {"w": jnp.zeros((2, 3))}, 3, 4, checkpoint=(path, {"part": "reacher", "method": "ours"},
+                                                                         False))
+    msg = str(e.value)
+    assert "\n" not in msg and "seed(s) 1 in reacher ours meta-training chunk 2 of 3 (iterations 5-8)" in msg, msg
+    assert "state['w']" in msg and e.value.failures["runs"] == [1]
+    assert npz_checkpoint.read_meta(path)["done"] == 1
+
+
 def test_point_mass_and_training_tables_show_intervals_and_verdicts():
     """The point mass table's fractions as IQM [CI] with the claim rows' verdicts per goal; the meta-training
     error per method as an IQM row (descriptive)."""

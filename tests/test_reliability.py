@@ -374,15 +374,15 @@ BAD_INPUTS = [
     ("experiments.outer_value_chain", ["--tensorboard", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.outer_value_snake", ["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     ("experiments.outer_value_snake", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
-    ("experiments.model_based_critic_reacher", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("experiments.model_based_critic_reacher", ["--out", "/proc/nope"], "run directory '/proc/nope': "),
     ("experiments.metagenrl", ["meta-train", "--train", "Pendulum,Ant"], "--train: unknown environment label(s) Ant"),
     ("experiments.metagenrl", ["meta-train", "--total-steps", "1500"], "invalid meta-training settings at scale quick"),
     ("experiments.metagenrl", ["meta-train", "--inner-steps", "99"], "batch_windows"),
-    ("experiments.metagenrl", ["meta-train", "--resume"], "--resume: no meta-training checkpoint"),
+    ("experiments.metagenrl", ["meta-train", "--resume"], "nothing to resume in"),
     ("experiments.metagenrl", ["meta-test", "--test", "Hopper"], "--test: unknown environment label(s) Hopper"),
     ("experiments.metagenrl", ["meta-test", "--objective", "L=/nonexistent"], "--objective: '/nonexistent' is not"),
     ("experiments.metagenrl", ["meta-test", "--no-baselines"], "meta-test: nothing to test"),
-    ("experiments.metagenrl", ["meta-train", "--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
+    ("experiments.metagenrl", ["meta-train", "--out", "/proc/nope"], "run directory '/proc/nope': "),
     ("benchmarks.meta_critic", ["--tables", "1,4"], "argument --tables: unknown part(s) ['4']"),
     ("benchmarks.meta_critic", ["--scale", "medium", "--only", "brax/ant"], "unknown job(s) ['brax/ant']"),
     ("benchmarks.meta_critic", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
@@ -407,6 +407,85 @@ def test_bad_cli_input_is_one_line_before_anything_is_written(module, args, mess
     line = one_line_err(capsys)
     assert e.value.code == 2 and message in line, line
     assert os.listdir(tmp_path) == []
+
+
+# The run-directory policy of the experiment CLIs outside the shared Driver: a new run refuses a folder
+# holding an earlier run's files unless --resume or --overwrite; --resume needs something to resume;
+# each refusal is one line (exit 2) before anything is compiled, and leaves the folder as it was.
+EARLIER_RUN = [("experiments.epg", "epg.json", True), ("experiments.rl2", "rl2.json", True),
+               ("experiments.lirpg", "config.json", True),
+               ("experiments.model_based_critic_reacher", "checkpoints/reacher_ours.npz", True),
+               ("experiments.model_based_critic_arm7", "arm7_summary.json", True),
+               ("experiments.model_based_critic_toy", "toy_summary.json", False),
+               ("experiments.model_based_critic_pointmass", "pointmass_summary.json", False),
+               ("experiments.metagenrl", "checkpoint.npz", True)]
+
+
+@pytest.mark.parametrize("module,planted,resumable", EARLIER_RUN, ids=[m for m, _, _ in EARLIER_RUN])
+def test_earlier_run_is_refused_without_resume_or_overwrite(module, planted, resumable, capsys, tmp_path):
+    mod = importlib.import_module(module)
+    pre = ["meta-train"] if module == "experiments.metagenrl" else []
+    out = tmp_path / "out"
+    (out / os.path.dirname(planted)).mkdir(parents=True, exist_ok=True)
+    (out / planted).write_text("earlier")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    cases = [([], "holds an earlier run"), (["--scale", "huge"], "unknown scale 'huge'")]
+    if resumable:
+        cases += [(["--resume", "--overwrite"], "--resume and --overwrite exclude each other")]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as e:
+            mod.main(pre + ["--out", str(out)] + extra)
+        line = one_line_err(capsys)
+        assert e.value.code == 2 and message in line, line
+        if message == "holds an earlier run":
+            assert planted in line and "--resume" in line and "--overwrite" in line, line
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert (out / planted).read_text() == "earlier"
+    if resumable:  # --resume where no run was started: nothing to resume, nothing written
+        empty = tmp_path / "empty"
+        with pytest.raises(SystemExit) as e:
+            mod.main(pre + ["--out", str(empty), "--resume"])
+        line = one_line_err(capsys)
+        assert e.value.code == 2 and "nothing to resume" in line and "without --resume" in line, line
+        assert not empty.exists()
+
+
+def test_overwrite_removes_only_the_runs_files(tmp_path):
+    """--overwrite (metarl.driver.prepare_out_dir) removes the earlier run's files, nothing else."""
+    from metarl.driver import CheckpointMissing, RunDirError, prepare_out_dir
+
+    d = tmp_path / "out"
+    (d / "checkpoints").mkdir(parents=True)
+    for name in ("rl2.json", "checkpoint.npz", "checkpoints/reacher_ours.npz", "notes.txt", "checkpoints/keep.npz"):
+        (d / name).write_text("x")
+    files = ("rl2.json", "checkpoint.npz", "checkpoints/reacher_ours.npz")
+    with pytest.raises(RunDirError, match="holds an earlier run: rl2.json, checkpoint.npz, checkpoints/reacher_ours"):
+        prepare_out_dir(str(d), False, False, files)
+    prepare_out_dir(str(d), True, False, files, resume_from=("checkpoint.npz",))  # resume: nothing touched
+    assert (d / "rl2.json").exists()
+    prepare_out_dir(str(d), False, True, files)
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == ["checkpoints", "checkpoints/keep.npz", "notes.txt"]
+    with pytest.raises(CheckpointMissing, match="nothing to resume"):
+        prepare_out_dir(str(d), True, False, files, resume_from=("checkpoint.npz",))
+
+
+def test_model_based_critic_benchmark_refuses_an_unfinished_meta_training(tmp_path, capsys):
+    """`make bench-model-based-critic` regenerates a finished run, but not over a meta-training left unfinished
+    (continue it with --resume); --resume with no checkpoint is one line too."""
+    from benchmarks import model_based_critic as bench
+    from metarl import npz_checkpoint
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--out", str(out), "--parts", "reacher", "--resume"])
+    assert e.value.code == 2 and "nothing to resume" in one_line_err(capsys) and not out.exists()
+    (out / "checkpoints").mkdir(parents=True)
+    npz_checkpoint.save(str(out / "checkpoints" / "reacher_ddpg.npz"), {"w": np.zeros(2)}, {"done": 1, "chunks": 3})
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--out", str(out), "--parts", "toy,reacher"])
+    line = one_line_err(capsys)
+    assert e.value.code == 2 and "unfinished meta-training (checkpoints/reacher_ddpg.npz: 1 of 3 chunks)" in line, line
+    assert sorted(os.listdir(out)) == ["checkpoints"]
 
 
 def test_outer_value_updates_zero_is_refused(capsys):

@@ -55,7 +55,7 @@ import optax
 from flax import struct
 
 from metarl import envs
-from metarl.driver import check_finite
+from metarl.driver import ConfigMismatch, check_finite
 from metarl.meta import onpolicy as op
 from metarl.nets import MLP
 
@@ -308,25 +308,17 @@ def make_lirpg(config: LIRPGConfig, env):
 # ----------------------------------------------------------------------------------------------------
 # Driver: variants x seeds as one vmapped program, with progress, a run record and resume
 # ----------------------------------------------------------------------------------------------------
-class ResumeMismatch(ValueError):
-    pass
-
-
-def _atomic_write(path, write):
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)
+class ResumeMismatch(ConfigMismatch):
+    """A resume whose settings, package versions or checkpoint shapes differ from the stored run's."""
 
 
 def _save_checkpoint(run_dir, state, hist):
-    """checkpoint.npz (the state and the stacked history, every array with its sha256; metarl.npz_checkpoint),
-    then progress.json."""
+    """checkpoint.npz: the state and the stacked history, every array with its sha256 (metarl.npz_checkpoint;
+    the count of evaluations done is in its metadata)."""
     from metarl import npz_checkpoint
 
     hist_arrays = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
     npz_checkpoint.save(os.path.join(run_dir, "checkpoint.npz"), state, {"segments_done": len(hist)}, hist_arrays)
-    _atomic_write(os.path.join(run_dir, "progress.json"),
-                  lambda tmp: open(tmp, "w").write(json.dumps({"segments_done": len(hist)})))
 
 
 def _load_checkpoint(run_dir, template):
@@ -370,11 +362,11 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     seed s starts from the same parameters, environments and key as variant 0's seed s.
 
     With ``run_dir``: config.json (the record: config, variants, seeds, versions), a checkpoint after
-    every evaluation (checkpoint.npz, progress.json) and result.json at the end; ``resume`` continues
+    every evaluation (checkpoint.npz) and result.json at the end; ``resume`` continues
     from the checkpoint (the config must be the same). ``max_segments`` stops early (tests).
     Returns {variant: {eval_return [seeds, evals], train_return, env_steps, meta_loss, ...}}, plus
     "wall_s" and "complete"."""
-    from metarl.train import jsonable, package_versions, write_json
+    from metarl.driver import identity_diff, jsonable, package_versions, write_json
 
     config.validate()
     variants = tuple(variants)
@@ -383,14 +375,16 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     env_name = env if isinstance(env, str) else env.spec.name
     record = jsonable(dict(config=dataclasses.asdict(config), env=env_name, variants=list(variants), seeds=seeds,
                            key=np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-                                          else key).tolist()))
+                                          else key).tolist(), versions=package_versions()))
     cfg_path = os.path.join(run_dir, "config.json") if run_dir is not None else None
     resuming = resume and run_dir is not None and os.path.isfile(os.path.join(run_dir, "checkpoint.npz"))
-    if resuming:  # before anything is compiled
+    if resume and cfg_path is not None and os.path.isfile(cfg_path):  # before anything is compiled
         with open(cfg_path) as f:
             old = json.load(f)
-        if {k: old.get(k) for k in record} != record:
-            raise ResumeMismatch(f"cannot resume {run_dir}: it was run with other settings (config.json)")
+        if old != record:
+            raise ResumeMismatch(f"cannot resume {run_dir}: it was run with other settings: "
+                                 f"{identity_diff(old, record)}; resume with the stored settings (config.json), "
+                                 "or start a new run (another --out, or --overwrite)")
     init, seg = _programs(config, env)
     state = init(*run_inputs(config, key, seeds, variants))
     hist = []
@@ -399,7 +393,7 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
         state, hist = _load_checkpoint(run_dir, state)
     elif run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
-        write_json(cfg_path, dict(record, versions=package_versions()))
+        write_json(cfg_path, record)
     for i in range(len(hist), config.ppo.num_evals):
         if max_segments is not None and i >= max_segments:
             break

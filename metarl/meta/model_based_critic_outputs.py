@@ -21,25 +21,45 @@ def check_scale(scale: str) -> str:
     return scale
 
 
-def parse_cli(argv, description: str, resumable: bool = False) -> tuple:
+METHODS = ("ours", "ddpg", "meta_critic")
+
+
+def part_files(part: str, resumable: bool) -> tuple[str, ...]:
+    """What a part's run writes into the shared output folder and a new run must not silently replace: its
+    summary and, for the resumable parts, its meta-training checkpoints (paths relative to the folder)."""
+    return (f"{part}_summary.json",) + (tuple(f"checkpoints/{part}_{m}.npz" for m in METHODS) if resumable else ())
+
+
+def parse_cli(argv, description: str, part: str, resumable: bool = False) -> tuple:
     """(scale, out) from the command line shared by the model-based-critic experiments, plus ``resume``
-    for the ``resumable`` ones (reacher, arm7: their meta-training checkpoints after every chunk); a bad
-    scale is an error naming the valid ones."""
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
+    for the ``resumable`` ones (reacher, arm7: their meta-training checkpoints after every chunk). Every
+    bad input (a scale, an unusable --out, an earlier run of ``part`` in --out without --resume or
+    --overwrite, --resume with nothing to resume) is one line on stderr before anything is compiled."""
+    from metarl.cli import ArgumentParser, add_scale_argument
 
     p = ArgumentParser(description=description)
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=OUT_DIR, help="result directory")
+    p.add_argument("--out", default=OUT_DIR, help="result directory (shared by the four parts; each writes its own "
+                                                  "files)")
+    p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {part} run's files in --out")
     if resumable:
         p.add_argument("--resume", action="store_true",
                        help="continue the meta-training checkpointed in --out/checkpoints (same scale and package "
                             "versions; another setting is refused in one line)")
     a = p.parse_args(argv)
-    scale, out = check_scale(a.scale), make_out_dir(p, a.out)
+    resume = bool(getattr(a, "resume", False))
+    scale = check_scale(a.scale)
+    from metarl.driver import RunError, prepare_out_dir
+
+    files = part_files(part, resumable)
+    try:
+        prepare_out_dir(a.out, resume, a.overwrite, files, resume_from=files[1:] or None)
+    except (RunError, OSError) as e:
+        p.error(str(e))
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated run skips the compilation
-    return (scale, out, a.resume) if resumable else (scale, out)
+    return (scale, a.out, resume) if resumable else (scale, a.out)
 
 
 def checkpoints(out_dir: str, part: str, config: dict, resume: bool) -> dict:
@@ -49,7 +69,7 @@ def checkpoints(out_dir: str, part: str, config: dict, resume: bool) -> dict:
 
     return {m: (os.path.join(out_dir, "checkpoints", f"{part}_{m}.npz"),
                 {"part": part, "method": m, "config": config, "versions": package_versions()}, resume)
-            for m in ("ours", "ddpg", "meta_critic")}
+            for m in METHODS}
 
 
 def metadata(config, wall_time: float) -> dict:

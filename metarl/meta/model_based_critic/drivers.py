@@ -27,14 +27,20 @@ def run_chunks(run, states, n_chunks: int, chunk: int, pbar=None, checkpoint=Non
     the chunk times are saved to ``path`` with ``identity`` (a JSON-ready dict: what makes two runs the
     same run); with ``resume`` a checkpoint there continues the run (refused in one line if its identity
     differs; a corrupted file is a one-line CheckpointError), bit for bit as if never interrupted.
-    ``max_chunks``: stop after that many chunks of this call (the checkpoint holds them)."""
+    ``max_chunks``: stop after that many chunks of this call (the checkpoint holds them).
+
+    The NaN/Inf guard: after every chunk, a NaN or inf in any seed's state or an infinite metric stops the
+    run with a one-line metarl.driver.NonFiniteError naming the seeds, the chunk and the first leaves, before
+    the state is checkpointed (the checkpoint stays the last finite state)."""
     from metarl import npz_checkpoint
-    from metarl.driver import ConfigMismatch, identity_diff, json_norm
+    from metarl.driver import ConfigMismatch, check_finite, identity_diff, json_norm
 
     curves, times, done = [], [], 0
+    label = "meta-training"
     if checkpoint is not None:
         path, identity, resume = checkpoint
         identity = json_norm(identity)
+        label = f"{identity.get('part', '')} {identity.get('method', '')} meta-training".strip()
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         if resume and os.path.isfile(path):
             states, meta, arrays = npz_checkpoint.load(path, states)
@@ -52,10 +58,12 @@ def run_chunks(run, states, n_chunks: int, chunk: int, pbar=None, checkpoint=Non
         states, m = run(states)
         jax.block_until_ready(m)
         times.append(time.time() - t0)
+        check_finite(states, m, f"{label} chunk {i + 1} of {n_chunks} (iterations {i * chunk + 1}-{(i + 1) * chunk})",
+                     runs=jax.tree.leaves(states)[0].shape[0])
         curves.append(np.asarray(jax.device_get(m["train_error"])))
         if checkpoint is not None:
-            npz_checkpoint.save(path, states, {"identity": identity, "done": i + 1, "times": times},
-                                {"curve": np.concatenate(curves, axis=1)})
+            npz_checkpoint.save(path, states, {"identity": identity, "done": i + 1, "chunks": n_chunks,
+                                               "times": times}, {"curve": np.concatenate(curves, axis=1)})
         if pbar is not None:
             pbar.update(chunk)
     return states, np.concatenate(curves, axis=1), times
