@@ -697,6 +697,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
     return results
 
 
+# The run directories run_experiment writes under its output folder (one per compiled program).
+RUN_DIRS = ("main", "mc_sa", "metareg", "params")
+
+
 def paper_metrics(eval_return) -> dict:
     """Max over evaluation points of the seed-average return (std over seeds there), and the sum."""
     r = np.asarray(eval_return, float)
@@ -738,7 +742,7 @@ def _hidden(text):
 
 def main(argv=None):
     from metarl.agents import OFF_POLICY
-    from metarl.cli import ArgumentParser, choice, fail, make_out_dir, nonneg_int, positive_int
+    from metarl.cli import ArgumentParser, choice, fail, nonneg_int, positive_int
 
     algos = tuple(OFF_POLICY)
     prog = "python -m experiments.meta_critic"
@@ -771,6 +775,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=positive_int, default=15, help="--overhead: alternating timing rounds")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out from its checkpoints (same settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     p.add_argument("--out", default="results/meta_critic/experiment")
     a = p.parse_args(argv)
     from metarl.train import Interrupted, RunError, _check_env_name, write_json
@@ -797,9 +802,19 @@ def main(argv=None):
                                      agent=sac_agent if algo == "sac" else agent).validate() for algo in a.algo]
             if not a.overhead:
                 cfgs[0].train_config().validate()
+        if a.resume and (a.tabular or a.overhead):
+            raise ValueError("--resume applies to training runs (--tabular and --overhead runs are short; rerun them)")
     except (ValueError, TypeError) as e:
         fail(prog, e)
-    make_out_dir(p, a.out)
+    # The run directory: a folder holding an earlier run of this mode is refused unless --resume or --overwrite.
+    files = (("tabular.json",) if a.tabular else tuple(f"overhead_{c.algo}.json" for c in cfgs) if a.overhead
+             else ("summary.json",) + RUN_DIRS)
+    from metarl.driver import prepare_out_dir
+
+    try:
+        prepare_out_dir(a.out, a.resume, a.overwrite, files, resume_from=RUN_DIRS)
+    except RunError as e:
+        fail(prog, e, e.exit_code)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation

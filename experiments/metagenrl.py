@@ -249,6 +249,7 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times. After each segment the NaN/Inf
     guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved.
 
+    ``identity`` (with the package versions added) must match the checkpoint's for a resume.
     ``init_state()`` builds the first state (not called when resuming); ``like`` is its abstract shape.
     After each segment the metrics go to the host, through ``on_segment(i, metrics) -> metrics`` (side
     effects such as saving an objective stage happen there), into the history. With ``ckpt_dir`` the
@@ -258,8 +259,10 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     (from the start if there is none). Returns (state, history: a list of per-segment JSON-ready dicts).
     A resumed stage gives the same states and history as an uninterrupted one: every key is in the state.
     """
+    from metarl.driver import package_versions
     from metarl.train import Interrupted
 
+    identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused
     path = os.path.join(ckpt_dir, CHECKPOINT) if ckpt_dir else None
     done, history = 0, []
     if resume and path and os.path.isfile(path):
