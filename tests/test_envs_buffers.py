@@ -48,6 +48,34 @@ def test_gymnax_cartpole_terminates():
     assert ts.terminated[first] and not ts.truncated[first] and first < 50
 
 
+def test_env_states_are_strongly_typed_so_a_resumed_state_is_the_same_program(tmp_path):
+    """gymnax puts Python ints into its states (``time``), which JAX carries as weakly typed leaves; a
+    checkpoint reads them back strongly typed, so a program traced on the fresh state would be traced
+    and compiled again for a resumed one. Every leaf of the wrapped states is strongly typed, and a state
+    read back from a checkpoint has exactly the fresh state's types (also evosax's ES state in EPG)."""
+    from metarl import npz_checkpoint
+    from metarl.meta import epg
+
+    def types(tree):
+        return [jax.typeof(x) for x in jax.tree.leaves(tree)]
+
+    key = jax.random.PRNGKey(0)
+    for name in ("gymnax/Pendulum-v1", "gymnax/Reacher-misc", "gymnax/CartPole-v1"):
+        env = envs.make(name)
+        s, _ = jax.jit(env.reset)(key)
+        s2, _ = jax.jit(env.step)(s, jnp.zeros(env.spec.action_shape, jnp.int32 if env.spec.discrete else jnp.float32),
+                                  key)
+        assert not [t for t in types(s) + types(s2) if t.weak_type], name
+        path = str(tmp_path / "s.npz")
+        npz_checkpoint.save(path, s2)
+        back, _, _ = npz_checkpoint.load(path, s2)
+        assert types(back) == types(s2), name
+    cfg = epg.EPGConfig(generations=2, eval_every=1, population=2, agents_per_env=1, inner_steps=40, num_envs=1,
+                        window=4, inner_epochs=1, hidden=(4,), eval_episodes=1, max_episode_steps=10)
+    init, _, _ = epg.make_epg(cfg, ["gymnax/Pendulum-v1"])
+    assert not [t for t in types(jax.eval_shape(init, key)) if t.weak_type]
+
+
 def test_action_rescaling_and_custom_time_limit():
     env = envs.make("gymnax/Pendulum-v1", max_episode_steps=10)
     assert env.spec.max_episode_steps == 10

@@ -81,6 +81,18 @@ class EnvState:
     obs_stats: ObsStats | None = None
 
 
+def strong_types(tree):
+    """``tree`` with every weakly typed leaf (e.g. gymnax's ``time``, set from a Python int) made strongly
+    typed in its own dtype; the values are unchanged. A weak leaf does not survive a checkpoint (arrays
+    read back are strongly typed), so a program traced on a weak state would be traced and compiled
+    again for the resumed one; with strong leaves the resumed state has the same types."""
+    def strong(x):
+        t = jax.typeof(x)
+        return jnp.asarray(x, t.dtype) if getattr(t, "weak_type", False) else x  # an explicit dtype: strong
+
+    return jax.tree.map(strong, tree)
+
+
 class Env:
     """A wrapped environment: time limit, auto-reset, episode stats, action rescaling, obs norm.
 
@@ -129,6 +141,7 @@ class Env:
     # -- the interface -------------------------------------------------------------------------
     def reset(self, key) -> tuple[EnvState, TimeStep]:
         inner, obs = self.raw.reset(key)
+        inner = strong_types(inner)
         stats = None
         if self.normalize_obs:
             stats = ObsStats(jnp.zeros_like(obs), jnp.ones_like(obs), jnp.zeros(()))
@@ -157,7 +170,7 @@ class Env:
         # Auto-reset with a fresh key: every episode starts from a newly drawn initial state.
         r_inner, r_obs = self.raw.reset(k_reset)
         sel = lambda a, b: jnp.where(done, a, b)  # one env per call: done is a scalar
-        inner = jax.tree.map(sel, r_inner, inner)
+        inner = strong_types(jax.tree.map(sel, strong_types(r_inner), inner))
         cur_obs = sel(r_obs, obs)
         new_state = EnvState(
             inner=inner,

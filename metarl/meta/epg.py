@@ -57,6 +57,7 @@ import optax
 from flax import struct
 
 from metarl import envs
+from metarl.envs.core import strong_types
 from metarl.driver import vmapped_segments
 from metarl.meta import onpolicy as op
 
@@ -309,7 +310,8 @@ def make_epg(config: EPGConfig, env_names: Sequence[str], pad: tuple[int, int] |
     def init(key):
         k_phi, k_es, k = jax.random.split(key, 3)
         phi0 = init_phi(k_phi, config, obs_dim, act_dim)
-        return EPGState(es.init(k_es, phi0, es_params), k, jnp.zeros((), jnp.int32))
+        # evosax's state has weakly typed leaves; strong ones keep a resumed state's types (no retrace)
+        return EPGState(strong_types(es.init(k_es, phi0, es_params)), k, jnp.zeros((), jnp.int32))
 
     def scores_fn(pop, key):
         # members x agents flattened into one vmapped axis (a nested vmap costs much more to compile)
@@ -325,7 +327,7 @@ def make_epg(config: EPGConfig, env_names: Sequence[str], pad: tuple[int, int] |
         key, k_es, k_inner = jax.random.split(state.key, 3)
         es_state, scores = es_generation(es, es_params, state.es, k_es, lambda pop: scores_fn(pop, k_inner))
         metrics = dict(member_return=jnp.mean(scores, axis=1), best_return=jnp.max(scores, axis=1))
-        return EPGState(es_state, key, state.generation + 1), metrics
+        return EPGState(strong_types(es_state), key, state.generation + 1), metrics
 
     def run_segment(state: EPGState):
         state, m = jax.lax.scan(generation, state, None, length=config.eval_every)
