@@ -88,12 +88,14 @@ def test_count_rollout_matches_gymnax_env(chain):
     ret = np.asarray(jnp.sum(batch.rewards, axis=0))
     np.testing.assert_allclose(ret, np.asarray(rewards)[np.asarray(batch.actions[0])], rtol=1e-6)
     # the count-based loss equals the per-sample A2C loss, value and gradient
+    # one compiled program per loss and normalisation (op-by-op dispatch compiles far more)
+    vg_counts = jax.jit(jax.value_and_grad(ov.chain_pg_loss, has_aux=True), static_argnames="normalize_advantages")
+    vg_samples = jax.jit(jax.value_and_grad(ov.chain_pg_loss_samples, has_aux=True),
+                         static_argnames="normalize_advantages")
     for gv, gt, norm in [(0.95, 0.95, False), (0.95, 1.0, False), (1.0, 1.0, True)]:
         args = (gv, gt, 0.005, timesteps, rewards)
-        (l1, m1), g1 = jax.value_and_grad(ov.chain_pg_loss, has_aux=True)(params, counts, *args,
-                                                                          normalize_advantages=norm)
-        (l2, m2), g2 = jax.value_and_grad(ov.chain_pg_loss_samples, has_aux=True)(params, batch, *args,
-                                                                                  normalize_advantages=norm)
+        (l1, m1), g1 = vg_counts(params, counts, *args, normalize_advantages=norm)
+        (l2, m2), g2 = vg_samples(params, batch, *args, normalize_advantages=norm)
         np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(m1["advantage_step0"], m2["advantage_step0"], rtol=1e-5, atol=1e-7)
         for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
@@ -115,9 +117,9 @@ def test_count_rollout_matches_gymnax_env(chain):
         return pg + 100 * td  # chain_td_loss sums over the 100 steps of an episode
 
     args = (params, table, gam, lam)
-    np.testing.assert_allclose(counts_loss(*args), samples_loss(*args), rtol=1e-5)
-    g1 = jax.grad(counts_loss, argnums=(0, 1, 2, 3))(*args)
-    g2 = jax.grad(samples_loss, argnums=(0, 1, 2, 3))(*args)
+    (l1, g1), (l2, g2) = [jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))(*args)
+                          for f in (counts_loss, samples_loss)]
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
     assert abs(float(g1[3])) > 1e-3  # lambda matters with a learned critic
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)

@@ -83,33 +83,31 @@ def test_hyperparameter_list_is_a_vmapped_sweep(tiny_run):
 
 
 SHARD_SCRIPT = r"""
-import json, sys, jax, numpy as np
-from metarl import stats
+import json, sys, jax
 from metarl import train as T
-cfg = T.TrainConfig(algo="td3", env="gymnax/Pendulum-v1", seeds=4, total_steps=500, learning_starts=100,
+cfg = T.TrainConfig(algo="td3", env="gymnax/Pendulum-v1", seeds=3, total_steps=700, learning_starts=100,
                     eval_every=200, eval_episodes=2, max_episode_steps=50,
                     agent=dict(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=32))
 sharded = T.Runner(cfg, None, progress=False)
 run, a = sharded.run()
 leaf = jax.tree.leaves(run)[0]
-one = T.Runner(cfg, None, progress=False, devices=jax.devices()[:1])
-_, b = one.run()
 print(json.dumps({"devices": jax.device_count(), "sharded": sharded.sharding is not None,
-                  "n_shards": len(leaf.sharding.device_set), "unsharded": one.sharding is None,
-                  "max_diff": max(float(np.max(np.abs(a[k] - b[k]))) for k in a),
-                  "ret_a": a["eval_return"].tolist(), "ret_b": b["eval_return"].tolist()}))
+                  "n_shards": len(leaf.sharding.device_set), "ret": a["eval_return"].tolist()}))
 """
 
 
-def test_sharded_equals_unsharded():
+def test_sharded_equals_unsharded(tiny_run):
+    """TINY's three seeds sharded over three (forced) CPU devices in a fresh process equal the unsharded
+    vmapped run of this process (tiny_run: the same config on one device)."""
+    _, metrics, _ = tiny_run
     cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3", JAX_PLATFORMS="cpu",
                JAX_COMPILATION_CACHE_DIR=cache)
     out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["devices"] == 4 and r["sharded"] and r["n_shards"] == 4 and r["unsharded"]
-    np.testing.assert_allclose(r["ret_a"], r["ret_b"], rtol=1e-4, atol=1e-3)
+    assert r["devices"] == 3 and r["sharded"] and r["n_shards"] == 3
+    np.testing.assert_allclose(r["ret"], metrics["eval_return"], rtol=1e-4, atol=1e-3)
 
 
 def test_cli_trains_and_resumes(tiny_run, tmp_path):
