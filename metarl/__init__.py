@@ -13,5 +13,7 @@ def enable_compilation_cache(path: str | None = None) -> str:
 
     path = os.path.abspath(path or os.environ.get("JAX_COMPILATION_CACHE_DIR") or ".jax_cache")
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # programs that compile in under a second are not worth a file, unless the environment says otherwise
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 1.0)))
     return path

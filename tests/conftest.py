@@ -8,12 +8,16 @@ from collections import defaultdict
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Cache every compiled program, also those that compile in under a second: tests build many of the same
+# small programs, in this process and in the subprocesses they start (which inherit this variable).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 
 _cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _cache)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 _CPU_BY_FILE: dict = defaultdict(float)
 

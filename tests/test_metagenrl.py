@@ -368,8 +368,8 @@ def test_population_meta_train_smoke_and_collapse_warning():
     diagnostics come out per agent. Then the same compiled program with the objective's parameters
     all zero (its output is then constant: an exactly zero meta-gradient) makes the monitor warn,
     naming the agent and the meta-step."""
-    # the population that meta_train builds for _tiny_scale (the resume test below): its init programs come
-    # from the persistent compilation cache there (the segment program's cache key differs; not shared)
+    # the population that meta_train builds for _tiny_scale (the resume test below): that test reads this
+    # test's init and segment programs from the persistent compilation cache
     c = dataclasses.replace(_tiny_scale().train, envs=("gymnax/Pendulum-v1", "gymnax/Reacher-misc"), agents_per_env=2)
     groups = mg.make_groups(c)
     init, seg, _ = mg.make_population(c, groups, meta_train=True)
