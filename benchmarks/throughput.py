@@ -43,21 +43,15 @@ are figures to report, not assertions: misses are printed as misses.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.path.join(ROOT, "benchmarks", "peers")
-BRAX_VENV = os.path.join(ROOT, ".venv-brax-peer")
-TORCH_VENV = os.path.join(ROOT, ".venv-torch-peer")
-REJAX_VENV = os.path.join(PEERS, ".venv-rejax")  # git-ignored (.venv-*/)
+from benchmarks.peers.drivers import (BRAX_VENV, PEERS, REJAX_VENV, ROOT, TORCH_VENV, RejaxPeer, TorchPeer,
+                                      _last_log_line, finish_venv, one_line, peer_unavailable_line, run_brax_peer,
+                                      start_venv)
+
 
 
 @dataclass(frozen=True)
@@ -165,49 +159,6 @@ def config_for(scale: str) -> ThroughputConfig:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Peer virtual environments (created on first use, reused while their pinned requirements match)
-# ----------------------------------------------------------------------------------------------------
-def _stamp_of(requirements: str) -> str:
-    with open(requirements) as f:
-        text = f.read()
-    return hashlib.sha256((text + sys.version).encode()).hexdigest()
-
-
-def venv_ready(path: str, requirements: str) -> bool:
-    stamp = os.path.join(path, ".metarl-peer-stamp")
-    if not os.path.exists(stamp) or not os.path.exists(os.path.join(path, "bin", "python")):
-        return False
-    with open(stamp) as f:
-        return f.read().strip() == _stamp_of(requirements)
-
-
-def start_venv(path: str, requirements: str, log_path: str):
-    """Start creating ``path`` with the pinned ``requirements`` (no dependency resolution: the file pins
-    the whole closure), logging to ``log_path``. Returns a Popen, or None if the venv is already there
-    and matches."""
-    if venv_ready(path, requirements):
-        return None
-    shutil.rmtree(path, ignore_errors=True)
-    log = open(log_path, "w")
-    cmd = (f"{sys.executable} -m venv {path} && {path}/bin/python -m pip install -q --no-deps "
-           f"-r {requirements} && echo {_stamp_of(requirements)} > {path}/.metarl-peer-stamp")
-    return subprocess.Popen(["bash", "-c", cmd], stdout=log, stderr=subprocess.STDOUT)
-
-
-def finish_venv(proc, path: str, requirements: str, log_path: str) -> str | None:
-    """Wait for ``proc``; returns None when the venv is usable, else the reason it is not."""
-    if proc is not None:
-        proc.wait()
-    if venv_ready(path, requirements):
-        return None
-    tail = ""
-    if os.path.exists(log_path):
-        with open(log_path) as f:
-            tail = f.read()[-600:]
-    return f"could not create {os.path.relpath(path, ROOT)} (log: {log_path}): {tail}"
-
-
-# ----------------------------------------------------------------------------------------------------
 # (a) SAC: ours
 # ----------------------------------------------------------------------------------------------------
 def _block(x):
@@ -270,25 +221,6 @@ class OurSAC:
                 "chunk_s": self.chunk_s, "eval_s": self.eval_s, "steps_per_chunk": self.steps_per_chunk,
                 "compile_time_s": self.compile_s["init"] + self.compile_s["chunk"],
                 "compile_breakdown_s": self.compile_s, "train_config": dataclasses.asdict(self.train_config)}
-
-
-def run_brax_peer(cfg: ThroughputConfig, workdir: str, timeout_s: float | None = None) -> dict:
-    if timeout_s is None:  # generous: ~5 env steps/s on a loaded CPU, plus compilation
-        timeout_s = 600 + 0.2 * (cfg.sac_learning_starts + cfg.brax_epochs * cfg.sac_steps_per_chunk)
-    cmd = [os.path.join(BRAX_VENV, "bin", "python"), os.path.join(PEERS, "brax_sac.py"), "--env", cfg.sac_env,
-           "--backend", cfg.backend, "--epochs", str(cfg.brax_epochs), "--steps-per-epoch",
-           str(cfg.sac_steps_per_chunk), "--min-replay", str(cfg.sac_learning_starts), "--num-envs", "1",
-           "--batch-size", "256", "--hidden", "256", "256", "--grad-updates-per-step", "1"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=workdir)
-    wall = time.perf_counter() - t
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"Brax peer failed (rc {p.returncode}): {p.stderr[-1500:]}")
-    out = json.loads(lines[-1])
-    out["subprocess_wall_s"] = wall
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -384,39 +316,6 @@ class OurTD3Updates:
             self.carry, loss = self.fn(self.carry)
             _block(loss)
             self.samples.append(self.n * self.updates_per_call / (time.perf_counter() - t))
-
-
-class TorchPeer:
-    """The eager PyTorch TD3 process, kept alive between rounds and driven line by line."""
-
-    def __init__(self, cfg: ThroughputConfig):
-        cmd = [os.path.join(TORCH_VENV, "bin", "python"), os.path.join(PEERS, "torch_td3.py"),
-               "--obs-dim", str(cfg.td3_obs_dim), "--act-dim", str(cfg.td3_act_dim), "--hidden", "400", "300",
-               "--batch-size", "100", "--buffer-size", str(cfg.td3_buffer_size), "--lr", "1e-3",
-               "--threads", str(cfg.torch_threads)]
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        self.info = self._read()
-        self.samples = []
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"torch peer exited (rc {self.proc.poll()})")
-        return json.loads(line)
-
-    def round(self, seeds: int, updates: int, warmup: int) -> dict:
-        self.proc.stdin.write(json.dumps({"seeds": seeds, "updates": updates, "warmup": warmup}) + "\n")
-        self.proc.stdin.flush()
-        r = self._read()
-        self.samples.append(r)
-        return r
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write("\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -547,61 +446,6 @@ def pendulum_pair(req: dict, peer, overlap_compile: bool = False, errors: list |
     if failed and errors is not None:
         errors.extend(failed)
     return ours, theirs
-
-
-class RejaxPeer:
-    """The rejax process (``benchmarks/peers/rejax_peer.py`` in its venv), kept alive and driven line by line."""
-
-    def __init__(self, python: str):
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        self.proc = subprocess.Popen([python, os.path.join(PEERS, "rejax_peer.py")], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"rejax peer exited (rc {self.proc.poll()})")
-        return json.loads(line)
-
-    def send(self, req: dict):
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-
-    def receive(self) -> dict:
-        out = self._read()
-        if "error" in out:
-            raise RuntimeError(f"rejax peer: {out['error']}")
-        return out
-
-    def run(self, req: dict) -> dict:
-        self.send(req)
-        return self.receive()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write("\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def peer_unavailable_line(name: str, why: str) -> str:
-    """The one line the benchmark prints when a peer cannot be measured (e.g. no network for its venv)."""
-    return one_line(f"{name} peer not measured, the rest is written without it: {why}")
-
-
-def _last_log_line(log_path: str) -> str:
-    if not os.path.exists(log_path):
-        return "no log"
-    with open(log_path) as f:
-        lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("WARNING")]
-    return lines[-1] if lines else "empty log"
 
 
 # ----------------------------------------------------------------------------------------------------

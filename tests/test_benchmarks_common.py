@@ -7,6 +7,7 @@ import os
 import pytest
 
 from benchmarks import common, throughput
+from benchmarks.peers import drivers as peers
 
 
 def test_parse_scale_accepts_the_named_scales():
@@ -103,13 +104,13 @@ def test_venv_stamp_detects_missing_and_stale_envs(tmp_path):
     req = tmp_path / "req.txt"
     req.write_text("pkg==1.0\n")
     venv = tmp_path / "venv"
-    assert not throughput.venv_ready(str(venv), str(req))
+    assert not peers.venv_ready(str(venv), str(req))
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
-    (venv / ".metarl-peer-stamp").write_text(throughput._stamp_of(str(req)) + "\n")
-    assert throughput.venv_ready(str(venv), str(req))
+    (venv / ".metarl-peer-stamp").write_text(peers._stamp_of(str(req)) + "\n")
+    assert peers.venv_ready(str(venv), str(req))
     req.write_text("pkg==2.0\n")  # the pins changed: the venv must be rebuilt
-    assert not throughput.venv_ready(str(venv), str(req))
+    assert not peers.venv_ready(str(venv), str(req))
 
 
 def _pend_row(rate):
@@ -165,12 +166,12 @@ def test_pendulum_requests_carry_our_settings_to_both_sides():
 def test_rejax_peer_unavailable_is_one_line(tmp_path, monkeypatch):
     log = tmp_path / "rejax-peer-venv.log"
     log.write_text("WARNING: ignored index\nERROR: Could not find a version that satisfies rejax==0.1.3\n\n")
-    assert throughput._last_log_line(str(log)).startswith("ERROR: Could not find")
-    line = throughput.peer_unavailable_line("rejax", "could not build\nthe venv:\n" + "x" * 500)
+    assert peers._last_log_line(str(log)).startswith("ERROR: Could not find")
+    line = peers.peer_unavailable_line("rejax", "could not build\nthe venv:\n" + "x" * 500)
     assert "\n" not in line and line.startswith("rejax peer not measured") and len(line) <= 300
     # no venv and no network: start_venv's install fails and finish_venv says why, without raising
-    monkeypatch.setattr(throughput, "venv_ready", lambda path, req: False)
-    assert throughput.finish_venv(None, str(tmp_path / "none"), str(log), str(log)).startswith("could not create")
+    monkeypatch.setattr(peers, "venv_ready", lambda path, req: False)
+    assert peers.finish_venv(None, str(tmp_path / "none"), str(log), str(log)).startswith("could not create")
 
 
 def test_throughput_config_rejects_bad_pendulum_settings():
