@@ -72,7 +72,7 @@ PAPER = {
 # -- the experiment ----------------------------------------------------------------------------
 def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True,
         resume: bool = False, overwrite: bool = False, resume_hint: str | None = None,
-        tensorboard: str | None = None) -> dict:
+        tensorboard: str | None = None, on_nonfinite: str = "stop") -> dict:
     """Train all five agents (resumably, with ``out_dir``); write the outputs into ``out_dir`` (if
     given); return the result record (with the logs)."""
     problem = ov.make_chain_problem(exp.env, exp.optimal_arm)
@@ -83,7 +83,7 @@ def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom",
     notes = ("return = mean undiscounted return of the inner-rollout episodes (stochastic policy, "
              "128 per update); expected_return = sum_a pi(a|s0) R_a of the current policy.")
     result, logs = run_population(NAME, exp, problem, lambda m: a2c_cfg if m == "a2c" else meta_cfg, scale, out_dir,
-                                  notes, progress, resume, overwrite, resume_hint, tensorboard)
+                                  notes, progress, resume, overwrite, resume_hint, tensorboard, on_nonfinite)
     if out_dir:
         write_chain_outputs(out_dir, result, logs)
     result["logs"] = logs

@@ -93,7 +93,7 @@ def table_rows(summary: dict) -> list[list[str]]:
 
 def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom", progress: bool = True,
         resume: bool = False, overwrite: bool = False, resume_hint: str | None = None,
-        tensorboard: str | None = None) -> dict:
+        tensorboard: str | None = None, on_nonfinite: str = "stop") -> dict:
     """Train all five agents (resumably, with ``out_dir``); write the outputs into ``out_dir`` (if
     given); return the result record (with the logs)."""
     from metarl.envs import make
@@ -106,7 +106,7 @@ def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom",
     notes = ("return = mean return of the training episodes (stochastic policy) completed in the last "
              "10% of training, every agent alike; env_steps counts every rollout (MG 2, BMG 3 per update).")
     result, logs = run_population(NAME, exp, problem, cfgs.__getitem__, scale, out_dir, notes, progress, resume,
-                                  overwrite, resume_hint, tensorboard)
+                                  overwrite, resume_hint, tensorboard, on_nonfinite)
     if out_dir:
         write_snake_outputs(out_dir, result, logs)
     result["logs"] = logs

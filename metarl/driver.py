@@ -518,6 +518,7 @@ class DeferredSigint:
 # The driver
 # ----------------------------------------------------------------------------------------------------
 RECORD_FILES = ("config.json", "meta.json", "metrics.json") + CHECKPOINT_NAMES
+ON_NONFINITE = ("stop", "continue")
 
 
 def nonfinite_leaves(tree) -> list[str]:
@@ -612,6 +613,10 @@ class Driver:
     message of an interrupted run); ``flag``: the option naming the run directory in error messages.
     ``tensorboard``: a folder for TensorBoard event files (metarl.tensorboard; each metric leaf's mean
     after every chunk, at chunks x ``units_per_chunk``), or None.
+    ``on_nonfinite``: "stop" (default) raises :class:`NonFiniteError` after the first chunk with a NaN/inf in
+    the state or an infinite metric; "continue" (needs ``runs``, the size of the state's leading vmapped
+    axis, whose entries are independent runs, each a ``run_unit``) marks the runs concerned failed
+    (meta.json ``failed_runs``, one warning line each) and goes on while any run is finite.
 
     ``run(resume)`` returns (final state, metrics) with every metric leaf stacked over the chunks:
     ``[num_chunks, ...]`` (numpy).
@@ -621,9 +626,14 @@ class Driver:
                  config: dict, *, progress: bool = True, desc: str = "run", unit: str = "chunk",
                  units_per_chunk: int = 1, postfix: Callable | None = None, overwrite: bool = False,
                  allow_version_change: bool = False, resume_hint: str | None = None, flag: str = "--out",
-                 tensorboard: str | None = None):
+                 tensorboard: str | None = None, on_nonfinite: str = "stop", runs: int | None = None,
+                 run_unit: str = "seed"):
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite={on_nonfinite!r}; valid: {', '.join(ON_NONFINITE)}")
+        self.on_nonfinite, self.runs, self.run_unit = on_nonfinite, runs, run_unit
+        self.failed_runs: dict = {}
         self.init, self.chunk, self.key = init, chunk, key
         self.num_chunks = num_chunks
         self.out_dir = out_dir
@@ -764,7 +774,7 @@ class Driver:
                 run_time += time.perf_counter() - t
                 bad = nonfinite_names(state, m)
                 history.append(m)
-                if bad:
+                if bad and not self._tolerate(state, bad, i + 1, bar):
                     bar.clear()
                     raise NonFiniteError(f"non-finite values in chunk {i + 1}: {listing(bad)}; stopped, "
                                          "status failed (the state after this chunk is not saved)",
@@ -805,6 +815,24 @@ class Driver:
             self._finish_meta("finished" if end == self.num_chunks else "interrupted", t_start, run_time,
                               chunks_done=end)
         return state, self.stack(history)
+
+    def _tolerate(self, state, bad: list[str], chunk: int, bar) -> bool:
+        """With ``on_nonfinite="continue"`` and ``runs``: mark the runs (leading axis) that went non-finite
+        failed, warn once per run in one line, and go on while some run is still finite (True). Otherwise,
+        or when the non-finite values cannot be pinned on some of the runs, the run stops (False)."""
+        if self.on_nonfinite != "continue" or not self.runs:
+            return False
+        which = nonfinite_runs(state, self.runs)
+        if not which or len(which) == self.runs:
+            return False
+        for r in which:
+            if r not in self.failed_runs:
+                self.failed_runs[r] = {"chunk": chunk, "leaves": bad[:3]}
+                bar.clear()
+                print(f"warning: {self.run_unit} {r} went non-finite in chunk {chunk}: {listing(bad)}; marked "
+                      "failed, the others go on", file=sys.stderr)
+        self._meta["failed_runs"] = {str(k): v for k, v in self.failed_runs.items()}
+        return True
 
     def _interrupt_message(self, saved: int) -> str:
         if saved == 0 and not (self.out_dir and os.path.exists(self._ckpt_dir())):

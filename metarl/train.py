@@ -385,7 +385,7 @@ def shard_runs(tree, sharding):
 RUN_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv", "learning_curve.png",
              "checkpoint", "checkpoint.partial", "checkpoint.old")
 STATUSES = ("running", "finished", "failed", "interrupted")
-ON_NONFINITE = ("stop", "continue")
+from metarl.driver import ON_NONFINITE  # noqa: E402  (the one list of choices)
 
 
 class Runner:

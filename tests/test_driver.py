@@ -139,6 +139,25 @@ def test_nan_in_the_state_is_detected_and_named(tmp_path):
     assert json.loads((d / "checkpoint" / D.MARKER).read_text())["chunk"] == 2  # the NaN state is never saved
 
 
+def test_nonfinite_continue_marks_the_run_failed_and_goes_on(tmp_path, capsys):
+    """on_nonfinite="continue" with runs=3 (the toy's three entries of x as independent runs): the run whose
+    entry went NaN is marked failed (one warning line, meta.json failed_runs), the others finish; metrics.json
+    stays valid JSON. When every run is non-finite, or without runs, it stops as before."""
+    d = tmp_path / "go_on"
+    _, m = run_toy(d, nan_at=2, on_nonfinite="continue", runs=3)
+    warn = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning")]
+    assert len(warn) == 1 and "seed 1 went non-finite in chunk 3: state['x']" in warn[0], warn
+    assert np.isnan(m["x"][2:, 1]).all() and np.isfinite(m["x"][:, [0, 2]]).all()
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["status"] == "finished" and meta["chunks_done"] == 4
+    assert meta["failed_runs"] == {"1": {"chunk": 3, "leaves": ["state['x']"]}}
+    assert json.loads((d / "metrics.json").read_text())["metrics"]["x"][3][1] is None
+    with pytest.raises(D.NonFiniteError):
+        run_toy(tmp_path / "no_runs", nan_at=2, on_nonfinite="continue")
+    with pytest.raises(ValueError, match="on_nonfinite='skip'; valid: stop, continue"):
+        run_toy(None, on_nonfinite="skip")
+
+
 # ---------------------------------------------------------------------------------------------------
 # The Discounting Chain, killed with SIGKILL right after its first checkpoint, then resumed
 # ---------------------------------------------------------------------------------------------------

@@ -373,6 +373,7 @@ BAD_INPUTS = [
     ("experiments.outer_value_chain", ["--updates", "150"], "argument --updates: 150 is not a multiple of the chunk"),
     ("experiments.outer_value_chain", ["--tensorboard", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.outer_value_snake", ["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+    ("experiments.outer_value_snake", ["--on-nonfinite", "skip"], "argument --on-nonfinite: invalid choice: 'skip'"),
     ("experiments.outer_value_snake", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("experiments.model_based_critic_reacher", ["--out", "/proc/nope"], "run directory '/proc/nope': "),
     ("experiments.metagenrl", ["meta-train", "--train", "Pendulum,Ant"], "--train: unknown environment label(s) Ant"),

@@ -146,10 +146,11 @@ def plot_curves(logs, updates_per_log: int, path: str, title: str, return_key: s
 # -- running and writing an experiment -----------------------------------------------------------
 def run_population(name: str, exp, problem, mcfg_for, scale: str, out_dir: str | None, notes: str,
                    progress: bool = True, resume: bool = False, overwrite: bool = False,
-                   resume_hint: str | None = None, tensorboard: str | None = None):
+                   resume_hint: str | None = None, tensorboard: str | None = None, on_nonfinite: str = "stop"):
     """Train the paper's five agents on ``problem`` with the population settings of ``exp`` (num_seeds,
     num_updates, updates_per_log, logs_per_chunk, seed) through the driver: run records and a checkpoint
-    per chunk in ``out_dir``, resumable with ``resume``. Returns (result record, logs)."""
+    per chunk in ``out_dir``, resumable with ``resume``; ``on_nonfinite``: metarl.driver.Driver's (a seed that
+    goes non-finite stops the run, or is marked failed while the others go on). Returns (result record, logs)."""
     import jax
 
     from metarl.meta import outer_value as ov
@@ -159,7 +160,8 @@ def run_population(name: str, exp, problem, mcfg_for, scale: str, out_dir: str |
                                   exp.updates_per_log, exp.logs_per_chunk, jax.random.PRNGKey(exp.seed),
                                   out_dir=out_dir, config={"experiment": name, **to_jsonable(exp)}, resume=resume,
                                   progress=progress, desc=f"{name.removeprefix('outer_value_')} ({scale})",
-                                  overwrite=overwrite, resume_hint=resume_hint, tensorboard=tensorboard)
+                                  overwrite=overwrite, resume_hint=resume_hint, tensorboard=tensorboard,
+                                  on_nonfinite=on_nonfinite)
     result = {"experiment": name, "scale": scale, "config": to_jsonable(exp), "wall_time_s": time.time() - t0,
               "environment": environment_record(), "summary": summarise(logs), "notes": notes}
     return result, logs
@@ -181,7 +183,7 @@ def write_outputs(out_dir: str, result: dict, logs, header: list, rows: list, in
 
 def add_run_arguments(p, name: str):
     """The options every outer-value experiment has: --out, --updates, --seeds, --seed, --resume,
-    --overwrite, --no-progress, --tensorboard."""
+    --overwrite, --no-progress, --tensorboard, --on-nonfinite."""
     from metarl.cli import nonneg_int, positive_int
 
     p.add_argument("--out", default=os.path.join("results", name), help="output and run directory")
@@ -191,6 +193,9 @@ def add_run_arguments(p, name: str):
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings only)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's records in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--on-nonfinite", choices=("stop", "continue"), default="stop",
+                   help="a seed whose state goes NaN/inf: stop the run (default), or mark that seed failed "
+                        "(meta.json failed_runs) and go on with the others")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write TensorBoard event files there (every logged metric, mean over seeds, per chunk)")
 
@@ -226,7 +231,7 @@ def run_cli(prog: str, parser, a, run, exp, label: str, argv):
     hint = f"{prog} {shlex.join([x for x in argv if x != '--overwrite'] + ([] if a.resume else ['--resume']))}"
     try:
         result = run(exp, a.out, label, progress=not a.no_progress, resume=a.resume, overwrite=a.overwrite,
-                     resume_hint=hint, tensorboard=a.tensorboard)
+                     resume_hint=hint, tensorboard=a.tensorboard, on_nonfinite=a.on_nonfinite)
     except RunError as e:
         cli.fail(prog, e, e.exit_code)
     except KeyboardInterrupt:

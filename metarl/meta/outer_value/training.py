@@ -61,7 +61,7 @@ def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], ag
     init, chunk = make_population_program(problem, mcfg_for, agents, num_seeds, updates_per_log, logs_per_chunk,
                                           seed_axis)
     driver_options = {"unit": "upd", "units_per_chunk": chunk_updates, "postfix": _headline, **driver_options}
-    state, logs = Driver(init, chunk, key, num_updates // chunk_updates, out_dir, config or {},
+    state, logs = Driver(init, chunk, key, num_updates // chunk_updates, out_dir, config or {}, runs=num_seeds,
                          **driver_options).run(resume)
     # [chunks, logs, seeds] -> [logs, seeds], the agents in the given order (pytrees sort dict keys)
     logs = {a.name: {m: x.reshape((-1,) + x.shape[2:]) for m, x in logs[a.name].items()} for a in agents}
