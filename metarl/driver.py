@@ -461,11 +461,8 @@ def prepare_out_dir(d: str, resume: bool, overwrite: bool, blocking: tuple[str, 
                                     "without --resume")
     elif overwrite:
         for rel in blocking:
-            full = os.path.join(d, rel)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            elif os.path.lexists(full):
-                os.remove(full)
+            if os.path.lexists(os.path.join(d, rel)):
+                _remove(os.path.join(d, rel))
     try:
         os.makedirs(d, exist_ok=True)
     except OSError as e:
@@ -480,10 +477,15 @@ def clear_run_files(d: str, names: tuple[str, ...]):
     for name in os.listdir(d):
         full = os.path.join(d, name)
         if name in names or ".tmp" in name:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.remove(full)
+            _remove(full)
+
+
+def _remove(path: str):
+    """Remove a file, a link or a whole folder."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 # ----------------------------------------------------------------------------------------------------

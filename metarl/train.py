@@ -51,8 +51,8 @@ from flax import struct
 
 from metarl import buffers, cli, envs
 from metarl.driver import (  # noqa: F401  (the run machinery lives in metarl.driver; re-exported here)
-    MARKER, CheckpointError, CheckpointMissing, ConfigMismatch, DeferredSigint, Interrupted, NonFiniteError,
-    RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info, find_checkpoint,
+    MARKER, ON_NONFINITE, CheckpointError, CheckpointMissing, ConfigMismatch, DeferredSigint, Interrupted,
+    NonFiniteError, RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info, find_checkpoint,
     flat_diff, has_checkpoint, json_norm, jsonable, now, package_versions, promote_checkpoint, read_stored_run,
     refuse_resume, restore_checkpoint, save_checkpoint, version_diff, write_json, write_text)
 from metarl.agents import OFF_POLICY, agent_config, make_agent
@@ -385,8 +385,6 @@ def shard_runs(tree, sharding):
 RUN_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv", "learning_curve.png",
              "checkpoint", "checkpoint.partial", "checkpoint.old")
 STATUSES = ("running", "finished", "failed", "interrupted")
-from metarl.driver import ON_NONFINITE  # noqa: E402  (the one list of choices)
-
 
 class Runner:
     """Drives a vmapped (and, with several devices, sharded) run chunk by chunk.
