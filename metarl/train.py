@@ -52,8 +52,8 @@ from flax import struct
 from metarl import buffers, cli, envs
 from metarl.driver import (  # noqa: F401  (the run machinery lives in metarl.driver; re-exported here)
     MARKER, ON_NONFINITE, CheckpointError, CheckpointMissing, ConfigMismatch, DeferredSigint, Interrupted,
-    NonFiniteError, RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info, find_checkpoint,
-    flat_diff, has_checkpoint, json_norm, jsonable, now, package_versions, promote_checkpoint, read_stored_run,
+    NonFiniteError, RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info,
+    find_checkpoint, flat_diff, has_checkpoint, json_norm, jsonable, now, package_versions, promote_checkpoint, read_stored_run,
     refuse_resume, restore_checkpoint, save_checkpoint, version_diff, write_json, write_text)
 from metarl.agents import OFF_POLICY, agent_config, make_agent
 
