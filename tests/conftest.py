@@ -19,6 +19,26 @@ jax.config.update("jax_compilation_cache_dir", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
+
+def _optimise(on: bool) -> None:
+    """XLA's optimisations on (the learning tests: their figures and margins were measured with them) or
+    mostly off (every other test: its programs run for seconds, and compiling them is most of the suite's
+    CPU; `jax_disable_most_optimizations` cut two test files' CPU by a fifth, measured). Subprocesses
+    inherit the setting through the environment. The persistent cache keys on it; jit's in-memory cache
+    does not, so it is cleared when the setting changes (a learning test never runs a program compiled
+    for another test without the optimisations)."""
+    if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS") == ("false" if on else "true"):
+        return
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "false" if on else "true"
+    jax.config.update("jax_disable_most_optimizations", not on)
+    jax.clear_caches()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # before the test's fixtures: a module fixture that a learning test builds is built optimised
+    _optimise(item.get_closest_marker("learning") is not None)
+
 _CPU_BY_FILE: dict = defaultdict(float)
 
 

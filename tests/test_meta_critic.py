@@ -299,6 +299,7 @@ def tabular():
     return traces, tabular_summary(traces, early=150, cfg=cfg)
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_tabular_meta_loss_goes_below_zero_early(tabular):
     traces, summary = tabular
@@ -314,6 +315,7 @@ def test_tabular_meta_loss_goes_below_zero_early(tabular):
     assert summary["L_meta_early_mean"] < -noise[:, :150].mean(), (summary["L_meta_early_mean"], noise.mean())
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_tabular_critic_loss_claim_gets_an_interval_verdict(tabular):
     """Fig. 6 (i), "DDPG-MC reaches a lower L_critic": not asserted either way. MC is lower in 11 of 15

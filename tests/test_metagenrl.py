@@ -477,6 +477,7 @@ def _toy_track_env():
     return mg.track_env()
 
 
+@pytest.mark.learning
 def test_ppo_learns_to_track_a_target():
     """8 seeds, 1024 steps of PPO each: the deterministic policy's return per 10-step episode (squared
     tracking error; about -4 at initialisation, 0 is perfect) rises to an interquartile mean over seeds
@@ -794,6 +795,7 @@ def toy_claim(tmp_path, **train_kw):
 META_TRAINING_GAIN = 1.0
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_meta_trained_objective_trains_fresh_agents_on_toy_task(tmp_path):
     """The small learning test that can fail: does meta-training improve the objective? On toy/track TD3

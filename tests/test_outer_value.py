@@ -125,6 +125,7 @@ def test_count_rollout_matches_gymnax_env(chain):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.learning
 def test_chain_learned_critic_converges_to_analytic_value(chain):
     """A fixed policy; only the tabular critics learn, by SGD on their TD loss from sampled rollouts:
     the inner one (TD(0), gamma = 0.95) and the outer one (TD(lambda = 0.5), gamma' = 1) converge to the

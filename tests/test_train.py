@@ -159,6 +159,7 @@ def pendulum_learning_config(algo, **hp):
                          agent=dict(actor_hidden=(64, 64), critic_hidden=(64, 64)))
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3", "sac"])
 def test_learns_pendulum(algo):
@@ -173,6 +174,7 @@ def test_learns_pendulum(algo):
     assert stats.iqm(score) > -400, score
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_td3_learns_brax_inverted_pendulum():
     """TD3 (64-64) on Brax inverted_pendulum, 4 seeds x 11k steps: the IQM over seeds of each seed's best
