@@ -89,11 +89,12 @@ def cli_modules(root: str = ROOT) -> list[str]:
 
     main_guard = re.compile(r'^if __name__ == "__main__":', re.M)
     mods = []
-    for pattern in ("metarl/*.py", "metarl/*/*.py", "experiments/*.py", "benchmarks/*.py"):
+    for pattern in ("metarl/*.py", "metarl/*/*.py", "experiments/*.py", "benchmarks/*.py", "benchmarks/*/__main__.py"):
         for path in sorted(glob.glob(os.path.join(root, pattern))):
             with open(path) as f:
                 if main_guard.search(f.read()):
-                    mods.append(os.path.relpath(path, root)[:-3].replace(os.sep, "."))
+                    name = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
+                    mods.append(name[:-len(".__main__")] if name.endswith(".__main__") else name)  # a package
     return mods
 
 

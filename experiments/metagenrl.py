@@ -5,7 +5,7 @@
 
 meta-test also trains the baselines on every test environment (unless --no-baselines): TD3 and
 off-policy REINFORCE+GAE (the same agent, objective fixed) and the on-policy PPO and REINFORCE+GAE
-(metarl.meta.onpolicy) on the same environment-step budget.
+(metarl.agents.onpolicy) on the same environment-step budget.
 
 Scales:
   paper  the paper's budget (Tables 3-4): 20 agents split over the training environments, 1M steps per
@@ -48,7 +48,7 @@ import numpy as np
 
 from metarl.driver import check_finite
 from metarl.meta import metagenrl as mg
-from metarl.meta import onpolicy as op
+from metarl.agents import onpolicy as op
 
 SCALES = ("quick", "medium", "paper")
 
@@ -148,7 +148,7 @@ ONPOLICY_LABELS = {"ppo": "PPO", "reinforce": "on-policy REINFORCE"}
 
 
 def _onpolicy(test: mg.MetaGenRLConfig, num_envs: int, ppo_rollout: int, reinforce_rollout: int) -> dict:
-    """PPO and REINFORCE+GAE with their standard hyperparameters (metarl.meta.onpolicy.PRESETS) on the
+    """PPO and REINFORCE+GAE with their standard hyperparameters (metarl.agents.onpolicy.PRESETS) on the
     meta-test budget: the same environment steps per seed (all on-policy: no random warm-up) and
     evaluations every ``eval_every`` steps, so the last two evaluations fall on the same steps as the
     off-policy rows'. Only the batch size is scaled to the budget."""

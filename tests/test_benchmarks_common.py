@@ -182,8 +182,10 @@ def test_throughput_config_rejects_bad_pendulum_settings():
 
 
 def test_pendulum_pair_keeps_our_side_when_the_peer_fails(monkeypatch):
-    monkeypatch.setattr(throughput, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
-    monkeypatch.setattr(throughput, "our_pendulum_run", lambda req, compiled: {"env_steps_per_s": 10.0})
+    from benchmarks.throughput import pendulum  # where pendulum_pair looks its two sides up
+
+    monkeypatch.setattr(pendulum, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
+    monkeypatch.setattr(pendulum, "our_pendulum_run", lambda req, compiled: {"env_steps_per_s": 10.0})
 
     class Broken:
         def send(self, req):

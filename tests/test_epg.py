@@ -7,7 +7,7 @@ import numpy as np
 
 from metarl import envs
 from metarl.meta import epg
-from metarl.meta import onpolicy as op
+from metarl.agents import onpolicy as op
 
 
 def test_es_step_moves_toward_the_optimum_of_a_quadratic():

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from metarl.meta import lirpg as lp
-from metarl.meta import onpolicy as op
+from metarl.agents import onpolicy as op
 
 def _to64(tree):
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
@@ -138,7 +138,7 @@ ENV = _toy_env()
 def test_lambda_zero_frozen_intrinsic_is_ppo_and_lirpg_is_not():
     """Runs [PPO s0, PPO s1, LIRPG s0, LIRPG s1] as train() builds them, one segment (2 updates and an
     evaluation; the same key stream as PPO): the PPO runs (in_coef = 0, rin_lr = 0) equal
-    metarl.meta.onpolicy's PPO from the same states (policy, value, optimisers, environments, key,
+    metarl.agents.onpolicy's PPO from the same states (policy, value, optimisers, environments, key,
     evaluation); their intrinsic reward stays put. The LIRPG runs start from the same states but their
     policy updates differ and eta moves."""
     cfg = _tiny(rin_lr=1e-3)
@@ -212,7 +212,7 @@ def test_cli_bad_inputs_are_one_line(args, needle, capsys, monkeypatch, tmp_path
 
 
 def test_meta_critic_tables_and_summary_gain_ppo_rows(tmp_path):
-    """benchmarks/meta_critic.py's outputs with the on-policy hook's results (made up here): summary.json
+    """benchmarks.meta_critic's outputs with the on-policy hook's results (made up here): summary.json
     has top-level "PPO" and "PPO-LIRPG" entries with numeric returns per task, tables.md's Table 1 has a
     PPO-LIRPG vs PPO row per task with IQM [CI]s beside the paper's numbers and the verdict."""
     from benchmarks import meta_critic as mc

@@ -412,7 +412,7 @@ def test_population_meta_train_smoke_and_collapse_warning():
 # The on-policy baselines (PPO, REINFORCE with GAE)
 # ----------------------------------------------------------------------------------------------------
 def test_ppo_clipped_loss_against_hand_computation():
-    from metarl.meta import onpolicy as op
+    from metarl.agents import onpolicy as op
 
     cfg = op.make_config("ppo", num_envs=1, rollout=4, total_steps=4, eval_every=4, minibatch_size=None)
     env = _toy_track_env()
@@ -448,7 +448,7 @@ def test_ppo_clipped_loss_against_hand_computation():
 
 
 def test_rollout_advantages_reuse_gae_with_truncation_and_termination():
-    from metarl.meta import onpolicy as op
+    from metarl.agents import onpolicy as op
 
     T, N, gamma, lam = 6, 2, 0.9, 0.8
     rng = np.random.default_rng(1)
@@ -485,7 +485,7 @@ def test_ppo_learns_to_track_a_target():
     IQM after -0.5 to -0.9, improvement 2.4 to 3.9; with pi_lr = 0 (a broken learner) after -2.9 to -4.2,
     improvement about 0."""
     from metarl import stats
-    from metarl.meta import onpolicy as op
+    from metarl.agents import onpolicy as op
 
     cfg = op.make_config("ppo", num_envs=8, rollout=32, total_steps=1024, eval_every=1024, eval_episodes=16,
                          hidden=(16, 16))

@@ -12,7 +12,7 @@ time give a context vector; a per-step MLP of ``[features_t, context]`` gives a 
 loss is their mean. The policy's gradient reaches ``theta`` only through the ``pi_theta`` features
 (everywhere they enter, convolutions included), as in the paper.
 
-**The inner loop** is :mod:`metarl.meta.onpolicy`'s agent (a Gaussian MLP policy, its rollouts and its
+**The inner loop** is :mod:`metarl.agents.onpolicy`'s agent (a Gaussian MLP policy, its rollouts and its
 deterministic evaluation) with the policy update replaced: every ``window`` steps of ``num_envs``
 environments it takes ``inner_epochs`` Adam steps on ``L_phi`` of that window. There is no value
 function. After ``inner_steps`` environment steps, the fitness is the agent's final return: the mean
@@ -59,7 +59,7 @@ from flax import struct
 from metarl import envs
 from metarl.envs.core import strong_types
 from metarl.driver import vmapped_segments
-from metarl.meta import onpolicy as op
+from metarl.agents import onpolicy as op
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """PPO-LIRPG: learned intrinsic rewards for PPO (Zheng, Oh and Singh, NeurIPS 2018, Algorithm 1).
 
-The PPO agent of :mod:`metarl.meta.onpolicy` (its Gaussian policy ``pi_theta``, extrinsic value net,
+The PPO agent of :mod:`metarl.agents.onpolicy` (its Gaussian policy ``pi_theta``, extrinsic value net,
 rollouts, GAE and minibatch loop) plus two networks:
 
 * an intrinsic reward ``r_in_eta(s, a) = tanh(MLP([s, a]))`` in [-1, 1], and
@@ -14,7 +14,7 @@ mixed value ``ex_coef * V_ex + in_coef * V_in`` (the paper's ``G^{ex+in}``; its 
 Then, for ``pi_epochs`` passes over the batch in shuffled minibatches, each minibatch step is:
 
 1. **policy**: one Adam step of PPO's clipped surrogate on ``A_mix`` (standardised per minibatch), the
-   very step of :func:`metarl.meta.onpolicy.make_onpolicy` with its advantages replaced by ``A_mix``;
+   very step of :func:`metarl.agents.onpolicy.make_onpolicy` with its advantages replaced by ``A_mix``;
 2. **intrinsic reward** (the paper's Eqs. 5-11, by the chain rule through step 1): the updated policy
    ``theta'(eta)`` is written as a function of eta (``lookahead="adam"``: the Adam step just taken,
    its second moment held fixed, as in the authors' code; ``"sgd"``: ``theta - alpha * grad``, the
@@ -32,9 +32,9 @@ Pure functions: ``make_lirpg(config, env)`` returns ``init(key, hp)`` and ``run_
 run; vmap them over runs. The hyperparameters ``hp = {in_coef, ex_coef, rin_lr}`` are traced, so PPO
 (``in_coef = 0``, ``rin_lr = 0``: the intrinsic reward never reaches the policy and never moves) and
 PPO-LIRPG on the same seeds are ONE compiled program. With ``in_coef = 0`` the policy and extrinsic value
-updates are PPO's (``tests/test_lirpg.py`` checks this against :mod:`metarl.meta.onpolicy`).
+updates are PPO's (``tests/test_lirpg.py`` checks this against :mod:`metarl.agents.onpolicy`).
 
-Defaults: PPO's MuJoCo settings (:data:`metarl.meta.onpolicy.PRESETS`), 64-64 tanh intrinsic networks,
+Defaults: PPO's MuJoCo settings (:data:`metarl.agents.onpolicy.PRESETS`), 64-64 tanh intrinsic networks,
 ``rin_lr = 1e-4`` (the paper's beta for MuJoCo), ``in_coef = 1``, ``ex_coef = 1``.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ from flax import struct
 
 from metarl import envs
 from metarl.driver import ConfigMismatch, check_finite
-from metarl.meta import onpolicy as op
+from metarl.agents import onpolicy as op
 from metarl.nets import MLP
 
 LOOKAHEADS = ("adam", "sgd")
@@ -98,7 +98,7 @@ class LIRPGConfig:
 
 
 def make_config(ppo: dict | None = None, **lirpg) -> LIRPGConfig:
-    """PPO's preset with the ``ppo`` overrides (see :func:`metarl.meta.onpolicy.make_config`) and the
+    """PPO's preset with the ``ppo`` overrides (see :func:`metarl.agents.onpolicy.make_config`) and the
     LIRPG fields in ``lirpg``; unknown names are an error."""
     names = {f.name for f in dataclasses.fields(LIRPGConfig)} - {"ppo"}
     bad = sorted(set(lirpg) - names)
@@ -123,7 +123,7 @@ def gae_rows(t, n, done, gamma, lam):
     """Rows of GAE's linear operator for samples at times ``t`` of environments ``n`` (both ``[B]``):
     ``A[t, n] = sum_j rows[b, j] * delta[j, n]`` with ``rows[b, j] = (gamma lam)^(j - t)`` for ``j >= t``
     while no episode ends in steps ``t .. j-1`` (``done`` is ``[T, N]``), else 0. Same trace cut as
-    :func:`metarl.meta.onpolicy.rollout_advantages`."""
+    :func:`metarl.agents.onpolicy.rollout_advantages`."""
     T = done.shape[0]
     # ends[j, n] = number of episode ends among steps 0 .. j-1
     ends = jnp.cumsum(done.astype(jnp.int32), axis=0) - done.astype(jnp.int32)
@@ -247,7 +247,7 @@ def make_lirpg(config: LIRPGConfig, env):
         return carry, jax.tree.map(jnp.mean, metrics)
 
     def fit_value(net_params, opt_state, tx, data, key):
-        """PPO's value passes (the same shuffling and steps as metarl.meta.onpolicy)."""
+        """PPO's value passes (the same shuffling and steps as metarl.agents.onpolicy)."""
 
         def epoch(carry, k):
             idx = jax.random.permutation(k, pc.batch)[: m * size].reshape(m, size)

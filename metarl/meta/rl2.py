@@ -54,7 +54,7 @@ from flax import struct
 
 from metarl.driver import vmapped_segments
 from metarl.meta.families import Family
-from metarl.meta.metagenrl import gae
+from metarl.agents.onpolicy import gae
 
 
 @dataclass(frozen=True)

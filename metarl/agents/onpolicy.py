@@ -3,7 +3,7 @@
 Both are one pure, jittable program per seed (vmap it over seeds): a Gaussian policy
 ``N(mu_phi(s), exp(log_std)^2)`` (an MLP mean and a state-independent log standard deviation) and a
 separate value MLP ``V_psi(s)``; ``num_envs`` environments step ``rollout`` times with the current
-policy, then the batch's advantages come from GAE (the same :func:`metarl.meta.metagenrl.gae` that
+policy, then the batch's advantages come from GAE (:func:`gae`, which
 the off-policy REINFORCE baseline uses, on ``[env, time]`` arrays: the trace is cut where an episode
 ends, a time-limit truncation bootstraps from ``V(s_reached)``, a termination does not, and the last
 step of a rollout bootstraps from the state it reached), and the two networks are trained:
@@ -40,8 +40,23 @@ import optax
 from flax import struct
 
 from metarl import envs
-from metarl.meta.metagenrl import gae
 from metarl.nets import MLP
+
+def gae(inputs, gamma, lam):
+    """Generalised advantage estimates inside each window, computed backwards; zero at invalid steps.
+    A_t = delta_t + gamma * lam * (1 - done_t) * A_t+1, delta_t = r_t + gamma V_t+1 - V_t."""
+    delta = inputs["reward"] + gamma * inputs["v_next"] - inputs["v"]
+    mask = inputs["mask"].astype(jnp.float32)
+
+    def back(adv_next, x):
+        d, done, m = x
+        adv = m * (d + gamma * lam * (1.0 - done) * adv_next)
+        return adv, adv
+
+    xs = tuple(jnp.swapaxes(a, 0, 1) for a in (delta, inputs["done"], mask))
+    _, adv = jax.lax.scan(back, jnp.zeros(delta.shape[0]), xs, reverse=True)
+    return jnp.swapaxes(adv, 0, 1)
+
 
 ALGOS = ("ppo", "reinforce")
 

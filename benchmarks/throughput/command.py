@@ -1,0 +1,294 @@
+"""The command line ``python -m benchmarks.throughput`` (``make bench-throughput``): runs every part, one
+run, and writes summary.json and table.md."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+
+from benchmarks.peers.drivers import (BRAX_VENV, PEERS, REJAX_VENV, ROOT, TORCH_VENV, RejaxPeer, TorchPeer,
+                                      _last_log_line, finish_venv, one_line, peer_unavailable_line, run_brax_peer,
+                                      start_venv)
+from benchmarks.throughput.config import SCALES, config_for
+from benchmarks.throughput.ours import OurSAC, OurTD3Updates, td3_flops_per_update
+from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
+from benchmarks.throughput.tables import (gemm_rates, help_table, make_table, n_max_key, rejax_table,
+                                          sac_flops_per_update, summary_ratios)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------------
+def main(argv=None):
+    from benchmarks.common import parse_scale, progress, scale_arg_parser, write_result, write_text
+
+    from benchmarks import throughput  # the package's docstring is the benchmark's description
+
+    p = scale_arg_parser("python -m benchmarks.throughput", throughput.__doc__.splitlines()[0],
+                         os.path.join("results", "throughput"), choices=tuple(SCALES))
+    p.add_argument("--no-brax", action="store_true", help="skip the Brax peer (no peer venv)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer (no peer venv)")
+    p.add_argument("--no-rejax", action="store_true", help="skip the rejax peer (no peer venv); ours still runs")
+    p.add_argument("--rejax-only", action="store_true",
+                   help="only (d) rejax and (e) the roofline, with our TD3 update at 1 and 8 seeds in one round "
+                        "(no SAC-vs-Brax, no torch): for a loaded machine")
+    a = p.parse_args(argv)
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Brax System")  # Brax's maintenance notice, once per env
+    try:
+        scale = parse_scale(a.scale, SCALES)
+    except ValueError as e:
+        p.error(str(e))
+    cfg = dataclasses.replace(config_for(scale), run_brax=not a.no_brax, run_torch=not a.no_torch,
+                              run_rejax=not a.no_rejax).validate()
+    if a.rejax_only:
+        cfg = dataclasses.replace(cfg, run_brax=False, run_torch=False, rounds=1,
+                                  td3_seed_counts=tuple(c for c in cfg.td3_seed_counts if c in (1, 8))).validate()
+    t_start = time.perf_counter()
+    os.makedirs(a.out, exist_ok=True)
+    counts = tuple(cfg.td3_seed_counts)
+    pend_counts = tuple(cfg.pend_seed_counts)
+    phases = (1 + 3 + len(counts) + cfg.rounds * (len(counts) + int(cfg.run_torch)) + 2
+              + len(PEND_ALGOS) * (len(pend_counts) + 1) + 1 + 1)
+    bar = progress(phases, f"throughput ({scale})", unit="phase")
+    skipped, timeline = {}, []
+
+    def phase(name):
+        bar.set_postfix_str(name)
+        timeline.append((name, round(time.perf_counter() - t_start, 1)))
+
+    # Peer venvs first, in parallel, before anything is timed (their installs would disturb timings).
+    phase("peer venvs")
+    brax_req = os.path.join(PEERS, "brax_requirements.txt")
+    torch_req = os.path.join(PEERS, "torch_requirements.txt")
+    procs = {}
+    rejax_req = os.path.join(PEERS, "rejax_requirements.txt")
+    logs = {name: os.path.join(os.path.abspath(a.out), f"{name}-peer-venv.log") for name in ("brax", "torch", "rejax")}
+    if cfg.run_brax:
+        procs["brax"] = (start_venv(BRAX_VENV, brax_req, logs["brax"]), BRAX_VENV, brax_req)
+    if cfg.run_torch:
+        procs["torch"] = (start_venv(TORCH_VENV, torch_req, logs["torch"]), TORCH_VENV, torch_req)
+    if cfg.run_rejax:
+        procs["rejax"] = (start_venv(REJAX_VENV, rejax_req, logs["rejax"]), REJAX_VENV, rejax_req)
+    venv_created = {k: v[0] is not None for k, v in procs.items()}
+    for name, (proc, path, req) in procs.items():
+        why = finish_venv(proc, path, req, logs[name])
+        if why and name == "rejax":  # one line: the venv could not be built (no network, as on CI)
+            why = one_line(f"could not build {os.path.relpath(REJAX_VENV, ROOT)} ({_last_log_line(logs[name])}; "
+                           f"log: {logs[name]})")
+            print(peer_unavailable_line("rejax", why), flush=True)
+        if why:
+            skipped[f"{name} peer"] = why
+    venv_s = time.perf_counter() - t_start
+    bar.update(1)
+
+    # (a) SAC: ours (compile, chunks) - Brax - ours (chunks)
+    brax = None
+    if a.rejax_only:
+        sac = {"ours": None, "brax": None, "order": "not run (--rejax-only)"}
+        bar.update(3)
+    else:
+        phase("our SAC: compile")
+        ours = OurSAC(cfg)
+        bar.update(1)
+        phase("our SAC: timed chunks (before peer)")
+        ours.time_chunks(cfg.sac_chunks_before)
+        bar.update(1)
+        phase("Brax SAC trainer (subprocess)")
+        if cfg.run_brax and "brax peer" not in skipped:
+            try:
+                brax = run_brax_peer(cfg, os.path.abspath(a.out))
+            except Exception as e:  # report, do not hide our own figures
+                skipped["brax peer"] = str(e)
+        bar.update(1)
+        phase("our SAC: timed chunks (after peer)")
+        ours.time_chunks(cfg.sac_chunks_after)
+        sac = {"ours": ours.result(), "brax": brax, "order": "ours before, Brax, ours after (back to back)"}
+        del ours
+
+    # (b, c) TD3: compile every seed count, then rounds of [ours 1, 2, 4, 8 seeds; torch 8 seeds]
+    td3_runs = {}
+    for n in counts:
+        phase(f"our TD3: compile {n} seed(s)")
+        td3_runs[n] = OurTD3Updates(cfg, n)
+        bar.update(1)
+    phase("TD3 FLOP count")
+    flops_per_update = td3_flops_per_update(cfg)
+    torch_peer = None
+    if cfg.run_torch and "torch peer" not in skipped:
+        try:
+            torch_peer = TorchPeer(cfg)
+        except Exception as e:
+            skipped["torch peer"] = str(e)
+    for r in range(cfg.rounds):
+        for n in counts:
+            phase(f"round {r + 1}: our TD3 {n} seed(s)")
+            td3_runs[n].time_calls(cfg.td3_calls)
+            bar.update(1)
+        if cfg.run_torch:
+            phase(f"round {r + 1}: torch TD3 {cfg.torch_seeds} seeds")
+            if torch_peer is not None:
+                try:
+                    torch_peer.round(cfg.torch_seeds, cfg.torch_updates, cfg.torch_warmup)
+                except Exception as e:
+                    skipped["torch peer"] = str(e)
+                    torch_peer = None
+            bar.update(1)
+    torch_res = None
+    if torch_peer is not None and torch_peer.samples:
+        torch_peer.close()
+        torch_res = {"aggregate_updates_per_s": statistics.median(s["aggregate_updates_per_s"] for s in torch_peer.samples),
+                     "rounds": torch_peer.samples, "threads": torch_peer.info["threads"],
+                     "torch": torch_peer.info["torch"], "numpy": torch_peer.info["numpy"]}
+    td3 = {"ours_aggregate_updates_per_s": {str(n): statistics.median(td3_runs[n].samples) for n in counts},
+           "ours_samples": {str(n): td3_runs[n].samples for n in counts},
+           "ours_compile_s": {str(n): td3_runs[n].compile_s for n in counts},
+           "flops_per_update": flops_per_update, "torch": torch_res, "order": f"{cfg.rounds} interleaved rounds: ours {list(counts)} seeds, then torch"}
+
+    # (e) roofline, measured beside the TD3 update rates: GEMM rate, then the SAC update alone
+    phase("roofline: dense float32 GEMM (jax, numpy)")
+    gemm = gemm_rates(cfg.gemm_n, cfg.gemm_reps)
+    bar.update(1)
+    phase("roofline: our SAC update alone")
+    sac_flops = sac_flops_per_update(cfg)
+    sac_upd = {}
+    for n in cfg.sac_update_seed_counts:
+        sac_upd[n] = OurTD3Updates(cfg, n, "sac")
+        sac_upd[n].time_calls(cfg.td3_calls * cfg.rounds)
+    bar.update(1)
+    peak = gemm["attainable_gflops"]
+    update_rows = [{"algo": "td3", "seeds": n, "updates_per_s": agg_n, "flops_per_update": flops_per_update,
+                    "gflops": agg_n * flops_per_update / 1e9, "gemm_fraction": agg_n * flops_per_update / 1e9 / peak}
+                   for n, agg_n in ((n, td3["ours_aggregate_updates_per_s"][str(n)]) for n in counts)]
+    for n, run in sac_upd.items():
+        rate = statistics.median(run.samples)
+        update_rows.append({"algo": "sac", "seeds": n, "updates_per_s": rate, "flops_per_update": sac_flops,
+                            "gflops": rate * sac_flops / 1e9, "gemm_fraction": rate * sac_flops / 1e9 / peak,
+                            "samples": run.samples, "compile_s": run.compile_s})
+    del sac_upd
+    roofline = {"gemm": gemm, "updates": update_rows}
+
+    # (d) ours vs rejax on gymnax/Pendulum-v1: per algorithm and seed count, ours then rejax (interleaved)
+    peer, rejax_info = None, None
+    if cfg.run_rejax and "rejax peer" not in skipped:
+        try:
+            peer = RejaxPeer(os.path.join(REJAX_VENV, "bin", "python"))
+            rejax_info = peer.info
+        except Exception as e:
+            skipped["rejax peer"] = one_line(e)
+            print(peer_unavailable_line("rejax", skipped["rejax peer"]), flush=True)
+
+    def pair(req):
+        nonlocal peer
+        errors = []
+        out = pendulum_pair(req, peer, cfg.overlap_compile, errors)
+        if errors:  # the peer failed: one line, and our side goes on alone
+            skipped["rejax peer"] = errors[0]
+            print(peer_unavailable_line("rejax", errors[0]), flush=True)
+            if peer.proc.poll() is None:
+                peer.proc.kill()  # our own child, in an unknown state
+            peer = None
+        return out
+
+    rejax = {}
+    curves = {}
+    alone = peer is None  # no peer to compare with: only our compile-time rows (the summary's "compile_s")
+    if alone:
+        skipped["Pendulum rows beside rejax"] = (
+            "no rejax peer in this run, so ours ran alone only at 1 seed for TD3 and SAC (the compile-time "
+            "rows); the 8/32-seed rows, PPO and the learning curves run beside the peer: make bench-throughput")
+    for algo in PEND_ALGOS:
+        rejax[algo] = {"ours": {}, "rejax": {}}
+        if alone and algo not in ("td3", "sac"):
+            bar.update(len(pend_counts) + 1)
+            continue
+        for n in pend_counts:
+            if alone and n != pend_counts[0]:
+                bar.update(1)
+                continue
+            phase(f"Pendulum {algo}: ours and rejax, {n} seed(s)")
+            req = pendulum_request(cfg, algo, n)
+            rejax[algo]["ours"][str(n)], theirs = pair(req)
+            if theirs is not None:
+                rejax[algo]["rejax"][str(n)] = theirs
+            bar.update(1)
+        if alone:
+            bar.update(1)
+            continue
+        phase(f"Pendulum {algo}: learning curves, {cfg.curve_seeds} seeds")
+        req = pendulum_request(cfg, algo, cfg.curve_seeds, curve=True)
+        c = {k: req[k] for k in ("seeds", "total_steps", "learning_starts", "eval_every", "eval_episodes")}
+        for side, res in zip(("ours", "rejax"), pair(req)):
+            if res is not None:
+                import numpy as np
+
+                res["mean_curve"] = np.mean(np.asarray(res["eval_returns"], float), axis=0).tolist()
+            c[side] = res
+        curves[algo] = c
+        bar.update(1)
+    if peer is not None:
+        peer.close()
+
+    # (f) every CLI's --help, in a fresh interpreter each (target: < 2 s on an idle 2-core CPU)
+    phase("CLI --help times")
+    from benchmarks.common import cli_modules, help_times
+
+    helps = help_times(cli_modules(ROOT), runs=cfg.help_runs, root=ROOT)
+    bar.update(1)
+
+    phase("write results")
+    summary = {"config": dataclasses.asdict(cfg), "scale": scale, "rejax_only": bool(a.rejax_only), "sac": sac,
+               "td3": td3, "skipped": skipped,
+               "rejax": rejax, "curves": curves, "roofline": roofline,
+               "rejax_peer": rejax_info, "help_s": helps}
+    td3_key = "8" if "8" in td3["ours_aggregate_updates_per_s"] else n_max_key(counts)
+    sac_rows = [r for r in update_rows if r["algo"] == "sac"]
+    sac_row = next((r for r in sac_rows if r["seeds"] == 8), sac_rows[-1] if sac_rows else None)
+    summary["ratios"] = summary_ratios(rejax, td3["ours_aggregate_updates_per_s"][td3_key] * flops_per_update / 1e9,
+                                       sac_row["gflops"] if sac_row else None, gemm)
+    summary["compile_s"] = {f"{algo}_pendulum": rejax[algo]["ours"][str(pend_counts[0])]["compile_s"]
+                            for algo in ("td3", "sac")}
+    agg = td3["ours_aggregate_updates_per_s"]
+    n_max = str(max(counts))
+    summary["targets"] = {
+        "sac_ours_over_brax": {"target": 1.0, "ratio": (sac["ours"]["env_steps_per_s"] / brax["steady_env_steps_per_s"])
+                               if brax else None},
+        f"td3_{n_max}_seeds_over_1": {"target": 2.0, "ratio": agg[n_max] / agg["1"]},
+        f"td3_ours_{n_max}_over_torch_{cfg.torch_seeds}": {
+            "target": 3.0, "ratio": agg[n_max] / torch_res["aggregate_updates_per_s"] if torch_res else None},
+    }
+    for algo in PEND_ALGOS:
+        summary["targets"][f"{algo}_ours_over_rejax_8_seeds"] = {"target": 1.0, "ratio": summary["ratios"][f"{algo}_vs_rejax"]}
+    for algo in ("td3", "sac"):
+        summary["targets"][f"{algo}_update_gemm_fraction"] = {"target": 0.6,
+                                                              "ratio": summary["ratios"][f"{algo}_gemm_fraction"]}
+    for t in summary["targets"].values():
+        t["met"] = None if t["ratio"] is None else bool(t["ratio"] >= t["target"])
+    slowest = max(helps.items(), key=lambda kv: kv[1]["wall_s"]) if helps else None
+    summary["targets"]["cli_help_under_2_s"] = {  # a time, not a ratio: met when the slowest is under 2 s
+        "target": 2.0, "ratio": None, "slowest": slowest[0] if slowest else None,
+        "slowest_s": slowest[1]["wall_s"] if slowest else None,
+        "met": None if slowest is None else bool(slowest[1]["wall_s"] < 2.0)}
+    table = make_table(summary) + "\n" + rejax_table(summary) + "\n" + help_table(helps)
+    summary["table_md"] = table
+    wall = time.perf_counter() - t_start
+    extra = {"venv_setup_s": venv_s, "venvs_created_this_run": venv_created, "timeline_s": timeline,
+             "peer_versions": {"brax": brax["versions"] if brax else None,
+                               "torch": {k: torch_res[k] for k in ("torch", "numpy", "threads")} if torch_res else None,
+                               "rejax": rejax_info["versions"] if rejax_info else None}}
+    write_result(os.path.join(a.out, "summary.json"), summary, config=cfg, wall_time_s=wall, **extra)
+    import jax
+
+    peer_dev = brax["device"]["backend"] if brax else "n/a"
+    header = (f"# Throughput ({scale} scale)\n\nOurs on jax {jax.__version__} ({jax.default_backend()}), Brax peer on "
+              f"jax {brax['versions']['jax'] if brax else 'n/a'} ({peer_dev}), torch peer on the CPU, rejax peer "
+              f"{rejax_info['versions']['rejax'] + ' on jax ' + rejax_info['versions']['jax'] + ' (' + rejax_info['backend'] + ')' if rejax_info else 'n/a'}. Load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end; wall time {wall:.0f} s (peer venv "
+              f"setup {venv_s:.0f} s). Steady-state rates, compilation reported apart; medians over rounds.\n\n")
+    write_text(os.path.join(a.out, "table.md"), header + table)
+    bar.update(1)
+    bar.close()
+    print(header + table)
+    return summary

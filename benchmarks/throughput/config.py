@@ -1,0 +1,108 @@
+"""The throughput benchmark's settings per scale (ThroughputConfig, SCALES)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    # (a) SAC: ours vs Brax's trainer
+    sac_env: str = "inverted_pendulum"  # a Brax env name (ours: "brax/<name>")
+    backend: str = "positional"
+    sac_learning_starts: int = 256  # warm-up / prefill steps (>= batch 256)
+    sac_steps_per_chunk: int = 500  # env steps per timed chunk (ours) / per epoch (Brax)
+    sac_chunks_before: int = 1  # our timed chunks before the peer runs
+    sac_chunks_after: int = 1  # ... and after it
+    brax_epochs: int = 3  # Brax training epochs; the first one includes its compilation
+    # (b) and (c) TD3 update
+    td3_obs_dim: int = 17  # HalfCheetah's observation and action sizes
+    td3_act_dim: int = 6
+    td3_buffer_size: int = 10_000
+    td3_seed_counts: tuple = (1, 2, 4, 8)
+    td3_updates_per_call: int = 50  # updates per compiled call (a lax.scan)
+    td3_calls: int = 2  # timed calls per seed count per round
+    torch_seeds: int = 8
+    torch_updates: int = 50  # timed updates per seed per round (after torch_warmup untimed ones)
+    torch_warmup: int = 5
+    torch_threads: int = 1  # torch intra-op threads; 0 = torch's default (all cores)
+    rounds: int = 3
+    sac_time_eval: bool = False  # also compile and time our evaluation alone, and subtract it
+    # (d) ours vs rejax on gymnax/Pendulum-v1: whole training runs, jit(vmap(train)) over seeds
+    pend_seed_counts: tuple = (1, 8, 32)
+    pend_learning_starts: int = 256  # uniform warm-up steps (TD3, SAC); >= the SAC batch 256
+    pend_train_steps: int = 512  # env steps after the warm-up (TD3, SAC), 1 update each
+    pend_eval_every: int = 256  # evaluation cadence (env steps), both sides
+    pend_eval_episodes: int = 5
+    ppo_rollouts: int = 2  # PPO env steps = ppo_rollouts x rollout (2048); evaluation after each rollout
+    curve_seeds: int = 2  # learning curves: ours and rejax, equal steps and seeds (a sanity check)
+    curve_learning_starts: int = 1_000
+    curve_train_steps: int = 5_000
+    curve_eval_every: int = 1_000
+    ppo_curve_rollouts: int = 10
+    # (e) roofline: dense float32 GEMM rate (jax, numpy), and the SAC update alone
+    overlap_compile: bool = False  # (d): compile rejax's program while ours compiles (see pendulum_pair)
+    gemm_n: int = 2048
+    gemm_reps: int = 5
+    sac_update_seed_counts: tuple = (1, 8)
+    help_runs: int = 1  # (f) `python -m <cli> --help`, each in a fresh interpreter: the best of this many runs
+    run_brax: bool = True
+    run_torch: bool = True
+    run_rejax: bool = True
+
+    def validate(self):
+        positive = ("sac_learning_starts", "sac_steps_per_chunk", "td3_obs_dim", "td3_act_dim",
+                    "td3_buffer_size", "td3_updates_per_call", "td3_calls", "torch_seeds", "torch_updates",
+                    "rounds")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("sac_chunks_before", "sac_chunks_after", "torch_warmup", "torch_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.sac_chunks_before + self.sac_chunks_after < 1:
+            raise ValueError("sac_chunks_before + sac_chunks_after must be >= 1 (no timed chunk of ours)")
+        if self.brax_epochs < 2:
+            raise ValueError(f"brax_epochs must be >= 2 (the first one includes compilation), got {self.brax_epochs}")
+        if self.sac_learning_starts < 256:
+            raise ValueError(f"sac_learning_starts must be >= the SAC batch 256, got {self.sac_learning_starts}")
+        if self.td3_buffer_size < 100:
+            raise ValueError(f"td3_buffer_size must be >= the TD3 batch 100, got {self.td3_buffer_size}")
+        counts = tuple(self.td3_seed_counts)
+        if not counts or any(int(c) != c or c < 1 for c in counts) or list(counts) != sorted(set(counts)):
+            raise ValueError(f"td3_seed_counts must be distinct positive integers in increasing order, got {counts}")
+        if counts[0] != 1:
+            raise ValueError(f"td3_seed_counts must start at 1 (the single-seed reference), got {counts}")
+        pend = tuple(self.pend_seed_counts)
+        if not pend or any(int(c) != c or c < 1 for c in pend) or list(pend) != sorted(set(pend)):
+            raise ValueError(f"pend_seed_counts must be distinct positive integers in increasing order, got {pend}")
+        if self.pend_learning_starts < 256 or self.curve_learning_starts < 256:
+            raise ValueError("pend_learning_starts and curve_learning_starts must be >= the SAC batch 256")
+        for steps, every in ((self.pend_train_steps, self.pend_eval_every),
+                             (self.curve_train_steps, self.curve_eval_every)):
+            if every < 2 or every % 2 or steps < every or steps % every:
+                raise ValueError(f"train steps {steps} must be a positive multiple of an even eval_every {every} "
+                                 "(TD3's policy delay 2)")
+        for name in ("pend_eval_episodes", "ppo_rollouts", "curve_seeds", "ppo_curve_rollouts", "gemm_n",
+                     "gemm_reps", "help_runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.backend not in ("positional", "spring", "generalized", "mjx"):
+            raise ValueError(f"unknown Brax backend {self.backend!r}; valid: positional, spring, generalized, mjx")
+        return self
+
+
+SCALES = {
+    "quick": ThroughputConfig(),
+    "paper": ThroughputConfig(sac_env="halfcheetah", sac_learning_starts=1_000, sac_steps_per_chunk=5_000,
+                              sac_chunks_before=2, sac_chunks_after=2, brax_epochs=4, td3_buffer_size=100_000,
+                              td3_updates_per_call=500, td3_calls=3, torch_updates=500, torch_warmup=20,
+                              torch_threads=0, rounds=3, sac_time_eval=True, pend_learning_starts=1_000,
+                              pend_train_steps=4_000, pend_eval_every=1_000, ppo_rollouts=5, curve_seeds=8,
+                              curve_train_steps=20_000, ppo_curve_rollouts=50, gemm_n=4096, help_runs=3),
+}
+
+
+def config_for(scale: str) -> ThroughputConfig:
+    from benchmarks.common import parse_scale
+
+    return SCALES[parse_scale(scale, SCALES)].validate()

@@ -1,0 +1,168 @@
+"""Our sides of (a) SAC against Brax's trainer and (b, c) the TD3 update against eager PyTorch and over
+vmapped seeds, with the updates' FLOP counts."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from benchmarks.throughput.config import ThroughputConfig
+
+
+# ----------------------------------------------------------------------------------------------------
+# (a) SAC: ours
+# ----------------------------------------------------------------------------------------------------
+def _block(x):
+    import jax
+
+    return jax.tree.map(lambda a: a.block_until_ready(), x)
+
+
+class OurSAC:
+    """Our SAC, compiled exactly as ``metarl.train.Runner`` compiles it (jit of vmap over the runs)."""
+
+    def __init__(self, cfg: ThroughputConfig):
+        import jax
+
+        from metarl.train import TrainConfig, make_functions, run_keys_and_hp
+
+        n_chunks = cfg.sac_chunks_before + cfg.sac_chunks_after
+        self.steps_per_chunk = cfg.sac_steps_per_chunk
+        self.train_config = TrainConfig(
+            algo="sac", env=f"brax/{cfg.sac_env}", backend=cfg.backend, seeds=1,
+            total_steps=cfg.sac_learning_starts + n_chunks * cfg.sac_steps_per_chunk,
+            learning_starts=cfg.sac_learning_starts, eval_every=cfg.sac_steps_per_chunk, eval_episodes=1,
+            evals_per_chunk=1, updates_per_step=1, buffer_size=10**7)
+        _, self.agent, init, run_chunk, evaluate = make_functions(self.train_config)
+        assert self.agent.config.batch_size == 256 and tuple(self.agent.config.actor_hidden) == (256, 256)
+        _, self.keys, self.hp = run_keys_and_hp(self.train_config)
+        self.compile_s = {}
+        t = time.perf_counter()
+        init_c = jax.jit(jax.vmap(init)).lower(self.keys, self.hp).compile()
+        self.compile_s["init"] = time.perf_counter() - t
+        self.run = _block(init_c(self.keys, self.hp))
+        t = time.perf_counter()
+        self.chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0).lower(self.run).compile()
+        self.compile_s["chunk"] = time.perf_counter() - t
+        self.evaluate = None
+        if cfg.sac_time_eval:
+            t = time.perf_counter()
+            self.evaluate = jax.jit(jax.vmap(evaluate)).lower(self.run.agent, self.keys).compile()
+            self.compile_s["evaluate_alone"] = time.perf_counter() - t
+        self.chunk_s, self.eval_s = [], []
+
+    def time_chunks(self, n: int):
+        for _ in range(n):
+            t = time.perf_counter()
+            self.run, m = self.chunk(self.run)
+            _block(m)
+            self.chunk_s.append(time.perf_counter() - t)
+            if self.evaluate is not None:
+                t = time.perf_counter()
+                _block(self.evaluate(self.run.agent, self.keys))
+                self.eval_s.append(time.perf_counter() - t)
+
+    def result(self) -> dict:
+        steps = self.steps_per_chunk * len(self.chunk_s)
+        chunk_total, eval_total = sum(self.chunk_s), sum(self.eval_s)
+        # Without sac_time_eval the figure keeps the chunk's one evaluation episode (about 1% of a
+        # chunk when it was timed apart): a conservative figure for our side.
+        return {"env_steps_per_s": steps / max(chunk_total - eval_total, 1e-9),
+                "env_steps_per_s_incl_eval": steps / chunk_total, "eval_subtracted": bool(self.eval_s),
+                "chunk_s": self.chunk_s, "eval_s": self.eval_s, "steps_per_chunk": self.steps_per_chunk,
+                "compile_time_s": self.compile_s["init"] + self.compile_s["chunk"],
+                "compile_breakdown_s": self.compile_s, "train_config": dataclasses.asdict(self.train_config)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# (b, c) TD3 update: ours vmapped over seeds; eager PyTorch peer
+# ----------------------------------------------------------------------------------------------------
+def _td3_spec_agent(cfg: ThroughputConfig, algo: str = "td3"):
+    from metarl.agents import make_agent
+    from metarl.envs import EnvSpec
+
+    a_dim, o_dim = cfg.td3_act_dim, cfg.td3_obs_dim
+    spec = EnvSpec(name="synthetic/td3-update", obs_shape=(o_dim,), discrete=False, action_dim=a_dim,
+                   action_low=(-1.0,) * a_dim, action_high=(1.0,) * a_dim)
+    return spec, make_agent(algo, spec)
+
+
+def td3_flops_per_update(cfg: ThroughputConfig) -> float:
+    """XLA's FLOP count of one TD3 update of one seed: the critic step plus half an actor step
+    (policy delay 2). Turns updates/s into achieved GFLOP/s, which shows whether the update is
+    compute-bound (then vmapping seeds cannot raise the aggregate rate on a CPU)."""
+    import jax
+    import jax.numpy as jnp
+
+    _, agent = _td3_spec_agent(cfg)
+    state = agent.init(jax.random.PRNGKey(0), {})
+    b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
+    batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
+                 terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
+    key = jax.random.PRNGKey(1)
+
+    def flops(fn):  # the lowered (unoptimised) program's count: within 0.1% of the compiled one, no compile
+        ca = jax.jit(fn).lower(state, batch, key).cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        return float(ca["flops"])
+
+    return flops(agent.critic_step) + flops(agent.actor_step) / agent.config.policy_delay
+
+
+class OurTD3Updates:
+    """``n`` seeds of TD3 (or SAC: ``algo="sac"``) (each with its own agent and replay buffer of random transitions) as one
+    compiled program that runs ``updates_per_call`` x (sample a batch, ``agent.update``) in a lax.scan."""
+
+    def __init__(self, cfg: ThroughputConfig, n: int, algo: str = "td3"):
+        import jax
+        import jax.numpy as jnp
+
+        from metarl import buffers
+
+        a_dim, o_dim = cfg.td3_act_dim, cfg.td3_obs_dim
+        _, agent = _td3_spec_agent(cfg, algo)
+        c = agent.config
+        if algo == "td3":
+            assert (tuple(c.actor_hidden), tuple(c.critic_hidden), c.batch_size, c.twin, c.policy_delay) == \
+                ((400, 300), (400, 300), 100, True, 2)
+        else:  # the SAC update alone (the roofline): 256-256, batch 256
+            assert (tuple(c.actor_hidden), tuple(c.critic_hidden), c.batch_size) == ((256, 256), (256, 256), 256)
+        size, k_upd = cfg.td3_buffer_size, cfg.td3_updates_per_call
+
+        def init(key):
+            k_agent, k1, k2, k3, k4, k5, k_run = jax.random.split(key, 7)
+            data = dict(obs=jax.random.normal(k1, (size, o_dim)),
+                        action=jax.random.uniform(k2, (size, a_dim), minval=-1.0, maxval=1.0),
+                        reward=jax.random.normal(k3, (size,)), next_obs=jax.random.normal(k4, (size, o_dim)),
+                        terminated=jax.random.uniform(k5, (size,)) < 0.01)
+            data["done"] = data["terminated"]
+            buf = buffers.add_batch(buffers.init(jax.tree.map(lambda x: x[0], data), size), data)
+            return agent.init(k_agent, {}), buf, k_run
+
+        def updates(carry):
+            state, buf, key = carry
+
+            def body(state, k):
+                k_s, k_u = jax.random.split(k)
+                return agent.update(state, buffers.sample(buf, k_s, c.batch_size), k_u)
+
+            key, sub = jax.random.split(key)
+            state, m = jax.lax.scan(body, state, jax.random.split(sub, k_upd))
+            return (state, buf, key), m["critic_loss"][-1]
+
+        keys = jax.random.split(jax.random.PRNGKey(0), n)
+        self.n, self.updates_per_call = n, k_upd
+        self.carry = _block(jax.jit(jax.vmap(init))(keys))
+        t = time.perf_counter()
+        self.fn = jax.jit(jax.vmap(updates), donate_argnums=0).lower(self.carry).compile()
+        self.compile_s = time.perf_counter() - t
+        self.carry, loss = self.fn(self.carry)  # one untimed call: first-touch effects
+        if not bool(jnp.all(jnp.isfinite(_block(loss)))):
+            raise FloatingPointError(f"non-finite {algo.upper()} critic loss in the throughput benchmark")
+        self.samples = []  # aggregate updates/s, one per timed call
+
+    def time_calls(self, calls: int):
+        for _ in range(calls):
+            t = time.perf_counter()
+            self.carry, loss = self.fn(self.carry)
+            _block(loss)
+            self.samples.append(self.n * self.updates_per_call / (time.perf_counter() - t))

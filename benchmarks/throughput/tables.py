@@ -1,0 +1,202 @@
+"""(e) The roofline (the machine's dense float32 GEMM rate and our updates' fraction of it), the summary's
+ratios, and the tables."""
+from __future__ import annotations
+
+import time
+
+from benchmarks.throughput.config import ThroughputConfig
+from benchmarks.throughput.ours import _td3_spec_agent
+from benchmarks.throughput.pendulum import PEND_ALGOS
+
+
+# ----------------------------------------------------------------------------------------------------
+# (e) Roofline: the machine's dense float32 GEMM rate, and our updates' achieved fraction of it
+# ----------------------------------------------------------------------------------------------------
+def gemm_rates(n: int = 2048, reps: int = 5) -> dict:
+    """Attainable dense float32 GEMM rate (GFLOP/s, 2 n^3 FLOP per product) of jax (XLA's CPU/GPU dot)
+    and numpy (its BLAS), large square matrices, every core (the libraries' default threading). Best of
+    ``reps`` timed products after one untimed one."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    flop = 2.0 * n ** 3
+    out = {"n": n, "reps": reps, "flop_per_product": flop}
+    dot = jax.jit(jnp.dot)
+    ja, jb = jax.device_put(a), jax.device_put(b)
+    dot(ja, jb).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        dot(ja, jb).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    out["jax_gflops"] = flop / best / 1e9
+    np.dot(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.dot(a, b)
+        best = min(best, time.perf_counter() - t)
+    out["numpy_gflops"] = flop / best / 1e9
+    out["attainable_gflops"] = max(out["jax_gflops"], out["numpy_gflops"])
+    return out
+
+
+def sac_flops_per_update(cfg: ThroughputConfig) -> float:
+    """XLA's FLOP count of one SAC update of one seed (critic, actor and temperature steps), on the
+    synthetic HalfCheetah-sized spec of the TD3 update benchmark."""
+    import jax
+    import jax.numpy as jnp
+
+    _, agent = _td3_spec_agent(cfg, "sac")
+    state = agent.init(jax.random.PRNGKey(0), {})
+    b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
+    batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
+                 terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
+    ca = jax.jit(agent.update).lower(state, batch, jax.random.PRNGKey(1)).cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    return float(ca["flops"])
+
+
+def n_max_key(counts) -> str:
+    return str(max(counts))
+
+
+def ratio(ours, theirs):
+    """ours / theirs, or None where either is missing or not positive."""
+    if ours is None or theirs is None or theirs <= 0:
+        return None
+    return ours / theirs
+
+
+def summary_ratios(rejax: dict, td3_gflops: float | None, sac_gflops: float | None, gemm: dict | None,
+                   seeds: int = 8) -> dict:
+    """The summary's "ratios": ours / rejax env steps/s at ``seeds`` seeds per algorithm, and the TD3
+    (and SAC) update's achieved GFLOP/s over the attainable GEMM rate. ``rejax``: {algo: {"ours": {seeds:
+    row}, "rejax": {seeds: row} or None}} with rows carrying ``env_steps_per_s``."""
+    out = {}
+    for algo in PEND_ALGOS:
+        sides = rejax.get(algo) or {}
+        ours = (sides.get("ours") or {}).get(str(seeds))
+        theirs = (sides.get("rejax") or {}).get(str(seeds))
+        out[f"{algo}_vs_rejax"] = ratio(ours["env_steps_per_s"] if ours else None,
+                                        theirs["env_steps_per_s"] if theirs else None)
+    peak = gemm["attainable_gflops"] if gemm else None
+    out["td3_gemm_fraction"] = ratio(td3_gflops, peak)
+    out["sac_gemm_fraction"] = ratio(sac_gflops, peak)
+    return out
+
+
+def rejax_table(s: dict) -> str:
+    """Ours vs rejax (env steps/s per seed count, compile times), the roofline and the learning curves."""
+    rj = s.get("rejax") or {}
+    counts = [str(c) for c in s["config"]["pend_seed_counts"]]
+    lines = ["| gymnax/Pendulum-v1, whole run | seeds | ours env steps/s | rejax env steps/s | ours / rejax | "
+             "ours compile (s) | rejax compile (s) | target (ours >= rejax) |", "|---|---|---|---|---|---|---|---|"]
+    for algo in PEND_ALGOS:
+        sides = rj.get(algo) or {}
+        for c in counts:
+            o = (sides.get("ours") or {}).get(c)
+            t = (sides.get("rejax") or {}).get(c)
+            r = ratio(o["env_steps_per_s"] if o else None, t["env_steps_per_s"] if t else None)
+            lines.append(f"| {algo.upper()} | {c} | {_fmt(o['env_steps_per_s'] if o else None)} | "
+                         f"{_fmt(t['env_steps_per_s'] if t else None)} | {_fmt(r, 'x') if r else 'n/a'} | "
+                         f"{_fmt(o['compile_s'] if o else None)} | {_fmt(t['compile_s'] if t else None)} | "
+                         f"{_verdict(r, 1.0)} |")
+    roof = s.get("roofline") or {}
+    gemm = roof.get("gemm")
+    if gemm:
+        lines += ["", f"Dense float32 GEMM ({gemm['n']}x{gemm['n']}, all cores): jax {_fmt(gemm['jax_gflops'])} "
+                      f"GFLOP/s, numpy {_fmt(gemm['numpy_gflops'])} GFLOP/s; attainable = "
+                      f"{_fmt(gemm['attainable_gflops'])} GFLOP/s.", "",
+                  "| update (synthetic 17/6 dims) | seeds | updates/s | MFLOP/update | achieved GFLOP/s | "
+                  "fraction of GEMM | target (>= 60%) |", "|---|---|---|---|---|---|---|"]
+        for row in roof.get("updates", []):
+            f = row["gemm_fraction"]
+            lines.append(f"| {row['algo'].upper()} | {row['seeds']} | {_fmt(row['updates_per_s'])} | "
+                         f"{_fmt(row['flops_per_update'] / 1e6)} | {_fmt(row['gflops'])} | {f:.0%} | "
+                         f"{_verdict(f, 0.6)} |")
+    curves = s.get("curves") or {}
+    if curves:
+        lines += ["", "| learning curve (mean eval return over seeds) | seeds | env steps | ours | rejax |",
+                  "|---|---|---|---|---|"]
+        for algo, c in curves.items():
+            ours, theirs = c.get("ours"), c.get("rejax")
+            fmt_curve = lambda r: "n/a" if not r else " / ".join(f"{x:.0f}" for x in r["mean_curve"])
+            lines.append(f"| {algo.upper()} (evaluations every {c['eval_every']} steps after {c['learning_starts']} "
+                         f"warm-up) | {c['seeds']} | {c['total_steps']} | {fmt_curve(ours)} | {fmt_curve(theirs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def help_table(helps: dict) -> str:
+    """`--help` wall time per CLI, slowest first, against the 2 s target."""
+    if not helps:
+        return ""
+    lines = ["| `python -m <cli> --help` (fresh interpreter) | wall (s) | target (< 2 s) |", "|---|---|---|"]
+    for m, h in sorted(helps.items(), key=lambda kv: -kv[1]["wall_s"]):
+        verdict = ("met" if h["wall_s"] < 2.0 else "MISSED") if h["ok"] else "FAILED (non-zero exit)"
+        lines.append(f"| {m} | {h['wall_s']:.2f} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Table
+# ----------------------------------------------------------------------------------------------------
+def _fmt(x, unit=""):
+    if x is None:
+        return "n/a"
+    return f"{x:,.1f}{unit}" if x < 100 else f"{x:,.0f}{unit}"
+
+
+def _verdict(ratio, target):
+    if ratio is None:
+        return "not measured"
+    return "met" if ratio >= target else "MISSED"
+
+
+def make_table(s: dict) -> str:
+    cfg = s["config"]
+    sac, td3 = s["sac"], s["td3"]
+    ours_sac = sac["ours"]["env_steps_per_s"] if sac.get("ours") else None
+    brax_sps = sac["brax"]["steady_env_steps_per_s"] if sac.get("brax") else None
+    r_sac = ours_sac / brax_sps if ours_sac and brax_sps else None
+    agg = td3["ours_aggregate_updates_per_s"]
+    n_max = max(int(k) for k in agg)
+    r_vmap = agg[str(n_max)] / agg["1"] if "1" in agg else None
+    torch_agg = td3["torch"]["aggregate_updates_per_s"] if td3.get("torch") else None
+    r_torch = agg[str(n_max)] / torch_agg if torch_agg else None
+    env = f"brax/{cfg['sac_env']} ({cfg['backend']})"
+    lines = [
+        f"| measurement | ours | peer / reference | ratio | target | verdict |",
+        f"|---|---|---|---|---|---|",
+        f"| SAC env steps/s, {env}, 1 env, batch 256, 256-256, 1 update/step | {_fmt(ours_sac)} | "
+        f"Brax trainer {_fmt(brax_sps)} | {_fmt(r_sac, 'x') if r_sac else 'n/a'} | >= 1x | {_verdict(r_sac, 1.0)} |",
+        f"| SAC compile time (s) | {_fmt(sac['ours']['compile_time_s'] if sac.get('ours') else None)} | "
+        f"Brax trainer {_fmt(sac['brax']['compile_time_s'] if sac.get('brax') else None)} | | reported apart | |",
+        f"| TD3 updates/s, {n_max} vmapped seeds vs 1 seed (aggregate) | {_fmt(agg[str(n_max)])} | "
+        f"1 seed {_fmt(agg.get('1'))} | {_fmt(r_vmap, 'x') if r_vmap else 'n/a'} | >= 2x | {_verdict(r_vmap, 2.0)} |",
+        f"| TD3 updates/s, {n_max} seeds: ours vmapped vs PyTorch eager CPU, {cfg['torch_seeds']} seeds in sequence "
+        f"| {_fmt(agg[str(n_max)])} | torch {_fmt(torch_agg)} | {_fmt(r_torch, 'x') if r_torch else 'n/a'} | >= 3x "
+        f"| {_verdict(r_torch, 3.0)} |",
+        "",
+        "| TD3 vmapped seeds | aggregate updates/s | per seed | vs 1 seed | achieved GFLOP/s | compile (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    gf = td3.get("flops_per_update")
+    gflops = (lambda rate: _fmt(rate * gf / 1e9)) if gf else (lambda rate: "n/a")
+    for k in sorted(agg, key=int):
+        lines.append(f"| {k} | {_fmt(agg[k])} | {_fmt(agg[k] / int(k))} | {_fmt(agg[k] / agg['1'], 'x')} | "
+                     f"{gflops(agg[k])} | {_fmt(td3['ours_compile_s'][k])} |")
+    if torch_agg:
+        t = td3["torch"]
+        lines.append(f"| torch eager, {cfg['torch_seeds']} seeds in sequence ({t['threads']} thread(s)) | "
+                     f"{_fmt(torch_agg)} | {_fmt(torch_agg / cfg['torch_seeds'])} | | {gflops(torch_agg)} | |")
+    if gf:
+        lines.append(f"\nOne TD3 update (batch 100, 400-300, twin critics, actor every 2nd) = {gf / 1e6:,.0f} MFLOP "
+                     f"(XLA cost analysis); the same arithmetic is assumed for torch.")
+    for name, why in s.get("skipped", {}).items():
+        lines.append(f"\n{name} not measured: {why}")
+    return "\n".join(lines) + "\n"

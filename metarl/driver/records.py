@@ -1,0 +1,145 @@
+"""Run records: timestamps, package versions, the device, strict JSON, atomic writes, and a resumed run's
+identity check (the differences named in one line)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import numpy as np
+
+from metarl import cli
+from metarl.driver.errors import CheckpointError, CheckpointMissing, ConfigMismatch
+
+
+# ----------------------------------------------------------------------------------------------------
+# Run records: versions, device, strict JSON, atomic writes
+# ----------------------------------------------------------------------------------------------------
+def now() -> str:
+    """The current UTC time as the run records write it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def package_versions() -> dict:
+    """Installed versions of the packages a run's numbers depend on (absent ones left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for p in ("jax", "jaxlib", "flax", "optax", "brax", "gymnax", "jumanji", "chex", "distrax",
+              "orbax-checkpoint", "numpy"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def device_info() -> dict:
+    """The JAX backend and devices the run uses."""
+    return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "device_count": jax.device_count()}
+
+
+def jsonable(obj):
+    """Plain JSON types, with every non-finite float as None (so the file is valid JSON for any reader)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        return jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_norm(obj):
+    """``obj`` as it reads back from JSON (tuples become lists, non-finite floats None)."""
+    return json.loads(json.dumps(jsonable(obj)))
+
+
+def write_text(path: str, text: str | bytes):
+    """Atomic write of text or bytes: a reader sees the old file or the whole new one, never a part."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj):
+    """Atomic write (a reader never sees a half-written file) of strict JSON: NaN/inf become null."""
+    write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False,
+                                default=lambda o: jsonable(np.asarray(o).tolist())))
+
+
+def read_json(path: str):
+    """A JSON file, or a one-line :class:`CheckpointError` naming why it cannot be read."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {cli.one_line(e)}") from None
+
+
+def as_array(x):
+    """A JSON list back to an array (null -> NaN)."""
+    a = np.asarray(x)
+    return np.asarray(x, dtype=float) if a.dtype == object else a
+
+
+def flat_diff(old, new, prefix="") -> list[str]:
+    """``name (old -> new)`` for every differing leaf of two JSON-like dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            name = f"{prefix}{k}"
+            if k not in old:
+                out.append(f"{name} (unset -> {new[k]!r})")
+            elif k not in new:
+                out.append(f"{name} ({old[k]!r} -> unset)")
+            else:
+                out.extend(flat_diff(old[k], new[k], name + "."))
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')} ({old!r} -> {new!r})"]
+
+
+def identity_diff(old, new, first: int = 6) -> str:
+    """:func:`flat_diff` of two run identities as one line: the first ``first`` differences, '; '-joined."""
+    diffs = flat_diff(old, new)
+    return "; ".join(diffs[:first]) + (f"; and {len(diffs) - first} more" if len(diffs) > first else "")
+
+
+def version_diff(meta: dict) -> list[str]:
+    """Package versions that differ between a stored meta.json and this process (one entry if unrecorded)."""
+    old = meta.get("versions")
+    if old is None:
+        return ["(not recorded: meta.json missing or without versions)"]
+    return flat_diff(old, package_versions())
+
+
+def read_stored_run(d: str) -> tuple[dict, dict]:
+    """(config.json, meta.json or {}) of the run in ``d``; a one-line :class:`CheckpointMissing` without
+    config.json."""
+    path = os.path.join(d, "config.json")
+    if not os.path.isfile(path):
+        raise CheckpointMissing(f"no checkpoint to resume from in {d!r}: no config.json there (not a run "
+                                "directory, or a run that never started); start it without --resume")
+    meta_path = os.path.join(d, "meta.json")
+    return read_json(path), (read_json(meta_path) if os.path.isfile(meta_path) else {})
+
+
+def refuse_resume(d: str, diffs: list[str], vdiff: list[str], allow_version_change: bool, flag: str,
+                  what: str = "config") -> list[str]:
+    """Raise a one-line :class:`ConfigMismatch` naming ``diffs`` (settings) or, unless
+    ``allow_version_change``, ``vdiff`` (package versions). Returns ``vdiff`` (to record in meta.json)."""
+    if diffs:
+        raise ConfigMismatch(f"cannot resume {d}: the {what} differs from the stored run's in "
+                             f"{'; '.join(diffs)}; resume with the stored settings (config.json), or start a "
+                             f"new run (another {flag}, or --overwrite)")
+    if vdiff and not allow_version_change:
+        raise ConfigMismatch(f"cannot resume {d}: package versions differ from the stored run's: "
+                             f"{'; '.join(vdiff)}; pass --allow-version-change (allow_version_change=True) to "
+                             "resume anyway (it is recorded in meta.json)")
+    return vdiff
