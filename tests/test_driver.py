@@ -163,7 +163,7 @@ def test_nonfinite_continue_marks_the_run_failed_and_goes_on(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------
 KILL_AFTER_FIRST_CHECKPOINT = r"""
 import os, signal, sys
-from metarl import driver
+from metarl.driver import core as driver  # where Driver looks save_checkpoint up
 
 save = driver.save_checkpoint
 
