@@ -15,8 +15,6 @@ import json
 import os
 import time
 
-import numpy as np
-
 from experiments import baselines_common as bc
 
 OUT = os.path.join("results", "metagenrl_baselines")

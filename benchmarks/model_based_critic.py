@@ -37,7 +37,7 @@ def check_checkpoints(out_dir: str, parts, resume: bool):
     from metarl.driver import CheckpointMissing, RunDirError
     from metarl.meta.model_based_critic_outputs import part_files
 
-    found = [f for part in parts if part in RESUMABLE for f in part_files(part, True)[1:]
+    found = [f for part in parts if part in RESUMABLE for f in part_files(part)[1:]
              if os.path.isfile(os.path.join(out_dir, f))]
     if resume:
         if not found:
@@ -82,17 +82,9 @@ def main(argv=None):
         enable_compilation_cache()  # a repeated run skips the compilation
     from tqdm import tqdm
 
-    total = 0
-    if "toy" in parts:
-        total += 6
-    if "pointmass" in parts:
-        total += 2
-    if "reacher" in parts:
-        e = reacher.ReacherExperiment.at(scale)
-        total += (e.iterations + e.ddpg_iterations + e.mc_iterations) // e.chunk * e.chunk + 3
-    if "arm7" in parts:
-        e = arm7.Arm7Experiment.at(scale)
-        total += (e.iterations + e.ddpg_iterations + e.mc_iterations) // e.chunk * e.chunk + 3
+    experiments = {"toy": toy.ToyExperiment, "pointmass": pointmass.PointMassExperiment,
+                   "reacher": reacher.ReacherExperiment, "arm7": arm7.Arm7Experiment}
+    total = sum(experiments[part].at(scale).progress_units() for part in parts)
     t0 = time.time()
     out, times = {}, {}
     from benchmarks.common import compile_report
@@ -101,11 +93,11 @@ def main(argv=None):
             tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
         if "toy" in parts:
             t = time.time()
-            out["toy"] = toy.run(scale, a.out, progress=bar)
+            out["toy"] = toy.run(scale, a.out, progress=bar, resume=a.resume)
             times["toy"] = time.time() - t
         if "pointmass" in parts:
             t = time.time()
-            out["pointmass"] = pointmass.run(scale, a.out, pbar=bar)
+            out["pointmass"] = pointmass.run(scale, a.out, pbar=bar, resume=a.resume)
             times["pointmass"] = time.time() - t
         if "reacher" in parts:
             t = time.time()

@@ -106,7 +106,7 @@ def write_record(out_dir: str | None, name: str, out: dict):
 
 def parser(name: str, doc: str, seeds_help: str):
     """The command line both baselines share: --scale, --out, --seed, --seeds, --train, --test, --resume,
-    --overwrite (each experiment adds its own budget override). Returns (parser, split) with split("a,b") -> ("a", "b")."""
+    --overwrite, --no-progress (each experiment adds its own budget override). Returns (parser, split) with split("a,b") -> ("a", "b")."""
     import argparse
 
     from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
@@ -121,4 +121,5 @@ def parser(name: str, doc: str, seeds_help: str):
     p.add_argument("--test", default=None, help="comma-separated test env labels (default: all)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoint and record in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p, (lambda text: tuple(x for x in text.split(",") if x) if text else None)

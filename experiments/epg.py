@@ -121,7 +121,7 @@ def main(argv=None):
     enable_compilation_cache()  # a resumed or repeated run skips the compilation
     try:
         r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.generations, a.resume,
-                overwrite=a.overwrite)
+                progress=not a.no_progress, overwrite=a.overwrite)
     except ValueError as e:
         fail(p.prog, e)
     except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment

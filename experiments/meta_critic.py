@@ -753,7 +753,9 @@ def main(argv=None):
     p.add_argument("--env", default="brax/halfcheetah")
     p.add_argument("--variants", default=("vanilla", "updates", "params", "mc"), type=_comma_choices(VARIANTS, "variant"),
                    help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--seeds", type=positive_int, default=5)
+    p.add_argument("--seed", type=nonneg_int, default=0, help="the run's key: seed i of --seeds trains from key "
+                                                                  "split(PRNGKey(seed), seeds)[i]")
+    p.add_argument("--seeds", type=positive_int, default=5, help="independent runs, vmapped in one program")
     p.add_argument("--steps", type=positive_int, default=1_000_000)
     p.add_argument("--learning-starts", type=nonneg_int, default=10_000)
     p.add_argument("--eval-every", type=positive_int, default=1_000)
@@ -777,6 +779,7 @@ def main(argv=None):
                    help="continue an interrupted run in --out from its checkpoints (same settings)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     p.add_argument("--out", default="results/meta_critic/experiment")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     a = p.parse_args(argv)
     from metarl.train import Interrupted, RunError, _check_env_name, write_json
 
@@ -787,7 +790,8 @@ def main(argv=None):
     # Everything that can refuse the run, before anything is compiled or written.
     try:
         if a.tabular:
-            tcfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, **({"seeds": a.seeds} if a.tab_seeds else {})).validate()
+            tcfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, seed=a.seed,
+                                 **({"seeds": a.seeds} if a.tab_seeds else {})).validate()
         else:
             _check_env_name(a.env, "positional")
             from metarl import envs
@@ -795,7 +799,8 @@ def main(argv=None):
             if not a.env.startswith("brax/") and envs.make(a.env).spec.discrete:  # every brax env is continuous
                 raise ValueError(f"--env {a.env!r} is discrete; the meta-critic wraps continuous-action agents "
                                  "(e.g. gymnax/Pendulum-v1, every brax/* env)")
-            cfgs = [ExperimentConfig(algo=algo, env=a.env, variants=a.variants, seeds=a.seeds, total_steps=a.steps,
+            cfgs = [ExperimentConfig(algo=algo, env=a.env, variants=a.variants, seed=a.seed, seeds=a.seeds,
+                                     total_steps=a.steps,
                                      learning_starts=a.learning_starts, eval_every=a.eval_every,
                                      eval_episodes=a.eval_episodes, lookahead=a.lookahead,
                                      max_episode_steps=a.max_episode_steps,
@@ -847,7 +852,7 @@ def main(argv=None):
         with open(prev) as f:
             overhead = json.load(f).get("overhead") or None
     try:
-        res = run_experiment(cfg, a.out, overhead=overhead, resume=a.resume)
+        res = run_experiment(cfg, a.out, progress=not a.no_progress, overhead=overhead, resume=a.resume)
     except Interrupted as e:
         import shlex
 

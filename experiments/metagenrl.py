@@ -513,7 +513,12 @@ def main(argv=None):
     p.add_argument("--test", default=None, help="comma-separated test env labels (meta-test); default: all")
     p.add_argument("--objective", action="append", default=[], help="LABEL=PATH or PATH of a saved objective")
     p.add_argument("--out", default="results/metagenrl/run")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0, help="the run's key (meta-test adds 100: fresh agents)")
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help="meta-train: agents in the population, split evenly over the training environments (default: "
+                        "the scale's total_agents); meta-test: fresh agents per objective and baseline (default: the "
+                        "scale's test_seeds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--inner-steps", type=positive_int, default=None)
     p.add_argument("--no-t", action="store_true")
     p.add_argument("--no-v", action="store_true")
@@ -552,6 +557,8 @@ def main(argv=None):
         p.error(f"invalid meta-training settings at scale {args.scale}: {e}")
     if args.stages is not None:
         scale = dataclasses.replace(scale, stages=args.stages)
+    if args.seeds is not None:
+        scale = dataclasses.replace(scale, **{"total_agents" if args.mode == "meta-train" else "test_seeds": args.seeds})
     labels = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())
     if args.mode == "meta-train":
         bad = [t for t in labels(args.train or "") if t not in scale.envs]
@@ -595,8 +602,8 @@ def main(argv=None):
         try:
             with stop.sigint():
                 r = meta_train(scale, train, os.path.abspath(args.out), args.seed,
-                               _objective_config(args, scale.train.objective), args.inner_steps, resume=args.resume,
-                               stop=stop)
+                               _objective_config(args, scale.train.objective), args.inner_steps,
+                               progress=not args.no_progress, resume=args.resume, stop=stop)
         except Interrupted as e:
             cmd = " ".join(["python -m experiments.metagenrl"] + [x for x in (argv or sys.argv[1:]) if x != "--resume"]
                            + ["--resume"])
@@ -614,9 +621,9 @@ def main(argv=None):
             label, _, path = o.rpartition("=")
             objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
         test = labels(args.test) if args.test else tuple(scale.envs)
-        r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines)
+        r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines, progress=not args.no_progress)
         if not args.no_baselines:
-            onp = onpolicy_test(scale, test, args.seed + 100)
+            onp = onpolicy_test(scale, test, args.seed + 100, progress=not args.no_progress)
             for env in test:
                 r["results"][env].update(onp["results"][env])
             r["onpolicy_config"] = onp["config"]

@@ -24,7 +24,8 @@ from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
-                                                    one_line_errors, parse_cli, save_fig, write_atomic)
+                                                    one_line_errors, parse_cli, progress_bar, run_key,
+                                                    save_fig, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\
@@ -69,6 +70,7 @@ TABLES = (("1_new_goals", "std", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1
 @dataclasses.dataclass(frozen=True)
 class Arm7Experiment:
     seeds: int = 2
+    seed: int = 0                # random stream k: PRNGKey(16 seed + k) (model_based_critic_outputs.run_key)
     iterations: int = 300
     chunk: int = 50
     horizon: int = 40
@@ -85,7 +87,16 @@ class Arm7Experiment:
     train_goal_seed: int = 3
 
     @staticmethod
-    def at(scale: str) -> "Arm7Experiment":
+    def at(scale: str, seed: int = 0, seeds: int | None = None) -> "Arm7Experiment":
+        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
+        return dataclasses.replace(Arm7Experiment._at(scale), seed=seed, **({} if seeds is None else {"seeds": seeds}))
+
+    def progress_units(self) -> int:
+        """Progress-bar units of a run: the meta-iterations of the three methods, then 3 for the meta-test."""
+        return (self.iterations + self.ddpg_iterations + self.mc_iterations) // self.chunk * self.chunk + 3
+
+    @staticmethod
+    def _at(scale: str) -> "Arm7Experiment":
         check_scale(scale)
         if scale == "quick":
             return Arm7Experiment()
@@ -210,10 +221,11 @@ def markdown(rows) -> str:
     return "\n".join(out)
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False, seed: int = 0,
+        seeds: int | None = None) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
-    exp = Arm7Experiment.at(scale)
+    exp = Arm7Experiment.at(scale, seed, seeds)
     task, base = arm_models.make_task(arm_models.ARM7)
     ours_cfg = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,
                              critic_lr=exp.critic_lr,
@@ -224,21 +236,21 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     t0 = time.time()
     ck = checkpoints(out_dir, "arm7", dataclasses.asdict(exp), resume)
     states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals,
-                                                        jax.random.split(jax.random.PRNGKey(0), exp.seeds), exp.chunk, pbar,
+                                                        jax.random.split(run_key(exp.seed, 0), exp.seeds), exp.chunk, pbar,
                                                         checkpoint=ck["ours"])
     dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals,
-                                                 jax.random.split(jax.random.PRNGKey(1), exp.seeds),
+                                                 jax.random.split(run_key(exp.seed, 1), exp.seeds),
                                                  exp.ddpg_iterations, exp.chunk, pbar, checkpoint=ck["ddpg"])
     mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals,
-                                                        jax.random.split(jax.random.PRNGKey(3), exp.seeds),
+                                                        jax.random.split(run_key(exp.seed, 3), exp.seeds),
                                                         exp.mc_iterations, exp.chunk, pbar, checkpoint=ck["meta_critic"])
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     err_ours = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.learn_policy(ours_cfg, task, p, k, g, d),
-                                               states.phi, test_goals, test_dyn, jax.random.PRNGKey(2), exp.test_inits))
+                                               states.phi, test_goals, test_dyn, run_key(exp.seed, 2), exp.test_inits))
     if pbar is not None:
         pbar.update(1)
     err_ddpg, err_mc = map(np.asarray, mbc.evaluate_baselines(mc_cfg, task, dstates.q, mstates, test_goals, test_dyn,
-                                                              jax.random.PRNGKey(2), exp.test_inits))
+                                                              run_key(exp.seed, 2), exp.test_inits))
     if pbar is not None:
         pbar.update(2)
     wall = time.time() - t0
@@ -288,9 +300,11 @@ def figure(out_dir, curve, dcurve, mcurve):
 
 
 def main(argv=None):
-    scale, out, resume = parse_cli(argv, __doc__, "arm7", resumable=True)
-    with one_line_errors("experiments.model_based_critic_arm7", argv):
-        s = run(scale, out, resume=resume)
+    a = parse_cli(argv, __doc__, "arm7")
+    exp = Arm7Experiment.at(a.scale, a.seed, a.seeds)
+    with one_line_errors("experiments.model_based_critic_arm7", argv), \
+            progress_bar(exp.progress_units(), f"arm7 ({a.scale})", a.progress) as bar:
+        s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
     print(markdown(s["rows"]))
 
 

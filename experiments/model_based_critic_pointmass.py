@@ -22,12 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, UnitCheckpoints, check_scale, metadata, one_line_errors,
+                                                    parse_cli, progress_bar, run_key, save_fig, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
 class PointMassExperiment:
     seeds: int = 3
+    seed: int = 0                  # the seeds' keys: split(PRNGKey(16 seed + 11), seeds) (run_key, stream 11)
     mb_iterations: int = 2000
     q_iterations: int = 2000
     grid: int = 41                 # landscape grid per axis over [-box, box]
@@ -38,7 +40,17 @@ class PointMassExperiment:
     test_goals: tuple = ((-0.75, 2.25), (-3.75, -2.75))   # theta* = (0, 1.5) (near), (-1.5, -1) (far)
 
     @staticmethod
-    def at(scale: str) -> "PointMassExperiment":
+    def at(scale: str, seed: int = 0, seeds: int | None = None) -> "PointMassExperiment":
+        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
+        return dataclasses.replace(PointMassExperiment._at(scale), seed=seed,
+                                   **({} if seeds is None else {"seeds": seeds}))
+
+    def progress_units(self) -> int:
+        """Progress-bar units of a run: one per critic input (raw, folded)."""
+        return len(VARIANTS)
+
+    @staticmethod
+    def _at(scale: str) -> "PointMassExperiment":
         check_scale(scale)
         return PointMassExperiment() if scale == "quick" else PointMassExperiment(seeds=5, mb_iterations=10000,
                                                                                  q_iterations=10000, grid=61)
@@ -57,7 +69,8 @@ def evaluate(cfg: mbc.PointMassConfig, exp: PointMassExperiment, critic_for, goa
             "argmin": grid[jnp.argmin(vals)], "ends": ends}
 
 
-def run_variant(exp, critic_input, seed_keys):
+def variant_program(exp, critic_input):
+    """(config, one_seed(key) -> results) of one critic input; vmapped over the seeds' keys by run_variant."""
     cfg = mbc.PointMassConfig(critic_input=critic_input, mb_iterations=exp.mb_iterations,
                               q_iterations=exp.q_iterations)
     goals = [exp.train_goal] + list(exp.test_goals)
@@ -73,8 +86,21 @@ def run_variant(exp, critic_input, seed_keys):
             out[name] = [evaluate(cfg, exp, c, g) for g in goals]
         return out
 
-    res = jax.jit(jax.vmap(one_seed))(seed_keys)
-    return cfg, jax.device_get(res)
+    return cfg, one_seed
+
+
+def run_variant(exp, critic_input, seed_keys, units=None):
+    """Train and evaluate every seed of one critic input: (config, results as numpy). ``units``: a
+    UnitCheckpoints; the results are loaded from it when done before (a resumed run), else saved to it."""
+    cfg, one_seed = variant_program(exp, critic_input)
+    program = jax.vmap(one_seed)
+    done = units.load(critic_input, jax.eval_shape(program, seed_keys)) if units is not None else None
+    if done is not None:
+        return cfg, jax.device_get(done[0])
+    res = jax.device_get(jax.jit(program)(seed_keys))
+    if units is not None:
+        units.save(critic_input, res)
+    return cfg, res
 
 
 def distances(cfg, exp, res):
@@ -204,14 +230,21 @@ def markdown(summary) -> str:
     return "\n".join(out)
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
-    exp = PointMassExperiment.at(scale)
+VARIANTS = (("raw", "fig1_pointmass_landscapes.png", "Fig. 1: L_critic(s, a, g) (the paper's input)"),
+            ("folded", "fig1_pointmass_landscapes_folded.png", "L_critic(s - g, a)"))
+
+
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False, seed: int = 0,
+        seeds: int | None = None) -> dict:
+    """Both critic inputs (each checkpointed in out_dir/checkpoints once done; ``resume`` loads those done),
+    their distances, claims and figures; writes the summary and returns it."""
+    exp = PointMassExperiment.at(scale, seed, seeds)
     t0 = time.time()
-    keys = jax.random.split(jax.random.PRNGKey(11), exp.seeds)
+    keys = jax.random.split(run_key(exp.seed, 11), exp.seeds)
+    units = UnitCheckpoints(out_dir, "pointmass", dataclasses.asdict(exp), resume)
     summary = {"variants": {}, "final_losses": {}}
-    for variant, fname, title in (("raw", "fig1_pointmass_landscapes.png", "Fig. 1: L_critic(s, a, g) (the paper's input)"),
-                                  ("folded", "fig1_pointmass_landscapes_folded.png", "L_critic(s - g, a)")):
-        cfg, res = run_variant(exp, variant, keys)
+    for variant, fname, title in VARIANTS:
+        cfg, res = run_variant(exp, variant, keys, units)
         summary["variants"][variant] = distances(cfg, exp, res)
         summary.setdefault("claims", []).extend(claims(summary["variants"][variant], variant))
         summary["final_losses"][variant] = {
@@ -231,7 +264,11 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None) -> dict:
 
 
 def main(argv=None):
-    s = run(*parse_cli(argv, __doc__, "pointmass"))
+    a = parse_cli(argv, __doc__, "pointmass")
+    exp = PointMassExperiment.at(a.scale, a.seed, a.seeds)
+    with one_line_errors("experiments.model_based_critic_pointmass", argv), \
+            progress_bar(exp.progress_units(), f"pointmass ({a.scale})", a.progress) as bar:
+        s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
     print(markdown(s))
     print(json.dumps(s["final_losses"], indent=1))
 

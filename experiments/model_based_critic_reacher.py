@@ -21,12 +21,14 @@ from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
-                                                    one_line_errors, parse_cli, save_fig, write_atomic)
+                                                    one_line_errors, parse_cli, progress_bar, run_key,
+                                                    save_fig, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReacherExperiment:
     seeds: int = 2
+    seed: int = 0                # random stream k: PRNGKey(16 seed + k) (model_based_critic_outputs.run_key)
     iterations: int = 400
     chunk: int = 50
     horizon: int = 50
@@ -45,7 +47,16 @@ class ReacherExperiment:
     train_goals: tuple = ((0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
 
     @staticmethod
-    def at(scale: str) -> "ReacherExperiment":
+    def at(scale: str, seed: int = 0, seeds: int | None = None) -> "ReacherExperiment":
+        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
+        return dataclasses.replace(ReacherExperiment._at(scale), seed=seed, **({} if seeds is None else {"seeds": seeds}))
+
+    def progress_units(self) -> int:
+        """Progress-bar units of a run: the meta-iterations of the three methods, then 3 for the meta-test."""
+        return (self.iterations + self.ddpg_iterations + self.mc_iterations) // self.chunk * self.chunk + 3
+
+    @staticmethod
+    def _at(scale: str) -> "ReacherExperiment":
         check_scale(scale)
         if scale == "quick":
             return ReacherExperiment()
@@ -100,32 +111,33 @@ def grids(exp, tags, err):
     return out
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
+def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False, seed: int = 0,
+        seeds: int | None = None) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
-    exp = ReacherExperiment.at(scale)
+    exp = ReacherExperiment.at(scale, seed, seeds)
     ours_cfg, ddpg_cfg, mc_cfg = configs(exp)
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)
     t0 = time.time()
     ck = checkpoints(out_dir, "reacher", dataclasses.asdict(exp), resume)
-    keys = jax.random.split(jax.random.PRNGKey(0), exp.seeds)
+    keys = jax.random.split(run_key(exp.seed, 0), exp.seeds)
     states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals, keys, exp.chunk, pbar,
                                                         checkpoint=ck["ours"])
-    keys_b = jax.random.split(jax.random.PRNGKey(1), exp.seeds)
+    keys_b = jax.random.split(run_key(exp.seed, 1), exp.seeds)
     dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals, keys_b, exp.ddpg_iterations,
                                                  exp.chunk, pbar, checkpoint=ck["ddpg"])
-    keys_m = jax.random.split(jax.random.PRNGKey(3), exp.seeds)
+    keys_m = jax.random.split(run_key(exp.seed, 3), exp.seeds)
     mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals, keys_m, exp.mc_iterations,
                                                         exp.chunk, pbar, checkpoint=ck["meta_critic"])
     test_goals, test_dyn, tags = meta_test_pairs(exp, base)
     ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
     err_ours = np.asarray(mbc.evaluate_critics(ours_learn, states.phi, test_goals, test_dyn,
-                                               jax.random.PRNGKey(2), exp.test_inits))
+                                               run_key(exp.seed, 2), exp.test_inits))
     if pbar is not None:
         pbar.update(1)
     err_ddpg, err_mc = map(np.asarray, mbc.evaluate_baselines(mc_cfg, task, dstates.q, mstates, test_goals, test_dyn,
-                                                              jax.random.PRNGKey(2), exp.test_inits))
+                                                              run_key(exp.seed, 2), exp.test_inits))
     if pbar is not None:
         pbar.update(2)
     wall = time.time() - t0
@@ -200,9 +212,11 @@ def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
 
 
 def main(argv=None):
-    scale, out, resume = parse_cli(argv, __doc__, "reacher", resumable=True)
-    with one_line_errors("experiments.model_based_critic_reacher", argv):
-        s = run(scale, out, resume=resume)
+    a = parse_cli(argv, __doc__, "reacher")
+    exp = ReacherExperiment.at(a.scale, a.seed, a.seeds)
+    with one_line_errors("experiments.model_based_critic_reacher", argv), \
+            progress_bar(exp.progress_units(), f"reacher ({a.scale})", a.progress) as bar:
+        s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
     print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},
                      indent=1))
 

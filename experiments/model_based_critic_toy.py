@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import OUT_DIR, check_scale, metadata, parse_cli, save_fig, write_atomic
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, TOY_UNITS, UnitCheckpoints, check_scale, metadata,
+                                                    one_line_errors, parse_cli, progress_bar, save_fig, write_atomic)
 
 @dataclasses.dataclass(frozen=True)
 class ToyExperiment:
@@ -33,6 +34,10 @@ class ToyExperiment:
     converged_iterations: int = 300
     online_iterations: int = 5000
     online_critic_lr: float = 0.01
+
+    def progress_units(self) -> int:
+        """Progress-bar units of a run: the six loops (2 critic regimes x 3 loops)."""
+        return len(TOY_UNITS)
 
     @staticmethod
     def at(scale: str) -> "ToyExperiment":
@@ -86,9 +91,12 @@ def landscapes(cfg: mbc.ToyConfig, thetas):
     return q_true, jax.vmap(q_at)(thetas), jax.vmap(l_at)(thetas)
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, progress=None) -> dict:
+def run(scale: str = "quick", out_dir: str = OUT_DIR, progress=None, resume: bool = False) -> dict:
+    """The six loops from every initial theta (each checkpointed in out_dir/checkpoints once done; ``resume``
+    loads those done), the landscapes and the figures; writes the summary and returns it."""
     exp = ToyExperiment.at(scale)
     t0 = time.time()
+    units = UnitCheckpoints(out_dir, "toy", dataclasses.asdict(exp), resume)
     with jax.enable_x64(True):
         thetas0 = jnp.linspace(exp.theta_min, exp.theta_max, exp.n_theta, dtype=jnp.float64)
         regimes = {
@@ -100,8 +108,13 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, progress=None) -> dict:
         results, trajs = {}, {}
         for rname, cfg in regimes.items():
             for loop in mbc.TOY_LOOPS:
-                carry, traj = jax.jit(lambda t, cfg=cfg, loop=loop: mbc.toy_sweep(cfg, loop, t))(thetas0)
-                th_end = np.asarray(carry.theta)
+                done = units.load(f"{rname}_{loop}")
+                if done is not None:
+                    th_end = done[2]["theta_end"]
+                else:
+                    carry, _ = jax.jit(lambda t, cfg=cfg, loop=loop: mbc.toy_sweep(cfg, loop, t))(thetas0)
+                    th_end = np.asarray(carry.theta)
+                    units.save(f"{rname}_{loop}", arrays={"theta_end": th_end})
                 labels = classify(th_end, cfg)
                 s1_end = exp.s0 + th_end
                 results[f"{rname}/{loop}"] = {
@@ -110,7 +123,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, progress=None) -> dict:
                     "max_eq35_residual_at_eq35_ends": float(np.nanmax(np.where(
                         labels == "eq35 (theta=-(s0+s1)/2)", np.abs(th_end + (exp.s0 + s1_end) / 2), 0.0))),
                 }
-                trajs[f"{rname}/{loop}"] = (th_end, np.asarray(traj))
+                trajs[f"{rname}/{loop}"] = th_end
                 if progress is not None:
                     progress.update(1)
         # Eq. 61 (the appendix's Meta-Critic end point) as printed, for comparison with the loop.
@@ -170,7 +183,7 @@ def figures(out_dir, thetas0, trajs, grid, q_true, q_val, q_grad, q_phi, l_val, 
     fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharex=True)
     for i, regime in enumerate(("converged", "online")):
         for j, loop in enumerate(("q_fitting", "meta_critic", "model_based")):
-            th_end, _ = trajs[f"{regime}/{loop}"]
+            th_end = trajs[f"{regime}/{loop}"]
             ax = axes[i, j]
             ax.plot(thetas0, np.clip(th_end, -10, 15), ".", ms=3)
             ax.axhline(3, color="r", lw=0.7, ls=":")
@@ -184,7 +197,10 @@ def figures(out_dir, thetas0, trajs, grid, q_true, q_val, q_grad, q_phi, l_val, 
 
 
 def main(argv=None):
-    s = run(*parse_cli(argv, __doc__, "toy"))
+    a = parse_cli(argv, __doc__, "toy", seeded=False)
+    with one_line_errors("experiments.model_based_critic_toy", argv), \
+            progress_bar(ToyExperiment.at(a.scale).progress_units(), f"toy ({a.scale})", a.progress) as bar:
+        s = run(a.scale, a.out, bar, a.resume)
     print(basins_markdown(s))
 
 

@@ -9,8 +9,11 @@ of the listed libraries may have been imported by any of them.
 """
 import json
 import os
+import re
 import subprocess
 import sys
+
+import pytest
 
 from benchmarks.common import cli_modules
 
@@ -48,3 +51,29 @@ def test_every_cli_answers_help_without_heavy_imports():
     assert not bad, f"--help failed or printed no usage: {bad}"
     loaded = sorted(set(res["modules"]) & set(HEAVY))
     assert not loaded, f"--help of the CLIs imported {loaded}; import them where a run needs them"
+
+
+# The options every experiment's command line shares (issue: one config surface): a run's key and its number of
+# independent runs, resuming, the output folder, and the progress bar (on unless --no-progress).
+SHARED = ("--seed", "--seeds", "--resume", "--out", "--no-progress", "--overwrite")
+
+
+def test_every_experiment_cli_has_the_shared_options(capsys):
+    import importlib
+
+    mods = [m for m in cli_modules() if m.startswith("experiments.")]
+    files = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
+                   if f.endswith(".py") and not f.startswith("_"))
+    # every module of experiments/ is a command line, except the helper the two MetaGenRL baselines share
+    assert sorted(m.split(".", 1)[1] for m in mods) == [f for f in files if f != "baselines_common"], mods
+    missing = {}
+    for m in mods:
+        with pytest.raises(SystemExit) as e:
+            importlib.import_module(m).main(["--help"])
+        assert e.value.code == 0, m
+        text = capsys.readouterr().out
+        options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+        lacking = [o for o in SHARED if o not in options]
+        if lacking:
+            missing[m] = lacking
+    assert not missing, f"experiment CLIs without the shared options: {missing}"

@@ -418,3 +418,117 @@ def test_point_mass_and_training_tables_show_intervals_and_verdicts():
     assert t[1]["verdict (L_critic)"] == "leads to theta*: contradicts; > Q_sup: inconclusive at this scale"
     f = final_train_error_seeds(2, ours=np.array([[9.0, 1.0, 2.0], [9.0, 3.0, 4.0]]))["ours"]
     assert f["iqm"] == pytest.approx(2.5) and f["n"] == 2 and f["verdict"].startswith("descriptive")
+
+
+# ------------------------------------------------------------------ the command lines: seeds, resume
+
+
+def test_run_keys_keep_seed_zero_and_never_share_a_stream():
+    """--seed s: random stream k of a run uses PRNGKey(16 s + k), so seed 0 keeps the keys of every run before
+    the option existed and two seeds never draw from the same key; the experiments carry seed and seeds."""
+    from experiments import model_based_critic_pointmass as pointmass
+    from experiments import model_based_critic_reacher as reacher
+    from metarl.meta.model_based_critic_outputs import run_key
+
+    for k in (0, 3, 11):
+        np.testing.assert_array_equal(run_key(0, k), jax.random.PRNGKey(k))
+    keys = {tuple(np.asarray(run_key(s, k)).tolist()) for s in range(3) for k in range(16)}
+    assert len(keys) == 48
+    with pytest.raises(ValueError, match="stream 16 is not in 0..15"):
+        run_key(0, 16)
+    e = reacher.ReacherExperiment.at("quick", seed=2, seeds=7)
+    assert (e.seed, e.seeds) == (2, 7) and reacher.ReacherExperiment.at("quick").seeds == 2
+    assert pointmass.PointMassExperiment.at("paper", seed=1).seeds == 5
+
+
+def test_toy_cli_refuses_a_seed_in_one_line(tmp_path, capsys):
+    """The toy has no random numbers: --seed / --seeds other than the defaults are refused in one line saying
+    so, before anything is written."""
+    from experiments import model_based_critic_toy as toy
+
+    with pytest.raises(SystemExit) as e:
+        toy.main(["--out", str(tmp_path / "out"), "--seeds", "3"])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert e.value.code == 2 and len(err) == 1 and "has no random numbers" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+TOY_KILLED_AFTER_TWO_LOOPS = r"""
+import os, signal, sys
+from experiments import model_based_critic_toy as toy
+from metarl.meta import model_based_critic_outputs as out
+
+tiny = toy.ToyExperiment(n_theta=9, converged_iterations=8, online_iterations=16)
+toy.ToyExperiment.at = staticmethod(lambda scale: tiny)
+save, saved = out.UnitCheckpoints.save, []
+
+def save_then_die(self, *a, **k):
+    save(self, *a, **k)
+    saved.append(1)
+    if len(saved) == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+out.UnitCheckpoints.save = save_then_die
+toy.main(["--out", sys.argv[1], "--no-progress"] + sys.argv[3:])
+print(f"loops computed: {len(saved)}", file=sys.stderr)
+"""
+
+
+def test_toy_killed_after_two_loops_resumes_to_the_same_summary(tmp_path):
+    """The toy's command line killed (SIGKILL) right after its second loop's checkpoint, then run again with
+    --resume: the four loops left are computed, the two done are loaded, and the summary's loops and the
+    basins table equal those of a run straight through; a resume of a run with other settings is refused."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root)
+
+    def cli(out, kill_at, *extra):
+        return subprocess.run([sys.executable, "-c", TOY_KILLED_AFTER_TWO_LOOPS, str(out), str(kill_at), *extra],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli(whole, 0).returncode == 0
+    r = cli(killed, 2)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert sorted(os.listdir(killed / "checkpoints")) == ["toy_converged_meta_critic.npz", "toy_converged_q_fitting.npz"]
+    assert not (killed / "toy_summary.json").exists()
+    r = cli(killed, 0, "--resume")
+    assert r.returncode == 0 and "loops computed: 4" in r.stderr, r.stderr[-2000:]
+    a, b = (json.loads((d / "toy_summary.json").read_text()) for d in (whole, killed))
+    assert a["loops"] == b["loops"] and a["config"] == b["config"]
+    assert (whole / "toy_basins.md").read_text() == (killed / "toy_basins.md").read_text()
+    # a unit written with other settings (the config is part of its identity) is refused in one line
+    from metarl.meta.model_based_critic_outputs import UnitCheckpoints
+    from metarl.driver import ConfigMismatch
+
+    with pytest.raises(ConfigMismatch, match=r"config.n_theta \(9 -> 10\)"):
+        UnitCheckpoints(str(killed), "toy", dict(b["config"], n_theta=10), True).load("converged_q_fitting")
+
+
+def test_pointmass_variant_checkpoint_reads_back_what_was_computed(tmp_path):
+    """The point mass's unit checkpoint (a critic input's results for every seed): a resumed run loads the
+    arrays it saved, leaf for leaf, in the program's structure, instead of training again."""
+    from experiments import model_based_critic_pointmass as pointmass
+    from metarl.meta.model_based_critic_outputs import UnitCheckpoints, run_key
+
+    exp = pointmass.PointMassExperiment(seeds=2, mb_iterations=4, q_iterations=4, grid=5, quiver=3, starts=2,
+                                        descend_steps=3)
+    keys = jax.random.split(run_key(0, 11), exp.seeds)
+    config = dataclasses.asdict(exp)
+    _, res = pointmass.run_variant(exp, "folded", keys, UnitCheckpoints(str(tmp_path), "pointmass", config, False))
+    calls = []
+    real = jax.jit
+    try:
+        jax.jit = lambda *a, **k: calls.append(1) or real(*a, **k)
+        _, again = pointmass.run_variant(exp, "folded", keys, UnitCheckpoints(str(tmp_path), "pointmass", config, True))
+    finally:
+        jax.jit = real
+    assert calls == []  # loaded, not computed
+    assert jax.tree.structure(again) == jax.tree.structure(res)
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(res)):
+        assert isinstance(a, np.ndarray) and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

@@ -417,8 +417,8 @@ EARLIER_RUN = [("experiments.epg", "epg.json", True), ("experiments.rl2", "rl2.j
                ("experiments.lirpg", "config.json", True),
                ("experiments.model_based_critic_reacher", "checkpoints/reacher_ours.npz", True),
                ("experiments.model_based_critic_arm7", "arm7_summary.json", True),
-               ("experiments.model_based_critic_toy", "toy_summary.json", False),
-               ("experiments.model_based_critic_pointmass", "pointmass_summary.json", False),
+               ("experiments.model_based_critic_toy", "toy_summary.json", True),
+               ("experiments.model_based_critic_pointmass", "checkpoints/pointmass_raw.npz", True),
                ("experiments.metagenrl", "checkpoint.npz", True), ("experiments.meta_critic", "main/config.json", True)]
 
 

@@ -3,6 +3,7 @@ method: their scales, output folder, command line, run metadata and atomic file 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import platform
@@ -22,54 +23,142 @@ def check_scale(scale: str) -> str:
 
 
 METHODS = ("ours", "ddpg", "meta_critic")
+TOY_UNITS = tuple(f"{regime}_{loop}" for regime in ("converged", "online")
+                  for loop in ("q_fitting", "meta_critic", "model_based"))
+UNITS = {"toy": TOY_UNITS, "pointmass": ("raw", "folded"), "reacher": METHODS, "arm7": METHODS}
 
 
-def part_files(part: str, resumable: bool) -> tuple[str, ...]:
+def part_files(part: str) -> tuple[str, ...]:
     """What a part's run writes into the shared output folder and a new run must not silently replace: its
-    summary and, for the resumable parts, its meta-training checkpoints (paths relative to the folder)."""
-    return (f"{part}_summary.json",) + (tuple(f"checkpoints/{part}_{m}.npz" for m in METHODS) if resumable else ())
+    summary, then its checkpoints (paths relative to the folder): the reacher's and the arm's meta-training of
+    each method (after every chunk), the toy's six loops and the point mass's two critic inputs (each once done)."""
+    return (f"{part}_summary.json",) + tuple(f"checkpoints/{part}_{u}.npz" for u in UNITS[part])
 
 
-def parse_cli(argv, description: str, part: str, resumable: bool = False) -> tuple:
-    """(scale, out) from the command line shared by the model-based-critic experiments, plus ``resume``
-    for the ``resumable`` ones (reacher, arm7: their meta-training checkpoints after every chunk). Every
-    bad input (a scale, an unusable --out, an earlier run of ``part`` in --out without --resume or
-    --overwrite, --resume with nothing to resume) is one line on stderr before anything is compiled."""
-    from metarl.cli import ArgumentParser, add_scale_argument
+def run_key(seed: int, stream: int):
+    """The key of one random stream (0-15: a method's training seeds, the test initialisations, ...) of a run
+    with ``seed``: PRNGKey(16 seed + stream). Seed 0 gives PRNGKey(stream), the keys of the runs before --seed
+    existed; two seeds never share a stream."""
+    import jax
+
+    if not 0 <= stream < 16:
+        raise ValueError(f"stream {stream} is not in 0..15")
+    return jax.random.PRNGKey(16 * seed + stream)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cli:
+    """The parsed command line of a model-based-critic experiment."""
+
+    scale: str
+    out: str
+    resume: bool
+    seed: int
+    seeds: int | None  # None: the scale's
+    progress: bool
+
+
+def parse_cli(argv, description: str, part: str, seeded: bool = True) -> Cli:
+    """The command line shared by the model-based-critic experiments: --scale, --out, --seed, --seeds,
+    --resume, --overwrite, --no-progress. Every bad input (a scale, a seed, an unusable --out, an earlier run
+    of ``part`` in --out without --resume or --overwrite, --resume with nothing to resume) is one line on stderr
+    before anything is compiled. ``seeded`` False (the toy: no random numbers): --seed and --seeds are refused
+    unless at their defaults, in one line saying why."""
+    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
 
     p = ArgumentParser(description=description)
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=OUT_DIR, help="result directory (shared by the four parts; each writes its own "
                                                   "files)")
+    no_rng = "" if seeded else " (the toy has no random numbers: only the default is accepted)"
+    p.add_argument("--seed", type=nonneg_int, default=0,
+                   help="the run's keys: random stream k uses PRNGKey(16 seed + k); 0 is the default" + no_rng)
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help="independent runs of every method, vmapped (default: the scale's)" + no_rng)
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue from the checkpoints in --out/checkpoints ({part}: "
+                        + ("every method's meta-training, after every chunk" if part in ("reacher", "arm7") else
+                           "each unit once done") + "; the same settings and package versions, another is refused in "
+                        "one line)")
     p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {part} run's files in --out")
-    if resumable:
-        p.add_argument("--resume", action="store_true",
-                       help="continue the meta-training checkpointed in --out/checkpoints (same scale and package "
-                            "versions; another setting is refused in one line)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     a = p.parse_args(argv)
-    resume = bool(getattr(a, "resume", False))
     scale = check_scale(a.scale)
+    if not seeded and (a.seed != 0 or a.seeds is not None):
+        p.error(f"--seed {a.seed}" + (f" --seeds {a.seeds}" if a.seeds is not None else "")
+                + f": the {part} has no random numbers (a deterministic sweep); leave --seed and --seeds out")
     from metarl.driver import RunError, prepare_out_dir
 
-    files = part_files(part, resumable)
+    files = part_files(part)
     try:
-        prepare_out_dir(a.out, resume, a.overwrite, files, resume_from=files[1:] or None)
+        prepare_out_dir(a.out, a.resume, a.overwrite, files, resume_from=files[1:])
     except (RunError, OSError) as e:
         p.error(str(e))
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated run skips the compilation
-    return (scale, a.out, resume) if resumable else (scale, a.out)
+    return Cli(scale, a.out, a.resume, a.seed, a.seeds, not a.no_progress)
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar on stderr (a no-op when not ``enabled``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="it", file=sys.stderr, dynamic_ncols=True)
+
+
+def identity(part: str, unit: str, config: dict) -> dict:
+    """What makes two runs of a part's unit the same run: part, unit, config and package versions."""
+    from metarl.driver import package_versions
+
+    return {"part": part, "method": unit, "config": config, "versions": package_versions()}
 
 
 def checkpoints(out_dir: str, part: str, config: dict, resume: bool) -> dict:
     """{method: (path, identity, resume)} for the drivers' ``checkpoint`` argument: one file per method
     under ``out_dir/checkpoints``; a run's identity is its part, method, config and package versions."""
-    from metarl.driver import package_versions
-
-    return {m: (os.path.join(out_dir, "checkpoints", f"{part}_{m}.npz"),
-                {"part": part, "method": m, "config": config, "versions": package_versions()}, resume)
+    return {m: (os.path.join(out_dir, "checkpoints", f"{part}_{m}.npz"), identity(part, m, config), resume)
             for m in METHODS}
+
+
+class UnitCheckpoints:
+    """Checkpoints of a part whose work is a few independent units (the toy's six loops, the point mass's two
+    critic inputs): a unit's results are written whole to ``out_dir/checkpoints/<part>_<unit>.npz``
+    (metarl.npz_checkpoint, every array hashed) once computed, and a resumed run loads the units done instead of
+    computing them again; a unit written with another identity (config, seed, package versions) is refused in
+    one line (ConfigMismatch), a corrupted one too (CheckpointError)."""
+
+    def __init__(self, out_dir: str, part: str, config: dict, resume: bool):
+        from metarl.driver import json_norm
+
+        self.out_dir, self.part, self.resume = out_dir, part, resume
+        self.config = json_norm(config)
+
+    def path(self, unit: str) -> str:
+        return os.path.join(self.out_dir, "checkpoints", f"{self.part}_{unit}.npz")
+
+    def load(self, unit: str, like=None):
+        """(tree, meta, arrays) of a unit done, or None (not resuming, or not done yet)."""
+        from metarl import npz_checkpoint
+        from metarl.driver import ConfigMismatch, identity_diff, json_norm
+
+        path = self.path(unit)
+        if not (self.resume and os.path.isfile(path)):
+            return None
+        tree, meta, arrays = npz_checkpoint.load(path, {} if like is None else like)
+        want = json_norm(identity(self.part, unit, self.config))
+        if meta.get("identity") != want:
+            raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
+                                 f"{identity_diff(meta.get('identity', {}), want)}")
+        return tree, meta, arrays
+
+    def save(self, unit: str, tree=None, meta: dict | None = None, arrays: dict | None = None):
+        from metarl import npz_checkpoint
+        from metarl.driver import json_norm
+
+        os.makedirs(os.path.dirname(self.path(unit)), exist_ok=True)
+        npz_checkpoint.save(self.path(unit), {} if tree is None else tree,
+                            dict(meta or {}, identity=json_norm(identity(self.part, unit, self.config))), arrays)
 
 
 def metadata(config, wall_time: float) -> dict:
