@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from experiments import baselines_common as bc
+from metarl.meta import baselines_common as bc
 
 OUT = os.path.join("results", "metagenrl_baselines")
 METHODS = ("EPG", "RL2")

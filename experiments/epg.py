@@ -11,7 +11,7 @@ are one vmapped program per generation. Meta-test: fresh agents trained by the f
 every test environment for the same number of steps; score = final return (deterministic policy),
 mean over the seed's test agents.
 
-Scales (environments and training set from experiments/metagenrl.py):
+Scales (environments and training set: MetaGenRL's protocol, metarl.meta.metagenrl.protocol):
   quick   3 seeds, 12 generations of 8 members x 1 agent per environment, 4k steps per agent, 64-64
           policies: about 3 minutes of CPU time, nearly all compilation; NOT comparable with the paper.
   medium  5 seeds, 100 generations of 16 members x 1 agent per environment, 10k steps per agent
@@ -30,7 +30,7 @@ import time
 import jax
 import numpy as np
 
-from experiments import baselines_common as bc
+from metarl.meta import baselines_common as bc
 from metarl.meta import epg, families
 
 NAME = "epg"
@@ -110,27 +110,12 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
 
 
 def main(argv=None):
-    from metarl.cli import fail, positive_int
-    from metarl.driver import RunError
+    def line(e, s, r):
+        return (f"EPG {e:12s} ({'seen' if r['seen'] else 'unseen':6s}) final return IQM {s['iqm']:9.1f} "
+                f"[{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] over {s['n']} seeds")
 
-    p, split = bc.parser(NAME, __doc__, "independent ES runs (one vmapped program)")
-    p.add_argument("--generations", type=positive_int, default=None, help="override the number of ES generations")
-    a = p.parse_args(argv)
-    from metarl import enable_compilation_cache
-
-    enable_compilation_cache()  # a resumed or repeated run skips the compilation
-    try:
-        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.generations, a.resume,
-                progress=not a.no_progress, overwrite=a.overwrite)
-    except ValueError as e:
-        fail(p.prog, e)
-    except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment
-        fail(p.prog, e, e.exit_code)
-    for e, s in r["summary"].items():
-        seen = "seen" if r["results"][e]["seen"] else "unseen"
-        print(f"EPG {e:12s} ({seen:6s}) final return IQM {s['iqm']:9.1f} [{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] "
-              f"over {s['n']} seeds")
-    return r
+    return bc.main(NAME, __doc__, "independent ES runs (one vmapped program)",
+                   ("--generations", "override the number of ES generations"), run, line, argv)
 
 
 if __name__ == "__main__":

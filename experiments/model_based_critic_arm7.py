@@ -15,6 +15,7 @@ import io
 import json
 import os
 import time
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, final_train_error_seeds,
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_key,
                                                     save_fig, write_atomic)
@@ -68,40 +69,16 @@ TABLES = (("1_new_goals", "std", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1
 
 
 @dataclasses.dataclass(frozen=True)
-class Arm7Experiment:
-    seeds: int = 2
-    seed: int = 0                # random stream k: PRNGKey(16 seed + k) (model_based_critic_outputs.run_key)
-    iterations: int = 300
-    chunk: int = 50
-    horizon: int = 40
-    inner_lr: float = 1e-3
-    inner_steps: int = 3
-    critic_lr: float = 1e-3
-    n_policy_inits: int = 2
-    ddpg_iterations: int = 300
-    ddpg_test_steps: int = 20
-    mc_iterations: int = 300
-    test_inits: int = 2
+class Arm7Experiment(ArmExperiment):
+    """The seeds, budgets and inner loop (ArmExperiment; its defaults are the arm's quick scale), and the
+    arm's meta-test: Tables 1-3."""
+
     new_goals: int = 10          # per table column
     dyn_goal_std: float = 0.1    # Tables 2-3: new goals at this std around the training goals
     train_goal_seed: int = 3
 
-    @staticmethod
-    def at(scale: str, seed: int = 0, seeds: int | None = None) -> "Arm7Experiment":
-        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
-        return dataclasses.replace(Arm7Experiment._at(scale), seed=seed, **({} if seeds is None else {"seeds": seeds}))
-
-    def progress_units(self) -> int:
-        """Progress-bar units of a run: the meta-iterations of the three methods, then 3 for the meta-test."""
-        return (self.iterations + self.ddpg_iterations + self.mc_iterations) // self.chunk * self.chunk + 3
-
-    @staticmethod
-    def _at(scale: str) -> "Arm7Experiment":
-        check_scale(scale)
-        if scale == "quick":
-            return Arm7Experiment()
-        return Arm7Experiment(seeds=5, iterations=3000, chunk=100, horizon=50, ddpg_iterations=3000,
-                              ddpg_test_steps=200, mc_iterations=3000, test_inits=5)
+    PAPER: ClassVar[dict] = dict(seeds=5, iterations=3000, chunk=100, horizon=50, ddpg_iterations=3000,
+                                 ddpg_test_steps=200, mc_iterations=3000, test_inits=5)
 
 
 def train_goals(exp) -> np.ndarray:

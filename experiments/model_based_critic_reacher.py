@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -19,50 +20,28 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, check_scale, checkpoints, final_train_error_seeds,
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_key,
                                                     save_fig, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
-class ReacherExperiment:
-    seeds: int = 2
-    seed: int = 0                # random stream k: PRNGKey(16 seed + k) (model_based_critic_outputs.run_key)
+class ReacherExperiment(ArmExperiment):
+    """The seeds, budgets and inner loop (ArmExperiment) at the reacher's quick-scale values, and its meta-test."""
+
     iterations: int = 400
-    chunk: int = 50
     horizon: int = 50
-    inner_lr: float = 1e-3
-    inner_steps: int = 3
-    critic_lr: float = 1e-3
-    n_policy_inits: int = 2
     ddpg_iterations: int = 400
-    ddpg_test_steps: int = 20
     mc_iterations: int = 400
-    test_inits: int = 2
     grid: int = 7            # new goals: grid x grid over [-goal_span, goal_span]^2
     goal_span: float = 2.0
     masses: tuple = (0.5, 1.0, 2.0, 4.0)
     lengths: tuple = (0.6, 1.0, 1.4, 1.8)
     train_goals: tuple = ((0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
 
-    @staticmethod
-    def at(scale: str, seed: int = 0, seeds: int | None = None) -> "ReacherExperiment":
-        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
-        return dataclasses.replace(ReacherExperiment._at(scale), seed=seed, **({} if seeds is None else {"seeds": seeds}))
-
-    def progress_units(self) -> int:
-        """Progress-bar units of a run: the meta-iterations of the three methods, then 3 for the meta-test."""
-        return (self.iterations + self.ddpg_iterations + self.mc_iterations) // self.chunk * self.chunk + 3
-
-    @staticmethod
-    def _at(scale: str) -> "ReacherExperiment":
-        check_scale(scale)
-        if scale == "quick":
-            return ReacherExperiment()
-        return ReacherExperiment(seeds=5, iterations=3000, chunk=100, ddpg_iterations=3000, ddpg_test_steps=200,
-                                 mc_iterations=3000,
-                                 test_inits=5, grid=13, masses=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
+    PAPER: ClassVar[dict] = dict(seeds=5, iterations=3000, chunk=100, ddpg_iterations=3000, ddpg_test_steps=200,
+                                 mc_iterations=3000, test_inits=5, grid=13, masses=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
                                  lengths=(0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0))
 
 

@@ -10,7 +10,7 @@ actions padded to the protocol's largest environment (training and test). Meta-t
 runs fresh trials on every test environment; its score is the return of the trial's last episode
 (after the in-trial adaptation; the first episode's return is kept too), mean over trials, per seed.
 
-Scales (environments and training set from experiments/metagenrl.py):
+Scales (environments and training set: MetaGenRL's protocol, metarl.meta.metagenrl.protocol):
   quick   4 seeds, 20 PPO updates of 8 trials per environment (2 episodes of 200 steps), GRU 64:
           about 1.6 minutes of CPU time; NOT comparable with the paper.
   medium  6 seeds, 300 updates of 16 trials per environment, GRU 64 (estimated under an hour of CPU,
@@ -29,7 +29,7 @@ import time
 import jax
 import numpy as np
 
-from experiments import baselines_common as bc
+from metarl.meta import baselines_common as bc
 from metarl.meta import families, rl2
 
 NAME = "rl2"
@@ -103,27 +103,12 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
 
 
 def main(argv=None):
-    from metarl.cli import fail, positive_int
-    from metarl.driver import RunError
+    def line(e, s, r):
+        return (f"RL2 {e:12s} ({'seen' if r['seen'] else 'unseen':6s}) last-episode return IQM {s['iqm']:9.1f} "
+                f"[{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] over {s['n']} seeds; first episode {np.mean(r['first']):.1f}")
 
-    p, split = bc.parser(NAME, __doc__, "meta-training seeds (one vmapped program)")
-    p.add_argument("--updates", type=positive_int, default=None, help="override the number of PPO updates")
-    a = p.parse_args(argv)
-    from metarl import enable_compilation_cache
-
-    enable_compilation_cache()  # a resumed or repeated run skips the compilation
-    try:
-        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test), a.updates, a.resume,
-                progress=not a.no_progress, overwrite=a.overwrite)
-    except ValueError as e:
-        fail(p.prog, e)
-    except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment
-        fail(p.prog, e, e.exit_code)
-    for e, s in r["summary"].items():
-        seen = "seen" if r["results"][e]["seen"] else "unseen"
-        print(f"RL2 {e:12s} ({seen:6s}) last-episode return IQM {s['iqm']:9.1f} [{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] "
-              f"over {s['n']} seeds; first episode {np.mean(r['results'][e]['first']):.1f}")
-    return r
+    return bc.main(NAME, __doc__, "meta-training seeds (one vmapped program)",
+                   ("--updates", "override the number of PPO updates"), run, line, argv)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,7 @@ def test_every_experiment_cli_has_the_shared_options(capsys):
     mods = [m for m in cli_modules() if m.startswith("experiments.")]
     files = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
                    if f.endswith(".py") and not f.startswith("_"))
-    # every module of experiments/ is a command line, except the helper the two MetaGenRL baselines share
-    assert sorted(m.split(".", 1)[1] for m in mods) == [f for f in files if f != "baselines_common"], mods
+    assert sorted(m.split(".", 1)[1] for m in mods) == files, mods  # every module of experiments/ is a command line
     missing = {}
     for m in mods:
         with pytest.raises(SystemExit) as e:

@@ -85,7 +85,7 @@ def test_faults_are_one_line_errors(tmp_path):
 def test_each_segment_loop_refuses_a_corrupted_checkpoint(tmp_path):
     """The three users: MetaGenRL's stage checkpoint, EPG / RL^2's Checkpoint (also refusing another
     configuration), PPO-LIRPG's run directory; each restores its own file and refuses flipped bytes."""
-    from experiments import baselines_common as bc
+    from metarl.meta import baselines_common as bc
     from experiments import metagenrl as mg
     from metarl.meta import lirpg as lp
 

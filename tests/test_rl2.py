@@ -87,7 +87,7 @@ def test_baselines_command_line_and_run_record(tmp_path, capsys, monkeypatch):
     the run record is written whole (and not at all without an output folder)."""
     import json
 
-    from experiments import baselines_common as bc
+    from metarl.meta import baselines_common as bc
     from experiments import epg as epg_ex
     from experiments import rl2 as rl2_ex
 

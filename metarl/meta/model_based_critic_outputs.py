@@ -8,6 +8,7 @@ import io
 import os
 import platform
 import sys
+from typing import ClassVar
 
 from metarl.driver import write_text
 
@@ -44,6 +45,43 @@ def run_key(seed: int, stream: int):
     if not 0 <= stream < 16:
         raise ValueError(f"stream {stream} is not in 0..15")
     return jax.random.PRNGKey(16 * seed + stream)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmExperiment:
+    """What the reacher's and the 7-DoF arm's experiments share: the seeds, the meta-training budget of the
+    three methods (ours, DDPG, Meta Critic), the inner loop and the meta-test's policy initialisations. A
+    subclass sets its own defaults (the quick scale) and ``PAPER``, the paper scale's values."""
+
+    seeds: int = 2
+    seed: int = 0                # random stream k: PRNGKey(16 seed + k) (run_key)
+    iterations: int = 300        # ours: meta-iterations (Algorithm 2)
+    chunk: int = 50              # meta-iterations per compiled chunk (and checkpoint)
+    horizon: int = 40
+    inner_lr: float = 1e-3
+    inner_steps: int = 3
+    critic_lr: float = 1e-3
+    n_policy_inits: int = 2
+    ddpg_iterations: int = 300
+    ddpg_test_steps: int = 20
+    mc_iterations: int = 300
+    test_inits: int = 2
+
+    PAPER: ClassVar[dict] = {}
+
+    @classmethod
+    def at(cls, scale: str, seed: int = 0, seeds: int | None = None):
+        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
+        return dataclasses.replace(cls._at(scale), seed=seed, **({} if seeds is None else {"seeds": seeds}))
+
+    @classmethod
+    def _at(cls, scale: str):
+        check_scale(scale)
+        return cls() if scale == "quick" else cls(**cls.PAPER)
+
+    def progress_units(self) -> int:
+        """Progress-bar units of a run: the meta-iterations of the three methods, then 3 for the meta-test."""
+        return (self.iterations + self.ddpg_iterations + self.mc_iterations) // self.chunk * self.chunk + 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What the MetaGenRL-protocol baselines (experiments/rl2.py, experiments/epg.py) share: the protocol
-(environments, training set, test set; taken from experiments/metagenrl.py so the baselines run where
-MetaGenRL runs), checkpoints for --resume, and the per-seed summary."""
+(environments, training set, test set; metarl.meta.metagenrl.protocol, so the baselines run where
+MetaGenRL runs), checkpoints for --resume, the per-seed summary and the command line."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from experiments import metagenrl as mgx
+from metarl.meta.metagenrl import protocol as mgx
 
 SCALES = ("quick", "medium", "paper")
 
@@ -123,3 +123,29 @@ def parser(name: str, doc: str, seeds_help: str):
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoint and record in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p, (lambda text: tuple(x for x in text.split(",") if x) if text else None)
+
+
+def main(name: str, doc: str, seeds_help: str, budget: tuple[str, str], run, line, argv=None) -> dict:
+    """The command line of a baseline: :func:`parser`'s options plus its budget override ``budget`` = (flag,
+    help), e.g. ("--updates", "override the number of PPO updates"); calls ``run(scale, out, seed, seeds,
+    train, test, budget, resume, progress=, overwrite=)`` and prints ``line(label, summary, result)`` for
+    each test environment. A bad setting or a refused run is one line on stderr."""
+    from metarl import enable_compilation_cache
+    from metarl.cli import fail, positive_int
+    from metarl.driver import RunError
+
+    p, split = parser(name, doc, seeds_help)
+    p.add_argument(budget[0], type=positive_int, default=None, help=budget[1])
+    a = p.parse_args(argv)
+    enable_compilation_cache()  # a resumed or repeated run skips the compilation
+    try:
+        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test),
+                getattr(a, budget[0].lstrip("-").replace("-", "_")), a.resume, progress=not a.no_progress,
+                overwrite=a.overwrite)
+    except ValueError as e:
+        fail(p.prog, e)
+    except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment
+        fail(p.prog, e, e.exit_code)
+    for label, s in r["summary"].items():
+        print(line(label, s, r["results"][label]))
+    return r
