@@ -36,7 +36,8 @@ class Driver:
     latest chunk's headline numbers. ``resume_hint``: the command that resumes (put in the one-line
     message of an interrupted run); ``flag``: the option naming the run directory in error messages.
     ``tensorboard``: a folder for TensorBoard event files (metarl.tensorboard; each metric leaf's mean
-    after every chunk, at chunks x ``units_per_chunk``), or None.
+    after every chunk, at chunks x ``units_per_chunk``), or None. ``checkpoint_every``: chunks between
+    checkpoints (the last chunk and a chunk that ends under SIGINT are always checkpointed).
     ``on_nonfinite``: "stop" (default) raises :class:`NonFiniteError` after the first chunk with a NaN/inf in
     the state or an infinite metric; "continue" (needs ``runs``, the size of the state's leading vmapped
     axis, whose entries are independent runs, each a ``run_unit``) marks the runs concerned failed
@@ -44,24 +45,35 @@ class Driver:
 
     ``run(resume)`` returns (final state, metrics) with every metric leaf stacked over the chunks:
     ``[num_chunks, ...]`` (numpy).
+
+    One loop for every program: a subclass changes what it records through the hooks below (the
+    off-policy :class:`metarl.train.Runner` does: sharded runs, its in-graph guard, metrics per evaluation
+    point and a learning curve), never the order of checks, compilation, writes, checkpoints and SIGINT.
     """
+
+    RECORD_FILES = RECORD_FILES  # what a new run refuses to replace (None: any file) and --overwrite removes
+    CLEAR_FILES = RECORD_FILES
+    STATUSES = ("running", "finished", "failed", "interrupted")
 
     def __init__(self, init: Callable, chunk: Callable, key, num_chunks: int, out_dir: str | None,
                  config: dict, *, progress: bool = True, desc: str = "run", unit: str = "chunk",
                  units_per_chunk: int = 1, postfix: Callable | None = None, overwrite: bool = False,
                  allow_version_change: bool = False, resume_hint: str | None = None, flag: str = "--out",
                  tensorboard: str | None = None, on_nonfinite: str = "stop", runs: int | None = None,
-                 run_unit: str = "seed"):
+                 run_unit: str = "seed", checkpoint_every: int = 1):
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite={on_nonfinite!r}; valid: {', '.join(ON_NONFINITE)}")
         self.on_nonfinite, self.runs, self.run_unit = on_nonfinite, runs, run_unit
         self.failed_runs: dict = {}
         self.init, self.chunk, self.key = init, chunk, key
         self.num_chunks = num_chunks
+        self.checkpoint_every = checkpoint_every
         self.out_dir = out_dir
-        self.config = json_norm(config)
+        self.record_config = json_norm(config)
         self.progress, self.desc, self.unit, self.units_per_chunk = progress, desc, unit, units_per_chunk
         self.postfix = postfix
         self.overwrite = overwrite
@@ -80,7 +92,7 @@ class Driver:
 
     def identity(self) -> dict:
         """What a resume must match: the config, the number of chunks and the key."""
-        return {"config": self.config, "num_chunks": self.num_chunks,
+        return {"config": self.record_config, "num_chunks": self.num_chunks,
                 "key": json_norm(np.asarray(jax.random.key_data(self.key)))}
 
     def check_resume(self) -> tuple[dict, list[str]]:
@@ -92,12 +104,43 @@ class Driver:
                               self.allow_version_change, self.flag)
         return meta, vdiff
 
-    # -- records ------------------------------------------------------------------------------------
-    def _write_meta(self, status: str, **extra):
-        self._meta.update(extra)
-        self._meta.update(status=status, updated_at=now())
-        if self.out_dir:
-            write_json(os.path.join(self.out_dir, "meta.json"), self._meta)
+    def check_run_dir(self, resume: bool):
+        """Refuse an unusable run directory before anything is compiled or written."""
+        check_run_dir(self.out_dir, resume, self.overwrite, self.RECORD_FILES, self.flag)
+
+    # -- hooks: a subclass's records ----------------------------------------------------------------
+    def initial_meta(self) -> dict:
+        """meta.json of a new run, before its status and times."""
+        ident = self.identity()
+        return {"num_chunks": ident["num_chunks"], "key": ident["key"], "versions": package_versions(),
+                "device": device_info(), "started_at": now()}
+
+    def init_state(self):
+        """The initial state (compiling ``init`` first; its time goes to compile_time["init"])."""
+        t = time.perf_counter()
+        init = jax.jit(self.init).lower(self.key).compile()
+        self.compile_time["init"] = time.perf_counter() - t
+        return init(self.key)
+
+    def record(self, i: int, state, m, dt: float, history: list, bar, tb):
+        """After chunk ``i`` (0-based) ran in ``dt`` s with metrics ``m`` (on the host): append to
+        ``history``, apply the non-finite policy (raise :class:`NonFiniteError` to stop), update ``bar``
+        and ``tb``."""
+        bad = nonfinite_names(state, m)
+        history.append(m)
+        if bad and not self._tolerate(state, bad, i + 1, bar):
+            bar.clear()
+            raise NonFiniteError(f"non-finite values in chunk {i + 1}: {listing(bad)}; stopped, status failed "
+                                 "(the state after this chunk is not saved)", {"chunk": i + 1, "leaves": bad})
+        if self.postfix is not None:
+            bar.set_postfix(self.postfix(m))
+        bar.update(self.units_per_chunk)
+        if tb is not None:
+            tb.chunk(m, (i + 1) * self.units_per_chunk)
+
+    def finish_extra(self, run_time: float, chunks_run: int) -> dict:
+        """What meta.json records when a run ends, besides its status, wall and compile time."""
+        return {"run_time_s": run_time}
 
     @staticmethod
     def stack(history: list):
@@ -106,17 +149,22 @@ class Driver:
             return {}
         return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *history)
 
-    def _write_metrics(self, history: list):
+    def write_metrics(self, history: list, final: bool = False):
+        """metrics.json (after every checkpoint, on failure, and ``final``-ly at the end)."""
         write_json(os.path.join(self.out_dir, "metrics.json"),
                    {"chunks_done": len(history), "metrics": self.stack(history)})
 
-    def _save(self, state, chunk: int, history: list):
+    def save(self, state, chunk: int, history: list):
+        """Checkpoint ``state`` after ``chunk`` chunks with the metrics so far (written whole, swapped in)."""
         leaves = jax.tree.leaves(self.stack(history))
         save_checkpoint(self._ckpt_dir(), state, chunk, {}, {f"m{j:04d}": x for j, x in enumerate(leaves)},
                         on_open=lambda c: setattr(self, "_checkpointer", c))
 
-    def _restore(self, abstract_state, metrics_def):
-        state, _, arrays, path = restore_checkpoint(self._ckpt_dir(), abstract_state, self.out_dir)
+    def restore(self):
+        """(state, chunks done, history, checkpoint path) from the newest complete checkpoint."""
+        abstract = jax.eval_shape(self.init, self.key)
+        metrics_def = jax.tree.structure(jax.eval_shape(self.chunk, abstract)[1])
+        state, _, arrays, path = restore_checkpoint(self._ckpt_dir(), abstract, self.out_dir)
         n = int(read_json(os.path.join(path, MARKER))["chunk"])
         leaves = [arrays[f"m{j:04d}"] for j in range(len(arrays))] if arrays else []
         if n and len(leaves) != metrics_def.num_leaves:
@@ -124,6 +172,14 @@ class Driver:
                                   f"chunk function returns {metrics_def.num_leaves}")
         history = [metrics_def.unflatten([x[c] for x in leaves]) for c in range(n)]
         return state, n, history, path
+
+    # -- records ------------------------------------------------------------------------------------
+    def _write_meta(self, status: str, **extra):
+        assert status in self.STATUSES
+        self._meta.update(extra)
+        self._meta.update(status=status, updated_at=now())
+        if self.out_dir:
+            write_json(os.path.join(self.out_dir, "meta.json"), self._meta)
 
     # -- driving ------------------------------------------------------------------------------------
     def run(self, resume: bool = False, stop_after: int | None = None):
@@ -139,18 +195,13 @@ class Driver:
 
         t_start = time.perf_counter()
         # 1. Everything that can refuse the run, before compiling or writing anything.
-        check_run_dir(self.out_dir, resume, self.overwrite, RECORD_FILES, self.flag)
+        self.check_run_dir(resume)
         meta, vdiff = self.check_resume() if resume else ({}, [])
-        t = time.perf_counter()
-        init = jax.jit(self.init).lower(self.key).compile()
-        self.compile_time["init"] = time.perf_counter() - t
-        abstract = jax.eval_shape(self.init, self.key)
-        metrics_def = jax.tree.structure(jax.eval_shape(self.chunk, abstract)[1])
         restored_from = None
         if resume and has_checkpoint(self._ckpt_dir()):
-            state, start, history, restored_from = self._restore(abstract, metrics_def)
+            state, start, history, restored_from = self.restore()
         else:  # a new run, or one stopped before its first checkpoint: start from the beginning
-            state, start, history = init(self.key), 0, []
+            state, start, history = self.init_state(), 0, []
         end = self.num_chunks if stop_after is None else min(self.num_chunks, start + stop_after)
         # 2. Compile the chunk (the long part), still without writing.
         chunk_fn = self.chunk
@@ -173,12 +224,10 @@ class Driver:
                     promote_checkpoint(self._ckpt_dir(), restored_from)
             else:
                 if self.overwrite:
-                    clear_run_files(self.out_dir, RECORD_FILES)
+                    clear_run_files(self.out_dir, self.CLEAR_FILES)
                 os.makedirs(self.out_dir, exist_ok=True)
-                write_json(os.path.join(self.out_dir, "config.json"), self.config)
-                ident = self.identity()
-                self._meta = {"num_chunks": ident["num_chunks"], "key": ident["key"], "versions": package_versions(),
-                              "device": device_info(), "started_at": now()}
+                write_json(os.path.join(self.out_dir, "config.json"), self.record_config)
+                self._meta = self.initial_meta()
                 self._write_meta("running", compile_time_s=self.compile_time, chunks_done=0)
         bar = tqdm(total=self.num_chunks * self.units_per_chunk, initial=start * self.units_per_chunk,
                    disable=not self.progress, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
@@ -195,23 +244,13 @@ class Driver:
                 t = time.perf_counter()
                 state, m = chunk_fn(state)
                 m = jax.device_get(m)
-                run_time += time.perf_counter() - t
-                bad = nonfinite_names(state, m)
-                history.append(m)
-                if bad and not self._tolerate(state, bad, i + 1, bar):
-                    bar.clear()
-                    raise NonFiniteError(f"non-finite values in chunk {i + 1}: {listing(bad)}; stopped, "
-                                         "status failed (the state after this chunk is not saved)",
-                                         {"chunk": i + 1, "leaves": bad})
-                if self.postfix is not None:
-                    bar.set_postfix(self.postfix(m))
-                bar.update(self.units_per_chunk)
-                if tb is not None:
-                    tb.chunk(m, (i + 1) * self.units_per_chunk)
-                if self.out_dir:
-                    self._save(state, i + 1, history)
+                dt = time.perf_counter() - t
+                run_time += dt
+                self.record(i, state, m, dt, history, bar, tb)
+                if self.out_dir and ((i + 1) % self.checkpoint_every == 0 or i + 1 == end or self._sig.requested):
+                    self.save(state, i + 1, history)
                     saved = i + 1
-                    self._write_metrics(history)
+                    self.write_metrics(history)
                     self._write_meta("running", chunks_done=saved)
                 if self._sig.requested and i + 1 < end:
                     raise Interrupted(self._interrupt_message(saved))
@@ -219,7 +258,7 @@ class Driver:
             bar.close()
             if self.out_dir:
                 abandon_partial(self._ckpt_dir(), self._checkpointer)
-                self._finish_meta("interrupted", t_start, run_time, chunks_done=saved)
+                self._finish_meta("interrupted", t_start, run_time, i - start, chunks_done=saved)
             if isinstance(e, Interrupted):
                 raise
             raise Interrupted(self._interrupt_message(saved)) from None
@@ -227,8 +266,8 @@ class Driver:
             bar.close()
             if self.out_dir:
                 if history:
-                    self._write_metrics(history)
-                self._finish_meta("failed", t_start, run_time, chunks_done=saved,
+                    self.write_metrics(history)
+                self._finish_meta("failed", t_start, run_time, i - start, chunks_done=saved,
                                   error=cli.one_line(f"{type(e).__name__}: {e}"))
             raise
         finally:
@@ -236,7 +275,8 @@ class Driver:
                 tb.close()
         bar.close()
         if self.out_dir:
-            self._finish_meta("finished" if end == self.num_chunks else "interrupted", t_start, run_time,
+            self.write_metrics(history, final=True)
+            self._finish_meta("finished" if end == self.num_chunks else "interrupted", t_start, run_time, end - start,
                               chunks_done=end)
         return state, self.stack(history)
 
@@ -264,9 +304,9 @@ class Driver:
                     f"beginning: {self.resume_hint}")
         return f"interrupted after chunk {saved}; resume with: {self.resume_hint}"
 
-    def _finish_meta(self, status: str, t_start: float, run_time: float, **extra):
+    def _finish_meta(self, status: str, t_start: float, run_time: float, chunks_run: int, **extra):
         self._write_meta(status, wall_time_s=time.perf_counter() - t_start, compile_time_s=self.compile_time,
-                         run_time_s=run_time, **extra)
+                         **self.finish_extra(run_time, chunks_run), **extra)
 
 
 def run_chunks(init: Callable, chunk: Callable, key, num_chunks: int, out_dir: str | None, config: dict,
