@@ -340,8 +340,8 @@ def make_onpolicy(config: OnPolicyConfig, env):
                    **{k: jnp.mean(v) for k, v in m.items() if k not in ("ret_sum", "ret_n")})
         return state, out
 
-    fns = dict(policy=policy, value=value, collect=collect, update=update, evaluate=evaluate, pi_loss=pi_loss,
-               vf_loss=vf_loss)
+    fns = dict(policy=policy, value=value, collect=collect, update=update, evaluate=evaluate, fit=fit,
+               fit_both=fit_both, pi_loss=pi_loss, vf_loss=vf_loss)
     return init, run_segment, fns
 
 
