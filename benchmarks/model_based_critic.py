@@ -35,9 +35,9 @@ def check_checkpoints(out_dir: str, parts, resume: bool):
     RunError otherwise."""
     from metarl import npz_checkpoint
     from metarl.driver import CheckpointMissing, RunDirError
-    from metarl.meta.model_based_critic_outputs import part_files
+    from metarl.meta.model_based_critic_outputs import checkpoint_files
 
-    found = [f for part in parts if part in RESUMABLE for f in part_files(part)[1:]
+    found = [f for part in parts if part in RESUMABLE for f in checkpoint_files(part)
              if os.path.isfile(os.path.join(out_dir, f))]
     if resume:
         if not found:

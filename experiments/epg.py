@@ -75,37 +75,38 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
     if ckpt:  # the settings are valid: now the run directory, still before anything is compiled
         bc.claim_out_dir(out_dir, NAME, resume, overwrite)
-    init, _, fns = epg.make_epg(config, train_names, pad)
-    key = jax.random.PRNGKey(seed)
-    state, start, hist = None, 0, []
-    if resume and ckpt and ckpt.exists():
-        target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-        state, start, hist = ckpt.load(target)
-    bar = bc.progress_bar(config.num_evals, f"EPG meta-train {'&'.join(proto['train'])}", progress)
-    bar.update(start)
+    with bc.run_record(out_dir if ckpt else None, record, resume):  # config.json, meta.json
+        init, _, fns = epg.make_epg(config, train_names, pad)
+        key = jax.random.PRNGKey(seed)
+        state, start, hist = None, 0, []
+        if resume and ckpt and ckpt.exists():
+            target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
+            state, start, hist = ckpt.load(target)
+        bar = bc.progress_bar(config.num_evals, f"EPG meta-train {'&'.join(proto['train'])}", progress)
+        bar.update(start)
 
-    def on_segment(i, st, m):
-        hist.append({k: v for k, v in m.items() if k != "generation"})
-        if ckpt:
-            ckpt.save(st, i + 1, hist)
-        bar.update(1)
-        bar.set_postfix({e: f"{np.mean(m['member_return'][:, -1, j]):.0f}" for j, e in enumerate(proto["train"])})
+        def on_segment(i, st, m):
+            hist.append({k: v for k, v in m.items() if k != "generation"})
+            if ckpt:
+                ckpt.save(st, i + 1, hist)
+            bar.update(1)
+            bar.set_postfix({e: f"{np.mean(m['member_return'][:, -1, j]):.0f}" for j, e in enumerate(proto["train"])})
 
-    state, _ = epg.train(config, train_names, key, seeds, pad, state=state, start=start, on_segment=on_segment)
-    bar.close()
-    t_train = time.perf_counter() - t0
-    phi = jax.jit(jax.vmap(fns["mean_phi"]))(state)
-    test_names = [names[e] for e in proto["test"]]
-    mt = epg.meta_test(config, phi, test_names, pad, jax.random.fold_in(key, 1), agents)
-    results = {}
-    for e, n in zip(proto["test"], test_names):
-        results[e] = dict(final=mt[n]["final_return"].mean(1), final_per_agent=mt[n]["final_return"],
-                          train_return=mt[n]["train_return"].mean(1), seen=e in proto["train"])
-    history = {k: np.concatenate([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
-    summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
-    out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
-               meta_train_wall_s=t_train)
-    bc.write_record(out_dir, NAME, out)
+        state, _ = epg.train(config, train_names, key, seeds, pad, state=state, start=start, on_segment=on_segment)
+        bar.close()
+        t_train = time.perf_counter() - t0
+        phi = jax.jit(jax.vmap(fns["mean_phi"]))(state)
+        test_names = [names[e] for e in proto["test"]]
+        mt = epg.meta_test(config, phi, test_names, pad, jax.random.fold_in(key, 1), agents)
+        results = {}
+        for e, n in zip(proto["test"], test_names):
+            results[e] = dict(final=mt[n]["final_return"].mean(1), final_per_agent=mt[n]["final_return"],
+                              train_return=mt[n]["train_return"].mean(1), seen=e in proto["train"])
+        history = {k: np.concatenate([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+        summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
+        out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
+                   meta_train_wall_s=t_train)
+        bc.write_record(out_dir, NAME, out)
     return out
 
 

@@ -104,7 +104,7 @@ def variants_arg(text: str) -> tuple:
 
 
 # What a run writes into --out (a new run refuses a folder holding any of them unless --overwrite).
-RUN_FILES = ("config.json", "checkpoint.npz", "result.json", "summary.json", "curves.png")
+RUN_FILES = ("config.json", "meta.json", "checkpoint.npz", "result.json", "summary.json", "curves.png")
 
 
 def main(argv=None):
@@ -155,8 +155,22 @@ def main(argv=None):
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a resumed or repeated run skips the compilation
-    print(run(cfg, sc["env"], sc["seeds"], a.variants, out, a.seed, a.resume, progress=not a.no_progress,
-              title=f"{sc['env']}, scale {a.scale}"))
+    import jax
+
+    from metarl.driver import RunRecord
+    from metarl.meta.lirpg import run_identity
+
+    # config.json: the training's identity (a resume with other settings is refused here, before anything is
+    # written); meta.json: status, versions, device, compile time apart
+    record = RunRecord(out, run_identity(cfg, sc["env"], a.variants, sc["seeds"], jax.random.PRNGKey(a.seed)),
+                       resume=a.resume)
+    try:
+        record.check()
+    except RunError as e:
+        fail(p.prog, e, e.exit_code)
+    with record:
+        print(run(cfg, sc["env"], sc["seeds"], a.variants, out, a.seed, a.resume, progress=not a.no_progress,
+                  title=f"{sc['env']}, scale {a.scale}"))
 
 
 def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bool = False, progress: bool = True,

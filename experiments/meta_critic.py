@@ -813,58 +813,64 @@ def main(argv=None):
         fail(prog, e)
     # The run directory: a folder holding an earlier run of this mode is refused unless --resume or --overwrite.
     files = (("tabular.json",) if a.tabular else tuple(f"overhead_{c.algo}.json" for c in cfgs) if a.overhead
-             else ("summary.json",) + RUN_DIRS)
-    from metarl.driver import prepare_out_dir
+             else ("summary.json",) + RUN_DIRS) + ("config.json", "meta.json")
+    from metarl.driver import RunRecord, prepare_out_dir
 
+    settings = (dict(mode="tabular", config=dataclasses.asdict(tcfg)) if a.tabular else
+                dict(mode="overhead" if a.overhead else "train", configs=[dataclasses.asdict(c) for c in cfgs],
+                     rounds=a.rounds if a.overhead else None))
+    record = RunRecord(a.out, settings, resume=a.resume)
     try:
         prepare_out_dir(a.out, a.resume, a.overwrite, files, resume_from=RUN_DIRS)
+        record.check()
     except RunError as e:
         fail(prog, e, e.exit_code)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
-    if a.tabular:
-        base, traces = run_tabular(tcfg)
-        summary = tabular_summary(traces, cfg=tcfg)
-        tabular_figures(base, traces, tcfg, a.out)
-        write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(tcfg), **summary})
-        print(summary)
-        return
-    if a.overhead:
-        from metarl import envs
+    with record:  # config.json, meta.json (status, versions, device, compile time apart)
+        if a.tabular:
+            base, traces = run_tabular(tcfg)
+            summary = tabular_summary(traces, cfg=tcfg)
+            tabular_figures(base, traces, tcfg, a.out)
+            write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(tcfg), **summary})
+            print(summary)
+            return
+        if a.overhead:
+            from metarl import envs
 
-        spec = envs.make(a.env).spec
-        for cfg in cfgs:
-            o = measure_overhead(cfg, spec, rounds=a.rounds)
-            write_json(os.path.join(a.out, f"overhead_{cfg.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
-            print(f"{cfg.algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
-                  f"per update; FLOP ratio {o['flop_ratio']:.3f}, wall ratio {o['wall_ratio']:.3f} "
-                  f"(wall/FLOP {o['wall_over_flop_ratio']:.3f}; fastest-call ratio {o['wall_ratio_min']:.3f}, CPU-time "
-                  f"ratio {o['cpu_ratio']:.3f}); parameters {o['params_base']} + "
-                  f"{o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; paper ~10%)", flush=True)
-        return
-    cfg = cfgs[0]
-    prev = os.path.join(a.out, "summary.json")
-    overhead = None
-    if a.resume and os.path.isfile(prev):
-        import json
+            spec = envs.make(a.env).spec
+            for cfg in cfgs:
+                o = measure_overhead(cfg, spec, rounds=a.rounds)
+                write_json(os.path.join(a.out, f"overhead_{cfg.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
+                print(f"{cfg.algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
+                      f"per update; FLOP ratio {o['flop_ratio']:.3f}, wall ratio {o['wall_ratio']:.3f} "
+                      f"(wall/FLOP {o['wall_over_flop_ratio']:.3f}; fastest-call ratio {o['wall_ratio_min']:.3f}, CPU-time "
+                      f"ratio {o['cpu_ratio']:.3f}); parameters {o['params_base']} + "
+                      f"{o['params_meta_critic']} (+{100 * o['params_overhead']:.0f}%; paper ~10%)", flush=True)
+            return
+        cfg = cfgs[0]
+        prev = os.path.join(a.out, "summary.json")
+        overhead = None
+        if a.resume and os.path.isfile(prev):
+            import json
 
-        with open(prev) as f:
-            overhead = json.load(f).get("overhead") or None
-    try:
-        res = run_experiment(cfg, a.out, progress=not a.no_progress, overhead=overhead, resume=a.resume)
-    except Interrupted as e:
-        import shlex
+            with open(prev) as f:
+                overhead = json.load(f).get("overhead") or None
+        try:
+            res = run_experiment(cfg, a.out, progress=not a.no_progress, overhead=overhead, resume=a.resume)
+        except Interrupted as e:
+            import shlex
 
-        again = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--resume"] + ["--resume"]
-        fail(prog, f"{e}; continue with: {prog} {shlex.join(again)}", 130)
-    except RunError as e:
-        fail(prog, e, getattr(e, "exit_code", 2))
-    table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
-    write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,
-                                                       "overhead": res["overhead"], "wall_s": res["wall_s"]})
-    for v, m in table.items():
-        print(f"{LABELS[v].format(A=cfg.algo.upper()):>20s}  max {m['max_avg']:9.1f} +- {m['std_at_max']:7.1f}")
+            again = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--resume"] + ["--resume"]
+            fail(prog, f"{e}; continue with: {prog} {shlex.join(again)}", 130)
+        except RunError as e:
+            fail(prog, e, getattr(e, "exit_code", 2))
+        table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
+        write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,
+                                                           "overhead": res["overhead"], "wall_s": res["wall_s"]})
+        for v, m in table.items():
+            print(f"{LABELS[v].format(A=cfg.algo.upper()):>20s}  max {m['max_avg']:9.1f} +- {m['std_at_max']:7.1f}")
 
 
 if __name__ == "__main__":

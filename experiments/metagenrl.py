@@ -462,7 +462,8 @@ def main(argv=None):
             p.error(f"--train: unknown environment label(s) {', '.join(bad) or repr(args.train)}; valid at scale "
                     f"{args.scale}: {', '.join(scale.envs)}")
         stages = scale.stages or 0
-        run_files = (CHECKPOINT, "meta_train.json", "initial", "final") + tuple(f"stage_{j + 1}" for j in range(stages))
+        run_files = (CHECKPOINT, "meta_train.json", "initial", "final", "config.json", "meta.json") + \
+            tuple(f"stage_{j + 1}" for j in range(stages))
     else:
         bad = [t for t in labels(args.test or "") if t not in scale.envs]
         if bad or (args.test is not None and not labels(args.test)):
@@ -477,7 +478,7 @@ def main(argv=None):
             p.error("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
         if args.resume:
             p.error("--resume applies to meta-train only (meta-test runs are short; rerun them)")
-        run_files = ("meta_test.json",)
+        run_files = ("meta_test.json", "config.json", "meta.json")
     from metarl.driver import RunError, prepare_out_dir
 
     try:  # an earlier run in --out: refused unless --resume (meta-train) or --overwrite
@@ -489,17 +490,24 @@ def main(argv=None):
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
     from metarl.train import device_info, package_versions, write_json
 
+    from metarl.driver import RunRecord
+
     info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())
+    settings = dict(mode=args.mode, scale=args.scale, config=dataclasses.asdict(scale), seed=args.seed,
+                    train=args.train, test=args.test, objective=args.objective, no_baselines=args.no_baselines,
+                    inner_steps=args.inner_steps, ablation=dict(no_t=args.no_t, no_v=args.no_v,
+                                                                no_v_next=args.no_v_next))
     if args.mode == "meta-train":
         train = labels(args.train) if args.train else scale.train_sets[0]
         from metarl.train import Interrupted, RunError
 
         stop = StopFlag()
         try:
-            with stop.sigint():
+            with RunRecord(args.out, settings, resume=args.resume), stop.sigint():
                 r = meta_train(scale, train, os.path.abspath(args.out), args.seed,
                                _objective_config(args, scale.train.objective), args.inner_steps,
                                progress=not args.no_progress, resume=args.resume, stop=stop)
+                write_json(os.path.join(args.out, "meta_train.json"), {**info, **r})
         except Interrupted as e:
             cmd = " ".join(["python -m experiments.metagenrl"] + [x for x in (argv or sys.argv[1:]) if x != "--resume"]
                            + ["--resume"])
@@ -509,7 +517,6 @@ def main(argv=None):
             from metarl.cli import fail
 
             fail(p.prog, e, getattr(e, "exit_code", 1))
-        write_json(os.path.join(args.out, "meta_train.json"), {**info, **r})
         print(json.dumps({k: float(np.mean(v["eval_return"][-1])) for k, v in r["metrics"].items()}))
     else:
         objs = {}
@@ -517,16 +524,17 @@ def main(argv=None):
             label, _, path = o.rpartition("=")
             objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
         test = labels(args.test) if args.test else tuple(scale.envs)
-        r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines, progress=not args.no_progress)
-        if not args.no_baselines:
-            onp = onpolicy_test(scale, test, args.seed + 100, progress=not args.no_progress)
-            for env in test:
-                r["results"][env].update(onp["results"][env])
-            r["onpolicy_config"] = onp["config"]
-        write_json(os.path.join(args.out, "meta_test.json"), {**info, **r})
-        for env, per in r["results"].items():
-            for v, x in per.items():
-                print(f"{env:12s} {v:28s} final eval return {np.mean(x['eval_return'][:, -1]):9.1f}")
+        with RunRecord(args.out, settings):
+            r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines, progress=not args.no_progress)
+            if not args.no_baselines:
+                onp = onpolicy_test(scale, test, args.seed + 100, progress=not args.no_progress)
+                for env in test:
+                    r["results"][env].update(onp["results"][env])
+                r["onpolicy_config"] = onp["config"]
+            write_json(os.path.join(args.out, "meta_test.json"), {**info, **r})
+            for env, per in r["results"].items():
+                for v, x in per.items():
+                    print(f"{env:12s} {v:28s} final eval return {np.mean(x['eval_return'][:, -1]):9.1f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
-                                                    one_line_errors, parse_cli, progress_bar, run_key,
+                                                    one_line_errors, parse_cli, progress_bar, run_record, run_key,
                                                     save_fig, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
@@ -279,7 +279,7 @@ def figure(out_dir, curve, dcurve, mcurve):
 def main(argv=None):
     a = parse_cli(argv, __doc__, "arm7")
     exp = Arm7Experiment.at(a.scale, a.seed, a.seeds)
-    with one_line_errors("experiments.model_based_critic_arm7", argv), \
+    with one_line_errors("experiments.model_based_critic_arm7", argv), run_record(a, "arm7", exp), \
             progress_bar(exp.progress_units(), f"arm7 ({a.scale})", a.progress) as bar:
         s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
     print(markdown(s["rows"]))

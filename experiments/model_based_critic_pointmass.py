@@ -23,7 +23,7 @@ import numpy as np
 
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, UnitCheckpoints, check_scale, metadata, one_line_errors,
-                                                    parse_cli, progress_bar, run_key, save_fig, write_atomic)
+                                                    parse_cli, progress_bar, run_record, run_key, save_fig, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +266,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
 def main(argv=None):
     a = parse_cli(argv, __doc__, "pointmass")
     exp = PointMassExperiment.at(a.scale, a.seed, a.seeds)
-    with one_line_errors("experiments.model_based_critic_pointmass", argv), \
+    with one_line_errors("experiments.model_based_critic_pointmass", argv), run_record(a, "pointmass", exp), \
             progress_bar(exp.progress_units(), f"pointmass ({a.scale})", a.progress) as bar:
         s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
     print(markdown(s))

@@ -22,7 +22,7 @@ from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
-                                                    one_line_errors, parse_cli, progress_bar, run_key,
+                                                    one_line_errors, parse_cli, progress_bar, run_record, run_key,
                                                     save_fig, write_atomic)
 
 
@@ -193,7 +193,7 @@ def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
 def main(argv=None):
     a = parse_cli(argv, __doc__, "reacher")
     exp = ReacherExperiment.at(a.scale, a.seed, a.seeds)
-    with one_line_errors("experiments.model_based_critic_reacher", argv), \
+    with one_line_errors("experiments.model_based_critic_reacher", argv), run_record(a, "reacher", exp), \
             progress_bar(exp.progress_units(), f"reacher ({a.scale})", a.progress) as bar:
         s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
     print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},

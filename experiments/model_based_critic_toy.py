@@ -22,7 +22,7 @@ import numpy as np
 
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, TOY_UNITS, UnitCheckpoints, check_scale, metadata,
-                                                    one_line_errors, parse_cli, progress_bar, save_fig, write_atomic)
+                                                    one_line_errors, parse_cli, progress_bar, run_record, save_fig, write_atomic)
 
 @dataclasses.dataclass(frozen=True)
 class ToyExperiment:
@@ -198,8 +198,9 @@ def figures(out_dir, thetas0, trajs, grid, q_true, q_val, q_grad, q_phi, l_val, 
 
 def main(argv=None):
     a = parse_cli(argv, __doc__, "toy", seeded=False)
-    with one_line_errors("experiments.model_based_critic_toy", argv), \
-            progress_bar(ToyExperiment.at(a.scale).progress_units(), f"toy ({a.scale})", a.progress) as bar:
+    exp = ToyExperiment.at(a.scale)
+    with one_line_errors("experiments.model_based_critic_toy", argv), run_record(a, "toy", exp), \
+            progress_bar(exp.progress_units(), f"toy ({a.scale})", a.progress) as bar:
         s = run(a.scale, a.out, bar, a.resume)
     print(basins_markdown(s))
 

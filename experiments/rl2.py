@@ -70,35 +70,36 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
     if ckpt:  # the settings are valid: now the run directory, still before anything is compiled
         bc.claim_out_dir(out_dir, NAME, resume, overwrite)
-    init, _, _ = rl2.make_rl2(config, train_f)
-    key = jax.random.PRNGKey(seed)
-    state, start, hist = None, 0, []
-    if resume and ckpt and ckpt.exists():
-        target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-        state, start, hist = ckpt.load(target)
-    bar = bc.progress_bar(config.num_evals, f"RL2 meta-train {'&'.join(proto['train'])}", progress)
-    bar.update(start)
+    with bc.run_record(out_dir if ckpt else None, record, resume):  # config.json, meta.json
+        init, _, _ = rl2.make_rl2(config, train_f)
+        key = jax.random.PRNGKey(seed)
+        state, start, hist = None, 0, []
+        if resume and ckpt and ckpt.exists():
+            target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
+            state, start, hist = ckpt.load(target)
+        bar = bc.progress_bar(config.num_evals, f"RL2 meta-train {'&'.join(proto['train'])}", progress)
+        bar.update(start)
 
-    def on_segment(i, st, m):
-        hist.append({k: v for k, v in m.items()})
-        if ckpt:
-            ckpt.save(st, i + 1, hist)
-        bar.update(1)
-        bar.set_postfix({e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}" for j, e in enumerate(proto["train"])})
+        def on_segment(i, st, m):
+            hist.append({k: v for k, v in m.items()})
+            if ckpt:
+                ckpt.save(st, i + 1, hist)
+            bar.update(1)
+            bar.set_postfix({e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}" for j, e in enumerate(proto["train"])})
 
-    state, _ = rl2.train(config, train_f, key, seeds, state=state, start=start, on_segment=on_segment)
-    bar.close()
-    t_train = time.perf_counter() - t0
-    per_ep = rl2.meta_test(config, train_f, state.params, test_f, jax.random.fold_in(key, 1))
-    results = {}
-    for e, f in zip(proto["test"], test_f):
-        r = per_ep[f.name]  # [seeds, trial_episodes]
-        results[e] = dict(final=r[:, -1], first=r[:, 0], episode_returns=r, seen=e in proto["train"])
-    history = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
-    summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
-    out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
-               meta_train_wall_s=t_train)
-    bc.write_record(out_dir, NAME, out)
+        state, _ = rl2.train(config, train_f, key, seeds, state=state, start=start, on_segment=on_segment)
+        bar.close()
+        t_train = time.perf_counter() - t0
+        per_ep = rl2.meta_test(config, train_f, state.params, test_f, jax.random.fold_in(key, 1))
+        results = {}
+        for e, f in zip(proto["test"], test_f):
+            r = per_ep[f.name]  # [seeds, trial_episodes]
+            results[e] = dict(final=r[:, -1], first=r[:, 0], episode_returns=r, seen=e in proto["train"])
+        history = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+        summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
+        out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
+                   meta_train_wall_s=t_train)
+        bc.write_record(out_dir, NAME, out)
     return out
 
 

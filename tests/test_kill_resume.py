@@ -6,7 +6,8 @@ One harness for every paper: a fresh interpreter wraps the function that writes 
 itself right after the first write, then calls the experiment's ``main`` with a tiny configuration. The
 same script without the kill gives the uninterrupted run; the same again with ``--resume`` continues the
 killed one. Besides the equal results: the killed run left only complete files (no temporary names, every
-JSON reads). The Discounting Chain (Bonnet et al.) has its own such test in tests/test_driver.py and the
+JSON reads), and every CLI leaves the same run record (config.json and meta.json: status, versions, device,
+each session with its compile time apart from its run time). The Discounting Chain (Bonnet et al.) has its own such test in tests/test_driver.py and the
 model-based critic's toy in tests/test_model_based_critic.py.
 """
 import json
@@ -112,12 +113,22 @@ def _pointmass_results(d):
     return {"variants": rec["variants"], "final_losses": rec["final_losses"], "claims": rec["claims"]}
 
 
-CASES = {
-    "meta_critic": (META_CRITIC, "metarl.train.runner.save_checkpoint", _meta_critic_results),
-    "metagenrl": (METAGENRL, "metarl.npz_checkpoint.save", _metagenrl_results),
-    "lirpg": (LIRPG, "metarl.npz_checkpoint.save", _lirpg_results),
-    "model_based_critic": (POINTMASS, "metarl.npz_checkpoint.save", _pointmass_results),
+CASES = {  # setup, the function that writes a checkpoint, the results, the run record's file prefix
+    "meta_critic": (META_CRITIC, "metarl.train.runner.save_checkpoint", _meta_critic_results, ""),
+    "metagenrl": (METAGENRL, "metarl.npz_checkpoint.save", _metagenrl_results, ""),
+    "lirpg": (LIRPG, "metarl.npz_checkpoint.save", _lirpg_results, ""),
+    "model_based_critic": (POINTMASS, "metarl.npz_checkpoint.save", _pointmass_results, "pointmass_"),
 }
+
+
+def _record(d, prefix):
+    """The run record every experiment CLI writes (metarl.driver.RunRecord): its config and meta.json."""
+    config, meta = (_json(os.path.join(d, f"{prefix}{f}")) for f in ("config.json", "meta.json"))
+    assert {"versions", "device", "command", "sessions"} <= set(meta), sorted(meta)
+    for k in ("wall_time_s", "compile_time_s", "run_time_s"):
+        assert meta[k] > 0, (k, meta)
+    assert meta["compile_time_s"] < meta["wall_time_s"], meta
+    return config, meta
 
 
 def _run(setup, where, out, kill_after, *extra):
@@ -128,7 +139,7 @@ def _run(setup, where, out, kill_after, *extra):
 
 @pytest.mark.parametrize("paper", list(CASES))
 def test_killed_after_first_checkpoint_resumes_bit_for_bit(paper, tmp_path):
-    setup, where, results = CASES[paper]
+    setup, where, results, prefix = CASES[paper]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     r = _run(setup, where, whole, 0)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -147,3 +158,9 @@ def test_killed_after_first_checkpoint_resumes_bit_for_bit(paper, tmp_path):
     assert f"checkpoints written: {written - 1}" in r.stderr, (written, r.stderr[-500:])
     a, b = results(str(whole)), results(str(killed))
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), paper
+    # the run records: the same config; the killed session stays "running", the resumed one finished
+    (config_a, meta_a), (config_b, meta_b) = _record(str(whole), prefix), _record(str(killed), prefix)
+    assert config_a == config_b
+    assert meta_a["status"] == "finished" and [s["status"] for s in meta_a["sessions"]] == ["finished"]
+    assert meta_b["status"] == "finished" and [(s["status"], s["resume"]) for s in meta_b["sessions"]] == \
+        [("running", False), ("finished", True)], meta_b["sessions"]

@@ -25,7 +25,8 @@ experiments) stops the run with its leaf named and the state not saved; SIGINT f
 its checkpoint, then stops with status interrupted.
 
 Modules: errors, records (versions, device, atomic JSON, identity), checkpoints, rundir (run-directory
-policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks, vmapped_segments); every name is
+policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks, vmapped_segments), runrecord (config.json and meta.json of
+the experiments whose loop is not the Driver's); every name is
 re-exported here, so ``from metarl.driver import Driver, write_json`` works.
 """
 from metarl.driver.errors import *  # noqa: F401,F403
@@ -34,3 +35,4 @@ from metarl.driver.checkpoints import *  # noqa: F401,F403
 from metarl.driver.rundir import *  # noqa: F401,F403
 from metarl.driver.guard import *  # noqa: F401,F403
 from metarl.driver.core import *  # noqa: F401,F403
+from metarl.driver.runrecord import *  # noqa: F401,F403

@@ -18,6 +18,7 @@ from metarl.driver.checkpoints import (CHECKPOINT_NAMES, MARKER, abandon_partial
                                        restore_checkpoint, save_checkpoint)
 from metarl.driver.rundir import DeferredSigint, check_run_dir, clear_run_files
 from metarl.driver.guard import check_finite, listing, nonfinite_names, nonfinite_runs
+from metarl.driver.runrecord import current_command
 
 
 RECORD_FILES = ("config.json", "meta.json", "metrics.json") + CHECKPOINT_NAMES
@@ -112,8 +113,8 @@ class Driver:
     def initial_meta(self) -> dict:
         """meta.json of a new run, before its status and times."""
         ident = self.identity()
-        return {"num_chunks": ident["num_chunks"], "key": ident["key"], "versions": package_versions(),
-                "device": device_info(), "started_at": now()}
+        return {"num_chunks": ident["num_chunks"], "key": ident["key"], "command": current_command(),
+                "versions": package_versions(), "device": device_info(), "started_at": now()}
 
     def init_state(self):
         """The initial state (compiling ``init`` first; its time goes to compile_time["init"])."""

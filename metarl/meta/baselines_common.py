@@ -74,11 +74,21 @@ class Checkpoint:
 
 def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
     """The run-directory policy (metarl.driver.prepare_out_dir): a new run refuses an --out holding an
-    earlier run's checkpoint.npz or <name>.json unless ``overwrite``; ``resume`` needs a checkpoint.npz.
+    earlier run's checkpoint.npz, <name>.json or run record (config.json, meta.json) unless ``overwrite``; ``resume`` needs a checkpoint.npz.
     One-line RunError otherwise. Called after the settings validate, before anything is compiled."""
     from metarl.driver import prepare_out_dir
 
-    prepare_out_dir(out_dir, resume, overwrite, ("checkpoint.npz", f"{name}.json"), resume_from=("checkpoint.npz",))
+    prepare_out_dir(out_dir, resume, overwrite, ("checkpoint.npz", f"{name}.json", "config.json", "meta.json"),
+                    resume_from=("checkpoint.npz",))
+
+
+def run_record(out_dir: str | None, record: dict, resume: bool):
+    """The run's config.json and meta.json in ``out_dir`` (metarl.driver.RunRecord); a no-op without a folder."""
+    import contextlib
+
+    from metarl.driver import RunRecord
+
+    return RunRecord(out_dir, record, resume=resume) if out_dir else contextlib.nullcontext()
 
 
 def seed_summary(per_seed) -> dict:

@@ -356,6 +356,16 @@ def _programs(config: LIRPGConfig, env):
     return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(run_segment))
 
 
+def run_identity(config, env, variants, seeds: int, key) -> dict:
+    """A run's config.json: what a resume must match (config, env, variants, seeds, key, package versions)."""
+    from metarl.driver import jsonable, package_versions
+
+    env_name = env if isinstance(env, str) else env.spec.name
+    return jsonable(dict(config=dataclasses.asdict(config), env=env_name, variants=list(variants), seeds=seeds,
+                         key=np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                        else key).tolist(), versions=package_versions()))
+
+
 def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = VARIANTS, run_dir: str | None = None,
           resume: bool = False, progress=None, max_segments: int | None = None) -> dict:
     """Train ``variants`` x ``seeds`` runs (one vmapped program) on ``env`` (a name or an Env). Variant v's
@@ -366,16 +376,13 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     from the checkpoint (the config must be the same). ``max_segments`` stops early (tests).
     Returns {variant: {eval_return [seeds, evals], train_return, env_steps, meta_loss, ...}}, plus
     "wall_s" and "complete"."""
-    from metarl.driver import identity_diff, jsonable, package_versions, write_json
+    from metarl.driver import identity_diff, write_json
 
     config.validate()
     variants = tuple(variants)
     for v in variants:
         config.hp(v)
-    env_name = env if isinstance(env, str) else env.spec.name
-    record = jsonable(dict(config=dataclasses.asdict(config), env=env_name, variants=list(variants), seeds=seeds,
-                           key=np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-                                          else key).tolist(), versions=package_versions()))
+    record = run_identity(config, env, variants, seeds, key)
     cfg_path = os.path.join(run_dir, "config.json") if run_dir is not None else None
     resuming = resume and run_dir is not None and os.path.isfile(os.path.join(run_dir, "checkpoint.npz"))
     if resume and cfg_path is not None and os.path.isfile(cfg_path):  # before anything is compiled

@@ -29,11 +29,24 @@ TOY_UNITS = tuple(f"{regime}_{loop}" for regime in ("converged", "online")
 UNITS = {"toy": TOY_UNITS, "pointmass": ("raw", "folded"), "reacher": METHODS, "arm7": METHODS}
 
 
+def checkpoint_files(part: str) -> tuple[str, ...]:
+    """A part's checkpoints, relative to the output folder: the reacher's and the arm's meta-training of each
+    method (after every chunk), the toy's six loops and the point mass's two critic inputs (each once done)."""
+    return tuple(f"checkpoints/{part}_{u}.npz" for u in UNITS[part])
+
+
 def part_files(part: str) -> tuple[str, ...]:
     """What a part's run writes into the shared output folder and a new run must not silently replace: its
-    summary, then its checkpoints (paths relative to the folder): the reacher's and the arm's meta-training of
-    each method (after every chunk), the toy's six loops and the point mass's two critic inputs (each once done)."""
-    return (f"{part}_summary.json",) + tuple(f"checkpoints/{part}_{u}.npz" for u in UNITS[part])
+    summary, its run record (<part>_config.json, <part>_meta.json: metarl.driver.RunRecord) and its checkpoints."""
+    return (f"{part}_summary.json", f"{part}_config.json", f"{part}_meta.json") + checkpoint_files(part)
+
+
+def run_record(a: "Cli", part: str, exp):
+    """The part's run record in the shared folder: <part>_config.json (the experiment dataclass) and
+    <part>_meta.json (status, versions, device, compile time apart; metarl.driver.RunRecord)."""
+    from metarl.driver import RunRecord
+
+    return RunRecord(a.out, dataclasses.asdict(exp), resume=a.resume, prefix=f"{part}_")
 
 
 def run_key(seed: int, stream: int):
@@ -127,9 +140,8 @@ def parse_cli(argv, description: str, part: str, seeded: bool = True) -> Cli:
                 + f": the {part} has no random numbers (a deterministic sweep); leave --seed and --seeds out")
     from metarl.driver import RunError, prepare_out_dir
 
-    files = part_files(part)
     try:
-        prepare_out_dir(a.out, a.resume, a.overwrite, files, resume_from=files[1:])
+        prepare_out_dir(a.out, a.resume, a.overwrite, part_files(part), resume_from=checkpoint_files(part))
     except (RunError, OSError) as e:
         p.error(str(e))
     from metarl import enable_compilation_cache

@@ -11,9 +11,9 @@ import time
 import jax
 import numpy as np
 
-from metarl.driver import (Driver, NonFiniteError, as_array, device_info, find_checkpoint, flat_diff, json_norm, now,
-                           package_versions, read_stored_run, refuse_resume, restore_checkpoint, save_checkpoint,
-                           version_diff, write_json, write_text)
+from metarl.driver import (Driver, NonFiniteError, as_array, current_command, device_info, find_checkpoint, flat_diff,
+                           json_norm, now, package_versions, read_stored_run, refuse_resume, restore_checkpoint,
+                           save_checkpoint, version_diff, write_json, write_text)
 from metarl.agents import agent_config
 from metarl.train.config import TrainConfig
 from metarl.train.program import guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs
@@ -103,8 +103,8 @@ class Runner(Driver):
 
     # -- the Driver's hooks -------------------------------------------------------------------------
     def initial_meta(self) -> dict:
-        return {"config": dataclasses.asdict(self.config), "versions": package_versions(), "device": device_info(),
-                "num_runs": self.num_runs, "sweep": self.combos, "started_at": now()}
+        return {"config": dataclasses.asdict(self.config), "command": current_command(), "versions": package_versions(),
+                "device": device_info(), "num_runs": self.num_runs, "sweep": self.combos, "started_at": now()}
 
     def init_state(self):
         self.failures = {}
