@@ -26,7 +26,7 @@ from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record, run_key,
-                                                    save_fig, write_atomic)
+                                                    save_meta_training, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\
@@ -249,31 +249,8 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     w.writerows(rows)
     write_atomic(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
     write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
-    tmp = os.path.join(out_dir, "arm7_curves.tmp.npz")
-    with open(tmp, "wb") as f:
-        np.savez(f, ours=curve, ddpg=dcurve, meta_critic=mcurve)
-    os.replace(tmp, os.path.join(out_dir, "arm7_curves.npz"))
-    figure(out_dir, curve, dcurve, mcurve)
+    save_meta_training(out_dir, "arm7", "7-DoF arm", curve, dcurve, mcurve)
     return summary
-
-
-def figure(out_dir, curve, dcurve, mcurve):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG"), (mcurve, "Meta Critic")):
-        m, s = c.mean(0), c.std(0)
-        x = np.arange(1, c.shape[1] + 1)
-        ax.plot(x, m, label=name)
-        ax.fill_between(x, np.maximum(m - s, 1e-4), m + s, alpha=0.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("final error on training goals")
-    ax.legend()
-    ax.set_title("Fig. 4 (7-DoF arm): meta-training")
-    save_fig(fig, os.path.join(out_dir, "fig4_arm7_meta_training.png"))
-    plt.close(fig)
 
 
 def main(argv=None):

@@ -23,7 +23,7 @@ from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
                                                     meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record, run_key,
-                                                    save_fig, write_atomic)
+                                                    save_fig, save_meta_training, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,31 +138,16 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
                   (("ours", g_ours), ("ddpg", g_ddpg), ("meta_critic", g_mc))},
         **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
-    tmp = os.path.join(out_dir, "reacher_curves.tmp.npz")
-    with open(tmp, "wb") as f:
-        np.savez(f, ours=curve, ddpg=dcurve, meta_critic=mcurve)
-    os.replace(tmp, os.path.join(out_dir, "reacher_curves.npz"))
-    figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc)
+    save_meta_training(out_dir, "reacher", "reacher", curve, dcurve, mcurve)
+    figures(out_dir, exp, g_ours, g_ddpg, g_mc)
     return summary
 
 
-def figures(out_dir, exp, curve, dcurve, mcurve, g_ours, g_ddpg, g_mc):
+def figures(out_dir, exp, g_ours, g_ddpg, g_mc):
+    """Figs. 5-7: the meta-test error over new goals, link masses and link lengths, per method."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for c, name in ((curve, "L_critic (ours)"), (dcurve, "DDPG"), (mcurve, "Meta Critic")):
-        m, s = c.mean(0), c.std(0)
-        x = np.arange(1, c.shape[1] + 1)
-        ax.plot(x, m, label=name)
-        ax.fill_between(x, np.maximum(m - s, 1e-4), m + s, alpha=0.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("final error on training goals")
-    ax.legend()
-    ax.set_title("Fig. 4 (reacher): meta-training")
-    save_fig(fig, os.path.join(out_dir, "fig4_reacher_meta_training.png"))
-    plt.close(fig)
     tg = np.asarray(exp.train_goals)
     for kind, fname, label, cross in (("goal", "fig5_reacher_new_goals.png", "goal q1, q2 (rad)", tg),
                                       ("mass", "fig6_reacher_link_masses.png", "link masses m1, m2 (kg)",

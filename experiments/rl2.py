@@ -96,11 +96,7 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
             r = per_ep[f.name]  # [seeds, trial_episodes]
             results[e] = dict(final=r[:, -1], first=r[:, 0], episode_returns=r, seen=e in proto["train"])
         history = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
-        summary = {e: bc.seed_summary(r["final"]) for e, r in results.items()}
-        out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
-                   meta_train_wall_s=t_train)
-        bc.write_record(out_dir, NAME, out)
-    return out
+        return bc.finish(out_dir, NAME, record, results, history, t0, t_train)
 
 
 def main(argv=None):

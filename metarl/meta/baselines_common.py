@@ -104,6 +104,20 @@ def asdict(cfg) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
+def finish(out_dir: str | None, name: str, record: dict, results: dict, history: dict, t0: float,
+           t_train: float) -> dict:
+    """A baseline run's result: ``record`` (its settings) with the per-environment ``results``, their
+    summary over seeds (IQM [95% CI] of ``final``), the meta-training ``history``, wall times from ``t0``
+    (perf_counter) and of meta-training; written to ``<out_dir>/<name>.json``. Returns it."""
+    import time
+
+    summary = {e: seed_summary(r["final"]) for e, r in results.items()}
+    out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
+               meta_train_wall_s=t_train)
+    write_record(out_dir, name, out)
+    return out
+
+
 def write_record(out_dir: str | None, name: str, out: dict):
     """``<out_dir>/<name>.json``: a baseline run's results with package versions and device (atomic)."""
     if out_dir:

@@ -239,6 +239,33 @@ def save_fig(fig, path: str):
     write_atomic(path, buf.getvalue())
 
 
+def save_meta_training(out_dir: str, part: str, title: str, ours, ddpg, meta_critic):
+    """The three methods' meta-training curves (training error, [seeds, iterations]): ``<part>_curves.npz``
+    (written whole) and Fig. 4 as ``fig4_<part>_meta_training.png`` (mean and sd over seeds, log scale)."""
+    import matplotlib
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, ours=ours, ddpg=ddpg, meta_critic=meta_critic)
+    write_atomic(os.path.join(out_dir, f"{part}_curves.npz"), buf.getvalue())
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for c, name in ((ours, "L_critic (ours)"), (ddpg, "DDPG"), (meta_critic, "Meta Critic")):
+        m, s = c.mean(0), c.std(0)
+        x = np.arange(1, c.shape[1] + 1)
+        ax.plot(x, m, label=name)
+        ax.fill_between(x, np.maximum(m - s, 1e-4), m + s, alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("final error on training goals")
+    ax.legend()
+    ax.set_title(f"Fig. 4 ({title}): meta-training")
+    save_fig(fig, os.path.join(out_dir, f"fig4_{part}_meta_training.png"))
+    plt.close(fig)
+
+
 def meta_test_claims(sweeps: dict, err_ours, err_ddpg, err_mc, still) -> list[dict]:
     """The paper's claim for the reacher and the 7-DoF arm, "ours << DDPG and Meta Critic on new goals,
     masses and lengths", decided per sweep from intervals over seeds (metarl.stats).
