@@ -58,6 +58,7 @@ def test_hidden_state_resets_at_trials_not_at_episodes():
     assert np.all(x[:, 3:5] == 0.0) and np.all(traj["action"][:, 1] == 0.0)
 
 
+@pytest.mark.learning
 def test_rl2_explores_then_exploits_on_two_armed_bandits():
     """Two-armed Bernoulli bandits (one arm pays with p 0.9, the other 0.1, which one drawn per trial),
     10 pulls per trial. Any policy that ignores the trial's history earns 10 * (0.9 + 0.1) / 2 = 5 per
