@@ -41,7 +41,7 @@ def onpolicy_envs(cfg) -> list[str]:
 
 def onpolicy_config(cfg, env: str):
     """The LIRPGConfig of one task at the benchmark's scale (same steps, evaluations, episode length)."""
-    from experiments.lirpg import build_config
+    from metarl.meta.lirpg_outputs import build_config
 
     num_envs, rollout = BATCH["smoke" if cfg.smoke else cfg.scale]
     batch = num_envs * rollout
@@ -59,11 +59,11 @@ def _read(path):
 def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> dict:
     """Run PPO and PPO-LIRPG on :func:`onpolicy_envs`; returns {env: {wall_s, steps, seeds, config,
     variants: {ppo|lirpg: {eval_return [seeds, evals], env_steps, ...}}, summary: {PPO|PPO-LIRPG: {final
-    (per seed), iqm, ci, max_avg, std_at_max}, lirpg_vs_ppo}}} (experiments.lirpg.summarize)."""
+    (per seed), iqm, ci, max_avg, std_at_max}, lirpg_vs_ppo}}} (metarl.meta.lirpg_outputs.summarize)."""
     import jax
     from tqdm import tqdm
 
-    from experiments.lirpg import summarize
+    from metarl.meta.lirpg_outputs import summarize
     from metarl.meta import lirpg as lp
     from metarl.train import jsonable, write_json
 
@@ -103,7 +103,7 @@ def summary_entries(cfg, onpolicy: dict) -> dict:
     """summary.json's on-policy entries (written at its top level, the metric as "onpolicy_metric"): {"PPO": {env: {iqm, ci, max_avg, std_at_max, final, paper_max_avg,
     steps, seeds}}, "PPO-LIRPG": {...}, "PPO-LIRPG vs PPO": {env: P(LIRPG > PPO), its CI, verdict}}."""
     from benchmarks.meta_critic import ENV_ROWS, paper_value, read_paper_table
-    from experiments.lirpg import FINAL_EVALS, summarize
+    from metarl.meta.lirpg_outputs import FINAL_EVALS, summarize
 
     t1 = read_paper_table(1)
     out = {"metric": f"final return = mean of the last {FINAL_EVALS} evaluations per seed, IQM [95% stratified-"

@@ -2,11 +2,11 @@
 
     python -m benchmarks.metagenrl_baselines --scale quick   # results/metagenrl_baselines/{epg,rl2}/*.json
 
-:func:`run` meta-trains both on the training set experiments/metagenrl.py uses (quick: Pendulum &
-Reacher, standing for the paper's Cheetah & Hopper) and meta-tests them on every test environment
-(seen and unseen), returning ``{"EPG": {env: IQM [CI] over seeds}, "RL2": {...}}``. benchmarks/metagenrl.py
-calls it so that Table 2's EPG and RL^2 rows (training set "Cheetah & Hopper") show ours beside the
-paper's, and results/metagenrl/summary.json gains the entries "EPG" and "RL2".
+:func:`run` runs the two experiments' command lines: each meta-trains on the training set that
+experiments/metagenrl.py uses (quick: Pendulum & Reacher, standing for the paper's Cheetah & Hopper) and
+meta-tests on every test environment (seen and unseen); it returns ``{"EPG": {env: IQM [CI] over seeds},
+"RL2": {...}}``. benchmarks/metagenrl.py calls it so that Table 2's EPG and RL^2 rows (training set
+"Cheetah & Hopper") show ours beside the paper's, and results/metagenrl/summary.json gains the entries "EPG" and "RL2".
 """
 from __future__ import annotations
 
@@ -25,16 +25,21 @@ PAPER_TRAINING = "Cheetah & Hopper"
 
 
 def run(scale: str = "quick", out_dir: str = OUT, progress: bool = True) -> dict:
-    """Both baselines at ``scale``. Returns {"EPG": {env: summary}, "RL2": {env: summary}, "_runs": raw}
-    with summary = {"iqm", "ci", "n", "mean", "std", "per_seed", "seen"} (the return per seed: EPG's
-    final return after meta-test training, RL^2's last-episode return of a trial)."""
-    from experiments import epg as epg_ex
-    from experiments import rl2 as rl2_ex
+    """Both baselines at ``scale``, each its experiment's command line (``python -m experiments.epg`` and
+    ``experiments.rl2``, run in this process into ``out_dir``/epg and ``out_dir``/rl2, replacing an earlier
+    run there), read back from the records they write. Returns {"EPG": {env: summary}, "RL2": {env: summary},
+    "_runs": raw} with summary = {"iqm", "ci", "n", "mean", "std", "per_seed", "seen"} (the return per seed:
+    EPG's final return after meta-test training, RL^2's last-episode return of a trial)."""
+    from metarl.cli import run_module
 
     t0 = time.perf_counter()
-    sub = lambda name: os.path.join(out_dir, name) if out_dir else None  # run records; no checkpoints
-    runs = {"EPG": epg_ex.run(scale, sub("epg"), progress=progress, checkpoint=False),
-            "RL2": rl2_ex.run(scale, sub("rl2"), progress=progress, checkpoint=False)}
+    runs = {}
+    for method, name in (("EPG", "epg"), ("RL2", "rl2")):
+        d = os.path.join(out_dir, name)
+        run_module(f"experiments.{name}", ["--scale", scale, "--out", d, "--overwrite"]
+                   + ([] if progress else ["--no-progress"]))
+        with open(os.path.join(d, f"{name}.json")) as f:
+            runs[method] = json.load(f)
     out = {m: {e: dict(s, seen=bool(r["results"][e]["seen"])) for e, s in r["summary"].items()}
            for m, r in runs.items()}
     out["_runs"] = runs

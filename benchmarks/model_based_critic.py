@@ -7,6 +7,8 @@ Writes into results/model_based_critic/: the toy's basins and Figures 8/9, the p
 the 7-DoF arm's Tables 1-3 beside the paper's (markdown + CSV), the meta-training curves, the wall time
 of a meta-iteration, and bench.json/tables.md with config, versions, device and wall times.
 
+Each part is its experiment's command line (``python -m experiments.model_based_critic_<part>``), run in this
+process; the tables are read back from the files the parts write (<part>_summary.json and their markdown).
 A benchmark regenerates its results; a meta-training left unfinished in --out (a checkpoint short of its last
 chunk) is refused unless --resume continues it.
 """
@@ -18,15 +20,13 @@ import time
 
 import jax
 
-from experiments import model_based_critic_arm7 as arm7
-from experiments import model_based_critic_pointmass as pointmass
-from experiments import model_based_critic_reacher as reacher
-from experiments import model_based_critic_toy as toy
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_scores, check_scale, claims_markdown,
-                                                    metadata, one_line_errors, sweep_table, write_atomic)
+                                                    metadata, one_line_errors, part_files, sweep_table, write_atomic)
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
 RESUMABLE = ("reacher", "arm7")  # their meta-training checkpoints after every chunk
+# the markdown each part's run writes beside its summary, shown in tables.md
+TABLE_FILES = {"toy": "toy_basins.md", "pointmass": "pointmass.md", "arm7": "arm7_tables.md"}
 
 
 def check_checkpoints(out_dir: str, parts, resume: bool):
@@ -80,52 +80,44 @@ def main(argv=None):
         from metarl import enable_compilation_cache
 
         enable_compilation_cache()  # a repeated run skips the compilation
-    from tqdm import tqdm
-
-    experiments = {"toy": toy.ToyExperiment, "pointmass": pointmass.PointMassExperiment,
-                   "reacher": reacher.ReacherExperiment, "arm7": arm7.Arm7Experiment}
-    total = sum(experiments[part].at(scale).progress_units() for part in parts)
-    t0 = time.time()
-    out, times = {}, {}
     from benchmarks.common import compile_report
+    from metarl.cli import run_module
 
-    with one_line_errors("benchmarks.model_based_critic", argv), compile_report("benchmarks.model_based_critic", a.out), \
-            tqdm(total=total, desc=f"model-based critic ({scale})", unit="it") as bar:
-        if "toy" in parts:
+    def started(part):  # a part with a run record or a checkpoint in --out continues under --resume
+        return any(os.path.exists(os.path.join(a.out, f)) for f in part_files(part))
+
+    t0 = time.time()
+    times = {}
+    with one_line_errors("benchmarks.model_based_critic", argv), compile_report("benchmarks.model_based_critic", a.out):
+        for part in parts:
             t = time.time()
-            out["toy"] = toy.run(scale, a.out, progress=bar, resume=a.resume)
-            times["toy"] = time.time() - t
-        if "pointmass" in parts:
-            t = time.time()
-            out["pointmass"] = pointmass.run(scale, a.out, pbar=bar, resume=a.resume)
-            times["pointmass"] = time.time() - t
-        if "reacher" in parts:
-            t = time.time()
-            out["reacher"] = reacher.run(scale, a.out, pbar=bar, resume=a.resume)
-            times["reacher"] = time.time() - t
-        if "arm7" in parts:
-            t = time.time()
-            out["arm7"] = arm7.run(scale, a.out, pbar=bar, resume=a.resume)
-            times["arm7"] = time.time() - t
+            run_module(f"experiments.model_based_critic_{part}",
+                       ["--scale", scale, "--out", a.out, "--resume" if a.resume and started(part) else "--overwrite"])
+            times[part] = time.time() - t
     wall = time.time() - t0
-    # Parts not run now are read back from their summaries in the output folder (each records its
-    # own config, versions, device and wall time), so the tables stay complete after a partial run.
+    # Every part's results are read back from its files in the output folder (each records its own config,
+    # versions, device and wall time); parts not run now keep their earlier files, so the tables stay
+    # complete after a partial run.
+    out, tables_md = {}, {}
     for name in PARTS:
         path = os.path.join(a.out, f"{name}_summary.json")
-        if name not in out and os.path.exists(path):
+        if os.path.exists(path):
             with open(path) as f:
                 out[name] = json.load(f)
+            md_path = os.path.join(a.out, TABLE_FILES[name]) if name in TABLE_FILES else None
+            if md_path and os.path.exists(md_path):
+                with open(md_path) as f:
+                    tables_md[name] = f.read().strip()
     md = [f"# Model-based meta-critic benchmark ({scale})", "",
           f"this invocation: parts {', '.join(parts)}, wall time {wall:.0f} s "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in times.items())}); device {jax.devices()[0]}", ""]
     if "toy" in out:
         md += ["## Toy (s0=-6, g=0): end point of each loop by initial theta "
-               f"(wall {out['toy']['wall_time_s']:.0f} s)", "", toy.basins_markdown(out["toy"]), ""]
+               f"(wall {out['toy']['wall_time_s']:.0f} s)", "", tables_md.get("toy", ""), ""]
     if "pointmass" in out:
         md += ["## Point mass (Fig. 1): distance to theta* of each landscape's argmin and of Algorithm 3's end "
                f"points (mean over seeds; wall {out['pointmass']['wall_time_s']:.0f} s)", "",
-               pointmass.markdown(out["pointmass"]), "",
-               pointmass.claims_markdown(out["pointmass"].get("claims", [])), ""]
+               tables_md.get("pointmass", ""), ""]
     for name in ("reacher", "arm7"):
         if name in out:
             s = out[name]
@@ -148,7 +140,7 @@ def main(argv=None):
         md += ["## reacher: meta-test", "", sweep_table(out["reacher"].get("claims", [])), ""]
         md += [claims_markdown(out["reacher"].get("claims", []), "reacher, the claim with intervals"), ""]
     if "arm7" in out:
-        md += ["## 7-DoF arm: Tables 1-3", "", arm7.markdown(out["arm7"]["rows"]),
+        md += ["## 7-DoF arm: Tables 1-3", "", tables_md.get("arm7", ""), "",
                claims_markdown(out["arm7"].get("claims", []), "7-DoF arm, the claim with intervals"), ""]
     scores = aggregate_scores({k: out[k]["claims"] for k in ("reacher", "arm7") if out.get(k, {}).get("claims")})
     if scores:

@@ -12,7 +12,7 @@ parts at their quick scale and Snake at its medium scale (a ~25-minute CPU run, 
 """
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import sys
 import time
@@ -28,8 +28,7 @@ CHAIN_SCALE = {"quick": "quick", "medium": "quick", "paper": "paper"}
 
 
 def combined_table(chain_result, snake_result, learned_result=None) -> str:
-    from experiments import outer_value_chain as chain
-    from experiments import outer_value_snake as snake
+    """Every part's agents, ours beside the paper's figures (each part's result.json carries them)."""
     from metarl.meta.outer_value_outputs import fmt, markdown_table
 
     header = ["env", "agent", "final gamma", "paper gamma", "return", "paper return", "outer adv. (ours)",
@@ -40,7 +39,7 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
             continue
         verdicts = agent_verdicts(result, env_name)
         for agent, s in result["summary"].items():
-            p = chain.PAPER[agent]
+            p = result["paper"][agent]
             ours = fmt(s, "outer_advantage_step0", 4)
             rows.append([env_name, agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return"),
                          p["return"], ours + (" (step 0)" if ours != "-" else ""),
@@ -49,7 +48,7 @@ def combined_table(chain_result, snake_result, learned_result=None) -> str:
     if snake_result is not None:
         verdicts = agent_verdicts(snake_result, "Snake")
         for agent, s in snake_result["summary"].items():
-            p = snake.PAPER[agent]
+            p = snake_result["paper"][agent]
             rows.append(["Snake", agent, fmt(s, "final_gamma"), p["final_gamma"], fmt(s, "return", 2),
                          p["return"], fmt(s, "outer_advantage", 4), p["outer_advantage"], verdicts.get(agent, "-")])
     return markdown_table(header, rows)
@@ -92,7 +91,7 @@ def claims_markdown(results: dict) -> str:
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
+    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir, run_module
 
     p = ArgumentParser(prog="python -m benchmarks.outer_value", description=__doc__.splitlines()[0])
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
@@ -107,33 +106,33 @@ def main(argv=None):
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
-    from experiments import outer_value_chain as chain
-    from experiments import outer_value_snake as snake
     from metarl.driver import write_text
-    from metarl.meta.outer_value_outputs import get_scale
 
     t0 = time.time()
     chain_result = snake_result = learned_result = None
     chain_scale = CHAIN_SCALE[scale]
     from benchmarks.common import compile_report
 
+    def part(module: str, out: str, scale: str, *extra: str) -> dict:
+        """Run one experiment's command line (a benchmark regenerates its results: an earlier run's records
+        in the folder are replaced) and read back the result it wrote."""
+        run_module(module, ["--scale", scale, "--out", out, "--overwrite", *extra])
+        with open(os.path.join(out, "result.json")) as f:
+            return json.load(f)
+
     with compile_report("benchmarks.outer_value", a.results, "outer_value_compile_time.json"):
         if a.only in (None, "chain"):
-            # A benchmark regenerates its results: an earlier run's records in the folder are replaced.
-            chain_result = chain.run(get_scale(chain_scale, chain.SCALES), os.path.join(a.results, chain.NAME),
-                                     chain_scale, overwrite=True)
-            write_summary(os.path.join(a.results, chain.NAME), chain_result, "Chain")
+            out = os.path.join(a.results, "outer_value_chain")
+            chain_result = part("experiments.outer_value_chain", out, chain_scale)
+            write_summary(out, chain_result, "Chain")
         if a.only in (None, "chain_learned"):
-            exp = get_scale(chain_scale, chain.SCALES)
-            exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, critic="learned"))
-            learned_result = chain.run(exp, os.path.join(a.results, chain.NAME + "_learned"), chain_scale,
-                                       overwrite=True)
-            write_summary(os.path.join(a.results, chain.NAME + "_learned"), learned_result, "Chain, learned critics")
+            out = os.path.join(a.results, "outer_value_chain_learned")
+            learned_result = part("experiments.outer_value_chain", out, chain_scale, "--critic", "learned")
+            write_summary(out, learned_result, "Chain, learned critics")
         if a.only in (None, "snake"):
-            snake_out = snake.NAME + ("" if scale == "quick" else "_" + scale)
-            snake_result = snake.run(get_scale(scale, snake.SCALES), os.path.join(a.results, snake_out), scale,
-                                     overwrite=True)
-            write_summary(os.path.join(a.results, snake_out), snake_result, "Snake")
+            out = os.path.join(a.results, "outer_value_snake" + ("" if scale == "quick" else "_" + scale))
+            snake_result = part("experiments.outer_value_snake", out, scale)
+            write_summary(out, snake_result, "Snake")
     wall = time.time() - t0
     import jax
 
@@ -154,8 +153,8 @@ def main(argv=None):
              "Snake return: training episodes (stochastic policy). IQM [95% stratified-bootstrap CI] over seeds, last "
              "10% of training; the verdict column reads the claims below.\n")
     text += claims_markdown({"Chain": chain_result, "Chain, learned critics": learned_result, "Snake": snake_result})
-    first = chain.NAME if chain_result is not None else (chain.NAME + "_learned" if learned_result is not None
-                                                         else snake.NAME)
+    first = ("outer_value_chain" if chain_result is not None else "outer_value_chain_learned"
+             if learned_result is not None else "outer_value_snake")
     out = os.path.join(a.results, first, "benchmark.md")
     write_text(out, text)
     print(text)

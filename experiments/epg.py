@@ -78,22 +78,15 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     with bc.run_record(out_dir if ckpt else None, record, resume):  # config.json, meta.json
         init, _, fns = epg.make_epg(config, train_names, pad)
         key = jax.random.PRNGKey(seed)
-        state, start, hist = None, 0, []
-        if resume and ckpt and ckpt.exists():
-            target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-            state, start, hist = ckpt.load(target)
-        bar = bc.progress_bar(config.num_evals, f"EPG meta-train {'&'.join(proto['train'])}", progress)
-        bar.update(start)
-
-        def on_segment(i, st, m):
-            hist.append({k: v for k, v in m.items() if k != "generation"})
-            if ckpt:
-                ckpt.save(st, i + 1, hist)
-            bar.update(1)
-            bar.set_postfix({e: f"{np.mean(m['member_return'][:, -1, j]):.0f}" for j, e in enumerate(proto["train"])})
-
-        state, _ = epg.train(config, train_names, key, seeds, pad, state=state, start=start, on_segment=on_segment)
-        bar.close()
+        log = bc.MetaTrainLog(ckpt, init, key, seeds, resume, config.num_evals,
+                              f"EPG meta-train {'&'.join(proto['train'])}", progress,
+                              postfix=lambda m: {e: f"{np.mean(m['member_return'][:, -1, j]):.0f}"
+                                                 for j, e in enumerate(proto["train"])},
+                              keep=lambda m: {k: v for k, v in m.items() if k != "generation"})
+        state, _ = epg.train(config, train_names, key, seeds, pad, state=log.state, start=log.start,
+                             on_segment=log.on_segment)
+        log.close()
+        hist = log.hist
         t_train = time.perf_counter() - t0
         phi = jax.jit(jax.vmap(fns["mean_phi"]))(state)
         test_names = [names[e] for e in proto["test"]]

@@ -33,50 +33,6 @@ SCALES = {
     "paper": dict(env="brax/halfcheetah", seeds=5, steps=1_000_000, num_envs=1, rollout=2048, eval_every=10_240,
                   eval_episodes=10),
 }
-FINAL_EVALS = 3  # the final score of a run: its mean evaluation return over the last 3 evaluations
-
-
-def build_config(num_envs: int, rollout: int, steps: int, eval_every: int, eval_episodes: int,
-                 max_episode_steps: int | None = None, hidden=(64, 64), **lirpg):
-    """A LIRPGConfig on PPO's preset with this budget; raises ValueError naming what does not fit."""
-    from metarl.meta import lirpg as lp
-
-    ppo = dict(num_envs=num_envs, rollout=rollout, total_steps=steps, eval_every=eval_every,
-               eval_episodes=eval_episodes, max_episode_steps=max_episode_steps, hidden=tuple(hidden),
-               minibatch_size=min(64, num_envs * rollout))
-    return lp.make_config(ppo=ppo, **lirpg)
-
-
-def final_scores(eval_return):
-    import numpy as np
-
-    r = np.asarray(eval_return, float)
-    return r[:, -min(FINAL_EVALS, r.shape[1]):].mean(1)
-
-
-def summarize(result: dict, variants=("ppo", "lirpg")) -> dict:
-    """Per variant label: IQM [95% CI] of the final return over seeds, the paper's max average return
-    (max over evaluations of the seed-average) and its std over seeds there, the per-seed finals; and,
-    with both variants, P(PPO-LIRPG > PPO) with its interval and verdict (metarl.stats.compare)."""
-    import numpy as np
-
-    from metarl import stats
-    from metarl.meta.lirpg import LABELS
-
-    out = {}
-    for v in variants:
-        r = np.asarray(result[v]["eval_return"], float)
-        mean = r.mean(0)
-        i = int(np.argmax(mean))
-        fin = final_scores(r)
-        out[LABELS[v]] = dict(stats.summary_row(fin), max_avg=float(mean[i]), std_at_max=float(r[:, i].std()),
-                              final=fin.tolist(), env_steps=np.asarray(result[v]["env_steps"])[0].tolist())
-    if {"ppo", "lirpg"} <= set(variants) and len(out["PPO"]["final"]) > 1:
-        c = stats.compare(final_scores(result["lirpg"]["eval_return"]), final_scores(result["ppo"]["eval_return"]))
-        out["lirpg_vs_ppo"] = dict(c, claim="PPO-LIRPG > PPO (Zheng et al. 2018)")
-    return out
-
-
 def curves_png(result: dict, title: str, path: str, variants=("ppo", "lirpg")):
     from metarl.meta.lirpg import LABELS
     from metarl.plots import _plt, curves, save_fig
@@ -136,6 +92,7 @@ def main(argv=None):
     for k in ("env", "seeds", "steps", "num_envs", "rollout", "eval_every", "eval_episodes"):
         if getattr(a, k) is not None:
             sc[k] = getattr(a, k)
+    from metarl.meta.lirpg_outputs import build_config
     from metarl.train import _check_env_name
 
     try:  # bad names and budgets: one line, before anything is compiled
@@ -181,6 +138,7 @@ def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bo
 
     from metarl.driver import RunError
     from metarl.meta import lirpg as lp
+    from metarl.meta.lirpg_outputs import FINAL_EVALS, summarize
     from metarl.train import write_json
 
     bar = tqdm(total=cfg.ppo.num_evals, desc=f"PPO/PPO-LIRPG on {env}", disable=not progress, file=sys.stderr)

@@ -30,28 +30,25 @@ evaluation (``--resume`` continues it; Ctrl-C stops at the next checkpoint).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl.driver import check_finite
 from metarl.meta import metagenrl as mg
 from metarl.agents import onpolicy as op
 
 # the protocol (scales, environments, training sets) lives in the library; re-exported for this module's users
 from metarl.meta.metagenrl.protocol import (BASELINES, ENVS, ONPOLICY_LABELS, SCALES, TRAIN_SETS,  # noqa: F401
                                             Scale, get_scale)
+# the resumable stages' machinery (segment loop, .npz checkpoints, SIGINT) too
+from metarl.meta.metagenrl.segments import CHECKPOINT, StopFlag, drop_checkpoint, run_segments  # noqa: F401
 
 
 def _progress(total, desc, enabled=True):
@@ -62,138 +59,6 @@ def _progress(total, desc, enabled=True):
 
 def _np(tree):
     return jax.tree.map(lambda x: np.asarray(x), tree)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Resumable stages: a compiled segment function driven segment by segment, checkpointed as it goes
-# ----------------------------------------------------------------------------------------------------
-CHECKPOINT = "checkpoint.npz"
-
-
-class StopFlag:
-    """SIGINT while a stage runs (:meth:`sigint`): the first Ctrl-C lets the running segment finish and
-    be checkpointed, then :func:`run_segments` raises ``metarl.train.Interrupted``; a second one stops
-    at once (KeyboardInterrupt). Every file is written whole (a temporary name, then a rename), so
-    either way only complete files are on disk. ``requested`` may also be set by code (tests)."""
-
-    def __init__(self):
-        self.requested = False
-
-    @contextlib.contextmanager
-    def sigint(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-
-        def handler(signum, frame):
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
-            sys.stderr.write("\ninterrupt: finishing the current segment (or stage) and its checkpoint, then stopping "
-                             "(Ctrl-C again stops at once; the last complete checkpoint stays)\n")
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def _json_ready(tree):
-    """Host metrics as plain lists and floats (NaN kept), so a history read back from a checkpoint or
-    a stage record is the same, value for value, as one built in memory."""
-    if isinstance(tree, dict):
-        return {k: _json_ready(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)) and not all(isinstance(x, (int, float)) for x in tree):
-        return [_json_ready(v) for v in tree]
-    return np.asarray(tree).tolist()
-
-
-def _json_norm(obj):
-    from metarl.train import jsonable
-
-    return json.loads(json.dumps(jsonable(obj)))
-
-
-def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict):
-    """``state`` (every leaf, each with its sha256), the segments ``done``, the host ``history`` and ``extra``
-    (JSON), and the stage's ``identity``, in one .npz written whole (metarl.npz_checkpoint)."""
-    from metarl import npz_checkpoint
-
-    npz_checkpoint.save(path, state, dict(identity=identity, done=done, history=history, extra=extra))
-
-
-def load_checkpoint(path: str, like, identity: dict):
-    """(state, done, history, extra) from :func:`save_checkpoint`. ``like``: the state's abstract shape
-    (``jax.eval_shape`` of the init); a checkpoint of another stage or of other settings is refused with
-    a one-line ``ConfigMismatch`` naming the differences, a corrupted or foreign one with a one-line
-    ``CheckpointError``."""
-    from metarl import npz_checkpoint
-    from metarl.driver import identity_diff
-    from metarl.train import ConfigMismatch
-
-    state, meta, _ = npz_checkpoint.load(path, like)
-    if meta["identity"] != _json_norm(identity):
-        raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
-                             f"{identity_diff(meta['identity'], _json_norm(identity))}")
-    return state, meta["done"], meta["history"], meta["extra"]
-
-
-def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | None, identity: dict, *,
-                 resume: bool = False, on_segment: Callable | None = None, extra: tuple | None = None,
-                 stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None):
-    """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times. After each segment the NaN/Inf
-    guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved.
-
-    ``identity`` (with the package versions added) must match the checkpoint's for a resume.
-    ``init_state()`` builds the first state (not called when resuming); ``like`` is its abstract shape.
-    After each segment the metrics go to the host, through ``on_segment(i, metrics) -> metrics`` (side
-    effects such as saving an objective stage happen there), into the history. With ``ckpt_dir`` the
-    state, history and ``extra`` (a pair ``(get() -> dict, set(dict))``, e.g. a monitor's state) are
-    checkpointed every ``checkpoint_every`` segments, at the last one and when ``stop`` is requested;
-    then ``metarl.train.Interrupted`` is raised. ``resume=True`` continues from the checkpoint there
-    (from the start if there is none). Returns (state, history: a list of per-segment JSON-ready dicts).
-    A resumed stage gives the same states and history as an uninterrupted one: every key is in the state.
-    """
-    from metarl.driver import package_versions
-    from metarl.train import Interrupted
-
-    identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused
-    path = os.path.join(ckpt_dir, CHECKPOINT) if ckpt_dir else None
-    done, history = 0, []
-    if resume and path and os.path.isfile(path):
-        state, done, history, ex = load_checkpoint(path, like, identity)
-        if extra is not None:
-            extra[1](ex)
-    else:
-        state = init_state()
-    if bar is not None:
-        bar.update(done)
-    identity = _json_norm(identity)
-    for i in range(done, total):
-        state, m = seg(state)
-        m = jax.device_get(m)
-        check_finite(state, m, f"segment {i + 1} of {total}")  # before anything of it is saved
-        if on_segment is not None:
-            m = on_segment(i + 1, m)
-        history.append(_json_ready(m))
-        if bar is not None:
-            bar.update(1)
-        stopping = stop is not None and stop.requested
-        if path and ((i + 1) % checkpoint_every == 0 or i + 1 == total or stopping):
-            os.makedirs(ckpt_dir, exist_ok=True)
-            save_checkpoint(path, state, i + 1, history, extra[0]() if extra is not None else {}, identity)
-        if stopping and i + 1 < total:
-            raise Interrupted(f"stopped after segment {i + 1} of {total}" + (f", checkpoint in {ckpt_dir}" if path else ""))
-    return state, history
-
-
-def drop_checkpoint(ckpt_dir: str | None):
-    """Remove a finished stage's checkpoint (its result is on disk by then)."""
-    if ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, CHECKPOINT)):
-        os.remove(os.path.join(ckpt_dir, CHECKPOINT))
-        with contextlib.suppress(OSError):  # a folder of its own (meta-test) goes too; an objective's stays
-            os.rmdir(ckpt_dir)
 
 
 def _stack(history: list, name: str, axis: int = 0) -> dict:

@@ -84,6 +84,7 @@ def run(exp: ChainExperiment, out_dir: str | None = None, scale: str = "custom",
              "128 per update); expected_return = sum_a pi(a|s0) R_a of the current policy.")
     result, logs = run_population(NAME, exp, problem, lambda m: a2c_cfg if m == "a2c" else meta_cfg, scale, out_dir,
                                   notes, progress, resume, overwrite, resume_hint, tensorboard, on_nonfinite)
+    result["paper"] = PAPER  # the paper's figures beside ours, in result.json too
     if out_dir:
         write_chain_outputs(out_dir, result, logs)
     result["logs"] = logs

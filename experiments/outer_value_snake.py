@@ -107,6 +107,7 @@ def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom",
              "10% of training, every agent alike; env_steps counts every rollout (MG 2, BMG 3 per update).")
     result, logs = run_population(NAME, exp, problem, cfgs.__getitem__, scale, out_dir, notes, progress, resume,
                                   overwrite, resume_hint, tensorboard, on_nonfinite)
+    result["paper"] = PAPER  # the paper's figures beside ours, in result.json too
     if out_dir:
         write_snake_outputs(out_dir, result, logs)
     result["logs"] = logs

@@ -73,22 +73,13 @@ def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None
     with bc.run_record(out_dir if ckpt else None, record, resume):  # config.json, meta.json
         init, _, _ = rl2.make_rl2(config, train_f)
         key = jax.random.PRNGKey(seed)
-        state, start, hist = None, 0, []
-        if resume and ckpt and ckpt.exists():
-            target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-            state, start, hist = ckpt.load(target)
-        bar = bc.progress_bar(config.num_evals, f"RL2 meta-train {'&'.join(proto['train'])}", progress)
-        bar.update(start)
-
-        def on_segment(i, st, m):
-            hist.append({k: v for k, v in m.items()})
-            if ckpt:
-                ckpt.save(st, i + 1, hist)
-            bar.update(1)
-            bar.set_postfix({e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}" for j, e in enumerate(proto["train"])})
-
-        state, _ = rl2.train(config, train_f, key, seeds, state=state, start=start, on_segment=on_segment)
-        bar.close()
+        log = bc.MetaTrainLog(ckpt, init, key, seeds, resume, config.num_evals,
+                              f"RL2 meta-train {'&'.join(proto['train'])}", progress,
+                              postfix=lambda m: {e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}"
+                                                 for j, e in enumerate(proto["train"])})
+        state, _ = rl2.train(config, train_f, key, seeds, state=log.state, start=log.start, on_segment=log.on_segment)
+        log.close()
+        hist = log.hist
         t_train = time.perf_counter() - t0
         per_ep = rl2.meta_test(config, train_f, state.params, test_f, jax.random.fold_in(key, 1))
         results = {}

@@ -8,6 +8,8 @@
   argparse, before anything is imported, compiled or written.
 - :func:`fail` prints one line and exits (for checks argparse cannot express).
 - :func:`make_out_dir` creates the output folder as the last check, or fails in one line.
+- :func:`run_module` runs an experiment's command line in this process, as a benchmark does: what binds
+  the two is the command line and the files it writes, not the experiment's names.
 """
 from __future__ import annotations
 
@@ -128,3 +130,20 @@ def add_scale_argument(parser: argparse.ArgumentParser, choices: Iterable[str], 
     parser.add_argument("--scale", default=default, type=choice(choices), metavar="{" + ",".join(choices) + "}",
                         help=f"one of {', '.join(choices)}")
     return parser
+
+
+def run_module(module: str, args: Iterable[str]) -> None:
+    """Run ``python -m module *args`` in this process: the module's ``__main__`` block, with ``sys.argv``
+    set for it (restored afterwards). A refused input or a failed run raises its SystemExit (one line
+    on stderr already printed, the module's exit status); SystemExit(0) and None return normally."""
+    import runpy
+
+    saved = sys.argv
+    sys.argv = [module, *map(str, args)]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    finally:
+        sys.argv = saved

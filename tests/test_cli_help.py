@@ -76,3 +76,32 @@ def test_every_experiment_cli_has_the_shared_options(capsys):
         if lacking:
             missing[m] = lacking
     assert not missing, f"experiment CLIs without the shared options: {missing}"
+
+
+def test_run_module_runs_a_command_line_in_process(tmp_path, monkeypatch, capsys):
+    """metarl.cli.run_module (how benchmarks run experiments): the module's __main__ block runs with the
+    given arguments, sys.argv comes back as it was, a refused input raises its SystemExit (status 2)."""
+    import sys
+
+    from metarl.cli import run_module
+
+    (tmp_path / "fake_experiment.py").write_text(
+        "import sys\n"
+        "from metarl.cli import ArgumentParser\n"
+        "def main(argv=None):\n"
+        "    p = ArgumentParser(prog='fake_experiment')\n"
+        "    p.add_argument('--out', required=True)\n"
+        "    p.add_argument('--steps', type=int, default=1)\n"
+        "    a = p.parse_args(argv)\n"
+        "    open(a.out, 'w').write(f'{a.steps} {__name__}')\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = list(sys.argv)
+    out = tmp_path / "written.txt"
+    run_module("fake_experiment", ["--out", out, "--steps", 7])
+    assert out.read_text() == "7 __main__" and sys.argv == argv
+    with pytest.raises(SystemExit) as e:
+        run_module("fake_experiment", ["--out", out, "--steps", "many"])
+    assert e.value.code == 2 and sys.argv == argv
+    assert capsys.readouterr().err.strip().startswith("fake_experiment: error: argument --steps")

@@ -288,7 +288,7 @@ def test_td3_mc_meta_steps_only_on_policy_steps_in_the_runner():
 # ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tabular():
-    from experiments.meta_critic import TabularConfig, run_tabular, tabular_summary
+    from metarl.meta.meta_critic_tabular import TabularConfig, run_tabular, tabular_summary
 
     # The paper's MDP family and the authors' DDPG settings (batch 100, Adam 1e-3, gamma 0.99) except 64-64
     # networks and 50 episodes instead of 400-300 and 100 (test-time budget; the benchmark runs the paper's
@@ -337,7 +337,7 @@ def test_tabular_critic_loss_claim_gets_an_interval_verdict(tabular):
 def test_tabular_mdp_is_the_rl2_family_and_returns_are_exact():
     """The Fig. 6 MDP: RL^2's random tabular MDP (mean rewards ~ N(1, 1), Dirichlet rows), and the exact
     expected return used for the reward surface agrees with a Monte-Carlo estimate."""
-    from experiments.meta_critic import TabularConfig, tab_expected_return, tab_mdp
+    from metarl.meta.meta_critic_tabular import TabularConfig, tab_expected_return, tab_mdp
 
     cfg = TabularConfig()
     R, P, noise = tab_mdp(cfg)
@@ -509,3 +509,45 @@ def test_tables_2_3_rows_carry_intervals_and_verdicts(tmp_path):
     assert by["SAC-MC vs SAC"]["a: max avg, ours / paper"] == "840.0 / 7164.9 ± 151.3"
     assert by["SAC-MC +guard vs SAC-MC"]["a: max avg, ours / paper"] == "845.0 / -"  # ours only
     assert by["SAC-MC +guard vs SAC-MC"]["paper's claim"] == "-"
+
+
+def test_resumed_experiment_keeps_the_measured_overhead(tmp_path, monkeypatch):
+    """'+updates' runs K = measured wall-time overhead extra updates. A resumed run must use the K of the
+    interrupted one (kept in the run folder), not a new measurement (wall time differs between two
+    measurements: the fake ones below return 1.7, then 1.2); a fresh run, or one of another config,
+    measures again."""
+    import metarl.train
+    from experiments import meta_critic as ex
+
+    measured = []
+
+    def fake_measure(cfg, spec, *a, **k):
+        ratio = (1.7, 1.2, 1.4)[len(measured)]
+        measured.append(ratio)
+        return {"wall_ratio": ratio, "flop_ratio": 1.3, "params_overhead": 0.1}
+
+    extra = []
+
+    class RecordingRunner:  # stands in for the training: the test is about which K each program gets
+        def __init__(self, cfg, out_dir, **kw):
+            self.config = cfg
+
+        def run(self, resume=False):
+            extra.append(sorted({round(float(c["extra_updates"]), 6) for c in self.combos}))
+            n = len(self.combos) * self.config.seeds
+            return None, {"eval_return": np.zeros((n, 2)), "env_steps": np.zeros((n, 2))}
+
+    monkeypatch.setattr(ex, "measure_overhead", fake_measure)
+    monkeypatch.setattr(metarl.train, "Runner", RecordingRunner)
+    cfg = ex.ExperimentConfig(env="gymnax/Pendulum-v1", variants=("vanilla", "updates"), seeds=2)
+    out = str(tmp_path)
+    first = ex.run_experiment(cfg, out, progress=False)
+    assert extra[-1] == [0.0, 0.7] and first["updates_k"] == pytest.approx(0.7)
+    resumed = ex.run_experiment(cfg, out, progress=False, resume=True)
+    assert len(measured) == 1, "a resumed run measured the overhead again"
+    assert extra[-1] == [0.0, 0.7] and resumed["updates_k"] == pytest.approx(0.7)
+    again = ex.run_experiment(cfg, out, progress=False)  # a new run measures anew
+    assert measured == [1.7, 1.2] and extra[-1] == [0.0, 0.2] and again["updates_k"] == pytest.approx(0.2)
+    other = dataclasses.replace(cfg, seeds=3)  # another config's resume does not take this folder's K
+    ex.run_experiment(other, out, progress=False, resume=True)
+    assert measured == [1.7, 1.2, 1.4] and extra[-1] == [0.0, 0.4]

@@ -86,7 +86,7 @@ def test_each_segment_loop_refuses_a_corrupted_checkpoint(tmp_path):
     """The three users: MetaGenRL's stage checkpoint, EPG / RL^2's Checkpoint (also refusing another
     configuration), PPO-LIRPG's run directory; each restores its own file and refuses flipped bytes."""
     from metarl.meta import baselines_common as bc
-    from experiments import metagenrl as mg
+    from metarl.meta.metagenrl import segments as mg
     from metarl.meta import lirpg as lp
 
     needle = np.arange(12.0, dtype=np.float32)[1:].tobytes()[:8]

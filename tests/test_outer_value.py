@@ -472,7 +472,9 @@ def test_benchmark_claims_are_decided_from_intervals():
     from _markdown import IQM_CI, tables
 
     from benchmarks.outer_value import combined_table
+    from experiments.outer_value_chain import PAPER
 
+    res["paper"] = PAPER  # (each part's result.json carries the paper's figures)
     for a in res["summary"].values():
         a["final_gamma"]["mean"] = a["return"]["mean"] = 0.0  # (the fields the old formatter read)
     t = {r["agent"]: r for r in tables("# T\n\n" + combined_table(res, None))["T"]}

@@ -34,8 +34,8 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
     """Run the planned jobs (and Fig. 6) into ``out``; outputs are rewritten after every job."""
     from tqdm import tqdm
 
-    from experiments.meta_critic import (MC_METRICS, TabularConfig, paper_metrics,
-                                         run_experiment, run_tabular, tabular_figures, tabular_summary)
+    from experiments.meta_critic import MC_METRICS, paper_metrics, run_experiment
+    from metarl.meta.meta_critic_tabular import TabularConfig, run_tabular, tabular_figures, tabular_summary
     from metarl.train import jsonable, write_json
 
     os.makedirs(out, exist_ok=True)
@@ -68,11 +68,8 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
                              "(job.json); resume with the same --scale/--tables/--only, or give another --out")
         if stored is None:
             t = time.perf_counter()
-            prev = _read_json(os.path.join(out, "results.json")).get("overhead", {}).get(key) \
-                if resume and os.path.isfile(os.path.join(out, "results.json")) else None
-            overhead = {k: v for k, v in prev.items() if k not in ("updates_k", "params_n", "params_hidden")} \
-                if prev else None
-            res = run_experiment(ecfg, job_dir, progress=False, overhead=overhead, resume=resume)
+            # a resumed job reads its measured overhead (K, N) back from its folder (run_experiment)
+            res = run_experiment(ecfg, job_dir, progress=False, resume=resume)
             stored = {"config": jsonable(dataclasses.asdict(ecfg)), "wall_s": time.perf_counter() - t,
                       "overhead": dict(res["overhead"], updates_k=res["updates_k"], params_n=res["params_n"],
                                        params_hidden=res.get("params_hidden")),

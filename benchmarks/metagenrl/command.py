@@ -5,7 +5,6 @@ import argparse
 import sys
 
 
-from experiments import metagenrl as ex
 from benchmarks.metagenrl.stages import default_out
 from benchmarks.metagenrl.run import run
 from benchmarks.metagenrl.ablations import run_ablations
@@ -16,7 +15,10 @@ def main(argv=None):
 
     p = ArgumentParser(prog="python -m benchmarks.metagenrl", description=_pkg_doc(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_scale_argument(p, ex.SCALES)  # a bad scale: one line on stderr, exit status 2
+    from metarl.meta.metagenrl.protocol import SCALES, get_scale
+    from metarl.meta.metagenrl.segments import StopFlag
+
+    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=None, help="output folder (default results/metagenrl for quick, "
                                                "results/metagenrl_<scale> otherwise)")
     p.add_argument("--resume", action="store_true",
@@ -25,7 +27,7 @@ def main(argv=None):
     p.add_argument("--ablations", action="store_true",
                    help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")
     args = p.parse_args(argv)
-    ex.get_scale(args.scale)  # a bad value fails here, naming the valid choices
+    get_scale(args.scale)  # a bad value fails here, naming the valid choices
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
@@ -37,7 +39,7 @@ def main(argv=None):
         return
     from metarl.train import Interrupted, RunError
 
-    stop = ex.StopFlag()
+    stop = StopFlag()
     try:
         from benchmarks.common import compile_report
 

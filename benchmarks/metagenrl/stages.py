@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from experiments import metagenrl as ex
+from metarl.meta.metagenrl.segments import drop_checkpoint, json_norm
 from benchmarks.metagenrl.tables import OUT, _final
 from benchmarks.metagenrl.ablations import _write_csv
 
@@ -25,7 +25,7 @@ def run_settings(scale) -> dict:
 
     from metarl.train import package_versions
 
-    return ex._json_norm({"scale": dataclasses.asdict(scale), "versions": package_versions()})
+    return json_norm({"scale": dataclasses.asdict(scale), "versions": package_versions()})
 
 
 def _sha(obj) -> str:
@@ -82,7 +82,7 @@ def _fresh(out_dir: str):
     obj = os.path.join(out_dir, "objectives")
     if os.path.isdir(obj):
         for d in os.listdir(obj):
-            ex.drop_checkpoint(os.path.join(obj, d))
+            drop_checkpoint(os.path.join(obj, d))
 
 
 def stage(out_dir: str, name: str, settings_sha: str, fn, resume: bool):
@@ -97,7 +97,7 @@ def stage(out_dir: str, name: str, settings_sha: str, fn, resume: bool):
         if rec.get("settings_sha256") != settings_sha:
             raise ConfigMismatch(f"cannot resume: stage record {path} belongs to a run with other settings")
         return rec["result"], True
-    result = ex._json_norm(fn())
+    result = json_norm(fn())
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_json(path, {"stage": name, "settings_sha256": settings_sha, "result": result})
     return result, False

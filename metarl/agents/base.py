@@ -75,6 +75,64 @@ def apply_grads(params, opt_state, grads, lr_for_init=1.0):
     return optax.apply_updates(params, updates), opt_state
 
 
+def init_actor_critic(actor_net, critic_net, key, obs_shape, action_width: int, hp: dict, log_alpha=None,
+                      alpha_lr=None) -> "AgentState":
+    """An actor-critic's first state: both networks initialised on a zero observation (and a zero action of
+    ``action_width`` for the critic) from the two halves of ``key``, the targets equal to them, Adam states
+    at ``hp``'s learning rates; ``log_alpha`` (SAC's temperature) with an Adam state at ``alpha_lr``."""
+    ka, kc = jax.random.split(key)
+    obs = jnp.zeros((1,) + tuple(obs_shape))
+    actor = actor_net.init(ka, obs)
+    critic = critic_net.init(kc, obs, jnp.zeros((1, action_width)))
+    alpha_opt = () if log_alpha is None else adam(alpha_lr).init(log_alpha)
+    return AgentState(actor=actor, critic=critic, actor_target=actor, critic_target=critic,
+                      actor_opt=adam(hp["actor_lr"]).init(actor), critic_opt=adam(hp["critic_lr"]).init(critic),
+                      log_alpha=jnp.zeros(()) if log_alpha is None else log_alpha, alpha_opt=alpha_opt, hp=hp,
+                      step=jnp.zeros((), jnp.int32))
+
+
+def actor_grads(loss_fn, state, batch, key, extra_grads=None):
+    """(grads, metrics) of ``loss_fn(actor, state, batch, key)`` with respect to ``state.actor``, plus
+    ``extra_grads`` (a meta-method's added gradient, e.g. the Online Meta-Critic's) where given."""
+    grads, m = jax.grad(loss_fn, has_aux=True)(state.actor, state, batch, key)
+    if extra_grads is not None:
+        grads = jax.tree.map(jnp.add, grads, extra_grads)
+    return grads, m
+
+
+def ddpg_steps(critic_loss, actor_loss):
+    """(critic_step, actor_step) of DDPG and TD3: an Adam step of the critic on ``critic_loss`` (counting the
+    update), and an Adam step of the actor on ``loss_fn or actor_loss`` (+ ``extra_grads``) followed by the
+    soft update of both targets with ``tau`` (the targets move only with the policy, as TD3's delay has it)."""
+
+    def critic_step(state, batch, key):
+        grads, m = jax.grad(critic_loss, has_aux=True)(state.critic, state, batch, key)
+        critic, opt = apply_grads(state.critic, state.critic_opt, grads)
+        return state.replace(critic=critic, critic_opt=opt, step=state.step + 1), m
+
+    def actor_step(state, batch, key, loss_fn=None, extra_grads=None):
+        grads, m = actor_grads(loss_fn or actor_loss, state, batch, key, extra_grads)
+        actor, opt = apply_grads(state.actor, state.actor_opt, grads)
+        tau = state.hp["tau"]
+        return state.replace(actor=actor, actor_opt=opt, actor_target=soft_update(state.actor_target, actor, tau),
+                             critic_target=soft_update(state.critic_target, state.critic, tau)), m
+
+    return critic_step, actor_step
+
+
+def critic_then_actor(critic_step, actor_step):
+    """``update(state, batch, key, loss_fn=None)``: one critic step, then one actor step (on ``loss_fn`` if
+    given), each with its own half of ``key``; metrics of both."""
+
+    def update(state, batch, key, loss_fn=None):
+        kc, ka = jax.random.split(key)
+        state, m = critic_step(state, batch, kc)
+        state, ma = actor_step(state, batch, ka, loss_fn)
+        return state, {**m, **ma}
+
+    return update
+
+
 def merge_hp(defaults: dict, overrides: dict | None) -> dict:
     hp = dict(defaults)
     for k, v in (overrides or {}).items():

@@ -41,6 +41,7 @@ from flax import struct
 
 from metarl import envs
 from metarl.nets import MLP
+from metarl.rollout import evaluate_episodes
 
 def gae(inputs, gamma, lam):
     """Generalised advantage estimates inside each window, computed backwards; zero at invalid steps.
@@ -315,21 +316,8 @@ def make_onpolicy(config: OnPolicyConfig, env):
                        ret_sum=jnp.sum(traj["episode_return"] * done), ret_n=jnp.sum(done))
         return state.replace(pi=pi, vf=vf, pi_opt=pi_opt, vf_opt=vf_opt, key=key), metrics
 
-    def evaluate(pi, key):
-        k_reset, k_steps = jax.random.split(key)
-        e = config.eval_episodes
-        sts, tss = jax.vmap(env.reset)(jax.random.split(k_reset, e))
-
-        def step(carry, k):
-            sts, obs, ret, alive = carry
-            a = policy.apply(pi, obs)[0]
-            sts, ts = jax.vmap(env.step)(sts, a, jax.random.split(k, e))
-            ret = ret + alive * ts.reward
-            return (sts, ts.obs, ret, alive * (1.0 - ts.done.astype(jnp.float32))), None
-
-        init_c = (sts, tss.obs, jnp.zeros(e), jnp.ones(e))
-        (_, _, ret, _), _ = jax.lax.scan(step, init_c, jax.random.split(k_steps, spec.max_episode_steps))
-        return jnp.mean(ret)
+    def evaluate(pi, key):  # the deterministic policy: the Gaussian's mean
+        return evaluate_episodes(env, lambda obs, k: policy.apply(pi, obs)[0], key, config.eval_episodes)
 
     def run_segment(state: OnPolicyState):
         state, m = jax.lax.scan(update, state, None, length=config.updates_per_eval)

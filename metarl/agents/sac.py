@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from metarl import nets
-from metarl.agents.base import Agent, AgentState, adam, apply_grads, merge_hp, soft_update
+from metarl.agents.base import (Agent, AgentState, actor_grads, apply_grads, critic_then_actor, init_actor_critic,
+                               merge_hp, soft_update)
 from metarl.envs import EnvSpec
 
 
@@ -38,15 +39,8 @@ def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:
 
     def init(key, hp=None) -> AgentState:
         hp = merge_hp(SAC_HP, hp)
-        ka, kc = jax.random.split(key)
-        obs = jnp.zeros((1,) + spec.obs_shape)
-        actor = actor_net.init(ka, obs)
-        critic = critic_net.init(kc, obs, jnp.zeros((1, adim)))
-        log_alpha = jnp.log(hp["init_alpha"])
-        return AgentState(actor=actor, critic=critic, actor_target=actor, critic_target=critic,
-                          actor_opt=adam(hp["actor_lr"]).init(actor), critic_opt=adam(hp["critic_lr"]).init(critic),
-                          log_alpha=log_alpha, alpha_opt=adam(hp["alpha_lr"]).init(log_alpha), hp=hp,
-                          step=jnp.zeros((), jnp.int32))
+        return init_actor_critic(actor_net, critic_net, key, spec.obs_shape, adim, hp,
+                                 log_alpha=jnp.log(hp["init_alpha"]), alpha_lr=hp["alpha_lr"])
 
     def act(state: AgentState, obs, key, explore=True):
         if explore:
@@ -86,10 +80,7 @@ def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:
         return state, m
 
     def actor_step(state: AgentState, batch, key, loss_fn=None, extra_grads=None):
-        loss_fn = loss_fn or actor_loss
-        grads, m = jax.grad(loss_fn, has_aux=True)(state.actor, state, batch, key)
-        if extra_grads is not None:
-            grads = jax.tree.map(jnp.add, grads, extra_grads)
+        grads, m = actor_grads(loss_fn or actor_loss, state, batch, key, extra_grads)
         actor, opt = apply_grads(state.actor, state.actor_opt, grads)
         state = state.replace(actor=actor, actor_opt=opt)
         if config.auto_alpha:
@@ -101,11 +92,7 @@ def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:
             state = state.replace(log_alpha=log_alpha, alpha_opt=aopt)
         return state, {**m, "alpha": jnp.exp(state.log_alpha)}
 
-    def update(state: AgentState, batch, key, loss_fn=None):
-        kc, ka = jax.random.split(key)
-        state, m = critic_step(state, batch, kc)
-        state, ma = actor_step(state, batch, ka, loss_fn)
-        return state, {**m, **ma}
+    update = critic_then_actor(critic_step, actor_step)
 
     return Agent("sac", config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
                  actor_step, update, dict(SAC_HP))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from metarl import nets
-from metarl.agents.base import Agent, AgentState, adam, apply_grads, merge_hp, soft_update
+from metarl.agents.base import Agent, AgentState, ddpg_steps, init_actor_critic, merge_hp
 from metarl.envs import EnvSpec
 
 
@@ -45,15 +45,7 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
         return q if config.twin else q[None]  # always (n_critics, batch)
 
     def init(key, hp=None) -> AgentState:
-        hp = merge_hp(TD3_HP, hp)
-        ka, kc = jax.random.split(key)
-        obs = jnp.zeros((1,) + spec.obs_shape)
-        act = jnp.zeros((1, adim))
-        actor = actor_net.init(ka, obs)
-        critic = critic_net.init(kc, obs, act)
-        return AgentState(actor=actor, critic=critic, actor_target=actor, critic_target=critic,
-                          actor_opt=adam(hp["actor_lr"]).init(actor), critic_opt=adam(hp["critic_lr"]).init(critic),
-                          log_alpha=jnp.zeros(()), alpha_opt=(), hp=hp, step=jnp.zeros((), jnp.int32))
+        return init_actor_critic(actor_net, critic_net, key, spec.obs_shape, adim, merge_hp(TD3_HP, hp))
 
     def act(state: AgentState, obs, key, explore=True):
         a = actor_net.apply(state.actor, obs)
@@ -86,22 +78,7 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
         loss = -jnp.mean(q1)
         return loss, {"actor_loss": loss}
 
-    def critic_step(state: AgentState, batch, key):
-        grads, m = jax.grad(critic_loss, has_aux=True)(state.critic, state, batch, key)
-        critic, opt = apply_grads(state.critic, state.critic_opt, grads)
-        return state.replace(critic=critic, critic_opt=opt, step=state.step + 1), m
-
-    def actor_step(state: AgentState, batch, key, loss_fn=None, extra_grads=None):
-        loss_fn = loss_fn or actor_loss
-        grads, m = jax.grad(loss_fn, has_aux=True)(state.actor, state, batch, key)
-        if extra_grads is not None:
-            grads = jax.tree.map(jnp.add, grads, extra_grads)
-        actor, opt = apply_grads(state.actor, state.actor_opt, grads)
-        tau = state.hp["tau"]
-        state = state.replace(actor=actor, actor_opt=opt,
-                              actor_target=soft_update(state.actor_target, actor, tau),
-                              critic_target=soft_update(state.critic_target, state.critic, tau))
-        return state, m
+    critic_step, actor_step = ddpg_steps(critic_loss, actor_loss)
 
     def update_phase(state: AgentState, batch, key, do_actor: bool, loss_fn=None):
         """One update whose policy step is decided in Python (``do_actor`` static): critic step, then

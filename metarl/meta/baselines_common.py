@@ -72,6 +72,35 @@ class Checkpoint:
         npz_checkpoint.save(self.path, state, dict(config=self.config, segments_done=segments_done, history=history))
 
 
+class MetaTrainLog:
+    """The host side of EPG's and RL^2's meta-training loop: the state, segments done and history read back
+    from ``ckpt`` on a resume (else ``state`` None: the method starts from its init), a progress bar over
+    ``total`` segments, and :meth:`on_segment` for the method's ``train``: keep the segment's metrics
+    (``keep(m)``), checkpoint, advance the bar with ``postfix(m)``."""
+
+    def __init__(self, ckpt, init, key, seeds: int, resume: bool, total: int, desc: str, progress: bool,
+                 postfix, keep=dict):
+        import jax
+
+        self.ckpt, self.postfix, self.keep = ckpt, postfix, keep
+        self.state, self.start, self.hist = None, 0, []
+        if resume and ckpt and ckpt.exists():
+            target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
+            self.state, self.start, self.hist = ckpt.load(target)
+        self.bar = progress_bar(total, desc, progress)
+        self.bar.update(self.start)
+
+    def on_segment(self, i: int, state, metrics):
+        self.hist.append(self.keep(metrics))
+        if self.ckpt:
+            self.ckpt.save(state, i + 1, self.hist)
+        self.bar.update(1)
+        self.bar.set_postfix(self.postfix(metrics))
+
+    def close(self):
+        self.bar.close()
+
+
 def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
     """The run-directory policy (metarl.driver.prepare_out_dir): a new run refuses an --out holding an
     earlier run's checkpoint.npz, <name>.json or run record (config.json, meta.json) unless ``overwrite``; ``resume`` needs a checkpoint.npz.

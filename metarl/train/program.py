@@ -10,6 +10,7 @@ import numpy as np
 from flax import struct
 
 from metarl import buffers, envs
+from metarl.rollout import evaluate_episodes, random_warm_up
 from metarl.agents import make_agent
 from metarl.train.config import TrainConfig, sweep_grid
 
@@ -69,13 +70,7 @@ def make_functions(config: TrainConfig, agent_fn=None):
         example = _transition(ts.obs, jnp.zeros((adim,)), ts)
         run = RunState(agent_state, env_state, ts.obs, buffers.init(example, capacity), k_run,
                        jnp.zeros((), jnp.int32))
-
-        def warm(run, k):
-            a = jax.random.uniform(k, (adim,), minval=-1.0, maxval=1.0)
-            return env_step(run, a)[0], None
-
-        run, _ = jax.lax.scan(warm, run, jax.random.split(k_warm, config.learning_starts))
-        return run
+        return random_warm_up(run, lambda run, a, k: env_step(run, a), k_warm, config.learning_starts, adim)
 
     ups = config.updates_per_step
 
@@ -104,20 +99,7 @@ def make_functions(config: TrainConfig, agent_fn=None):
 
     def evaluate(agent_state, key):
         """Mean undiscounted return of ``eval_episodes`` deterministic episodes, run in parallel."""
-        k_reset, k_steps = jax.random.split(key)
-        states, tss = jax.vmap(env.reset)(jax.random.split(k_reset, config.eval_episodes))
-
-        def step(carry, k):
-            states, obs, ret, alive = carry
-            a = agent.act(agent_state, obs, k, False)
-            states, ts = jax.vmap(env.step)(states, a, jax.random.split(k, config.eval_episodes))
-            ret = ret + alive * ts.reward
-            alive = alive * (1.0 - ts.done.astype(jnp.float32))
-            return (states, ts.obs, ret, alive), None
-
-        init = (states, tss.obs, jnp.zeros(config.eval_episodes), jnp.ones(config.eval_episodes))
-        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_steps, env.spec.max_episode_steps))
-        return jnp.mean(ret)
+        return evaluate_episodes(env, lambda obs, k: agent.act(agent_state, obs, k, False), key, config.eval_episodes)
 
     def run_chunk(run: RunState):
         def segment(run, _):

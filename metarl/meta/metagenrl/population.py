@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from metarl import buffers
+from metarl.rollout import evaluate_episodes, random_warm_up
 from metarl.meta.metagenrl.objective import init_objective, masked_std, objective_steps, reduce_steps
 from metarl.meta.metagenrl.meta_loss import (MixedObjective, clip_per_agent, objective_inputs, population_meta_grads,
                                              reinforce_loss, td3_actor_objective, update_agent)
@@ -163,12 +164,8 @@ def make_population(config: MetaGenRLConfig, groups: Sequence[Group], meta_train
         example = _transition(ts.obs, jnp.zeros((env.spec.action_dim,)), ts, jnp.zeros(()))
         buf = buffers.init(example, min(config.buffer_size, config.total_steps))
         run = AgentRun(st, env_state, ts.obs, buf, k_run, jnp.zeros((), jnp.int32), alpha, mix)
-
-        def warm(run, k):
-            a = jax.random.uniform(k, (env.spec.action_dim,), minval=-1.0, maxval=1.0)
-            return env_step(g, run, a, k)[0], None
-
-        run, _ = jax.lax.scan(warm, run, jax.random.split(k_warm, config.learning_starts))
+        run = random_warm_up(run, lambda run, a, k: env_step(g, run, a, k), k_warm, config.learning_starts,
+                             env.spec.action_dim)
         return run.replace(train_steps=jnp.zeros((), jnp.int32))
 
     def agent_cycle(g: Group, run: AgentRun, shared_alpha):
@@ -231,20 +228,8 @@ def make_population(config: MetaGenRLConfig, groups: Sequence[Group], meta_train
                              cycles=state.cycles + 1), metrics
 
     def evaluate_agent(g: Group, agent_state, key):
-        env, agent, n = g.env, g.agent, config.eval_episodes
-        k_reset, k_steps = jax.random.split(key)
-        sts, tss = jax.vmap(env.reset)(jax.random.split(k_reset, n))
-
-        def step(carry, k):
-            sts, obs, ret, alive = carry
-            a = agent.act(agent_state, obs, k, False)
-            sts, ts = jax.vmap(env.step)(sts, a, jax.random.split(k, n))
-            ret = ret + alive * ts.reward
-            return (sts, ts.obs, ret, alive * (1.0 - ts.done.astype(jnp.float32))), None
-
-        init = (sts, tss.obs, jnp.zeros(n), jnp.ones(n))
-        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_steps, env.spec.max_episode_steps))
-        return jnp.mean(ret)
+        return evaluate_episodes(g.env, lambda obs, k: g.agent.act(agent_state, obs, k, False), key,
+                                 config.eval_episodes)
 
     def run_segment(state: PopState):
         state, m = jax.lax.scan(cycle, state, None, length=config.eval_every // 2)
