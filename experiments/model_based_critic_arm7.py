@@ -23,10 +23,10 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
-                                                    meta_test_claims, metadata,
-                                                    one_line_errors, parse_cli, progress_bar, run_record, run_key,
-                                                    save_meta_training, write_atomic)
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, meta_test_claims, metadata,
+                                                    one_line_errors, parse_cli, progress_bar, run_record,
+                                                    save_meta_training, train_and_meta_test,
+                                                    training_summary, write_atomic)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\
@@ -211,36 +211,15 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     mc_cfg = mbc.MetaCriticBaselineConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
     goals = jnp.asarray(train_goals(exp), jnp.float32)
     t0 = time.time()
-    ck = checkpoints(out_dir, "arm7", dataclasses.asdict(exp), resume)
-    states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals,
-                                                        jax.random.split(run_key(exp.seed, 0), exp.seeds), exp.chunk, pbar,
-                                                        checkpoint=ck["ours"])
-    dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals,
-                                                 jax.random.split(run_key(exp.seed, 1), exp.seeds),
-                                                 exp.ddpg_iterations, exp.chunk, pbar, checkpoint=ck["ddpg"])
-    mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals,
-                                                        jax.random.split(run_key(exp.seed, 3), exp.seeds),
-                                                        exp.mc_iterations, exp.chunk, pbar, checkpoint=ck["meta_critic"])
-    test_goals, test_dyn, tags = meta_test_pairs(exp, base)
-    err_ours = np.asarray(mbc.evaluate_critics(lambda p, k, g, d: mbc.learn_policy(ours_cfg, task, p, k, g, d),
-                                               states.phi, test_goals, test_dyn, run_key(exp.seed, 2), exp.test_inits))
-    if pbar is not None:
-        pbar.update(1)
-    err_ddpg, err_mc = map(np.asarray, mbc.evaluate_baselines(mc_cfg, task, dstates.q, mstates, test_goals, test_dyn,
-                                                              run_key(exp.seed, 2), exp.test_inits))
-    if pbar is not None:
-        pbar.update(2)
+    test_goals, test_dyn, tags = pairs = meta_test_pairs(exp, base)
+    r = train_and_meta_test(exp, "arm7", task, base, goals, (ours_cfg, ddpg_cfg, mc_cfg), pairs, out_dir, resume,
+                            pbar)
+    err_ours, err_ddpg, err_mc = (r["errors"][m] for m in ("ours", "ddpg", "meta_critic"))
     wall = time.time() - t0
     rows = tables(tags, err_ours, err_ddpg, test_goals, err_mc)
     claims = meta_test_claims({table: [i for i, t in enumerate(tags) if t[0] == table] for table, _, _ in TABLES},
                               err_ours, err_ddpg, err_mc, still_error(np.asarray(test_goals)))
-    summary = {"final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()),
-                                     "ddpg": float(dcurve[:, -exp.chunk:].mean()),
-                                     "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
-               "final_train_error_seeds": final_train_error_seeds(exp.chunk, ours=curve, ddpg=dcurve,
-                                                                  meta_critic=mcurve),
-               "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
-               "ours_compile_plus_first_chunk_s": t_compile, "rows": rows, "claims": claims,
+    summary = {**training_summary(exp.chunk, r), "rows": rows, "claims": claims,
                **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "arm7_summary.json"), json.dumps(summary, indent=1))
     buf = io.StringIO()
@@ -249,7 +228,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     w.writerows(rows)
     write_atomic(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
     write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
-    save_meta_training(out_dir, "arm7", "7-DoF arm", curve, dcurve, mcurve)
+    save_meta_training(out_dir, "arm7", "7-DoF arm", *(r["curves"][m] for m in ("ours", "ddpg", "meta_critic")))
     return summary
 
 

@@ -14,16 +14,15 @@ import os
 import time
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, checkpoints, final_train_error_seeds,
-                                                    meta_test_claims, metadata,
-                                                    one_line_errors, parse_cli, progress_bar, run_record, run_key,
-                                                    save_fig, save_meta_training, write_atomic)
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, meta_test_claims, metadata,
+                                                    one_line_errors, parse_cli, progress_bar, run_record,
+                                                    save_fig, save_meta_training, train_and_meta_test,
+                                                    training_summary, write_atomic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,26 +98,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)
     t0 = time.time()
-    ck = checkpoints(out_dir, "reacher", dataclasses.asdict(exp), resume)
-    keys = jax.random.split(run_key(exp.seed, 0), exp.seeds)
-    states, curve, t_compile, per_iter = mbc.train_ours(ours_cfg, task, base, goals, keys, exp.chunk, pbar,
-                                                        checkpoint=ck["ours"])
-    keys_b = jax.random.split(run_key(exp.seed, 1), exp.seeds)
-    dstates, dcurve, d_per_iter = mbc.train_ddpg(ddpg_cfg, task, base, goals, keys_b, exp.ddpg_iterations,
-                                                 exp.chunk, pbar, checkpoint=ck["ddpg"])
-    keys_m = jax.random.split(run_key(exp.seed, 3), exp.seeds)
-    mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals, keys_m, exp.mc_iterations,
-                                                        exp.chunk, pbar, checkpoint=ck["meta_critic"])
-    test_goals, test_dyn, tags = meta_test_pairs(exp, base)
-    ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
-    err_ours = np.asarray(mbc.evaluate_critics(ours_learn, states.phi, test_goals, test_dyn,
-                                               run_key(exp.seed, 2), exp.test_inits))
-    if pbar is not None:
-        pbar.update(1)
-    err_ddpg, err_mc = map(np.asarray, mbc.evaluate_baselines(mc_cfg, task, dstates.q, mstates, test_goals, test_dyn,
-                                                              run_key(exp.seed, 2), exp.test_inits))
-    if pbar is not None:
-        pbar.update(2)
+    test_goals, test_dyn, tags = pairs = meta_test_pairs(exp, base)
+    r = train_and_meta_test(exp, "reacher", task, base, goals, (ours_cfg, ddpg_cfg, mc_cfg), pairs, out_dir,
+                            resume, pbar)
+    err_ours, err_ddpg, err_mc = (r["errors"][m] for m in ("ours", "ddpg", "meta_critic"))
     wall = time.time() - t0
     g_ours, g_ddpg, g_mc = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg), grids(exp, tags, err_mc)
     still = np.mean(np.asarray(test_goals) ** 2, -1)   # an arm that does not move
@@ -126,19 +109,16 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     claims = meta_test_claims({kind: [k for k, t in enumerate(tags) if t[0] == kind]
                                for kind in ("goal", "mass", "length")}, err_ours, err_ddpg, err_mc, still)
     summary = {
-        "final_train_error": {"ours": float(curve[:, -exp.chunk:].mean()), "ddpg": float(dcurve[:, -exp.chunk:].mean()),
-                              "meta_critic": float(mcurve[:, -exp.chunk:].mean())},
-        "final_train_error_seeds": final_train_error_seeds(exp.chunk, ours=curve, ddpg=dcurve, meta_critic=mcurve),
+        **training_summary(exp.chunk, r),
         "meta_test_mean_error": {k: {"ours": float(g_ours[k][1].mean()), "ddpg": float(g_ddpg[k][1].mean()),
                                      "meta_critic": float(g_mc[k][1].mean()),
                                      "no_movement": float(g_still[k][1].mean())} for k in g_ours},
-        "meta_iteration_wall_s": {"ours": per_iter, "ddpg": d_per_iter, "meta_critic": m_per_iter},
-        "ours_compile_plus_first_chunk_s": t_compile, "claims": claims,
+        "claims": claims,
         "grids": {m: {k: {"axis": g[k][0].tolist(), "error": g[k][1].tolist()} for k in g} for m, g in
                   (("ours", g_ours), ("ddpg", g_ddpg), ("meta_critic", g_mc))},
         **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
-    save_meta_training(out_dir, "reacher", "reacher", curve, dcurve, mcurve)
+    save_meta_training(out_dir, "reacher", "reacher", *(r["curves"][m] for m in ("ours", "ddpg", "meta_critic")))
     figures(out_dir, exp, g_ours, g_ddpg, g_mc)
     return summary
 

@@ -551,3 +551,23 @@ def test_resumed_experiment_keeps_the_measured_overhead(tmp_path, monkeypatch):
     other = dataclasses.replace(cfg, seeds=3)  # another config's resume does not take this folder's K
     ex.run_experiment(other, out, progress=False, resume=True)
     assert measured == [1.7, 1.2, 1.4] and extra[-1] == [0.0, 0.4]
+
+
+def test_params_control_sizes_are_counted_as_a_real_init_counts_them():
+    """'+params' widens both networks until the parameter count grows by N (scaled_hidden: a bisection that
+    counts parameters from shapes alone); the counts it reports are those of real initialised networks."""
+    from experiments.meta_critic import ExperimentConfig
+    from metarl import envs, nets
+    from metarl.meta.meta_critic_overhead import scaled_hidden
+
+    spec = envs.make("gymnax/Pendulum-v1").spec
+    cfg = ExperimentConfig(algo="td3", env="gymnax/Pendulum-v1", agent=dict(actor_hidden=(16, 16), critic_hidden=(16, 16)))
+    r = scaled_hidden(cfg, spec, 0.25)
+
+    def real(ah, ch):
+        st = make_agent("td3", spec, actor_hidden=ah, critic_hidden=ch).init(jax.random.PRNGKey(0), {})
+        return nets.count_params(st.actor) + nets.count_params(st.critic)
+
+    assert r["base_params"] == real((16, 16), (16, 16))
+    assert r["params"] == real(r["actor_hidden"], r["critic_hidden"])
+    assert min(r["actor_hidden"]) > 16 and r["growth"] >= 0.25 and r["growth"] == r["params"] / r["base_params"] - 1
