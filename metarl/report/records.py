@@ -92,7 +92,7 @@ def _compile_times(obj, path, out, depth=0):
         return
     for k, v in obj.items():
         key = ".".join(path + [str(k)])
-        if "compile" in str(k).lower():
+        if "compile" in str(k).lower() and "compiled" not in str(k).lower():  # a time, not a count of programs
             if _num(v) is not None:
                 out.setdefault(key, float(v))
             elif isinstance(v, dict) and v and all(_num(x) is not None for x in v.values()):
