@@ -132,15 +132,16 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
     need_overhead = ("updates" in cfg.variants and cfg.updates_k is None) or \
                     ("params" in cfg.variants and cfg.params_n is None)
     stored = os.path.join(out_dir, MEASURED_OVERHEAD) if out_dir else None
+    identity = jsonable(dataclasses.asdict(cfg))
     if not overhead and need_overhead and resume and stored and os.path.isfile(stored):
         with open(stored) as f:
             prev = json.load(f)
-        if prev.get("config") == jsonable(dataclasses.asdict(cfg)):
+        if prev.get("config") == identity:
             overhead = prev["overhead"]
     if not overhead and need_overhead:
         overhead = measure_overhead(cfg, spec)
         if stored:
-            write_json(stored, {"config": jsonable(dataclasses.asdict(cfg)), "overhead": overhead})
+            write_json(stored, {"config": identity, "overhead": overhead})
     overhead = overhead or {}
     measured_k = overhead.get("wall_ratio" if cfg.updates_k_from == "wall" else "flop_ratio", 1.0) - 1.0
     k_updates = cfg.updates_k if cfg.updates_k is not None else max(measured_k, 0.0)

@@ -366,14 +366,6 @@ def run_identity(config, env, variants, seeds: int, key) -> dict:
                                         else key).tolist(), versions=package_versions()))
 
 
-def _holds(path: str, obj) -> bool:
-    """Whether the JSON file ``path`` exists and holds ``obj``."""
-    if not os.path.isfile(path):
-        return False
-    with open(path) as f:
-        return json.load(f) == obj
-
-
 def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = VARIANTS, run_dir: str | None = None,
           resume: bool = False, progress=None, max_segments: int | None = None) -> dict:
     """Train ``variants`` x ``seeds`` runs (one vmapped program) on ``env`` (a name or an Env). Variant v's
@@ -408,8 +400,7 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
         state, hist = _load_checkpoint(run_dir, state)
     elif run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
-        if not _holds(cfg_path, record):  # (the command line's RunRecord has written the same record already)
-            write_json(cfg_path, record)
+        write_json(cfg_path, record)  # (the same record the command line's RunRecord wrote: train stands alone)
     for i in range(len(hist), config.ppo.num_evals):
         if max_segments is not None and i >= max_segments:
             break
