@@ -23,7 +23,7 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, meta_test_claims, metadata,
+from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record,
                                                     save_meta_training, train_and_meta_test,
                                                     training_summary, write_atomic)
@@ -211,10 +211,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     mc_cfg = mbc.MetaCriticBaselineConfig(horizon=exp.horizon, test_steps=exp.ddpg_test_steps)
     goals = jnp.asarray(train_goals(exp), jnp.float32)
     t0 = time.time()
-    test_goals, test_dyn, tags = pairs = meta_test_pairs(exp, base)
-    r = train_and_meta_test(exp, "arm7", task, base, goals, (ours_cfg, ddpg_cfg, mc_cfg), pairs, out_dir, resume,
-                            pbar)
-    err_ours, err_ddpg, err_mc = (r["errors"][m] for m in ("ours", "ddpg", "meta_critic"))
+    test_goals, test_dyn, tags = meta_test_pairs(exp, base)
+    r = train_and_meta_test(exp, "arm7", task, base, goals, (ours_cfg, ddpg_cfg, mc_cfg), test_goals, test_dyn,
+                            out_dir, resume, pbar)
+    err_ours, err_ddpg, err_mc = (r["errors"][m] for m in METHODS)
     wall = time.time() - t0
     rows = tables(tags, err_ours, err_ddpg, test_goals, err_mc)
     claims = meta_test_claims({table: [i for i, t in enumerate(tags) if t[0] == table] for table, _, _ in TABLES},
@@ -228,7 +228,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     w.writerows(rows)
     write_atomic(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
     write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
-    save_meta_training(out_dir, "arm7", "7-DoF arm", *(r["curves"][m] for m in ("ours", "ddpg", "meta_critic")))
+    save_meta_training(out_dir, "arm7", "7-DoF arm", *(r["curves"][m] for m in METHODS))
     return summary
 
 

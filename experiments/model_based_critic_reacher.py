@@ -19,7 +19,7 @@ import numpy as np
 
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, ArmExperiment, meta_test_claims, metadata,
+from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record,
                                                     save_fig, save_meta_training, train_and_meta_test,
                                                     training_summary, write_atomic)
@@ -98,10 +98,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)
     t0 = time.time()
-    test_goals, test_dyn, tags = pairs = meta_test_pairs(exp, base)
-    r = train_and_meta_test(exp, "reacher", task, base, goals, (ours_cfg, ddpg_cfg, mc_cfg), pairs, out_dir,
-                            resume, pbar)
-    err_ours, err_ddpg, err_mc = (r["errors"][m] for m in ("ours", "ddpg", "meta_critic"))
+    test_goals, test_dyn, tags = meta_test_pairs(exp, base)
+    r = train_and_meta_test(exp, "reacher", task, base, goals, (ours_cfg, ddpg_cfg, mc_cfg), test_goals, test_dyn,
+                            out_dir, resume, pbar)
+    err_ours, err_ddpg, err_mc = (r["errors"][m] for m in METHODS)
     wall = time.time() - t0
     g_ours, g_ddpg, g_mc = grids(exp, tags, err_ours), grids(exp, tags, err_ddpg), grids(exp, tags, err_mc)
     still = np.mean(np.asarray(test_goals) ** 2, -1)   # an arm that does not move
@@ -118,7 +118,7 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
                   (("ours", g_ours), ("ddpg", g_ddpg), ("meta_critic", g_mc))},
         **metadata(dataclasses.asdict(exp), wall)}
     write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
-    save_meta_training(out_dir, "reacher", "reacher", *(r["curves"][m] for m in ("ours", "ddpg", "meta_critic")))
+    save_meta_training(out_dir, "reacher", "reacher", *(r["curves"][m] for m in METHODS))
     figures(out_dir, exp, g_ours, g_ddpg, g_mc)
     return summary
 

@@ -171,14 +171,14 @@ def checkpoints(out_dir: str, part: str, config: dict, resume: bool) -> dict:
             for m in METHODS}
 
 
-def train_and_meta_test(exp: "ArmExperiment", part: str, task, base, goals, cfgs, test_pairs, out_dir: str,
-                        resume: bool, pbar=None) -> dict:
+def train_and_meta_test(exp: "ArmExperiment", part: str, task, base, goals, cfgs, test_goals, test_dyn,
+                        out_dir: str, resume: bool, pbar=None) -> dict:
     """The reacher's and the arm's run: meta-train ours (Algorithm 2), the DDPG-style baseline and the Meta
     Critic on ``goals`` (``exp.seeds`` vmapped seeds each; random streams 0, 1, 3 of ``exp.seed``; each
     checkpointed after every chunk under ``out_dir``/checkpoints, ``resume`` continues them), then meta-test
-    all three on ``test_pairs`` = (goals, dynamics, tags) from stream 2. ``cfgs`` = (ours, ddpg, meta critic)
-    configs. Returns {"curves", "per_iter", "errors"} (each {"ours", "ddpg", "meta_critic"}) and
-    "t_compile" (ours' compile + first chunk)."""
+    all three on the pairs (``test_goals``, ``test_dyn``) from stream 2. ``cfgs`` = (ours, ddpg, meta critic)
+    configs. Returns {"curves", "per_iter", "errors"} (each a dict over :data:`METHODS`) and "t_compile"
+    (ours' compile + first chunk)."""
     import jax
     import numpy as np
 
@@ -193,7 +193,6 @@ def train_and_meta_test(exp: "ArmExperiment", part: str, task, base, goals, cfgs
                                                  exp.chunk, pbar, checkpoint=ck["ddpg"])
     mstates, mcurve, m_per_iter = mbc.train_meta_critic(mc_cfg, task, base, goals, keys(3), exp.mc_iterations,
                                                         exp.chunk, pbar, checkpoint=ck["meta_critic"])
-    test_goals, test_dyn, _ = test_pairs
     ours_learn = lambda phi, k, g, d: mbc.learn_policy(ours_cfg, task, phi, k, g, d)
     err_ours = np.asarray(mbc.evaluate_critics(ours_learn, states.phi, test_goals, test_dyn, run_key(exp.seed, 2),
                                                exp.test_inits))
@@ -203,9 +202,9 @@ def train_and_meta_test(exp: "ArmExperiment", part: str, task, base, goals, cfgs
                                                               run_key(exp.seed, 2), exp.test_inits))
     if pbar is not None:
         pbar.update(2)
-    return dict(curves=dict(ours=curve, ddpg=dcurve, meta_critic=mcurve),
-                per_iter=dict(ours=per_iter, ddpg=d_per_iter, meta_critic=m_per_iter),
-                errors=dict(ours=err_ours, ddpg=err_ddpg, meta_critic=err_mc), t_compile=t_compile)
+    return dict(curves=dict(zip(METHODS, (curve, dcurve, mcurve))),
+                per_iter=dict(zip(METHODS, (per_iter, d_per_iter, m_per_iter))),
+                errors=dict(zip(METHODS, (err_ours, err_ddpg, err_mc))), t_compile=t_compile)
 
 
 def training_summary(chunk: int, r: dict) -> dict:
@@ -213,7 +212,7 @@ def training_summary(chunk: int, r: dict) -> dict:
     (mean over seeds of the last chunk, and per seed with its IQM [95% CI]), wall time per meta-iteration,
     ours' compile + first chunk."""
     c = r["curves"]
-    return {"final_train_error": {m: float(c[m][:, -chunk:].mean()) for m in ("ours", "ddpg", "meta_critic")},
+    return {"final_train_error": {m: float(c[m][:, -chunk:].mean()) for m in METHODS},
             "final_train_error_seeds": final_train_error_seeds(chunk, **c),
             "meta_iteration_wall_s": dict(r["per_iter"]), "ours_compile_plus_first_chunk_s": r["t_compile"]}
 
