@@ -141,6 +141,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
     if not overhead and need_overhead:
         overhead = measure_overhead(cfg, spec)
         if stored:
+            os.makedirs(out_dir, exist_ok=True)  # (a benchmark's job folder does not exist yet)
             write_json(stored, {"config": identity, "overhead": overhead})
     overhead = overhead or {}
     measured_k = overhead.get("wall_ratio" if cfg.updates_k_from == "wall" else "flop_ratio", 1.0) - 1.0

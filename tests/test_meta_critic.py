@@ -540,7 +540,7 @@ def test_resumed_experiment_keeps_the_measured_overhead(tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "measure_overhead", fake_measure)
     monkeypatch.setattr(metarl.train, "Runner", RecordingRunner)
     cfg = ex.ExperimentConfig(env="gymnax/Pendulum-v1", variants=("vanilla", "updates"), seeds=2)
-    out = str(tmp_path)
+    out = str(tmp_path / "job")  # not created yet, as a benchmark's job folder
     first = ex.run_experiment(cfg, out, progress=False)
     assert extra[-1] == [0.0, 0.7] and first["updates_k"] == pytest.approx(0.7)
     resumed = ex.run_experiment(cfg, out, progress=False, resume=True)
