@@ -56,6 +56,9 @@ WHEELS = {
     "tfp-nightly": "distrax (tensorflow_probability.substrates.jax)",
     "dm-tree": "tfp-nightly",
     "decorator": "tfp-nightly",
+    "tyro": "metarl.config_cli: the experiments' command lines, generated from their dataclasses",
+    "docstring-parser": "tyro (options' help from the fields' comments)",
+    "typeguard": "tyro",
 }
 
 # Requirements of the wheels above that the device image already provides (KINDS.md's package list).

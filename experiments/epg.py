@@ -3,6 +3,7 @@
     python -m experiments.epg --scale quick                      # Pendulum & Reacher -> Pendulum, Reacher, MountainCar
     python -m experiments.epg --scale paper --out runs/epg       # Cheetah & Hopper -> Cheetah, Hopper, Lunar (GPU)
     python -m experiments.epg --scale quick --resume             # continue from out/checkpoint.npz
+    python -m experiments.epg --scale quick --generations 8 --train Pendulum   # any field of EPGExperiment (--help)
 
 Per seed, one OpenAI-ES run (evosax) evolves the parameters of a learned loss (metarl/meta/epg.py); each
 member of the population trains fresh agents on each training environment with that loss, and its
@@ -26,45 +27,57 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 
 import jax
 import numpy as np
 
+from metarl.config_cli import NonNegInt, PositiveInt
 from metarl.meta import baselines_common as bc
 from metarl.meta import epg, families
 
 NAME = "epg"
-SCALE_CONFIGS = {  # (config, seeds, meta-test agents per seed)
-    "quick": (epg.EPGConfig(generations=12, eval_every=4, population=8, agents_per_env=1, es_lr=1e-2, es_sigma=0.05,
-                            inner_steps=4_000, num_envs=2, window=100, inner_epochs=2, inner_lr=1e-3,
-                            hidden=(64, 64), eval_episodes=2), 3, 2),
-    "medium": (epg.EPGConfig(generations=100, eval_every=10, population=16, agents_per_env=1, es_lr=1e-2,
-                             es_sigma=0.05, inner_steps=10_000, num_envs=2, window=100, inner_epochs=2,
-                             inner_lr=1e-3, hidden=(64, 64), eval_episodes=3), 5, 4),
-    "paper": (epg.EPGConfig(generations=500, eval_every=10, population=128, agents_per_env=4, es_lr=1e-2,
-                            es_sigma=0.05, inner_steps=1_000_000, num_envs=8, window=125, inner_epochs=4,
-                            inner_lr=1e-3, hidden=(64, 64), eval_episodes=5), 5, 6),
+
+
+@dataclass(frozen=True)
+class EPGExperiment:
+    """EPG at one scale: the ES and its inner loop (EPGConfig), the seeds, meta-test agents and environments."""
+
+    seeds: PositiveInt = 3  # independent ES runs (one vmapped program)
+    seed: NonNegInt = 0  # the run's key: PRNGKey(seed); the meta-test draws from fold_in(key, 1)
+    test_agents: PositiveInt = 2  # fresh meta-test agents per seed and test environment
+    train: tuple[str, ...] = ()  # training environment labels (none: MetaGenRL's first training set)
+    test: tuple[str, ...] = ()  # test environment labels (none: all, the training ones first)
+    config: epg.EPGConfig = field(default_factory=epg.EPGConfig)
+
+    def validate(self):
+        self.config.validate()
+
+
+SCALES = {
+    "quick": EPGExperiment(seeds=3, test_agents=2, config=epg.EPGConfig(
+        generations=12, eval_every=4, population=8, agents_per_env=1, es_lr=1e-2, es_sigma=0.05, inner_steps=4_000,
+        num_envs=2, window=100, inner_epochs=2, inner_lr=1e-3, hidden=(64, 64), eval_episodes=2)),
+    "medium": EPGExperiment(seeds=5, test_agents=4, config=epg.EPGConfig(
+        generations=100, eval_every=10, population=16, agents_per_env=1, es_lr=1e-2, es_sigma=0.05,
+        inner_steps=10_000, num_envs=2, window=100, inner_epochs=2, inner_lr=1e-3, hidden=(64, 64), eval_episodes=3)),
+    "paper": EPGExperiment(seeds=5, test_agents=6, config=epg.EPGConfig(
+        generations=500, eval_every=10, population=128, agents_per_env=4, es_lr=1e-2, es_sigma=0.05,
+        inner_steps=1_000_000, num_envs=8, window=125, inner_epochs=4, inner_lr=1e-3, hidden=(64, 64),
+        eval_episodes=5)),
 }
 
 
-def get_scale(scale: str):
-    if scale not in SCALE_CONFIGS:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALE_CONFIGS)}")
-    return SCALE_CONFIGS[scale]
-
-
-def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None = None, train: tuple | None = None,
-        test: tuple | None = None, generations: int | None = None, resume: bool = False, progress: bool = True,
-        checkpoint: bool = True, overwrite: bool = False) -> dict:
-    """Meta-train and meta-test. Returns {results: {test label: {final, train_return, seen}}, summary:
-    {test label: IQM [CI] of final over seeds}, history, config, protocol, wall_s}."""
-    config, n_seeds, agents = get_scale(scale)
-    seeds = seeds or n_seeds
-    proto = bc.protocol(scale, train, test)
-    config = dataclasses.replace(config, max_episode_steps=proto["max_episode_steps"])
-    if generations:
-        every = config.eval_every if generations % config.eval_every == 0 else generations
-        config = dataclasses.replace(config, generations=generations, eval_every=every)
+def run(exp: EPGExperiment, scale: str = "quick", out_dir: str | None = None, resume: bool = False,
+        progress: bool = True, checkpoint: bool = True, overwrite: bool = False) -> dict:
+    """Meta-train and meta-test ``exp`` on MetaGenRL's environments at ``scale``. Returns {results: {test
+    label: {final, train_return, seen}}, summary: {test label: IQM [CI] of final over seeds}, history,
+    config, protocol, wall_s}."""
+    seed, seeds, agents = exp.seed, exp.seeds, exp.test_agents
+    proto = bc.protocol(scale, exp.train or None, exp.test or None)
+    config = exp.config
+    if config.max_episode_steps is None:
+        config = dataclasses.replace(config, max_episode_steps=proto["max_episode_steps"])
     config.validate()
     names = proto["envs"]
     pad = families.padded_sizes([names[e] for e in proto["train"] + proto["test"]])
@@ -104,8 +117,7 @@ def main(argv=None):
         return (f"EPG {e:12s} ({'seen' if r['seen'] else 'unseen':6s}) final return IQM {s['iqm']:9.1f} "
                 f"[{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] over {s['n']} seeds")
 
-    return bc.main(NAME, __doc__, "independent ES runs (one vmapped program)",
-                   ("--generations", "override the number of ES generations"), run, line, argv)
+    return bc.main(NAME, __doc__, SCALES, run, line, argv)
 
 
 if __name__ == "__main__":

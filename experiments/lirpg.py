@@ -12,7 +12,7 @@ the same; a folder holding an earlier run is refused unless --resume or --overwr
 seeds of the final return, max average return; P(PPO-LIRPG > PPO) with its interval and verdict) and
 curves.png. The algorithm: metarl/meta/lirpg.py; PPO is the same program with the intrinsic reward off.
 
-Scales (:data:`SCALES`; every field can be overridden on the command line):
+Scales (:data:`SCALES`; every field of :class:`LIRPGExperiment` can be overridden on the command line):
   quick   brax/inverted_pendulum, 2 seeds, 8k steps, 4 envs x 125 steps per batch, evaluations every 1k
   medium  5 seeds, 50k steps, 4 envs x 250 steps per batch, evaluations every 5k steps
   paper   5 seeds, 1M steps, PPO's MuJoCo settings (1 env x 2048 steps, minibatches of 64, 10 epochs),
@@ -20,19 +20,56 @@ Scales (:data:`SCALES`; every field can be overridden on the command line):
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from metarl.config_cli import NonNegInt, PositiveFloat, PositiveInt, RunOptions
+
+VARIANTS = ("ppo", "lirpg")  # metarl.meta.lirpg.VARIANTS (not imported here: a bad argument fails before jax loads)
+
+
+@dataclass(frozen=True)
+class LIRPGExperiment:
+    """The task, seeds, budget (PPO's preset with this batch and evaluation cadence) and PPO-LIRPG's settings."""
+
+    env: str = "brax/inverted_pendulum"  # e.g. brax/hopper, gymnax/Pendulum-v1
+    seeds: PositiveInt = 2  # independent runs of each variant, all one vmapped program
+    seed: NonNegInt = 0  # the run's key: PRNGKey(seed)
+    steps: PositiveInt = 8_000  # environment steps per run
+    num_envs: PositiveInt = 4
+    rollout: PositiveInt = 125  # steps per environment per batch
+    eval_every: PositiveInt = 1_000  # steps between evaluations (a multiple of the batch)
+    eval_episodes: PositiveInt = 3
+    max_episode_steps: PositiveInt | None = None  # episode length (None: the env's)
+    variants: tuple[Literal[VARIANTS], ...] = VARIANTS
+    in_coef: PositiveFloat = 1.0  # lambda: the intrinsic reward's weight
+    ex_coef: PositiveFloat = 1.0  # the extrinsic reward's weight
+    rin_lr: PositiveFloat = 1e-4  # beta: the intrinsic reward's Adam rate
+    lookahead: Literal["adam", "sgd"] = "adam"  # how theta'(eta) is written for the meta-gradient
+
+    def validate(self):
+        if not self.variants or len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"argument --variants: {' '.join(self.variants) or 'none'}: give each of "
+                             f"{', '.join(VARIANTS)} at most once, at least one")
+
 
 SCALES = {
-    "quick": dict(env="brax/inverted_pendulum", seeds=2, steps=8_000, num_envs=4, rollout=125, eval_every=1_000,
-                  eval_episodes=3),
-    "medium": dict(env="brax/inverted_pendulum", seeds=5, steps=50_000, num_envs=4, rollout=250, eval_every=5_000,
-                   eval_episodes=5),
-    "paper": dict(env="brax/halfcheetah", seeds=5, steps=1_000_000, num_envs=1, rollout=2048, eval_every=10_240,
-                  eval_episodes=10),
+    "quick": LIRPGExperiment(),
+    "medium": LIRPGExperiment(seeds=5, steps=50_000, rollout=250, eval_every=5_000, eval_episodes=5),
+    "paper": LIRPGExperiment(env="brax/halfcheetah", seeds=5, steps=1_000_000, num_envs=1, rollout=2048,
+                             eval_every=10_240, eval_episodes=10),
 }
+
+
+@dataclass(frozen=True)
+class LIRPGOptions(RunOptions):
+    out: str | None = None
+    """output folder (None: results/lirpg/<scale>/<env>)"""
+
+
 def curves_png(result: dict, title: str, path: str, variants=("ppo", "lirpg")):
     from metarl.meta.lirpg import LABELS
     from metarl.plots import _plt, curves, save_fig
@@ -47,68 +84,34 @@ def curves_png(result: dict, title: str, path: str, variants=("ppo", "lirpg")):
     plt.close(fig)
 
 
-VARIANTS = ("ppo", "lirpg")  # metarl.meta.lirpg.VARIANTS (not imported here: a bad argument fails before jax loads)
-
-
-def variants_arg(text: str) -> tuple:
-    parts = tuple(x.strip() for x in text.split(",") if x.strip())
-    bad = [x for x in parts if x not in VARIANTS]
-    if bad or not parts or len(set(parts)) != len(parts):
-        raise argparse.ArgumentTypeError(f"unknown variant(s) {bad or [text]} (or repeated); "
-                                         f"valid: {', '.join(VARIANTS)}")
-    return parts
-
-
 # What a run writes into --out (a new run refuses a folder holding any of them unless --overwrite).
 RUN_FILES = ("config.json", "meta.json", "checkpoint.npz", "result.json", "summary.json", "curves.png")
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, fail, nonneg_int, positive_float, positive_int
+    from metarl import config_cli
+    from metarl.cli import fail
 
-    p = ArgumentParser(prog="python -m experiments.lirpg", description=__doc__.split("\n")[0])
-    add_scale_argument(p, SCALES)
-    p.add_argument("--env", default=None, help="task (default: the scale's), e.g. brax/hopper, gymnax/Pendulum-v1")
-    p.add_argument("--seeds", type=positive_int, default=None)
-    p.add_argument("--steps", type=positive_int, default=None, help="environment steps per run")
-    p.add_argument("--num-envs", type=positive_int, default=None)
-    p.add_argument("--rollout", type=positive_int, default=None, help="steps per environment per batch")
-    p.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations (a multiple of "
-                                                                         "the batch)")
-    p.add_argument("--eval-episodes", type=positive_int, default=None)
-    p.add_argument("--max-episode-steps", type=positive_int, default=None, help="episode length (default: the env's)")
-    p.add_argument("--variants", type=variants_arg, default=("ppo", "lirpg"), help="comma list of ppo, lirpg")
-    p.add_argument("--in-coef", type=positive_float, default=1.0, help="lambda: the intrinsic reward's weight")
-    p.add_argument("--ex-coef", type=positive_float, default=1.0, help="the extrinsic reward's weight")
-    p.add_argument("--rin-lr", type=positive_float, default=1e-4, help="beta: the intrinsic reward's Adam rate")
-    p.add_argument("--lookahead", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default results/lirpg/<scale>/<env>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    sc = dict(SCALES[a.scale])
-    for k in ("env", "seeds", "steps", "num_envs", "rollout", "eval_every", "eval_episodes"):
-        if getattr(a, k) is not None:
-            sc[k] = getattr(a, k)
+    prog = "python -m experiments.lirpg"
+    a = config_cli.parse(prog, __doc__.split("\n")[0], SCALES, argv, LIRPGOptions())
+    exp, o = a.exp, a.options
     from metarl.meta.lirpg_outputs import build_config
     from metarl.train import _check_env_name
 
     try:  # bad names and budgets: one line, before anything is compiled
-        _check_env_name(sc["env"], "positional")
-        cfg = build_config(sc["num_envs"], sc["rollout"], sc["steps"], sc["eval_every"], sc["eval_episodes"],
-                           a.max_episode_steps, in_coef=a.in_coef, ex_coef=a.ex_coef, rin_lr=a.rin_lr,
-                           lookahead=a.lookahead)
+        _check_env_name(exp.env, "positional")
+        cfg = build_config(exp.num_envs, exp.rollout, exp.steps, exp.eval_every, exp.eval_episodes,
+                           exp.max_episode_steps, in_coef=exp.in_coef, ex_coef=exp.ex_coef, rin_lr=exp.rin_lr,
+                           lookahead=exp.lookahead)
     except ValueError as e:
-        fail(p.prog, e)
-    out = a.out or os.path.join("results", "lirpg", a.scale, sc["env"].replace("/", "_"))
+        fail(prog, e)
+    out = o.out or os.path.join("results", "lirpg", a.scale, exp.env.replace("/", "_"))
     from metarl.driver import RunError, prepare_out_dir
 
     try:  # the run directory: an earlier run is refused unless --resume or --overwrite
-        prepare_out_dir(out, a.resume, a.overwrite, RUN_FILES, resume_from=("config.json",))
+        prepare_out_dir(out, o.resume, o.overwrite, RUN_FILES, resume_from=("config.json",))
     except RunError as e:
-        fail(p.prog, e, e.exit_code)
+        fail(prog, e, e.exit_code)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a resumed or repeated run skips the compilation
@@ -119,15 +122,15 @@ def main(argv=None):
 
     # config.json: the training's identity (a resume with other settings is refused here, before anything is
     # written); meta.json: status, versions, device, compile time apart
-    record = RunRecord(out, run_identity(cfg, sc["env"], a.variants, sc["seeds"], jax.random.PRNGKey(a.seed)),
-                       resume=a.resume)
+    record = RunRecord(out, run_identity(cfg, exp.env, exp.variants, exp.seeds, jax.random.PRNGKey(exp.seed)),
+                       resume=o.resume)
     try:
         record.check()
     except RunError as e:
-        fail(p.prog, e, e.exit_code)
+        fail(prog, e, e.exit_code)
     with record:
-        print(run(cfg, sc["env"], sc["seeds"], a.variants, out, a.seed, a.resume, progress=not a.no_progress,
-                  title=f"{sc['env']}, scale {a.scale}"))
+        print(run(cfg, exp.env, exp.seeds, exp.variants, out, exp.seed, o.resume, progress=o.progress,
+                  title=f"{exp.env}, scale {a.label}"))
 
 
 def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bool = False, progress: bool = True,

@@ -14,7 +14,7 @@ this file, the analyses it calls are library modules:
 
 ``python -m experiments.meta_critic --algo td3 --env brax/hopper --steps 100000`` runs one algorithm;
 ``python -m experiments.meta_critic --tabular [--tab-actor softmax]`` the analysis (tanh or softmax actor);
-``python -m experiments.meta_critic --overhead --algo ddpg,td3,sac --env gymnax/Pendulum-v1`` the -MC cost per
+``python -m experiments.meta_critic --overhead --algo ddpg td3 sac --env gymnax/Pendulum-v1`` the -MC cost per
 update: XLA FLOP ratio and wall-time ratio to vanilla, at the paper's networks.
 """
 from __future__ import annotations
@@ -25,15 +25,17 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl.agents import make_agent
+from metarl.agents import OFF_POLICY, make_agent
+from metarl.config_cli import NonNegFloat, NonNegInt, NotAnOption, PositiveInt, named
 from metarl.meta.meta_critic import GUARD_RESET_AFTER, MetaCriticConfig, make_meta_critic
 from metarl.meta.meta_critic_overhead import measure_overhead, scaled_hidden
-from metarl.meta.meta_critic_tabular import TAB_ACTORS, TabularConfig, run_tabular, tabular_figures, tabular_summary
+from metarl.meta.meta_critic_tabular import TAB_ACTORS, TAB_MDPS, TabularConfig, run_tabular, tabular_figures, tabular_summary
 
 # ----------------------------------------------------------------------------------------------------
 # Brax experiments: {DDPG, TD3, SAC} x {vanilla, +updates, MC variants, +params} (Tables 1-3)
@@ -55,29 +57,32 @@ LABELS = {"vanilla": "{A}", "updates": "{A}+updates", "params": "{A}+params", "m
           "mc_plain": "{A}-MC L_meta", "mc_guard": "{A}-MC +guard", "mc_sa": "{A}-MC h(pi,s,a)",
           "metareg": "{A}-MC MetaReg"}
 K_SOURCES = ("wall", "flops")
+ALGOS = tuple(OFF_POLICY)
+LOOKAHEADS = ("all", "features", "first_layer")  # metarl.meta.meta_critic.LOOKAHEADS
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    algo: str = "td3"
-    env: str = "brax/halfcheetah"
-    variants: tuple = ("vanilla", "updates", "params", "mc")
-    seeds: int = 5
-    seed: int = 0
-    total_steps: int = 1_000_000
-    learning_starts: int = 10_000
-    eval_every: int = 1_000
-    eval_episodes: int = 10
-    evals_per_chunk: int = 10
-    max_episode_steps: int | None = None
-    agent: dict = field(default_factory=dict)  # base agent config overrides (hidden sizes, batch size)
-    lookahead: str = "all"  # the look-ahead's actor parameters (all | features | first_layer)
-    weight_decay: str = "decoupled"
-    updates_k: float | None = None  # '+updates' K (extra updates per update); None: measured (updates_k_from)
+    algo: NotAnOption[str] = "td3"  # on the command line: --algo (MetaCriticCommand)
+    env: str = "brax/halfcheetah"  # e.g. brax/hopper, gymnax/Pendulum-v1 (continuous actions)
+    variants: tuple[Literal[VARIANTS], ...] = ("vanilla", "updates", "params", "mc")
+    seeds: PositiveInt = 5  # independent runs, vmapped in one program
+    seed: NonNegInt = 0  # the run's key: seed i of --seeds trains from split(PRNGKey(seed), seeds)[i]
+    total_steps: Annotated[PositiveInt, named("steps")] = 1_000_000  # environment steps per run, warm-up included
+    learning_starts: NonNegInt = 10_000
+    eval_every: PositiveInt = 1_000
+    eval_episodes: PositiveInt = 10
+    evals_per_chunk: PositiveInt = 10  # evaluations per compiled chunk (a checkpoint after each)
+    max_episode_steps: PositiveInt | None = None  # episode length (None: the env's own)
+    # base agent config overrides (hidden sizes, batch size); on the command line: --hidden, --sac-batch
+    agent: NotAnOption[dict] = field(default_factory=dict)
+    lookahead: Literal[LOOKAHEADS] = "all"  # the look-ahead's actor parameters
+    weight_decay: Literal["decoupled", "l2"] = "decoupled"
+    updates_k: NonNegFloat | None = None  # '+updates' K (extra updates per update); None: measured (updates_k_from)
     # What K measures when it is measured (measure_overhead at the run's networks): "wall" (default; the
     # paper's "K% more compute": K = wall_ratio - 1) or "flops" (K = flop_ratio - 1; deterministic).
-    updates_k_from: str = "wall"
-    params_n: float | None = None  # '+params' fraction N; None: the measured parameter overhead
+    updates_k_from: Literal[K_SOURCES] = "wall"
+    params_n: NonNegFloat | None = None  # '+params' fraction N; None: the measured parameter overhead
 
     def validate(self):
         bad = sorted(set(self.variants) - set(VARIANTS))
@@ -211,104 +216,59 @@ def paper_metrics(eval_return) -> dict:
                 final_avg=float(mean[-1]))
 
 
-LOOKAHEADS = ("all", "features", "first_layer")
+@dataclass(frozen=True)
+class MetaCriticCommand:
+    """What the command line runs (training unless --tabular or --overhead) and the experiment's settings."""
 
+    tabular: bool = False  # run the tabular-MDP analysis (Fig. 6) only
+    overhead: bool = False
+    """only measure -MC's XLA FLOP and wall-time ratio to vanilla per update, and its parameter overhead (the
+    paper's networks unless --hidden is given; several --algo allowed), into overhead_<algo>.json"""
+    algo: tuple[Literal[ALGOS], ...] = ("td3",)  # one algorithm (several with --overhead)
+    hidden: tuple[PositiveInt, ...] | None = None  # actor and critic hidden sizes, e.g. 64 64 (None: the paper's)
+    sac_batch: PositiveInt | None = None  # SAC's batch size (None: its own, 256)
+    rounds: PositiveInt = 15  # --overhead: alternating timing rounds
+    mdp: Literal[TAB_MDPS] = "rl2"  # --tabular: the 2x2 MDP
+    tab_actor: Literal[TAB_ACTORS] = "tanh"  # --tabular: the actor's reading of the 2 actions
+    tab_seeds: bool = False  # --tabular: use --seeds seeds (default: the paper's 5)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
-def _comma_choices(choices, what):
-    """argparse type: a comma list whose items are all in ``choices``."""
-    import argparse
-
-    def check(text):
-        items = tuple(x.strip() for x in text.split(",") if x.strip())
-        bad = [x for x in items if x not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {bad or [text]}; valid: {', '.join(choices)}")
-        return items
-
-    check.__name__ = what
-    return check
-
-
-def _hidden(text):
-    import argparse
-
-    try:
-        h = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        h = ()
-    if not h or min(h) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of layer sizes >= 1, e.g. 64,64")
-    return h
+    def validate(self):
+        if len(self.algo) > 1 and not self.overhead:
+            raise ValueError(f"argument --algo: one algorithm unless --overhead, got {' '.join(self.algo)}")
+        if not self.algo:
+            raise ValueError("argument --algo: give at least one algorithm")
 
 
 def main(argv=None):
-    from metarl.agents import OFF_POLICY
-    from metarl.cli import ArgumentParser, choice, fail, nonneg_int, positive_int
+    from metarl import config_cli
+    from metarl.cli import fail
 
-    algos = tuple(OFF_POLICY)
     prog = "python -m experiments.meta_critic"
-    p = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    p.add_argument("--tabular", action="store_true", help="run the tabular-MDP analysis (Fig. 6) only")
-    p.add_argument("--algo", default=("td3",), type=_comma_choices(algos, "algorithm"),
-                   help=f"one of {', '.join(algos)} (a comma list with --overhead)")
-    p.add_argument("--env", default="brax/halfcheetah")
-    p.add_argument("--variants", default=("vanilla", "updates", "params", "mc"), type=_comma_choices(VARIANTS, "variant"),
-                   help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="the run's key: seed i of --seeds trains from key "
-                                                                  "split(PRNGKey(seed), seeds)[i]")
-    p.add_argument("--seeds", type=positive_int, default=5, help="independent runs, vmapped in one program")
-    p.add_argument("--steps", type=positive_int, default=1_000_000)
-    p.add_argument("--learning-starts", type=nonneg_int, default=10_000)
-    p.add_argument("--eval-every", type=positive_int, default=1_000)
-    p.add_argument("--eval-episodes", type=positive_int, default=10)
-    p.add_argument("--lookahead", default="all", type=choice(LOOKAHEADS, "lookahead"))
-    p.add_argument("--max-episode-steps", type=positive_int, default=None, help="episode length (default: the env's own)")
-    p.add_argument("--mdp", default="rl2", type=choice(("rl2", "chain"), "mdp"),
-                   help="--tabular: the 2x2 MDP, one of rl2 (default), chain")
-    p.add_argument("--tab-actor", default="tanh", type=choice(TAB_ACTORS, "tabular actor"),
-                   help=f"--tabular: the actor's reading of the 2 actions, one of {', '.join(TAB_ACTORS)} (default tanh)")
-    p.add_argument("--tab-seeds", action="store_true", help="--tabular: use --seeds seeds (default: the paper's 5)")
-    p.add_argument("--overhead", action="store_true",
-                   help="only measure -MC's XLA FLOP and wall-time ratio to vanilla per update, and its parameter "
-                        "overhead (the paper's networks unless --hidden is given; --algo may be a comma list) and "
-                        "write overhead_<algo>.json")
-    p.add_argument("--hidden", default=None, type=_hidden,
-                   help="actor and critic hidden sizes, e.g. 64,64 (default: the paper's)")
-    p.add_argument("--sac-batch", type=positive_int, default=None, help="SAC's batch size (default: its own, 256)")
-    p.add_argument("--rounds", type=positive_int, default=15, help="--overhead: alternating timing rounds")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its checkpoints (same settings)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
-    p.add_argument("--out", default="results/meta_critic/experiment")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    a = p.parse_args(argv)
+    p = config_cli.parse(prog, __doc__.split("\n")[0], {"default": MetaCriticCommand()}, argv,
+                         config_cli.RunOptions(out="results/meta_critic/experiment"))
+    a, o, exp = p.exp, p.options, p.exp.experiment
     from metarl.train import Interrupted, RunError, _check_env_name, write_json
 
-    if len(a.algo) > 1 and not a.overhead:
-        p.error(f"argument --algo: one algorithm unless --overhead, got {','.join(a.algo)}")
     agent = dict(actor_hidden=a.hidden, critic_hidden=a.hidden) if a.hidden else {}
     sac_agent = dict(agent, batch_size=a.sac_batch) if a.sac_batch else agent
     # Everything that can refuse the run, before anything is compiled or written.
     try:
         if a.tabular:
-            tcfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, seed=a.seed,
-                                 **({"seeds": a.seeds} if a.tab_seeds else {})).validate()
+            tcfg = TabularConfig(mdp=a.mdp, actor=a.tab_actor, seed=exp.seed,
+                                 **({"seeds": exp.seeds} if a.tab_seeds else {})).validate()
         else:
-            _check_env_name(a.env, "positional")
+            _check_env_name(exp.env, "positional")
             from metarl import envs
 
-            if not a.env.startswith("brax/") and envs.make(a.env).spec.discrete:  # every brax env is continuous
-                raise ValueError(f"--env {a.env!r} is discrete; the meta-critic wraps continuous-action agents "
+            if not exp.env.startswith("brax/") and envs.make(exp.env).spec.discrete:  # every brax env is continuous
+                raise ValueError(f"--env {exp.env!r} is discrete; the meta-critic wraps continuous-action agents "
                                  "(e.g. gymnax/Pendulum-v1, every brax/* env)")
-            cfgs = [ExperimentConfig(algo=algo, env=a.env, variants=a.variants, seed=a.seed, seeds=a.seeds,
-                                     total_steps=a.steps,
-                                     learning_starts=a.learning_starts, eval_every=a.eval_every,
-                                     eval_episodes=a.eval_episodes, lookahead=a.lookahead,
-                                     max_episode_steps=a.max_episode_steps,
-                                     agent=sac_agent if algo == "sac" else agent).validate() for algo in a.algo]
+            cfgs = [dataclasses.replace(exp, algo=algo, agent={**exp.agent, **(sac_agent if algo == "sac" else agent)})
+                    .validate() for algo in a.algo]
             if not a.overhead:
                 cfgs[0].train_config().validate()
-        if a.resume and (a.tabular or a.overhead):
+        if o.resume and (a.tabular or a.overhead):
             raise ValueError("--resume applies to training runs (--tabular and --overhead runs are short; rerun them)")
     except (ValueError, TypeError) as e:
         fail(prog, e)
@@ -320,9 +280,9 @@ def main(argv=None):
     settings = (dict(mode="tabular", config=dataclasses.asdict(tcfg)) if a.tabular else
                 dict(mode="overhead" if a.overhead else "train", configs=[dataclasses.asdict(c) for c in cfgs],
                      rounds=a.rounds if a.overhead else None))
-    record = RunRecord(a.out, settings, resume=a.resume)
+    record = RunRecord(o.out, settings, resume=o.resume)
     try:
-        prepare_out_dir(a.out, a.resume, a.overwrite, files, resume_from=RUN_DIRS)
+        prepare_out_dir(o.out, o.resume, o.overwrite, files, resume_from=RUN_DIRS)
         record.check()
     except RunError as e:
         fail(prog, e, e.exit_code)
@@ -333,18 +293,18 @@ def main(argv=None):
         if a.tabular:
             base, traces = run_tabular(tcfg)
             summary = tabular_summary(traces, cfg=tcfg)
-            tabular_figures(base, traces, tcfg, a.out)
-            write_json(os.path.join(a.out, "tabular.json"), {"config": dataclasses.asdict(tcfg), **summary})
+            tabular_figures(base, traces, tcfg, o.out)
+            write_json(os.path.join(o.out, "tabular.json"), {"config": dataclasses.asdict(tcfg), **summary})
             print(summary)
             return
         if a.overhead:
             from metarl import envs
 
-            spec = envs.make(a.env).spec
+            spec = envs.make(exp.env).spec
             for cfg in cfgs:
                 o = measure_overhead(cfg, spec, rounds=a.rounds)
-                write_json(os.path.join(a.out, f"overhead_{cfg.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
-                print(f"{cfg.algo} on {a.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
+                write_json(os.path.join(o.out, f"overhead_{cfg.algo}.json"), {"config": dataclasses.asdict(cfg), **o})
+                print(f"{cfg.algo} on {exp.env}: {1e3 * o['base_s_per_update']:.2f} ms -> {1e3 * o['mc_s_per_update']:.2f} ms "
                       f"per update; FLOP ratio {o['flop_ratio']:.3f}, wall ratio {o['wall_ratio']:.3f} "
                       f"(wall/FLOP {o['wall_over_flop_ratio']:.3f}; fastest-call ratio {o['wall_ratio_min']:.3f}, CPU-time "
                       f"ratio {o['cpu_ratio']:.3f}); parameters {o['params_base']} + "
@@ -352,7 +312,7 @@ def main(argv=None):
             return
         cfg = cfgs[0]
         try:
-            res = run_experiment(cfg, a.out, progress=not a.no_progress, resume=a.resume)
+            res = run_experiment(cfg, o.out, progress=o.progress, resume=o.resume)
         except Interrupted as e:
             import shlex
 
@@ -361,7 +321,7 @@ def main(argv=None):
         except RunError as e:
             fail(prog, e, getattr(e, "exit_code", 2))
         table = {v: paper_metrics(res[v]["eval_return"]) for v in cfg.variants}
-        write_json(os.path.join(a.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,
+        write_json(os.path.join(o.out, "summary.json"), {"config": dataclasses.asdict(cfg), "table": table,
                                                            "overhead": res["overhead"], "wall_s": res["wall_s"]})
         for v, m in table.items():
             print(f"{LABELS[v].format(A=cfg.algo.upper()):>20s}  max {m['max_avg']:9.1f} +- {m['std_at_max']:7.1f}")

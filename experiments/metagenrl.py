@@ -1,6 +1,6 @@
 """MetaGenRL experiments: meta-train an objective with a population of TD3 agents, then meta-test it.
 
-    python -m experiments.metagenrl meta-train --scale quick --train Pendulum,Reacher --out results/metagenrl/obj
+    python -m experiments.metagenrl meta-train --scale quick --train Pendulum Reacher --out results/metagenrl/obj
     python -m experiments.metagenrl meta-test  --scale quick --objective results/metagenrl/obj/final --test Pendulum
 
 meta-test also trains the baselines on every test environment (unless --no-baselines): TD3 and
@@ -29,18 +29,20 @@ evaluation (``--resume`` continues it; Ctrl-C stops at the next checkpoint).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarl.config_cli import MISSING, NonNegInt, OnlyFlag, Positional, PositiveInt
 from metarl.meta import metagenrl as mg
 from metarl.agents import onpolicy as op
 
@@ -263,45 +265,48 @@ def _objective_config(args, base: mg.ObjectiveConfig) -> mg.ObjectiveConfig:
     return dataclasses.replace(base, use_t=not args.no_t, use_v=not args.no_v, use_v_next=not args.no_v_next)
 
 
-def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
+@dataclass(frozen=True)
+class MetaGenRLCommand:
+    """One MetaGenRL run at a scale (metarl.meta.metagenrl.protocol): meta-train a population's objective, or
+    meta-test saved objectives (and the fixed-objective and on-policy baselines) on fresh agents."""
 
-    p = ArgumentParser(prog="python -m experiments.metagenrl", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("meta-train", "meta-test"), help="meta-train or meta-test")
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--train", default=None, help="comma-separated training env labels (meta-train)")
-    p.add_argument("--test", default=None, help="comma-separated test env labels (meta-test); default: all")
-    p.add_argument("--objective", action="append", default=[], help="LABEL=PATH or PATH of a saved objective")
-    p.add_argument("--out", default="results/metagenrl/run")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="the run's key (meta-test adds 100: fresh agents)")
-    p.add_argument("--seeds", type=positive_int, default=None,
-                   help="meta-train: agents in the population, split evenly over the training environments (default: "
-                        "the scale's total_agents); meta-test: fresh agents per objective and baseline (default: the "
-                        "scale's test_seeds)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--inner-steps", type=positive_int, default=None)
-    p.add_argument("--no-t", action="store_true")
-    p.add_argument("--no-v", action="store_true")
-    p.add_argument("--no-v-next", action="store_true")
-    p.add_argument("--no-baselines", action="store_true")
-    p.add_argument("--total-steps", type=positive_int, default=None,
-                   help="meta-train: environment steps per agent (warm-up included); the buffer holds them all")
-    p.add_argument("--anneal-steps", type=nonneg_int, default=None, help="meta-train: steps of annealing from TD3's loss")
-    p.add_argument("--stages", type=positive_int, default=None, help="meta-train: number of objectives saved (Fig. 4)")
-    p.add_argument("--resume", action="store_true",
-                   help="meta-train: continue the population checkpointed in --out (checkpoint.npz, written after "
-                        "every evaluation) with the same settings; SIGINT stops at the next checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run's files in --out (meta-train: checkpoint, objectives, meta_train.json; "
-                        "meta-test: meta_test.json)")
-    p.add_argument("--legacy", action="store_true",
-                   help="this module's behaviour before it followed the authors' code (mg.legacy: Adam eps 1e-20, "
-                        "window-sum annealing, mean inner loss on half the policy batch, separate value "
-                        "statistics, t/T per episode, no output LayerNorm, clipping after averaging, ...)")
-    args = p.parse_args(argv)
+    mode: Positional[Literal["meta-train", "meta-test"]]
+    train: tuple[str, ...] = ()  # meta-train: training environment labels (none: the scale's first training set)
+    test: tuple[str, ...] = ()  # meta-test: test environment labels (none: all)
+    objective: tuple[str, ...] = ()  # meta-test: saved objectives, each LABEL=PATH or PATH (e.g. <out>/final)
+    seed: NonNegInt = 0  # the run's key (meta-test adds 100: fresh agents)
+    # meta-train: agents in the population, split evenly over the training environments (None: the scale's
+    # total_agents); meta-test: fresh agents per objective and baseline (None: the scale's test_seeds)
+    seeds: PositiveInt | None = None
+    inner_steps: PositiveInt | None = None  # meta-train: the objective's inner steps (None: the scale's)
+    total_steps: PositiveInt | None = None  # meta-train: environment steps per agent (warm-up included)
+    anneal_steps: NonNegInt | None = None  # meta-train: steps of annealing from TD3's loss
+    stages: PositiveInt | None = None  # meta-train: number of objectives saved (Fig. 4)
+    no_t: OnlyFlag[bool] = False  # ablation: the objective without the time input t/T
+    no_v: OnlyFlag[bool] = False  # ablation: without the value input V(s)
+    no_v_next: OnlyFlag[bool] = False  # ablation: without V(s')
+    no_baselines: OnlyFlag[bool] = False  # meta-test: the saved objectives only
+    legacy: OnlyFlag[bool] = False
+    """this module's behaviour before it followed the authors' code (mg.legacy: Adam eps 1e-20, window-sum
+    annealing, mean inner loss on half the policy batch, separate value statistics, t/T per episode, no output
+    LayerNorm, clipping after averaging, ...)"""
+
+
+def main(argv=None):
+    from metarl import config_cli
+    from metarl.cli import fail
+
+    prog = "python -m experiments.metagenrl"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = config_cli.parse(prog, __doc__.splitlines()[0], {s: MetaGenRLCommand(mode=MISSING) for s in SCALES},
+                              argv, config_cli.RunOptions(out="results/metagenrl/run"))
+    args, o = parsed.exp, parsed.options
+
+    def refuse(message):  # one line on stderr, exit status 2
+        fail(prog, f"{message} (see --help)")
+
     # Every input is checked here, in one line on stderr (exit 2), before anything is compiled or written.
-    scale = get_scale(args.scale)
+    scale = get_scale(parsed.scale)
     if args.legacy:
         scale = dataclasses.replace(scale, train=mg.legacy(scale.train), test=mg.legacy(scale.test))
     try:
@@ -315,41 +320,40 @@ def main(argv=None):
             dataclasses.replace(train_cfg, inner_steps=args.inner_steps).validate()
         scale = dataclasses.replace(scale, train=train_cfg.validate())
     except ValueError as e:
-        p.error(f"invalid meta-training settings at scale {args.scale}: {e}")
+        refuse(f"invalid meta-training settings at scale {parsed.scale}: {e}")
     if args.stages is not None:
         scale = dataclasses.replace(scale, stages=args.stages)
     if args.seeds is not None:
         scale = dataclasses.replace(scale, **{"total_agents" if args.mode == "meta-train" else "test_seeds": args.seeds})
-    labels = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())
     if args.mode == "meta-train":
-        bad = [t for t in labels(args.train or "") if t not in scale.envs]
-        if bad or (args.train is not None and not labels(args.train)):
-            p.error(f"--train: unknown environment label(s) {', '.join(bad) or repr(args.train)}; valid at scale "
-                    f"{args.scale}: {', '.join(scale.envs)}")
+        bad = [t for t in args.train if t not in scale.envs]
+        if bad:
+            refuse(f"--train: unknown environment label(s) {', '.join(bad)}; valid at scale "
+                    f"{parsed.scale}: {', '.join(scale.envs)}")
         stages = scale.stages or 0
         run_files = (CHECKPOINT, "meta_train.json", "initial", "final", "config.json", "meta.json") + \
             tuple(f"stage_{j + 1}" for j in range(stages))
     else:
-        bad = [t for t in labels(args.test or "") if t not in scale.envs]
-        if bad or (args.test is not None and not labels(args.test)):
-            p.error(f"--test: unknown environment label(s) {', '.join(bad) or repr(args.test)}; valid at scale "
-                    f"{args.scale}: {', '.join(scale.envs)}")
+        bad = [t for t in args.test if t not in scale.envs]
+        if bad:
+            refuse(f"--test: unknown environment label(s) {', '.join(bad)}; valid at scale "
+                    f"{parsed.scale}: {', '.join(scale.envs)}")
         for o in args.objective:
             path = o.rpartition("=")[2]
             if not os.path.isdir(path):
-                p.error(f"--objective: {path!r} is not a saved objective (a folder written by meta-train, e.g. "
+                refuse(f"--objective: {path!r} is not a saved objective (a folder written by meta-train, e.g. "
                         f"<out>/final)")
         if not args.objective and args.no_baselines:
-            p.error("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
-        if args.resume:
-            p.error("--resume applies to meta-train only (meta-test runs are short; rerun them)")
+            refuse("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
+        if o.resume:
+            refuse("--resume applies to meta-train only (meta-test runs are short; rerun them)")
         run_files = ("meta_test.json", "config.json", "meta.json")
     from metarl.driver import RunError, prepare_out_dir
 
     try:  # an earlier run in --out: refused unless --resume (meta-train) or --overwrite
-        prepare_out_dir(args.out, args.resume, args.overwrite, run_files, resume_from=(CHECKPOINT,))
+        prepare_out_dir(o.out, o.resume, o.overwrite, run_files, resume_from=(CHECKPOINT,))
     except (RunError, OSError) as e:
-        p.error(str(e))
+        refuse(str(e))
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
@@ -357,46 +361,45 @@ def main(argv=None):
 
     from metarl.driver import RunRecord
 
-    info = dict(scale=args.scale, package_versions=package_versions(), device=device_info())
-    settings = dict(mode=args.mode, scale=args.scale, config=dataclasses.asdict(scale), seed=args.seed,
-                    train=args.train, test=args.test, objective=args.objective, no_baselines=args.no_baselines,
+    info = dict(scale=parsed.scale, package_versions=package_versions(), device=device_info())
+    # (train and test as the comma lists of the earlier command line: a run recorded then still resumes)
+    settings = dict(mode=args.mode, scale=parsed.scale, config=dataclasses.asdict(scale), seed=args.seed,
+                    train=",".join(args.train) or None, test=",".join(args.test) or None,
+                    objective=list(args.objective), no_baselines=args.no_baselines,
                     inner_steps=args.inner_steps, ablation=dict(no_t=args.no_t, no_v=args.no_v,
                                                                 no_v_next=args.no_v_next))
     if args.mode == "meta-train":
-        train = labels(args.train) if args.train else scale.train_sets[0]
+        train = args.train or scale.train_sets[0]
         from metarl.train import Interrupted, RunError
 
         stop = StopFlag()
         try:
-            with RunRecord(args.out, settings, resume=args.resume), stop.sigint():
-                r = meta_train(scale, train, os.path.abspath(args.out), args.seed,
+            with RunRecord(o.out, settings, resume=o.resume), stop.sigint():
+                r = meta_train(scale, train, os.path.abspath(o.out), args.seed,
                                _objective_config(args, scale.train.objective), args.inner_steps,
-                               progress=not args.no_progress, resume=args.resume, stop=stop)
-                write_json(os.path.join(args.out, "meta_train.json"), {**info, **r})
+                               progress=o.progress, resume=o.resume, stop=stop)
+                write_json(os.path.join(o.out, "meta_train.json"), {**info, **r})
         except Interrupted as e:
-            cmd = " ".join(["python -m experiments.metagenrl"] + [x for x in (argv or sys.argv[1:]) if x != "--resume"]
-                           + ["--resume"])
+            cmd = " ".join(["python -m experiments.metagenrl"] + [x for x in argv if x != "--resume"] + ["--resume"])
             print(f"python -m experiments.metagenrl: interrupted ({e}); continue with: {cmd}", file=sys.stderr)
             raise SystemExit(130)
         except RunError as e:
-            from metarl.cli import fail
-
-            fail(p.prog, e, getattr(e, "exit_code", 1))
+            fail(prog, e, getattr(e, "exit_code", 1))
         print(json.dumps({k: float(np.mean(v["eval_return"][-1])) for k, v in r["metrics"].items()}))
     else:
         objs = {}
         for o in args.objective:
             label, _, path = o.rpartition("=")
             objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
-        test = labels(args.test) if args.test else tuple(scale.envs)
-        with RunRecord(args.out, settings):
-            r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines, progress=not args.no_progress)
+        test = args.test or tuple(scale.envs)
+        with RunRecord(o.out, settings):
+            r = meta_test(scale, objs, test, args.seed + 100, baselines=not args.no_baselines, progress=o.progress)
             if not args.no_baselines:
-                onp = onpolicy_test(scale, test, args.seed + 100, progress=not args.no_progress)
+                onp = onpolicy_test(scale, test, args.seed + 100, progress=o.progress)
                 for env in test:
                     r["results"][env].update(onp["results"][env])
                 r["onpolicy_config"] = onp["config"]
-            write_json(os.path.join(args.out, "meta_test.json"), {**info, **r})
+            write_json(os.path.join(o.out, "meta_test.json"), {**info, **r})
             for env, per in r["results"].items():
                 for v, x in per.items():
                     print(f"{env:12s} {v:28s} final eval return {np.mean(x['eval_return'][:, -1]):9.1f}")

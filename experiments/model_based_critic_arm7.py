@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarl.config_cli import NonNegFloat, NonNegInt, PositiveInt
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
@@ -73,9 +74,9 @@ class Arm7Experiment(ArmExperiment):
     """The seeds, budgets and inner loop (ArmExperiment; its defaults are the arm's quick scale), and the
     arm's meta-test: Tables 1-3."""
 
-    new_goals: int = 10          # per table column
-    dyn_goal_std: float = 0.1    # Tables 2-3: new goals at this std around the training goals
-    train_goal_seed: int = 3
+    new_goals: PositiveInt = 10          # per table column
+    dyn_goal_std: NonNegFloat = 0.1      # Tables 2-3: new goals at this std around the training goals
+    train_goal_seed: NonNegInt = 3
 
     PAPER: ClassVar[dict] = dict(seeds=5, iterations=3000, chunk=100, horizon=50, ddpg_iterations=3000,
                                  ddpg_test_steps=200, mc_iterations=3000, test_inits=5)
@@ -198,11 +199,9 @@ def markdown(rows) -> str:
     return "\n".join(out)
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False, seed: int = 0,
-        seeds: int | None = None) -> dict:
+def run(exp: Arm7Experiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
-    exp = Arm7Experiment.at(scale, seed, seeds)
     task, base = arm_models.make_task(arm_models.ARM7)
     ours_cfg = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,
                              critic_lr=exp.critic_lr,
@@ -233,11 +232,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
 
 
 def main(argv=None):
-    a = parse_cli(argv, __doc__, "arm7")
-    exp = Arm7Experiment.at(a.scale, a.seed, a.seeds)
-    with one_line_errors("experiments.model_based_critic_arm7", argv), run_record(a, "arm7", exp), \
-            progress_bar(exp.progress_units(), f"arm7 ({a.scale})", a.progress) as bar:
-        s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
+    a = parse_cli(argv, __doc__, "arm7", Arm7Experiment)
+    with one_line_errors("experiments.model_based_critic_arm7", argv), run_record(a, "arm7", a.exp), \
+            progress_bar(a.exp.progress_units(), f"arm7 ({a.label})", a.progress) as bar:
+        s = run(a.exp, a.out, bar, a.resume)
     print(markdown(s["rows"]))
 
 

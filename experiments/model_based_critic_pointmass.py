@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarl.config_cli import NonNegInt, PositiveInt
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, UnitCheckpoints, check_scale, metadata, one_line_errors,
                                                     parse_cli, progress_bar, run_record, run_key, save_fig, write_atomic)
@@ -28,16 +29,16 @@ from metarl.meta.model_based_critic_outputs import (OUT_DIR, UnitCheckpoints, ch
 
 @dataclasses.dataclass(frozen=True)
 class PointMassExperiment:
-    seeds: int = 3
-    seed: int = 0                  # the seeds' keys: split(PRNGKey(16 seed + 11), seeds) (run_key, stream 11)
-    mb_iterations: int = 2000
-    q_iterations: int = 2000
-    grid: int = 41                 # landscape grid per axis over [-box, box]
-    quiver: int = 11               # arrows per axis
-    starts: int = 5                # Algorithm 3 starts per axis (starts^2 in all)
-    descend_steps: int = 300
-    train_goal: tuple = (1.25, 1.25)          # theta* = (1, 1)
-    test_goals: tuple = ((-0.75, 2.25), (-3.75, -2.75))   # theta* = (0, 1.5) (near), (-1.5, -1) (far)
+    seeds: PositiveInt = 3               # independent runs, vmapped
+    seed: NonNegInt = 0                  # the seeds' keys: split(PRNGKey(16 seed + 11), seeds) (run_key, stream 11)
+    mb_iterations: PositiveInt = 2000    # the model-based critic's meta-training iterations
+    q_iterations: PositiveInt = 2000     # the Q-learned critic's iterations
+    grid: PositiveInt = 41               # landscape grid per axis over [-box, box]
+    quiver: PositiveInt = 11             # arrows per axis
+    starts: PositiveInt = 5              # Algorithm 3 starts per axis (starts^2 in all)
+    descend_steps: PositiveInt = 300
+    train_goal: tuple[float, float] = (1.25, 1.25)          # theta* = (1, 1)
+    test_goals: tuple[tuple[float, float], ...] = ((-0.75, 2.25), (-3.75, -2.75))  # theta* = (0, 1.5), (-1.5, -1)
 
     @staticmethod
     def at(scale: str, seed: int = 0, seeds: int | None = None) -> "PointMassExperiment":
@@ -234,11 +235,9 @@ VARIANTS = (("raw", "fig1_pointmass_landscapes.png", "Fig. 1: L_critic(s, a, g) 
             ("folded", "fig1_pointmass_landscapes_folded.png", "L_critic(s - g, a)"))
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False, seed: int = 0,
-        seeds: int | None = None) -> dict:
+def run(exp: PointMassExperiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Both critic inputs (each checkpointed in out_dir/checkpoints once done; ``resume`` loads those done),
     their distances, claims and figures; writes the summary and returns it."""
-    exp = PointMassExperiment.at(scale, seed, seeds)
     t0 = time.time()
     keys = jax.random.split(run_key(exp.seed, 11), exp.seeds)
     units = UnitCheckpoints(out_dir, "pointmass", dataclasses.asdict(exp), resume)
@@ -264,11 +263,10 @@ def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = 
 
 
 def main(argv=None):
-    a = parse_cli(argv, __doc__, "pointmass")
-    exp = PointMassExperiment.at(a.scale, a.seed, a.seeds)
-    with one_line_errors("experiments.model_based_critic_pointmass", argv), run_record(a, "pointmass", exp), \
-            progress_bar(exp.progress_units(), f"pointmass ({a.scale})", a.progress) as bar:
-        s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
+    a = parse_cli(argv, __doc__, "pointmass", PointMassExperiment)
+    with one_line_errors("experiments.model_based_critic_pointmass", argv), run_record(a, "pointmass", a.exp), \
+            progress_bar(a.exp.progress_units(), f"pointmass ({a.label})", a.progress) as bar:
+        s = run(a.exp, a.out, bar, a.resume)
     print(markdown(s))
     print(json.dumps(s["final_losses"], indent=1))
 

@@ -17,6 +17,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 import numpy as np
 
+from metarl.config_cli import PositiveFloat, PositiveInt
 from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
@@ -29,15 +30,15 @@ from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperim
 class ReacherExperiment(ArmExperiment):
     """The seeds, budgets and inner loop (ArmExperiment) at the reacher's quick-scale values, and its meta-test."""
 
-    iterations: int = 400
-    horizon: int = 50
-    ddpg_iterations: int = 400
-    mc_iterations: int = 400
-    grid: int = 7            # new goals: grid x grid over [-goal_span, goal_span]^2
-    goal_span: float = 2.0
-    masses: tuple = (0.5, 1.0, 2.0, 4.0)
-    lengths: tuple = (0.6, 1.0, 1.4, 1.8)
-    train_goals: tuple = ((0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
+    iterations: PositiveInt = 400
+    horizon: PositiveInt = 50
+    ddpg_iterations: PositiveInt = 400
+    mc_iterations: PositiveInt = 400
+    grid: PositiveInt = 7            # new goals: grid x grid over [-goal_span, goal_span]^2
+    goal_span: PositiveFloat = 2.0
+    masses: tuple[PositiveFloat, ...] = (0.5, 1.0, 2.0, 4.0)     # meta-test: end-effector link masses
+    lengths: tuple[PositiveFloat, ...] = (0.6, 1.0, 1.4, 1.8)    # meta-test: end-effector link lengths
+    train_goals: tuple[tuple[float, float], ...] = ((0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
 
     PAPER: ClassVar[dict] = dict(seeds=5, iterations=3000, chunk=100, ddpg_iterations=3000, ddpg_test_steps=200,
                                  mc_iterations=3000, test_inits=5, grid=13, masses=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
@@ -89,11 +90,9 @@ def grids(exp, tags, err):
     return out
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, pbar=None, resume: bool = False, seed: int = 0,
-        seeds: int | None = None) -> dict:
+def run(exp: ReacherExperiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
-    exp = ReacherExperiment.at(scale, seed, seeds)
     ours_cfg, ddpg_cfg, mc_cfg = configs(exp)
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)
@@ -156,11 +155,10 @@ def figures(out_dir, exp, g_ours, g_ddpg, g_mc):
 
 
 def main(argv=None):
-    a = parse_cli(argv, __doc__, "reacher")
-    exp = ReacherExperiment.at(a.scale, a.seed, a.seeds)
-    with one_line_errors("experiments.model_based_critic_reacher", argv), run_record(a, "reacher", exp), \
-            progress_bar(exp.progress_units(), f"reacher ({a.scale})", a.progress) as bar:
-        s = run(a.scale, a.out, bar, a.resume, a.seed, a.seeds)
+    a = parse_cli(argv, __doc__, "reacher", ReacherExperiment)
+    with one_line_errors("experiments.model_based_critic_reacher", argv), run_record(a, "reacher", a.exp), \
+            progress_bar(a.exp.progress_units(), f"reacher ({a.label})", a.progress) as bar:
+        s = run(a.exp, a.out, bar, a.resume)
     print(json.dumps({k: s[k] for k in ("final_train_error", "meta_test_mean_error", "meta_iteration_wall_s")},
                      indent=1))
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarl.config_cli import PositiveFloat, PositiveInt
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, TOY_UNITS, UnitCheckpoints, check_scale, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record, save_fig, write_atomic)
@@ -28,12 +29,12 @@ from metarl.meta.model_based_critic_outputs import (OUT_DIR, TOY_UNITS, UnitChec
 class ToyExperiment:
     s0: float = -6.0
     g: float = 0.0
-    theta_min: float = -4.0
+    theta_min: float = -4.0                # the sweep of initial policies theta over [theta_min, theta_max]
     theta_max: float = 12.0
-    n_theta: int = 161
-    converged_iterations: int = 300
-    online_iterations: int = 5000
-    online_critic_lr: float = 0.01
+    n_theta: PositiveInt = 161
+    converged_iterations: PositiveInt = 300
+    online_iterations: PositiveInt = 5000
+    online_critic_lr: PositiveFloat = 0.01
 
     def progress_units(self) -> int:
         """Progress-bar units of a run: the six loops (2 critic regimes x 3 loops)."""
@@ -41,6 +42,10 @@ class ToyExperiment:
 
     @staticmethod
     def at(scale: str) -> "ToyExperiment":
+        return ToyExperiment._at(scale)
+
+    @staticmethod
+    def _at(scale: str) -> "ToyExperiment":
         check_scale(scale)
         return ToyExperiment() if scale == "quick" else ToyExperiment(n_theta=641, converged_iterations=3000,
                                                                        online_iterations=100000)
@@ -91,10 +96,9 @@ def landscapes(cfg: mbc.ToyConfig, thetas):
     return q_true, jax.vmap(q_at)(thetas), jax.vmap(l_at)(thetas)
 
 
-def run(scale: str = "quick", out_dir: str = OUT_DIR, progress=None, resume: bool = False) -> dict:
+def run(exp: ToyExperiment, out_dir: str = OUT_DIR, progress=None, resume: bool = False) -> dict:
     """The six loops from every initial theta (each checkpointed in out_dir/checkpoints once done; ``resume``
     loads those done), the landscapes and the figures; writes the summary and returns it."""
-    exp = ToyExperiment.at(scale)
     t0 = time.time()
     units = UnitCheckpoints(out_dir, "toy", dataclasses.asdict(exp), resume)
     with jax.enable_x64(True):
@@ -197,11 +201,10 @@ def figures(out_dir, thetas0, trajs, grid, q_true, q_val, q_grad, q_phi, l_val, 
 
 
 def main(argv=None):
-    a = parse_cli(argv, __doc__, "toy", seeded=False)
-    exp = ToyExperiment.at(a.scale)
-    with one_line_errors("experiments.model_based_critic_toy", argv), run_record(a, "toy", exp), \
-            progress_bar(exp.progress_units(), f"toy ({a.scale})", a.progress) as bar:
-        s = run(a.scale, a.out, bar, a.resume)
+    a = parse_cli(argv, __doc__, "toy", ToyExperiment, seeded=False)
+    with one_line_errors("experiments.model_based_critic_toy", argv), run_record(a, "toy", a.exp), \
+            progress_bar(a.exp.progress_units(), f"toy ({a.label})", a.progress) as bar:
+        s = run(a.exp, a.out, bar, a.resume)
     print(basins_markdown(s))
 
 

@@ -3,8 +3,8 @@
 jumanji Snake(num_rows=6, num_cols=6) through ``metarl.envs.make("jumanji/Snake-6x6")`` (time limit
 500, +1 per fruit). The paper's networks: separate actor and critic, each Conv(32, 2x2, stride 2) -
 Conv(32, 2x2, stride 1) - flatten, then policy MLP [64, 64] -> 4 and value MLP [128, 128] -> 1; the
-outer critic is a second value head on stop_gradient(critic torso) (``--separate-outer`` for the
-authors' separate outer network). Inner A2C: RMSProp 5e-4, lambda 0.95, gamma = sigmoid(logit) from
+outer critic is a second value head on stop_gradient(critic torso) (``--separate-outer-network`` for
+the authors' separate outer network). Inner A2C: RMSProp 5e-4, lambda 0.95, gamma = sigmoid(logit) from
 0.8, 512 envs x 5 steps; outer loss: policy gradient with gamma' = 1, lambda' = 1; meta Adam 3e-3
 (MG) / 6e-3 (BMG), meta-gradient clipped at 0.1. All five agents and all seeds in one program.
 
@@ -20,12 +20,14 @@ the episodes completed in each log window.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from metarl.config_cli import NonNegInt, OpenUnitFloat, PositiveFloat, PositiveInt, named
 
 from metarl.meta import outer_value as ov
-from metarl.meta.outer_value_outputs import (add_run_arguments, agent_verdicts, apply_run_arguments, fmt, get_scale,
-                                             run_cli, run_population, write_outputs)
+from metarl.meta.outer_value_outputs import (agent_verdicts, check_chunks, fmt, run_cli, run_population,
+                                             write_outputs)
 
 NAME = "outer_value_snake"
 SCALE_NAMES = ("quick", "medium", "paper")
@@ -35,17 +37,20 @@ SCALE_NAMES = ("quick", "medium", "paper")
 class SnakeExperiment:
     """Paper defaults (Table 1, Appendix C.2): 29,200 updates of 512 envs x 5 steps, 10 seeds."""
 
-    num_updates: int = 29_200
-    num_seeds: int = 10
-    updates_per_log: int = 100
-    logs_per_chunk: int = 4
-    gamma_init: float = 0.8
-    mg_meta_lr: float = 3e-3
-    bmg_meta_lr: float = 6e-3
-    meta_clip: float | None = 0.1
-    seed: int = 0
-    meta_lambda: bool = False  # lambda as a second meta-parameter (sigmoid onto (0, 1), from env.lam)
+    num_updates: Annotated[PositiveInt, named("updates")] = 29_200  # meta-updates (a multiple of a chunk)
+    num_seeds: Annotated[PositiveInt, named("seeds")] = 10  # independent seeds, vmapped in one program
+    updates_per_log: PositiveInt = 100
+    logs_per_chunk: PositiveInt = 4  # logged points per compiled chunk (a checkpoint after each)
+    gamma_init: OpenUnitFloat = 0.8  # MG/BMG's discount at the start (sigmoid-bounded in (0, 1))
+    mg_meta_lr: PositiveFloat = 3e-3
+    bmg_meta_lr: PositiveFloat = 6e-3
+    meta_clip: PositiveFloat | None = 0.1  # clip the meta-gradient's norm (None: no clipping)
+    seed: NonNegInt = 0  # the run's key: seed i of --seeds trains from split(PRNGKey(seed), seeds)[i]
+    meta_lambda: bool = False  # meta-learn lambda too (sigmoid onto (0, 1), from --lam)
     env: ov.SnakeConfig = field(default_factory=ov.SnakeConfig)
+
+    def validate(self):
+        check_chunks(self)
 
 
 SCALES = {
@@ -128,21 +133,7 @@ def write_snake_outputs(out_dir: str, result: dict, logs):
 
 
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument
-
-    prog = f"python -m experiments.{NAME}"
-    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    add_scale_argument(p, SCALE_NAMES)  # a bad scale: one line on stderr, exit status 2
-    add_run_arguments(p, NAME)
-    p.add_argument("--separate-outer", action="store_true", help="outer critic as a separate network")
-    p.add_argument("--meta-lambda", action="store_true", help="meta-learn lambda too (sigmoid onto (0, 1) from 0.95)")
-    a = p.parse_args(argv)
-    exp, label = apply_run_arguments(p, get_scale(a.scale, SCALES), a, a.scale)
-    if a.meta_lambda:
-        exp = dataclasses.replace(exp, meta_lambda=True)
-    if a.separate_outer:
-        exp = dataclasses.replace(exp, env=dataclasses.replace(exp.env, separate_outer_network=True))
-    return run_cli(prog, p, a, run, exp, label, argv)
+    return run_cli(NAME, __doc__, SCALES, run, argv)
 
 
 if __name__ == "__main__":

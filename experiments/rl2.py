@@ -23,43 +23,53 @@ environment, versions, device, wall time) into ``--out``; prints one line per te
 """
 from __future__ import annotations
 
-import dataclasses
 import time
+from dataclasses import dataclass, field
 
 import jax
 import numpy as np
 
+from metarl.config_cli import NonNegInt, PositiveInt
 from metarl.meta import baselines_common as bc
 from metarl.meta import families, rl2
 
 NAME = "rl2"
-SCALE_CONFIGS = {
-    "quick": (rl2.RL2Config(trial_episodes=2, lanes=8, updates=20, eval_every=10, eval_lanes=8, hidden=64, lr=1e-3,
-                            epochs=4, minibatches=4, reward_scale=0.1), 4),
-    "medium": (rl2.RL2Config(trial_episodes=2, lanes=16, updates=300, eval_every=20, eval_lanes=32, hidden=64,
-                             lr=1e-3, epochs=4, minibatches=4, reward_scale=0.1), 6),
-    "paper": (rl2.RL2Config(trial_episodes=2, lanes=32, updates=2000, eval_every=50, eval_lanes=32, hidden=256,
-                            lr=3e-4, epochs=4, minibatches=8, reward_scale=0.1), 6),
+
+
+@dataclass(frozen=True)
+class RL2Experiment:
+    """RL^2 at one scale: the recurrent PPO learner (RL2Config), the seeds and the environments."""
+
+    seeds: PositiveInt = 4  # meta-training seeds (one vmapped program)
+    seed: NonNegInt = 0  # the run's key: PRNGKey(seed); the meta-test draws from fold_in(key, 1)
+    train: tuple[str, ...] = ()  # training environment labels (none: MetaGenRL's first training set)
+    test: tuple[str, ...] = ()  # test environment labels (none: all, the training ones first)
+    config: rl2.RL2Config = field(default_factory=rl2.RL2Config)
+
+    def validate(self):
+        self.config.validate()
+
+
+SCALES = {
+    "quick": RL2Experiment(seeds=4, config=rl2.RL2Config(
+        trial_episodes=2, lanes=8, updates=20, eval_every=10, eval_lanes=8, hidden=64, lr=1e-3, epochs=4, minibatches=4,
+        reward_scale=0.1)),
+    "medium": RL2Experiment(seeds=6, config=rl2.RL2Config(
+        trial_episodes=2, lanes=16, updates=300, eval_every=20, eval_lanes=32, hidden=64, lr=1e-3, epochs=4,
+        minibatches=4, reward_scale=0.1)),
+    "paper": RL2Experiment(seeds=6, config=rl2.RL2Config(
+        trial_episodes=2, lanes=32, updates=2000, eval_every=50, eval_lanes=32, hidden=256, lr=3e-4, epochs=4,
+        minibatches=8, reward_scale=0.1)),
 }
 
 
-def get_scale(scale: str):
-    if scale not in SCALE_CONFIGS:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALE_CONFIGS)}")
-    return SCALE_CONFIGS[scale]
-
-
-def run(scale: str, out_dir: str | None = None, seed: int = 0, seeds: int | None = None, train: tuple | None = None,
-        test: tuple | None = None, updates: int | None = None, resume: bool = False, progress: bool = True,
-        checkpoint: bool = True, overwrite: bool = False) -> dict:
-    """Meta-train and meta-test. Returns {results: {test label: {final, first, episode_returns, seen}},
-    summary: {test label: IQM [CI] of final over seeds}, history, config, protocol, wall_s}."""
-    config, n_seeds = get_scale(scale)
-    seeds = seeds or n_seeds
-    if updates:
-        every = config.eval_every if updates % config.eval_every == 0 else updates
-        config = dataclasses.replace(config, updates=updates, eval_every=every).validate()
-    proto = bc.protocol(scale, train, test)
+def run(exp: RL2Experiment, scale: str = "quick", out_dir: str | None = None, resume: bool = False,
+        progress: bool = True, checkpoint: bool = True, overwrite: bool = False) -> dict:
+    """Meta-train and meta-test ``exp`` on MetaGenRL's environments at ``scale``. Returns {results: {test
+    label: {final, first, episode_returns, seen}}, summary: {test label: IQM [CI] of final over seeds},
+    history, config, protocol, wall_s}."""
+    config, seed, seeds = exp.config, exp.seed, exp.seeds
+    proto = bc.protocol(scale, exp.train or None, exp.test or None)
     names = proto["envs"]
     pad = families.padded_sizes([names[e] for e in proto["train"] + proto["test"]])
     fam = lambda e: families.env_family(names[e], *pad, max_episode_steps=proto["max_episode_steps"])
@@ -95,8 +105,7 @@ def main(argv=None):
         return (f"RL2 {e:12s} ({'seen' if r['seen'] else 'unseen':6s}) last-episode return IQM {s['iqm']:9.1f} "
                 f"[{s['ci'][0]:.1f}, {s['ci'][1]:.1f}] over {s['n']} seeds; first episode {np.mean(r['first']):.1f}")
 
-    return bc.main(NAME, __doc__, "meta-training seeds (one vmapped program)",
-                   ("--updates", "override the number of PPO updates"), run, line, argv)
+    return bc.main(NAME, __doc__, SCALES, run, line, argv)
 
 
 if __name__ == "__main__":

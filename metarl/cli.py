@@ -99,15 +99,19 @@ def existing_file(text: str) -> str:
     return text
 
 
-def make_out_dir(parser: argparse.ArgumentParser, path: str) -> str:
-    """Create the output folder ``path`` (the last check, after every other input validated) or
-    ``parser.error`` in one line (exit 2) naming why it cannot be. Returns path."""
+def make_out_dir(parser: argparse.ArgumentParser | str, path: str) -> str:
+    """Create the output folder ``path`` (the last check, after every other input validated) or fail in
+    one line (exit 2) naming why it cannot be (``parser.error``, or :func:`fail` when given a prog name).
+    Returns path."""
     try:
         os.makedirs(path, exist_ok=True)
         if not os.access(path, os.W_OK | os.X_OK):
             raise PermissionError(f"{path!r} is not writable")
     except OSError as e:
-        parser.error(f"output folder {path!r} cannot be used: {e.strerror or e}")
+        message = f"output folder {path!r} cannot be used: {e.strerror or e}"
+        if isinstance(parser, str):
+            fail(parser, f"{message} (see --help)")
+        parser.error(message)
     return path
 
 

@@ -41,9 +41,9 @@ print(f"checkpoints written: {len(writes)}", file=sys.stderr)
 # Online Meta-Critic: TD3 and TD3-MC on Pendulum, 2 seeds, 2 chunks of 10 evaluations (one Runner per variant).
 META_CRITIC = r"""
 from experiments import meta_critic as ex
-ex.main(["--env", "gymnax/Pendulum-v1", "--algo", "td3", "--variants", "vanilla,mc", "--seeds", "2",
+ex.main(["--env", "gymnax/Pendulum-v1", "--algo", "td3", "--variants", "vanilla", "mc", "--seeds", "2",
          "--steps", "500", "--learning-starts", "100", "--eval-every", "20", "--eval-episodes", "1",
-         "--max-episode-steps", "50", "--hidden", "16,16", "--no-progress", "--out", out] + extra)
+         "--max-episode-steps", "50", "--hidden", "16", "16", "--no-progress", "--out", out] + extra)
 """
 
 # MetaGenRL: a population of 4 agents on two environments meta-trains a tiny objective, 5 evaluations.

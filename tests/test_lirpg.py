@@ -196,7 +196,8 @@ def dataclass_fields(c):
 @pytest.mark.parametrize("args,needle", [
     (["--scale", "huge"], "argument --scale: unknown scale 'huge'; valid scales: quick, medium, paper"),
     (["--seeds", "0"], "argument --seeds: 0 is not allowed"),
-    (["--variants", "ppo,trpo"], "unknown variant(s) ['trpo']"),
+    (["--variants", "ppo", "trpo"], "argument --variants: invalid choice 'trpo'; valid: ppo, lirpg"),
+    (["--variants", "ppo", "ppo"], "argument --variants: ppo ppo: give each of ppo, lirpg at most once"),
     (["--env", "gymnax/Nope-v0"], "unknown gymnax environment"),
     (["--eval-every", "300"], "eval_every 300 must be a multiple of the batch")])
 def test_cli_bad_inputs_are_one_line(args, needle, capsys, monkeypatch, tmp_path):

@@ -458,8 +458,6 @@ import os, signal, sys
 from experiments import model_based_critic_toy as toy
 from metarl.meta import model_based_critic_outputs as out
 
-tiny = toy.ToyExperiment(n_theta=9, converged_iterations=8, online_iterations=16)
-toy.ToyExperiment.at = staticmethod(lambda scale: tiny)
 save, saved = out.UnitCheckpoints.save, []
 
 def save_then_die(self, *a, **k):
@@ -469,7 +467,8 @@ def save_then_die(self, *a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
 
 out.UnitCheckpoints.save = save_then_die
-toy.main(["--out", sys.argv[1], "--no-progress"] + sys.argv[3:])
+tiny = ["--n-theta", "9", "--converged-iterations", "8", "--online-iterations", "16"]  # every field is an option
+toy.main(["--out", sys.argv[1], "--no-progress"] + tiny + sys.argv[3:])
 print(f"loops computed: {len(saved)}", file=sys.stderr)
 """
 

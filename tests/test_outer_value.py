@@ -434,10 +434,6 @@ def test_snake_outer_critic_head_and_separate_network():
 
 
 def test_bad_settings_name_the_valid_choices():
-    from experiments import outer_value_snake as snake
-
-    with pytest.raises(ValueError, match="'huge'.*quick, medium, paper"):
-        snake.get_scale("huge", snake.SCALES)
     with pytest.raises(ValueError, match="'neural'.*analytic, learned"):
         ov.ChainConfig(critic="neural")
     with pytest.raises(ValueError, match="lambda initial value 1.0"):

@@ -106,7 +106,7 @@ OVERHEAD_DIR = "overhead_paper_nets"
 def paper_net_overhead(out: str) -> dict:
     """{algo: {"flop_ratio", "wall_ratio", ...}} of -MC over vanilla per update at the paper's networks, read
     from ``out``/overhead_paper_nets/overhead_<algo>.json as written by
-    ``python -m experiments.meta_critic --overhead --algo ddpg,td3,sac --env E --out <out>/overhead_paper_nets``
+    ``python -m experiments.meta_critic --overhead --algo ddpg td3 sac --env E --out <out>/overhead_paper_nets``
     (a separate command: it times compiled updates in alternating rounds and wants a quiet machine)."""
     res = {}
     for algo in ALGOS:

@@ -157,48 +157,26 @@ def write_record(out_dir: str | None, name: str, out: dict):
                                                                device=device_info()))
 
 
-def parser(name: str, doc: str, seeds_help: str):
-    """The command line both baselines share: --scale, --out, --seed, --seeds, --train, --test, --resume,
-    --overwrite, --no-progress (each experiment adds its own budget override). Returns (parser, split) with split("a,b") -> ("a", "b")."""
-    import argparse
-
-    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
-
-    p = ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=os.path.join("results", "metagenrl_baselines", name))
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--seeds", type=positive_int, default=None, help=seeds_help)
-    p.add_argument("--train", default=None, help="comma-separated training env labels (default: MetaGenRL's first set)")
-    p.add_argument("--test", default=None, help="comma-separated test env labels (default: all)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's checkpoint and record in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    return p, (lambda text: tuple(x for x in text.split(",") if x) if text else None)
-
-
-def main(name: str, doc: str, seeds_help: str, budget: tuple[str, str], run, line, argv=None) -> dict:
-    """The command line of a baseline: :func:`parser`'s options plus its budget override ``budget`` = (flag,
-    help), e.g. ("--updates", "override the number of PPO updates"); calls ``run(scale, out, seed, seeds,
-    train, test, budget, resume, progress=, overwrite=)`` and prints ``line(label, summary, result)`` for
-    each test environment. A bad setting or a refused run is one line on stderr."""
-    from metarl import enable_compilation_cache
-    from metarl.cli import fail, positive_int
+def main(name: str, doc: str, scales: dict, run, line, argv=None) -> dict:
+    """The command line of a baseline, generated from its experiment dataclass (metarl.config_cli: every field
+    an option, --scale picking the defaults from ``scales``) plus --out, --resume, --overwrite, --no-progress;
+    calls ``run(exp, scale, out, resume=, progress=, overwrite=)`` and prints ``line(label, summary, result)``
+    for each test environment. A bad setting or a refused run is one line on stderr."""
+    from metarl import config_cli, enable_compilation_cache
+    from metarl.cli import fail
     from metarl.driver import RunError
 
-    p, split = parser(name, doc, seeds_help)
-    p.add_argument(budget[0], type=positive_int, default=None, help=budget[1])
-    a = p.parse_args(argv)
+    prog = f"python -m experiments.{name}"
+    a = config_cli.parse(prog, doc.splitlines()[0], scales, argv,
+                         config_cli.RunOptions(out=os.path.join("results", "metagenrl_baselines", name)))
+    o = a.options
     enable_compilation_cache()  # a resumed or repeated run skips the compilation
     try:
-        r = run(a.scale, a.out, a.seed, a.seeds, split(a.train), split(a.test),
-                getattr(a, budget[0].lstrip("-").replace("-", "_")), a.resume, progress=not a.no_progress,
-                overwrite=a.overwrite)
+        r = run(a.exp, a.scale, o.out, resume=o.resume, progress=o.progress, overwrite=o.overwrite)
     except ValueError as e:
-        fail(p.prog, e)
+        fail(prog, e)
     except RunError as e:  # e.g. the NaN/Inf guard: one line naming the seeds and the segment
-        fail(p.prog, e, e.exit_code)
+        fail(prog, e, e.exit_code)
     for label, s in r["summary"].items():
         print(line(label, s, r["results"][label]))
     return r

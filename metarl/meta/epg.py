@@ -57,6 +57,7 @@ import optax
 from flax import struct
 
 from metarl import envs
+from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt
 from metarl.envs.core import strong_types
 from metarl.driver import vmapped_segments
 from metarl.agents import onpolicy as op
@@ -65,22 +66,22 @@ from metarl.agents import onpolicy as op
 @dataclass(frozen=True)
 class EPGConfig:
     # outer loop (ES)
-    generations: int = 100
-    eval_every: int = 10  # generations per segment (progress, checkpoints)
-    population: int = 16  # ES members (even: antithetic sampling)
-    agents_per_env: int = 2  # inner agents per member and training environment
-    es_lr: float = 1e-2  # Adam on the search gradient
-    es_sigma: float = 0.05  # perturbation standard deviation
+    generations: PositiveInt = 100
+    eval_every: PositiveInt = 10  # generations per segment (progress, checkpoints)
+    population: PositiveInt = 16  # ES members (even: antithetic sampling)
+    agents_per_env: PositiveInt = 2  # inner agents per member and training environment
+    es_lr: NonNegFloat = 1e-2  # Adam on the search gradient
+    es_sigma: PositiveFloat = 0.05  # perturbation standard deviation
     # inner loop
-    inner_steps: int = 4_000  # environment steps per inner agent
-    num_envs: int = 2  # parallel environments per inner agent
-    window: int = 100  # steps per environment between updates (the loss's window)
-    inner_epochs: int = 4  # Adam steps on the loss per window
-    inner_lr: float = 1e-3
-    hidden: Sequence[int] = (64, 64)
+    inner_steps: PositiveInt = 4_000  # environment steps per inner agent
+    num_envs: PositiveInt = 2  # parallel environments per inner agent
+    window: PositiveInt = 100  # steps per environment between updates (the loss's window)
+    inner_epochs: PositiveInt = 4  # Adam steps on the loss per window
+    inner_lr: NonNegFloat = 1e-3
+    hidden: Sequence[PositiveInt] = (64, 64)
     init_log_std: float = -0.5
-    eval_episodes: int = 2
-    max_episode_steps: int | None = None
+    eval_episodes: PositiveInt = 2
+    max_episode_steps: PositiveInt | None = None  # None: the protocol's (MetaGenRL's meta-test episode length)
     # loss network
     conv_channels: Sequence[int] = (16, 16)
     conv_kernels: Sequence[int] = (8, 4)

@@ -10,6 +10,7 @@ import platform
 import sys
 from typing import ClassVar
 
+from metarl.config_cli import NonNegInt, PositiveFloat, PositiveInt, RunOptions
 from metarl.driver import write_text
 
 SCALES = ("quick", "paper")
@@ -66,19 +67,19 @@ class ArmExperiment:
     three methods (ours, DDPG, Meta Critic), the inner loop and the meta-test's policy initialisations. A
     subclass sets its own defaults (the quick scale) and ``PAPER``, the paper scale's values."""
 
-    seeds: int = 2
-    seed: int = 0                # random stream k: PRNGKey(16 seed + k) (run_key)
-    iterations: int = 300        # ours: meta-iterations (Algorithm 2)
-    chunk: int = 50              # meta-iterations per compiled chunk (and checkpoint)
-    horizon: int = 40
-    inner_lr: float = 1e-3
-    inner_steps: int = 3
-    critic_lr: float = 1e-3
-    n_policy_inits: int = 2
-    ddpg_iterations: int = 300
-    ddpg_test_steps: int = 20
-    mc_iterations: int = 300
-    test_inits: int = 2
+    seeds: PositiveInt = 2              # independent runs of every method, vmapped
+    seed: NonNegInt = 0                 # random stream k: PRNGKey(16 seed + k) (run_key)
+    iterations: PositiveInt = 300       # ours: meta-iterations (Algorithm 2)
+    chunk: PositiveInt = 50             # meta-iterations per compiled chunk (and checkpoint)
+    horizon: PositiveInt = 40
+    inner_lr: PositiveFloat = 1e-3
+    inner_steps: PositiveInt = 3
+    critic_lr: PositiveFloat = 1e-3
+    n_policy_inits: PositiveInt = 2
+    ddpg_iterations: PositiveInt = 300  # the DDPG baseline's meta-training iterations
+    ddpg_test_steps: PositiveInt = 20
+    mc_iterations: PositiveInt = 300    # the Meta Critic baseline's meta-training iterations
+    test_inits: PositiveInt = 2         # policy initialisations per meta-test task
 
     PAPER: ClassVar[dict] = {}
 
@@ -98,56 +99,65 @@ class ArmExperiment:
 
 
 @dataclasses.dataclass(frozen=True)
+class MBCOptions(RunOptions):
+    """Where the run goes (the four parts share one folder, each writing its own files) and how it treats an
+    earlier run of the part."""
+
+    out: str = OUT_DIR
+    """result directory (shared by the four parts; each writes its own files)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedlessOptions(MBCOptions):
+    """MBCOptions, and --seed/--seeds refused unless at their defaults (the toy has no random numbers)."""
+
+    seed: NonNegInt = 0
+    """the toy has no random numbers: only the default is accepted"""
+    seeds: PositiveInt | None = None
+    """the toy has no random numbers: leave it out"""
+
+    def validate(self):
+        if self.seed != 0 or self.seeds is not None:
+            raise ValueError(f"--seed {self.seed}" + (f" --seeds {self.seeds}" if self.seeds is not None else "")
+                             + ": the toy has no random numbers (a deterministic sweep); leave --seed and --seeds out")
+
+
+@dataclasses.dataclass(frozen=True)
 class Cli:
     """The parsed command line of a model-based-critic experiment."""
 
     scale: str
     out: str
     resume: bool
-    seed: int
-    seeds: int | None  # None: the scale's
     progress: bool
+    exp: object  # the part's experiment dataclass: the scale's values with the command line's overrides
+    label: str  # the scale, plus "+field=value" per override
 
 
-def parse_cli(argv, description: str, part: str, seeded: bool = True) -> Cli:
-    """The command line shared by the model-based-critic experiments: --scale, --out, --seed, --seeds,
-    --resume, --overwrite, --no-progress. Every bad input (a scale, a seed, an unusable --out, an earlier run
-    of ``part`` in --out without --resume or --overwrite, --resume with nothing to resume) is one line on stderr
-    before anything is compiled. ``seeded`` False (the toy: no random numbers): --seed and --seeds are refused
-    unless at their defaults, in one line saying why."""
-    from metarl.cli import ArgumentParser, add_scale_argument, nonneg_int, positive_int
+def parse_cli(argv, description: str, part: str, exp_type, seeded: bool = True) -> Cli:
+    """The command line shared by the model-based-critic experiments, generated from the part's dataclass
+    ``exp_type`` (metarl.config_cli: every field an option, --scale picking the defaults from
+    ``exp_type._at(scale)``) plus --out, --resume, --overwrite, --no-progress. Every bad input (a scale, a
+    value, an unusable --out, an earlier run of ``part`` in --out without --resume or --overwrite, --resume
+    with nothing to resume) is one line on stderr before anything is compiled. ``seeded`` False (the toy: no
+    random numbers): --seed and --seeds are refused unless at their defaults, in one line saying why."""
+    from metarl import config_cli
 
-    p = ArgumentParser(description=description)
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=OUT_DIR, help="result directory (shared by the four parts; each writes its own "
-                                                  "files)")
-    no_rng = "" if seeded else " (the toy has no random numbers: only the default is accepted)"
-    p.add_argument("--seed", type=nonneg_int, default=0,
-                   help="the run's keys: random stream k uses PRNGKey(16 seed + k); 0 is the default" + no_rng)
-    p.add_argument("--seeds", type=positive_int, default=None,
-                   help="independent runs of every method, vmapped (default: the scale's)" + no_rng)
-    p.add_argument("--resume", action="store_true",
-                   help=f"continue from the checkpoints in --out/checkpoints ({part}: "
-                        + ("every method's meta-training, after every chunk" if part in ("reacher", "arm7") else
-                           "each unit once done") + "; the same settings and package versions, another is refused in "
-                        "one line)")
-    p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {part} run's files in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    a = p.parse_args(argv)
-    scale = check_scale(a.scale)
-    if not seeded and (a.seed != 0 or a.seeds is not None):
-        p.error(f"--seed {a.seed}" + (f" --seeds {a.seeds}" if a.seeds is not None else "")
-                + f": the {part} has no random numbers (a deterministic sweep); leave --seed and --seeds out")
+    prog = f"python -m experiments.model_based_critic_{part}"
+    a = config_cli.parse(prog, description.splitlines()[0], {s: exp_type._at(s) for s in SCALES}, argv,
+                         MBCOptions() if seeded else SeedlessOptions())
+    o = a.options
+    from metarl.cli import fail
     from metarl.driver import RunError, prepare_out_dir
 
     try:
-        prepare_out_dir(a.out, a.resume, a.overwrite, part_files(part), resume_from=checkpoint_files(part))
+        prepare_out_dir(o.out, o.resume, o.overwrite, part_files(part), resume_from=checkpoint_files(part))
     except (RunError, OSError) as e:
-        p.error(str(e))
+        fail(prog, f"{e} (see --help)")
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated run skips the compilation
-    return Cli(scale, a.out, a.resume, a.seed, a.seeds, not a.no_progress)
+    return Cli(a.scale, o.out, o.resume, o.progress, a.exp, a.label)
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True):

@@ -15,19 +15,14 @@ import platform
 import shlex
 import sys
 import time
+from typing import Literal
 
 import numpy as np
 
+from metarl.config_cli import RunOptions
 from metarl.driver import write_text
 
 CURVE_METRICS = ("gamma", "lam", "return", "expected_return", "outer_advantage", "outer_advantage_step0", "meta_grad")
-
-
-def get_scale(scale: str, scales: dict):
-    """The experiment config of ``scale``; an unknown one is a ValueError naming the valid scales."""
-    if scale not in scales:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(scales)}")
-    return scales[scale]
 
 
 def environment_record() -> dict:
@@ -181,62 +176,50 @@ def write_outputs(out_dir: str, result: dict, logs, header: list, rows: list, in
     plot_curves(logs, upl, os.path.join(out_dir, "curves.png"), title, return_key=return_key)
 
 
-def add_run_arguments(p, name: str):
-    """The options every outer-value experiment has: --out, --updates, --seeds, --seed, --resume,
-    --overwrite, --no-progress, --tensorboard, --on-nonfinite."""
-    from metarl.cli import nonneg_int, positive_int
+@dataclasses.dataclass(frozen=True)
+class OuterValueOptions(RunOptions):
+    """Where the run goes, how it treats an earlier one, NaN/inf and TensorBoard."""
 
-    p.add_argument("--out", default=os.path.join("results", name), help="output and run directory")
-    p.add_argument("--updates", type=positive_int, default=None, help="override the number of meta-updates")
-    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
-    p.add_argument("--seed", type=nonneg_int, default=None, help="override the base seed (default 0)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (same settings only)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's records in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--on-nonfinite", choices=("stop", "continue"), default="stop",
-                   help="a seed whose state goes NaN/inf: stop the run (default), or mark that seed failed "
-                        "(meta.json failed_runs) and go on with the others")
-    p.add_argument("--tensorboard", default=None, metavar="DIR",
-                   help="also write TensorBoard event files there (every logged metric, mean over seeds, per chunk)")
+    on_nonfinite: Literal["stop", "continue"] = "stop"
+    """a seed whose state goes NaN/inf: stop the run, or mark that seed failed (meta.json failed_runs) and go
+    on with the others"""
+    tensorboard: str | None = None
+    """also write TensorBoard event files there (every logged metric, mean over seeds, per chunk)"""
 
 
-def apply_run_arguments(parser, exp, a, label: str):
-    """``exp`` with --updates/--seeds/--seed applied, and its label (an overridden run is labelled as
-    such, not as its scale). A number of updates that is not a whole number of chunks is one line."""
-    for opt, field in (("updates", "num_updates"), ("seeds", "num_seeds"), ("seed", "seed")):
-        v = getattr(a, opt)
-        if v is not None:
-            exp = dataclasses.replace(exp, **{field: v})
-            label += f"+{opt}={v}"
+def check_chunks(exp) -> None:
+    """A number of updates that is not a whole number of chunks is refused (a ValueError, one line)."""
     chunk = exp.updates_per_log * exp.logs_per_chunk
     if exp.num_updates % chunk:
-        parser.error(f"argument --updates: {exp.num_updates} is not a multiple of the chunk of {chunk} updates")
-    return exp, label
+        raise ValueError(f"argument --updates: {exp.num_updates} is not a multiple of the chunk of {chunk} updates "
+                         "(--updates-per-log x --logs-per-chunk)")
 
 
-def run_cli(prog: str, parser, a, run, exp, label: str, argv):
-    """Create --out, run ``run(exp, out, label, progress, resume, overwrite, resume_hint)`` and print
-    summary.md; a refused directory or resume, a bad checkpoint, NaN/inf or SIGINT is one line on stderr
-    with the error's exit status."""
-    from metarl import cli, enable_compilation_cache
+def run_cli(name: str, doc: str, scales: dict, run, argv=None):
+    """The command line of an outer-value experiment, generated from its dataclass (metarl.config_cli):
+    parse, create --out, run ``run(exp, out, label, progress, resume, overwrite, resume_hint, tensorboard,
+    on_nonfinite)`` and print summary.md. A bad setting, a refused directory or resume, a bad checkpoint,
+    NaN/inf or SIGINT is one line on stderr with the error's exit status."""
+    from metarl import cli, config_cli, enable_compilation_cache
     from metarl.driver import RunError
 
-    if a.resume and a.overwrite:
-        cli.fail(prog, "--resume and --overwrite exclude each other")
-    if a.tensorboard:  # before --out, so that a refused one leaves nothing written
-        cli.make_out_dir(parser, a.tensorboard)
-    cli.make_out_dir(parser, a.out)
-    enable_compilation_cache()  # a resumed run skips the compilation
+    prog = f"python -m experiments.{name}"
     argv = list(sys.argv[1:] if argv is None else argv)
-    hint = f"{prog} {shlex.join([x for x in argv if x != '--overwrite'] + ([] if a.resume else ['--resume']))}"
+    a = config_cli.parse(prog, doc.splitlines()[0], scales, argv, OuterValueOptions(out=os.path.join("results", name)))
+    o = a.options
+    if o.tensorboard:  # before --out, so that a refused one leaves nothing written
+        cli.make_out_dir(prog, o.tensorboard)
+    cli.make_out_dir(prog, o.out)
+    enable_compilation_cache()  # a resumed run skips the compilation
+    hint = f"{prog} {shlex.join([x for x in argv if x != '--overwrite'] + ([] if o.resume else ['--resume']))}"
     try:
-        result = run(exp, a.out, label, progress=not a.no_progress, resume=a.resume, overwrite=a.overwrite,
-                     resume_hint=hint, tensorboard=a.tensorboard, on_nonfinite=a.on_nonfinite)
+        result = run(a.exp, o.out, a.label, progress=o.progress, resume=o.resume, overwrite=o.overwrite,
+                     resume_hint=hint, tensorboard=o.tensorboard, on_nonfinite=o.on_nonfinite)
     except RunError as e:
         cli.fail(prog, e, e.exit_code)
     except KeyboardInterrupt:
         cli.fail(prog, "interrupted before the run started; nothing to resume yet", 130)
-    with open(os.path.join(a.out, "summary.md")) as f:
+    with open(os.path.join(o.out, "summary.md")) as f:
         print(f.read())
     return result
 

@@ -52,6 +52,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt, UnitFloat
 from metarl.driver import vmapped_segments
 from metarl.meta.families import Family
 from metarl.agents.onpolicy import gae
@@ -59,21 +60,21 @@ from metarl.agents.onpolicy import gae
 
 @dataclass(frozen=True)
 class RL2Config:
-    trial_episodes: int = 2  # episodes per trial (the hidden state carries across them)
-    lanes: int = 16  # parallel trials per family per update
-    updates: int = 100  # PPO updates (each on freshly drawn trials)
-    eval_every: int = 10  # updates between evaluations (a segment)
-    eval_lanes: int = 16  # trials per family per meta-test evaluation (functions["evaluate"])
-    hidden: int = 64  # GRU (and embedding) width
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip: float = 0.2
-    lr: float = 3e-4
-    epochs: int = 4
-    minibatches: int = 4  # minibatches of lanes per epoch
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
+    trial_episodes: PositiveInt = 2  # episodes per trial (the hidden state carries across them)
+    lanes: PositiveInt = 16  # parallel trials per family per update
+    updates: PositiveInt = 100  # PPO updates (each on freshly drawn trials)
+    eval_every: PositiveInt = 10  # updates between evaluations (a segment)
+    eval_lanes: PositiveInt = 16  # trials per family per meta-test evaluation (functions["evaluate"])
+    hidden: PositiveInt = 64  # GRU (and embedding) width
+    gamma: UnitFloat = 0.99
+    gae_lambda: UnitFloat = 0.95
+    clip: PositiveFloat = 0.2
+    lr: NonNegFloat = 3e-4
+    epochs: PositiveInt = 4
+    minibatches: PositiveInt = 4  # minibatches of lanes per epoch
+    vf_coef: NonNegFloat = 0.5
+    ent_coef: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat = 0.5
     init_log_std: float = -0.5
     reward_scale: float = 1.0  # multiplies the reward in the input, the value target and the advantages
 

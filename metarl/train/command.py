@@ -1,15 +1,20 @@
 """The command line `python -m metarl.train`: options, --set overrides and sweeps, and main()."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shlex
 import sys
 import typing
+from typing import Annotated, Literal
 
 import numpy as np
 
+import tyro
+
 from metarl import cli, envs
+from metarl.config_cli import OnlyFlag, PositiveInt
 from metarl.driver import ON_NONFINITE, RunError
 from metarl.agents import OFF_POLICY
 from metarl.train.config import TrainConfig, _agent_field_types, _type_name
@@ -146,78 +151,55 @@ def _check_env_name(name: str, backend: str):
                          "--list-envs lists them)")
 
 
-def build_parser() -> cli.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog=PROG, description="Train an off-policy agent on any env.",
-        epilog="Several overrides: --set actor_lr=3e-4 --set critic_lr=3e-4, or --set \"actor_lr=3e-4;critic_lr=3e-4\". "
-               "A comma list is a sweep of ONE name (--set critic_lr=1e-3,3e-4) or a tuple field "
-               "(--set actor_hidden=64,64). Exit status: 0 done, 1 failed (non-finite values, bad checkpoint), "
-               "2 bad input or refused directory/resume, 130 interrupted.")
-    p.add_argument("--algo", default="td3", choices=tuple(OFF_POLICY), help=f"one of {', '.join(OFF_POLICY)}")
-    p.add_argument("--env", default="gymnax/Pendulum-v1", help="e.g. brax/hopper, gymnax/Pendulum-v1 (--list-envs)")
-    p.add_argument("--list-envs", action="store_true", help="print every valid --env and exit")
-    p.add_argument("--backend", default="positional", choices=tuple(envs.BRAX_BACKENDS),
-                   help=f"Brax backend: {', '.join(envs.BRAX_BACKENDS)}")
-    p.add_argument("--seeds", type=cli.positive_int, default=1)
-    p.add_argument("--seed", type=cli.nonneg_int, default=0)
-    p.add_argument("--seed-index", type=cli.nonneg_int, default=None,
-                   help="run only run i of the vmapped set (seed i without a sweep), with its key and "
-                        "hyperparameters; see metarl.train.run_keys_and_hp for how closely it matches")
-    p.add_argument("--steps", type=cli.positive_int, default=20_000, help="environment steps per run, warm-up included")
-    p.add_argument("--learning-starts", type=cli.nonneg_int, default=1_000)
-    p.add_argument("--eval-every", type=cli.positive_int, default=1_000)
-    p.add_argument("--eval-episodes", type=cli.positive_int, default=5)
-    p.add_argument("--evals-per-chunk", type=cli.positive_int, default=1)
-    p.add_argument("--updates-per-step", type=cli.positive_int, default=1)
-    p.add_argument("--buffer-size", type=cli.positive_int, default=1_000_000)
-    p.add_argument("--max-episode-steps", type=cli.positive_int, default=None)
-    p.add_argument("--normalize-obs", action="store_true")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=V[,V2]",
-                   help="hyperparameter (a comma list is a vmapped sweep) or agent config field "
-                        "(e.g. actor_hidden=64,64); repeat --set for several, or separate them with ';' "
-                        "(a name given again: the last value counts)")
-    p.add_argument("--run-dir", default=None, help="default: runs/<algo>-<env>")
-    p.add_argument("--resume", action="store_true", help="continue the run directory's run (same settings only)")
-    p.add_argument("--overwrite", action="store_true", help="replace the run files of a non-empty --run-dir")
-    p.add_argument("--allow-version-change", action="store_true",
-                   help="with --resume: go on although package versions differ (recorded in meta.json)")
-    p.add_argument("--on-nonfinite", default="stop", choices=ON_NONFINITE,
-                   help="a run going NaN/inf: stop everything (default) or mark it failed and continue the others")
-    p.add_argument("--checkpoint-every", type=cli.positive_int, default=1, help="chunks between checkpoints")
-    p.add_argument("--tensorboard", default=None, metavar="DIR",
-                   help="also write TensorBoard event files there (each metric per evaluation point, mean over "
-                        "runs and per run); watch with: tensorboard --logdir DIR")
-    p.add_argument("--no-progress", action="store_true")
-    return p
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Where the run goes, how it treats an earlier one, overrides and sweeps (--set), NaN/inf, TensorBoard."""
+
+    run_dir: str | None = None  # the run directory (None: runs/<algo>-<env>)
+    resume: bool = False  # continue the run directory's run (same settings only)
+    overwrite: bool = False  # replace the run files of a non-empty --run-dir
+    allow_version_change: bool = False  # with --resume: go on although package versions differ (in meta.json)
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """NAME=V[,V2]: a hyperparameter (a comma list is a vmapped sweep) or an agent config field (e.g.
+    actor_hidden=64,64); repeat --set for several, or separate them with ';' (a name given again: the last
+    value counts)"""
+    on_nonfinite: Literal[ON_NONFINITE] = "stop"  # a run going NaN/inf: stop everything, or mark it failed and go on
+    checkpoint_every: PositiveInt = 1  # chunks between checkpoints
+    tensorboard: str | None = None  # also write TensorBoard event files there (watch: tensorboard --logdir DIR)
+    progress: bool = True  # a progress bar on stderr
+    list_envs: OnlyFlag[bool] = False  # print every valid --env and exit
+
+
+DESCRIPTION = ("Train an off-policy agent on any env. Several overrides: --set actor_lr=3e-4 --set critic_lr=3e-4, "
+               "or --set \"actor_lr=3e-4;critic_lr=3e-4\". A comma list is a sweep of ONE name (--set "
+               "critic_lr=1e-3,3e-4: every value x every seed, one vmapped program) or a tuple field (--set "
+               "actor_hidden=64,64). Exit status: 0 done, 1 failed (non-finite values, bad checkpoint), 2 bad input "
+               "or refused directory/resume, 130 interrupted.")
 
 
 def main(argv=None):
+    from metarl import config_cli
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = build_parser()
-    a = p.parse_args(argv)
-    if a.list_envs:
+    if "--list-envs" in argv:  # before the other checks: a listing needs no valid run
         print("\n".join(envs.registered()))
         return
-    if a.resume and a.overwrite:
-        cli.fail(PROG, "--resume and --overwrite exclude each other")
+    parsed = config_cli.parse(PROG, DESCRIPTION, {"default": TrainConfig()}, argv, TrainOptions(), sweep_help=False)
+    c, a = parsed.exp, parsed.options
     items = [x for s in a.set for x in s.split(";") if x.strip()]
-    run_dir = a.run_dir or os.path.join("runs", f"{a.algo}-{a.env.replace('/', '_')}")
+    run_dir = a.run_dir or os.path.join("runs", f"{c.algo}-{c.env.replace('/', '_')}")
     try:
-        _check_env_name(a.env, a.backend)
-        hp, agent = parse_overrides(items, a.algo)
-        cfg = TrainConfig(algo=a.algo, env=a.env, backend=a.backend, seeds=a.seeds, seed=a.seed, total_steps=a.steps,
-                          learning_starts=a.learning_starts, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
-                          evals_per_chunk=a.evals_per_chunk, updates_per_step=a.updates_per_step,
-                          buffer_size=a.buffer_size, max_episode_steps=a.max_episode_steps,
-                          normalize_obs=a.normalize_obs, agent=agent, hp=hp, seed_index=a.seed_index)
+        _check_env_name(c.env, c.backend)
+        hp, agent = parse_overrides(items, c.algo)
+        cfg = dataclasses.replace(c, agent=agent, hp=hp)
         cfg.validate()
-        runner = Runner(cfg, run_dir, progress=not a.no_progress, checkpoint_every=a.checkpoint_every,
+        runner = Runner(cfg, run_dir, progress=a.progress, checkpoint_every=a.checkpoint_every,
                         tensorboard=a.tensorboard,
                         overwrite=a.overwrite, on_nonfinite=a.on_nonfinite,
                         allow_version_change=a.allow_version_change)
         runner.check_run_dir(a.resume)
         if a.tensorboard:  # the last check: creates the folder or fails in one line (nothing else written)
-            cli.make_out_dir(p, a.tensorboard)
+            cli.make_out_dir(PROG, a.tensorboard)
     except (ValueError, TypeError, RunError) as e:
         cli.fail(PROG, e, getattr(e, "exit_code", 2))
     resume_argv = [x for x in argv if x != "--overwrite"] + ([] if a.resume else ["--resume"])

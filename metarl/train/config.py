@@ -7,35 +7,40 @@ import itertools
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from metarl.agents import OFF_POLICY, agent_config
+from metarl.config_cli import NonNegInt, NotAnOption, PositiveInt, named
+from metarl.envs.sources import BRAX_BACKENDS
+
+ALGOS = tuple(OFF_POLICY)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    algo: str = "td3"
-    env: str = "gymnax/Pendulum-v1"
-    backend: str = "positional"
-    seeds: int = 1
-    seed: int = 0
-    total_steps: int = 20_000  # environment steps per run, warm-up included
-    learning_starts: int = 1_000  # uniformly random warm-up steps (the papers use 10k on MuJoCo)
-    eval_every: int = 1_000
-    eval_episodes: int = 5
-    evals_per_chunk: int = 1  # evaluations per compiled chunk (progress/checkpoint granularity)
-    buffer_size: int = 1_000_000
-    updates_per_step: int = 1
+    algo: Literal[ALGOS] = "td3"
+    env: str = "gymnax/Pendulum-v1"  # e.g. brax/hopper, gymnax/Pendulum-v1 (--list-envs)
+    backend: Literal[BRAX_BACKENDS] = "positional"  # Brax's physics backend
+    seeds: PositiveInt = 1  # independent runs (times the sweep's combinations), vmapped in one program
+    seed: NonNegInt = 0  # the run's key: seed i of --seeds trains from split(PRNGKey(seed), seeds)[i]
+    total_steps: Annotated[PositiveInt, named("steps")] = 20_000  # environment steps per run, warm-up included
+    learning_starts: NonNegInt = 1_000  # uniformly random warm-up steps (the papers use 10k on MuJoCo)
+    eval_every: PositiveInt = 1_000
+    eval_episodes: PositiveInt = 5
+    evals_per_chunk: PositiveInt = 1  # evaluations per compiled chunk (progress/checkpoint granularity)
+    buffer_size: PositiveInt = 1_000_000
+    updates_per_step: PositiveInt = 1
     static_schedule: bool = True  # lay out TD3's policy delay statically (False: lax.cond per update)
-    max_episode_steps: int | None = None
+    max_episode_steps: PositiveInt | None = None  # episode length (None: the env's own)
     normalize_obs: bool = False
-    agent: dict = field(default_factory=dict)  # static agent config overrides (hidden sizes, batch_size)
-    hp: dict = field(default_factory=dict)  # numeric hyperparameters; a list value is a sweep
+    # static agent config overrides (hidden sizes, batch_size); on the command line: --set name=value
+    agent: NotAnOption[dict] = field(default_factory=dict)
+    hp: NotAnOption[dict] = field(default_factory=dict)  # numeric hyperparameters; a list value is a sweep (--set)
     # Run only entry ``seed_index`` of the flat run axis (combo c, seed s) -> c * seeds + s, with the same
     # key and hyperparameters as in the vmapped set. See :func:`run_keys_and_hp` for how closely it matches.
-    seed_index: int | None = None
+    seed_index: NonNegInt | None = None
 
     def validate(self):
         if self.algo not in OFF_POLICY:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from metarl.agents import a2c
+from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt, UnitFloat
 from metarl.nets import MLP, CNNTorso
 from metarl.meta.outer_value.core import Problem, sg
 
@@ -22,23 +23,23 @@ from metarl.meta.outer_value.core import Problem, sg
 class SnakeConfig:
     """The paper's Snake setting (Table 1, Appendix C.2)."""
 
-    num_envs: int = 512
-    horizon: int = 5
-    lr: float = 5e-4  # inner RMSProp
-    rms_decay: float = 0.9
-    rms_eps: float = 1e-8
-    lam: float = 0.95
-    pg_cost: float = 1.0
-    td_cost: float = 0.5
-    entropy_cost: float = 0.01
-    outer_gamma: float = 1.0
-    outer_lam: float = 1.0
-    outer_entropy_cost: float = 0.0
-    outer_td_cost: float = 1.0  # weight of the outer critic's TD(lambda') loss inside the inner loss
+    num_envs: PositiveInt = 512
+    horizon: PositiveInt = 5
+    lr: PositiveFloat = 5e-4  # inner RMSProp
+    rms_decay: UnitFloat = 0.9
+    rms_eps: PositiveFloat = 1e-8
+    lam: UnitFloat = 0.95
+    pg_cost: NonNegFloat = 1.0
+    td_cost: NonNegFloat = 0.5
+    entropy_cost: NonNegFloat = 0.01
+    outer_gamma: UnitFloat = 1.0
+    outer_lam: UnitFloat = 1.0
+    outer_entropy_cost: NonNegFloat = 0.0
+    outer_td_cost: NonNegFloat = 1.0  # weight of the outer critic's TD(lambda') loss inside the inner loss
     separate_outer_network: bool = False  # False: second head on stop_gradient(torso) (the paper)
     normalize_advantages: bool = False
-    actor_hidden: tuple = (64, 64)
-    critic_hidden: tuple = (128, 128)
+    actor_hidden: tuple[PositiveInt, ...] = (64, 64)
+    critic_hidden: tuple[PositiveInt, ...] = (128, 128)
 
 
 class SnakeActor(nn.Module):
