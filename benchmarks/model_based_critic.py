@@ -47,9 +47,9 @@ def check_checkpoints(out_dir: str, parts, resume: bool):
         return
     for f in found:
         meta = npz_checkpoint.read_meta(os.path.join(out_dir, f))
-        if meta.get("done", 0) < meta.get("chunks", float("inf")):
+        if meta.get("done", 0) < (meta.get("total") or float("inf")):
             raise RunDirError(f"{out_dir!r} holds an unfinished meta-training ({f}: {meta.get('done')} of "
-                              f"{meta.get('chunks', '?')} chunks): continue it with --resume (same settings), or give "
+                              f"{meta.get('total', '?')} chunks): continue it with --resume (same settings), or give "
                               "another --out")
 
 

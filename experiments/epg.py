@@ -85,21 +85,17 @@ def run(exp: EPGExperiment, scale: str = "quick", out_dir: str | None = None, re
     t0 = time.perf_counter()
     record = dict(method="EPG", scale=scale, seed=seed, seeds=seeds, test_agents=agents, config=bc.asdict(config),
                   protocol=proto, pad=list(pad))
-    ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
-    if ckpt:  # the settings are valid: now the run directory, still before anything is compiled
+    ckpt_dir = out_dir if out_dir and checkpoint else None
+    if ckpt_dir:  # the settings are valid: now the run directory, still before anything is compiled
         bc.claim_out_dir(out_dir, NAME, resume, overwrite)
-    with bc.run_record(out_dir if ckpt else None, record, resume):  # config.json, meta.json
-        init, _, fns = epg.make_epg(config, train_names, pad)
+    with bc.run_record(ckpt_dir, record, resume):  # config.json, meta.json
+        _, _, fns = epg.make_epg(config, train_names, pad)
         key = jax.random.PRNGKey(seed)
-        log = bc.MetaTrainLog(ckpt, init, key, seeds, resume, config.num_evals,
-                              f"EPG meta-train {'&'.join(proto['train'])}", progress,
-                              postfix=lambda m: {e: f"{np.mean(m['member_return'][:, -1, j]):.0f}"
-                                                 for j, e in enumerate(proto["train"])},
-                              keep=lambda m: {k: v for k, v in m.items() if k != "generation"})
-        state, _ = epg.train(config, train_names, key, seeds, pad, state=log.state, start=log.start,
-                             on_segment=log.on_segment)
-        log.close()
-        hist = log.hist
+        bar = bc.progress_bar(config.num_evals, f"EPG meta-train {'&'.join(proto['train'])}", progress)
+        postfix = lambda i, m: bar.set_postfix({e: f"{np.mean(m['member_return'][:, -1, j]):.0f}"
+                                                for j, e in enumerate(proto["train"])})
+        state, history = epg.train(config, train_names, key, seeds, pad, ckpt_dir, record, resume, postfix, bar)
+        bar.close()
         t_train = time.perf_counter() - t0
         phi = jax.jit(jax.vmap(fns["mean_phi"]))(state)
         test_names = [names[e] for e in proto["test"]]
@@ -108,7 +104,6 @@ def run(exp: EPGExperiment, scale: str = "quick", out_dir: str | None = None, re
         for e, n in zip(proto["test"], test_names):
             results[e] = dict(final=mt[n]["final_return"].mean(1), final_per_agent=mt[n]["final_return"],
                               train_return=mt[n]["train_return"].mean(1), seen=e in proto["train"])
-        history = {k: np.concatenate([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
         return bc.finish(out_dir, NAME, record, results, history, t0, t_train)
 
 

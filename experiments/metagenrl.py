@@ -50,7 +50,7 @@ from metarl.agents import onpolicy as op
 from metarl.meta.metagenrl.protocol import (BASELINES, ENVS, ONPOLICY_LABELS, SCALES, TRAIN_SETS,  # noqa: F401
                                             Scale, get_scale)
 # the resumable stages' machinery (segment loop, .npz checkpoints, SIGINT) too
-from metarl.meta.metagenrl.segments import CHECKPOINT, StopFlag, drop_checkpoint, run_segments  # noqa: F401
+from metarl.driver.segments import CHECKPOINT, StopFlag, drop_checkpoint, run_segments  # noqa: F401
 
 
 def _progress(total, desc, enabled=True):

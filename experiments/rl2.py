@@ -77,26 +77,22 @@ def run(exp: RL2Experiment, scale: str = "quick", out_dir: str | None = None, re
     t0 = time.perf_counter()
     record = dict(method="RL2", scale=scale, seed=seed, seeds=seeds, config=bc.asdict(config),
                   protocol={k: v for k, v in proto.items()}, pad=list(pad))
-    ckpt = bc.Checkpoint(out_dir, record) if out_dir and checkpoint else None
-    if ckpt:  # the settings are valid: now the run directory, still before anything is compiled
+    ckpt_dir = out_dir if out_dir and checkpoint else None
+    if ckpt_dir:  # the settings are valid: now the run directory, still before anything is compiled
         bc.claim_out_dir(out_dir, NAME, resume, overwrite)
-    with bc.run_record(out_dir if ckpt else None, record, resume):  # config.json, meta.json
-        init, _, _ = rl2.make_rl2(config, train_f)
+    with bc.run_record(ckpt_dir, record, resume):  # config.json, meta.json
         key = jax.random.PRNGKey(seed)
-        log = bc.MetaTrainLog(ckpt, init, key, seeds, resume, config.num_evals,
-                              f"RL2 meta-train {'&'.join(proto['train'])}", progress,
-                              postfix=lambda m: {e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}"
-                                                 for j, e in enumerate(proto["train"])})
-        state, _ = rl2.train(config, train_f, key, seeds, state=log.state, start=log.start, on_segment=log.on_segment)
-        log.close()
-        hist = log.hist
+        bar = bc.progress_bar(config.num_evals, f"RL2 meta-train {'&'.join(proto['train'])}", progress)
+        postfix = lambda i, m: bar.set_postfix({e: f"{np.mean(m['eval_episode_returns'][:, j, -1]):.0f}"
+                                                for j, e in enumerate(proto["train"])})
+        state, history = rl2.train(config, train_f, key, seeds, ckpt_dir, record, resume, postfix, bar)
+        bar.close()
         t_train = time.perf_counter() - t0
         per_ep = rl2.meta_test(config, train_f, state.params, test_f, jax.random.fold_in(key, 1))
         results = {}
         for e, f in zip(proto["test"], test_f):
             r = per_ep[f.name]  # [seeds, trial_episodes]
             results[e] = dict(final=r[:, -1], first=r[:, 0], episode_returns=r, seen=e in proto["train"])
-        history = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
         return bc.finish(out_dir, NAME, record, results, history, t0, t_train)
 
 

@@ -224,35 +224,40 @@ def test_chain_killed_after_its_first_chunk_resumes_bit_for_bit(tmp_path, capsys
 
 
 
-def test_vmapped_segments_guard_names_the_seed_and_skips_its_checkpoint():
-    """EPG's and RL^2's loop: seed 2 of 3 holds a NaN when segment 2 ends; the guard raises before
-    on_segment (which checkpoints), in one line naming the seed and the segment. A leaf allowed to be
-    infinite (evosax's best_fitness before any fitness) is not a failure; without the allowance it is."""
+def test_vmapped_run_guard_names_the_seed_and_skips_its_checkpoint(tmp_path):
+    """EPG's and RL^2's loop (metarl.driver.segments.vmapped_run): seed 2 of 3 holds a NaN when segment 2
+    ends; the guard raises before the segment is checkpointed, in one line naming the seed and the segment.
+    A leaf allowed to be infinite (evosax's best_fitness before any fitness) is not a failure; without the
+    allowance it is."""
     import jax
     import jax.numpy as jnp
 
-    from metarl.driver import NonFiniteError, vmapped_segments
+    from metarl import npz_checkpoint
+    from metarl.driver import NonFiniteError
+    from metarl.driver.segments import vmapped_run
+
+    nan_at = []
 
     def init(key):
         return {"w": jax.random.normal(key, (2,)), "i": jnp.zeros((), jnp.int32), "best_fitness": jnp.inf}
 
     def run_segment(s):
         w = s["w"] * 1.5
+        w = jnp.where(jnp.asarray(len(nan_at) > 0) & (s["i"] == 1), w.at[0].set(jnp.nan), w)
         return {"w": w, "i": s["i"] + 1, "best_fitness": s["best_fitness"]}, {"loss": jnp.sum(w)}
 
-    saved = []
-    _, hist = vmapped_segments(init, run_segment, jax.random.PRNGKey(0), 3, 2,
-                               on_segment=lambda i, s, m: saved.append(i), finite_ignore=("best_fitness",))
-    assert saved == [0, 1] and len(hist) == 2
+    key, d = jax.random.PRNGKey(0), str(tmp_path / "run")
+    full, hist = vmapped_run(init, run_segment, key, 3, 3, ignore=("best_fitness",))
+    assert len(hist) == 3 and int(full["i"][0]) == 3
     with pytest.raises(NonFiniteError, match="best_fitness"):
-        vmapped_segments(init, run_segment, jax.random.PRNGKey(0), 3, 1)
-    # fault injected: a resumed state whose seed 2 holds a NaN; segment 2 (index 1) is the first to run
-    saved.clear()
-    state = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(0), 3))
-    state = dict(state, w=state["w"].at[2, 0].set(jnp.nan))
+        vmapped_run(init, run_segment, key, 3, 1)
+    vmapped_run(init, run_segment, key, 3, 3, d, {"run": 1}, ignore=("best_fitness",))
+    assert npz_checkpoint.read_meta(d + "/checkpoint.npz")["done"] == 3
+    # fault injected: every seed's w goes NaN in segment 2; nothing of segment 2 reaches the checkpoint
+    nan_at.append(1)
+    d2 = str(tmp_path / "nan")
     with pytest.raises(NonFiniteError) as e:
-        vmapped_segments(init, run_segment, None, 3, 3, state=state, start=1,
-                         on_segment=lambda i, s, m: saved.append(i), finite_ignore=("best_fitness",))
+        vmapped_run(init, run_segment, key, 3, 3, d2, {"run": 2}, ignore=("best_fitness",))
     msg = str(e.value)
-    assert "\n" not in msg and "seed(s) 2 in segment 2" in msg and "['w']" in msg
-    assert saved == [] and e.value.failures["runs"] == [2]
+    assert "\n" not in msg and "seed(s) 0, 1, 2 in segment 2 of 3" in msg and "['w']" in msg, msg
+    assert npz_checkpoint.read_meta(d2 + "/checkpoint.npz")["done"] == 1 and e.value.failures["runs"] == [0, 1, 2]

@@ -83,6 +83,23 @@ ex.main(["--scale", "quick", "--no-progress", "--out", out] + extra)
 """
 
 
+# MetaGenRL's baselines on its protocol (Pendulum): EPG's ES over a learned loss and RL^2's recurrent PPO, each
+# 2 seeds and 2 segments (metarl.driver.segments), every setting given on the command line.
+EPG = r"""
+from experiments import epg as ex
+ex.main(["--scale", "quick", "--seeds", "2", "--test-agents", "1", "--generations", "2", "--eval-every", "1",
+         "--population", "2", "--inner-steps", "200", "--window", "50", "--num-envs", "2", "--inner-epochs", "1",
+         "--eval-episodes", "1", "--hidden", "8", "--max-episode-steps", "50", "--train", "Pendulum", "--test",
+         "Pendulum", "--no-progress", "--out", out] + extra)
+"""
+RL2 = r"""
+from experiments import rl2 as ex
+ex.main(["--scale", "quick", "--seeds", "2", "--updates", "2", "--eval-every", "1", "--lanes", "2", "--eval-lanes", "2",
+         "--hidden", "8", "--epochs", "1", "--minibatches", "1", "--train", "Pendulum", "--test", "Pendulum",
+         "--no-progress", "--out", out] + extra)
+"""
+
+
 def _json(path):
     with open(path) as f:
         return json.load(f)
@@ -108,6 +125,13 @@ def _lirpg_results(d):
     return {v: {k: rec[v][k] for k in ("eval_return", "train_return", "meta_loss")} for v in rec["variants"]}
 
 
+def _baseline_results(name):
+    def results(d):
+        rec = _json(os.path.join(d, f"{name}.json"))
+        return {"history": rec["history"], "results": rec["results"]}
+    return results
+
+
 def _pointmass_results(d):
     rec = _json(os.path.join(d, "pointmass_summary.json"))
     return {"variants": rec["variants"], "final_losses": rec["final_losses"], "claims": rec["claims"]}
@@ -118,6 +142,8 @@ CASES = {  # setup, the function that writes a checkpoint, the results, the run 
     "metagenrl": (METAGENRL, "metarl.npz_checkpoint.save", _metagenrl_results, ""),
     "lirpg": (LIRPG, "metarl.npz_checkpoint.save", _lirpg_results, ""),
     "model_based_critic": (POINTMASS, "metarl.npz_checkpoint.save", _pointmass_results, "pointmass_"),
+    "epg": (EPG, "metarl.npz_checkpoint.save", _baseline_results("epg"), ""),
+    "rl2": (RL2, "metarl.npz_checkpoint.save", _baseline_results("rl2"), ""),
 }
 
 

@@ -83,10 +83,10 @@ def test_faults_are_one_line_errors(tmp_path):
 
 
 def test_each_segment_loop_refuses_a_corrupted_checkpoint(tmp_path):
-    """The three users: MetaGenRL's stage checkpoint, EPG / RL^2's Checkpoint (also refusing another
-    configuration), PPO-LIRPG's run directory; each restores its own file and refuses flipped bytes."""
-    from metarl.meta import baselines_common as bc
-    from metarl.meta.metagenrl import segments as mg
+    """The two users: the shared segment loop's checkpoint (metarl.driver.segments: MetaGenRL, EPG, RL^2,
+    the model-based critic's meta-training; also refusing another identity) and PPO-LIRPG's run directory;
+    each restores its own file and refuses flipped bytes."""
+    from metarl.driver import segments as mg
     from metarl.meta import lirpg as lp
 
     needle = np.arange(12.0, dtype=np.float32)[1:].tobytes()[:8]
@@ -95,28 +95,22 @@ def test_each_segment_loop_refuses_a_corrupted_checkpoint(tmp_path):
     mg.save_checkpoint(p, _state(), 2, [{"r": [np.nan, 1.0]}], {"streak": 3}, {"stage": "a"})
     state, done, hist, extra = mg.load_checkpoint(p, _state(), {"stage": "a"})
     assert done == 2 and extra == {"streak": 3} and np.isnan(hist[0]["r"][0])
+    with pytest.raises(ConfigMismatch, match=r"other settings: stage \('a' -> 'b'\)"):
+        mg.load_checkpoint(p, _state(), {"stage": "b"})
     _flip_inside(p, needle)
     with pytest.raises(CheckpointError, match="corrupted on disk"):
         mg.load_checkpoint(p, _state(), {"stage": "a"})
-    # EPG / RL^2
-    ck = bc.Checkpoint(str(tmp_path / "rl2"), {"method": "RL2", "seeds": 2})
-    ck.save(_state(), 3, [{"loss": np.asarray([0.5, 0.25])}])
-    state, start, hist = ck.load(_state())
-    assert start == 3 and np.array_equal(hist[0]["loss"], [0.5, 0.25]) and int(state["step"]) == 7
-    with pytest.raises(ConfigMismatch, match=r"other settings: seeds \(2 -> 3\)"):
-        bc.Checkpoint(ck.dir, {"method": "RL2", "seeds": 3}).load(_state())
-    _flip_inside(ck.path, needle)
-    with pytest.raises(CheckpointError, match="corrupted on disk"):
-        ck.load(_state())
     # PPO-LIRPG
     run_dir = str(tmp_path / "lirpg")
     os.makedirs(run_dir)
-    hist = [{"eval_return": np.asarray([1.0, 2.0], np.float32)}, {"eval_return": np.asarray([3.0, 4.0], np.float32)}]
-    lp._save_checkpoint(run_dir, _state(), hist)
-    state, back = lp._load_checkpoint(run_dir, _state())
+    hist = [{"eval_return": [1.0, 2.0]}, {"eval_return": [3.0, 4.0]}]
+    mg.save_checkpoint(os.path.join(run_dir, mg.CHECKPOINT), _state(), 2, hist, {}, {"run": 1}, 4)
+    state, back = lp._load_checkpoint(run_dir, _state(), {"run": 1})
     assert len(back) == 2 and np.array_equal(back[1]["eval_return"], [3.0, 4.0])
-    with pytest.raises(lp.ResumeMismatch, match="does not fit this program"):
-        lp._load_checkpoint(run_dir, dict(_state(), step=jnp.zeros(2, jnp.int32)))
+    with pytest.raises(lp.ResumeMismatch, match="does not fit this run"):
+        lp._load_checkpoint(run_dir, dict(_state(), step=jnp.zeros(2, jnp.int32)), {"run": 1})
+    with pytest.raises(lp.ResumeMismatch, match=r"other settings: run \(1 -> 2\)"):
+        lp._load_checkpoint(run_dir, _state(), {"run": 2})
     _flip_inside(os.path.join(run_dir, "checkpoint.npz"), needle)
     with pytest.raises(CheckpointError, match="corrupted on disk"):
-        lp._load_checkpoint(run_dir, _state())
+        lp._load_checkpoint(run_dir, _state(), {"run": 1})

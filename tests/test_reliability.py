@@ -492,7 +492,7 @@ def test_model_based_critic_benchmark_refuses_an_unfinished_meta_training(tmp_pa
         bench.main(["--out", str(out), "--parts", "reacher", "--resume"])
     assert e.value.code == 2 and "nothing to resume" in one_line_err(capsys) and not out.exists()
     (out / "checkpoints").mkdir(parents=True)
-    npz_checkpoint.save(str(out / "checkpoints" / "reacher_ddpg.npz"), {"w": np.zeros(2)}, {"done": 1, "chunks": 3})
+    npz_checkpoint.save(str(out / "checkpoints" / "reacher_ddpg.npz"), {"w": np.zeros(2)}, {"done": 1, "total": 3})
     with pytest.raises(SystemExit) as e:
         bench.main(["--out", str(out), "--parts", "toy,reacher"])
     line = one_line_err(capsys)

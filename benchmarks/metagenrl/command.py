@@ -16,7 +16,7 @@ def main(argv=None):
     p = ArgumentParser(prog="python -m benchmarks.metagenrl", description=_pkg_doc(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     from metarl.meta.metagenrl.protocol import SCALES, get_scale
-    from metarl.meta.metagenrl.segments import StopFlag
+    from metarl.driver.segments import StopFlag
 
     add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
     p.add_argument("--out", default=None, help="output folder (default results/metagenrl for quick, "

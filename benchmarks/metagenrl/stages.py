@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from metarl.meta.metagenrl.segments import drop_checkpoint, json_norm
+from metarl.driver.segments import drop_checkpoint, json_norm
 from benchmarks.metagenrl.tables import OUT, _final
 from benchmarks.metagenrl.ablations import _write_csv
 

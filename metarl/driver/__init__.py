@@ -25,7 +25,8 @@ experiments) stops the run with its leaf named and the state not saved; SIGINT f
 its checkpoint, then stops with status interrupted.
 
 Modules: errors, records (versions, device, atomic JSON, identity), checkpoints, rundir (run-directory
-policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks, vmapped_segments), runrecord (config.json and meta.json of
+policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks), segments (run_segments: the loop of the
+programs with host state between segments), runrecord (config.json and meta.json of
 the experiments whose loop is not the Driver's); every name is
 re-exported here, so ``from metarl.driver import Driver, write_json`` works.
 """

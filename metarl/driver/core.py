@@ -1,5 +1,5 @@
 """The Driver: any pure init(key) / chunk(state) program run chunk by chunk with progress, run records,
-checkpoints, --resume and the guard; run_chunks and vmapped_segments, its two shorter forms."""
+checkpoints, --resume and the guard; run_chunks, its shorter form."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,7 @@ from metarl.driver.records import (device_info, flat_diff, json_norm, now, packa
 from metarl.driver.checkpoints import (CHECKPOINT_NAMES, MARKER, abandon_partial, has_checkpoint, promote_checkpoint,
                                        restore_checkpoint, save_checkpoint)
 from metarl.driver.rundir import DeferredSigint, check_run_dir, clear_run_files
-from metarl.driver.guard import check_finite, listing, nonfinite_names, nonfinite_runs
+from metarl.driver.guard import listing, nonfinite_names, nonfinite_runs
 from metarl.driver.runrecord import current_command
 
 
@@ -314,26 +314,3 @@ def run_chunks(init: Callable, chunk: Callable, key, num_chunks: int, out_dir: s
                resume: bool = False, **options):
     """``Driver(init, chunk, key, num_chunks, out_dir, config, **options).run(resume)``: (state, metrics)."""
     return Driver(init, chunk, key, num_chunks, out_dir, config, **options).run(resume)
-
-
-def vmapped_segments(init, run_segment, key, seeds: int, num_segments: int, state=None, start: int = 0,
-                     on_segment=None, progress=None, finite_ignore: tuple = ()):
-    """The host loop of a program whose seeds are independent runs: ``init`` and ``run_segment`` vmapped
-    over ``seeds`` and jitted, segments ``start .. num_segments - 1`` run in turn (``state`` given: a
-    resumed run). After each segment the NaN/Inf guard (:func:`check_finite`: a one-line
-    :class:`NonFiniteError` naming the seeds), then ``on_segment(i, state, metrics)`` (checkpointing) and
-    ``progress(i, metrics)``. Returns (state, [metrics per segment as numpy])."""
-    if state is None:
-        state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-    seg = jax.jit(jax.vmap(run_segment))
-    hist = []
-    for i in range(start, num_segments):
-        state, m = seg(state)
-        m = jax.tree.map(np.asarray, m)
-        hist.append(m)
-        check_finite(state, m, f"segment {i + 1}", runs=seeds, ignore=finite_ignore)  # before on_segment checkpoints it
-        if on_segment:
-            on_segment(i, state, m)
-        if progress:
-            progress(i, m)
-    return state, hist

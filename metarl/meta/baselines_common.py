@@ -1,10 +1,10 @@
 """What the MetaGenRL-protocol baselines (experiments/rl2.py, experiments/epg.py) share: the protocol
 (environments, training set, test set; metarl.meta.metagenrl.protocol, so the baselines run where
-MetaGenRL runs), checkpoints for --resume, the per-seed summary and the command line."""
+MetaGenRL runs), the run directory and record, the per-seed summary and the command line (the segment loop
+with its checkpoints is metarl.driver.segments)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -33,72 +33,6 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
-
-
-class Checkpoint:
-    """A meta-training state (a pytree of arrays) and its history after each segment, in one
-    ``out_dir/checkpoint.npz`` (metarl.npz_checkpoint: written whole, every array's sha256 checked on
-    load). ``load`` refuses a checkpoint written under another configuration, or corrupted on disk, in
-    one line."""
-
-    def __init__(self, out_dir: str, config: dict):
-        from metarl.driver import package_versions
-
-        self.dir = out_dir
-        # A run's identity: its settings and the package versions it ran under.
-        self.config = json.loads(json.dumps(dict(config, versions=package_versions()), default=str))
-        self.path = os.path.join(out_dir, "checkpoint.npz")
-
-    def exists(self) -> bool:
-        return os.path.isfile(self.path)
-
-    def load(self, target):
-        """(state, next segment index, history list) from the checkpoint; ``target`` gives the structure."""
-        from metarl import npz_checkpoint
-        from metarl.driver import ConfigMismatch, identity_diff
-
-        state, meta, _ = npz_checkpoint.load(self.path, target)
-        if meta["config"] != self.config:
-            raise ConfigMismatch(f"cannot resume {self.dir}: its checkpoint was written with other settings: "
-                                 f"{identity_diff(meta['config'], self.config)}; resume with the same settings, "
-                                 "or start a new run (another --out, or --overwrite)")
-        history = [{k: np.asarray(v) for k, v in h.items()} for h in meta["history"]]
-        return state, meta["segments_done"], history
-
-    def save(self, state, segments_done: int, history: list):
-        from metarl import npz_checkpoint
-
-        os.makedirs(self.dir, exist_ok=True)
-        npz_checkpoint.save(self.path, state, dict(config=self.config, segments_done=segments_done, history=history))
-
-
-class MetaTrainLog:
-    """The host side of EPG's and RL^2's meta-training loop: the state, segments done and history read back
-    from ``ckpt`` on a resume (else ``state`` None: the method starts from its init), a progress bar over
-    ``total`` segments, and :meth:`on_segment` for the method's ``train``: keep the segment's metrics
-    (``keep(m)``), checkpoint, advance the bar with ``postfix(m)``."""
-
-    def __init__(self, ckpt, init, key, seeds: int, resume: bool, total: int, desc: str, progress: bool,
-                 postfix, keep=dict):
-        import jax
-
-        self.ckpt, self.postfix, self.keep = ckpt, postfix, keep
-        self.state, self.start, self.hist = None, 0, []
-        if resume and ckpt and ckpt.exists():
-            target = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-            self.state, self.start, self.hist = ckpt.load(target)
-        self.bar = progress_bar(total, desc, progress)
-        self.bar.update(self.start)
-
-    def on_segment(self, i: int, state, metrics):
-        self.hist.append(self.keep(metrics))
-        if self.ckpt:
-            self.ckpt.save(state, i + 1, self.hist)
-        self.bar.update(1)
-        self.bar.set_postfix(self.postfix(metrics))
-
-    def close(self):
-        self.bar.close()
 
 
 def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):

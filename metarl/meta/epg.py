@@ -59,7 +59,7 @@ from flax import struct
 from metarl import envs
 from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt
 from metarl.envs.core import strong_types
-from metarl.driver import vmapped_segments
+from metarl.driver.segments import vmapped_run
 from metarl.agents import onpolicy as op
 
 
@@ -342,15 +342,22 @@ def make_epg(config: EPGConfig, env_names: Sequence[str], pad: tuple[int, int] |
     return init, run_segment, fns
 
 
-def train(config: EPGConfig, env_names: Sequence[str], key, seeds: int, pad=None, progress=None, state=None,
-          start: int = 0, on_segment=None):
-    """Meta-train ``seeds`` independent EPG runs (one vmapped program). Returns (state, history) with
-    history {metric: [seeds, generations, ...]} (numpy); ``state``/``start``/``on_segment`` as in
-    :func:`metarl.meta.rl2.train`."""
+def train(config: EPGConfig, env_names: Sequence[str], key, seeds: int, pad=None, ckpt_dir: str | None = None,
+          identity: dict | None = None, resume: bool = False, on_segment=None, bar=None):
+    """Meta-train ``seeds`` independent EPG runs (one vmapped program), segment by segment through
+    metarl.driver.segments (checkpointed in ``ckpt_dir`` under ``identity``; ``resume`` continues from it;
+    ``on_segment(i, metrics)`` after each segment, e.g. a progress postfix). Returns (state, history) with
+    history {metric: [seeds, generations, ...]} (numpy)."""
     init, run_segment, fns = make_epg(config, env_names, pad)
-    state, hist = vmapped_segments(init, run_segment, key, seeds, config.num_evals, state, start, on_segment,
-                                   progress, finite_ignore=("best_fitness",))  # evosax: +inf before any fitness
-    out = {k: np.concatenate([h[k] for h in hist], axis=1) for k in hist[0] if k != "generation"} if hist else {}
+
+    def keep(i, m):
+        if on_segment is not None:
+            on_segment(i, m)
+        return {k: v for k, v in m.items() if k != "generation"}
+
+    state, hist = vmapped_run(init, run_segment, key, seeds, config.num_evals, ckpt_dir, identity, resume=resume,
+                              on_segment=keep, bar=bar, ignore=("best_fitness",))  # evosax: +inf before any fitness
+    out = {k: np.concatenate([np.asarray(h[k]) for h in hist], axis=1) for k in hist[0]} if hist else {}
     return state, out
 
 

@@ -55,7 +55,7 @@ import optax
 from flax import struct
 
 from metarl import envs
-from metarl.driver import ConfigMismatch, check_finite
+from metarl.driver import ConfigMismatch
 from metarl.agents import onpolicy as op
 from metarl.nets import MLP
 
@@ -312,28 +312,17 @@ class ResumeMismatch(ConfigMismatch):
     """A resume whose settings, package versions or checkpoint shapes differ from the stored run's."""
 
 
-def _save_checkpoint(run_dir, state, hist):
-    """checkpoint.npz: the state and the stacked history, every array with its sha256 (metarl.npz_checkpoint;
-    the count of evaluations done is in its metadata)."""
-    from metarl import npz_checkpoint
-
-    hist_arrays = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
-    npz_checkpoint.save(os.path.join(run_dir, "checkpoint.npz"), state, {"segments_done": len(hist)}, hist_arrays)
-
-
-def _load_checkpoint(run_dir, template):
-    """(state, history) from checkpoint.npz; a corrupted file or one of another program's shapes is a one-line
-    error (metarl.driver.CheckpointError; shapes: ResumeMismatch)."""
-    from metarl import npz_checkpoint
+def _load_checkpoint(run_dir, template, identity: dict):
+    """(state, history) from the run's checkpoint.npz (metarl.driver.segments); a corrupted file is a one-line
+    metarl.driver.CheckpointError, one of another program's shapes or settings a one-line ResumeMismatch."""
     from metarl.driver import CheckpointMismatch
+    from metarl.driver.segments import CHECKPOINT, load_checkpoint
 
-    path = os.path.join(run_dir, "checkpoint.npz")
+    path = os.path.join(run_dir, CHECKPOINT)
     try:
-        state, meta, hist_arr = npz_checkpoint.load(path, template)
-    except CheckpointMismatch as e:
-        raise ResumeMismatch(f"checkpoint {path} does not fit this program ({e})") from None
-    n_seg = meta["segments_done"]
-    hist = [{k: v[:, i] for k, v in hist_arr.items()} for i in range(n_seg)]
+        state, _, hist, _ = load_checkpoint(path, template, identity)
+    except (CheckpointMismatch, ConfigMismatch) as e:
+        raise ResumeMismatch(f"checkpoint {path} does not fit this run ({e})") from None
     return state, hist
 
 
@@ -392,29 +381,35 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
             raise ResumeMismatch(f"cannot resume {run_dir}: it was run with other settings: "
                                  f"{identity_diff(old, record)}; resume with the stored settings (config.json), "
                                  "or start a new run (another --out, or --overwrite)")
+    from metarl.driver.segments import run_segments
+
     init, seg = _programs(config, env)
-    state = init(*run_inputs(config, key, seeds, variants))
-    hist = []
+    inputs = run_inputs(config, key, seeds, variants)
+    like = jax.eval_shape(init, *inputs)
     t0 = time.perf_counter()
-    if resuming:
-        state, hist = _load_checkpoint(run_dir, state)
-    elif run_dir is not None:
+    if not resuming and run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
         write_json(cfg_path, record)  # (the same record the command line's RunRecord wrote: train stands alone)
-    for i in range(len(hist), config.ppo.num_evals):
-        if max_segments is not None and i >= max_segments:
-            break
-        state, mets = seg(state)
-        # the NaN/Inf guard, before the state is checkpointed; runs are variant-major (variant v, seed s)
-        check_finite(state, mets, f"evaluation {i + 1} of {config.ppo.num_evals}", runs=len(variants) * seeds,
-                     unit="run (variant-major)")
-        hist.append(jax.tree.map(np.asarray, mets))
-        if run_dir is not None:
-            _save_checkpoint(run_dir, state, hist)
+    if resuming:  # another program's shapes: one line naming the leaf, before anything runs
+        _load_checkpoint(run_dir, like, record)
+
+    def on_segment(i, mets):
         if progress:
-            progress(i)
-    complete = len(hist) == config.ppo.num_evals
-    stacked = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+            progress(i - 1)
+        return mets
+
+    # the shared segment loop: the NaN/Inf guard before each checkpoint; runs are variant-major (variant v, seed s)
+    N = config.ppo.num_evals
+    state, hist = run_segments(seg, lambda: init(*inputs), like, N, run_dir, record, resume=resuming,
+                               on_segment=on_segment, max_segments=max_segments, runs=len(variants) * seeds,
+                               unit="run (variant-major)", where=lambda i: f"evaluation {i} of {N}")
+    complete = len(hist) == N
+
+    def as32(x):  # the history comes back as JSON numbers: the program's 32-bit arrays again, value for value
+        a = np.asarray(x)
+        return a.astype({"f": np.float32, "i": np.int32}.get(a.dtype.kind, a.dtype))
+
+    stacked = {k: np.stack([as32(h[k]) for h in hist], axis=1) for k in hist[0]} if hist else {}
     out = {v: {k: x[j * seeds:(j + 1) * seeds] for k, x in stacked.items()} for j, v in enumerate(variants)}
     out.update(wall_s=time.perf_counter() - t0, complete=complete)
     if run_dir is not None and complete:

@@ -53,7 +53,7 @@ import optax
 from flax import struct
 
 from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt, UnitFloat
-from metarl.driver import vmapped_segments
+from metarl.driver.segments import vmapped_run
 from metarl.meta.families import Family
 from metarl.agents.onpolicy import gae
 
@@ -354,15 +354,22 @@ def make_rl2(config: RL2Config, families: Sequence[Family]):
     return init, run_segment, fns
 
 
-def train(config: RL2Config, families: Sequence[Family], key, seeds: int, progress=None, state=None,
-          start: int = 0, on_segment=None):
-    """Meta-train ``seeds`` independent RL^2 agents (one vmapped program). Returns (state, history):
-    history {metric: [seeds, evals, ...]} as numpy. ``state``/``start`` resume a run from segment
-    ``start``; ``on_segment(i, state, metrics)`` is called after each segment (checkpointing)."""
+def train(config: RL2Config, families: Sequence[Family], key, seeds: int, ckpt_dir: str | None = None,
+          identity: dict | None = None, resume: bool = False, on_segment=None, bar=None):
+    """Meta-train ``seeds`` independent RL^2 agents (one vmapped program), segment by segment through
+    metarl.driver.segments (checkpointed in ``ckpt_dir`` under ``identity``; ``resume`` continues from it;
+    ``on_segment(i, metrics)`` after each segment, e.g. a progress postfix). Returns (state, history):
+    history {metric: [seeds, evals, ...]} as numpy."""
     init, run_segment, _ = make_rl2(config, families)
-    state, hist = vmapped_segments(init, run_segment, key, seeds, config.num_evals, state, start, on_segment,
-                                   progress)
-    out = {k: np.stack([h[k] for h in hist], axis=1) for k in hist[0]} if hist else {}
+
+    def keep(i, m):
+        if on_segment is not None:
+            on_segment(i, m)
+        return m
+
+    state, hist = vmapped_run(init, run_segment, key, seeds, config.num_evals, ckpt_dir, identity, resume=resume,
+                              on_segment=keep, bar=bar)
+    out = {k: np.stack([np.asarray(h[k]) for h in hist], axis=1) for k in hist[0]} if hist else {}
     return state, out
 
 

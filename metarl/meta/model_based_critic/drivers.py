@@ -20,53 +20,46 @@ from metarl.meta.model_based_critic.baselines import (DDPGConfig, MetaCriticBase
 
 
 def run_chunks(run, states, n_chunks: int, chunk: int, pbar=None, checkpoint=None, max_chunks: int | None = None):
-    """Call the compiled ``run(states) -> (states, {"train_error": [seeds, chunk]})`` ``n_chunks`` times.
-    Returns (states, curve [seeds, iterations], seconds of each chunk).
+    """Call the compiled ``run(states) -> (states, {"train_error": [seeds, chunk]})`` ``n_chunks`` times through
+    the shared segment loop (metarl.driver.segments.run_segments). Returns (states, curve [seeds,
+    iterations], seconds of each chunk).
 
     ``checkpoint``: None, or (path, identity, resume). After every chunk the states, the curve so far and
     the chunk times are saved to ``path`` with ``identity`` (a JSON-ready dict: what makes two runs the
-    same run); with ``resume`` a checkpoint there continues the run (refused in one line if its identity
-    differs; a corrupted file is a one-line CheckpointError), bit for bit as if never interrupted.
-    ``max_chunks``: stop after that many chunks of this call (the checkpoint holds them).
+    same run; the package versions are added); with ``resume`` a checkpoint there continues the run
+    (refused in one line if its identity differs; a corrupted file is a one-line CheckpointError), bit for
+    bit as if never interrupted. ``max_chunks``: stop after that many chunks of this call (the checkpoint
+    holds them).
 
     The NaN/Inf guard: after every chunk, a NaN or inf in any seed's state or an infinite metric stops the
     run with a one-line metarl.driver.NonFiniteError naming the seeds, the chunk and the first leaves, before
     the state is checkpointed (the checkpoint stays the last finite state)."""
-    from metarl import npz_checkpoint
-    from metarl.driver import ConfigMismatch, check_finite, identity_diff, json_norm
+    from metarl.driver.records import json_norm
+    from metarl.driver.segments import run_segments
 
-    curves, times, done = [], [], 0
-    label = "meta-training"
-    if checkpoint is not None:
-        path, identity, resume = checkpoint
-        identity = json_norm(identity)
-        label = f"{identity.get('part', '')} {identity.get('method', '')} meta-training".strip()
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        if resume and os.path.isfile(path):
-            states, meta, arrays = npz_checkpoint.load(path, states)
-            if meta["identity"] != identity:
-                raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
-                                     f"{identity_diff(meta['identity'], identity)}")
-            done, times = meta["done"], list(meta["times"])
-            curves = [arrays["curve"]] if done else []
-            if pbar is not None:
-                pbar.update(done * chunk)
-    for i in range(done, n_chunks):
-        if max_chunks is not None and i - done >= max_chunks:
-            break
+    path, identity, resume = checkpoint if checkpoint is not None else (None, {}, False)
+    identity = json_norm(identity)
+    label = f"{identity.get('part', '')} {identity.get('method', '')} meta-training".strip()
+    times = []
+
+    def timed(s):
         t0 = time.time()
-        states, m = run(states)
+        s, m = run(s)
         jax.block_until_ready(m)
         times.append(time.time() - t0)
-        check_finite(states, m, f"{label} chunk {i + 1} of {n_chunks} (iterations {i * chunk + 1}-{(i + 1) * chunk})",
-                     runs=jax.tree.leaves(states)[0].shape[0])
-        curves.append(np.asarray(jax.device_get(m["train_error"])))
-        if checkpoint is not None:
-            npz_checkpoint.save(path, states, {"identity": identity, "done": i + 1, "chunks": n_chunks,
-                                               "times": times}, {"curve": np.concatenate(curves, axis=1)})
-        if pbar is not None:
-            pbar.update(chunk)
-    return states, np.concatenate(curves, axis=1), times
+        return s, m
+
+    def keep_curve(i, m):
+        return {"train_error": np.asarray(m["train_error"])}
+
+    states, history = run_segments(
+        timed, lambda: states, jax.eval_shape(lambda: states), n_chunks,
+        (os.path.dirname(path) or ".") if path else None, identity, resume=resume, name=os.path.basename(path or "x"),
+        on_segment=keep_curve, extra=(lambda: {"times": list(times)}, lambda d: times.extend(d["times"])),
+        bar=pbar, units_per_segment=chunk, runs=jax.tree.leaves(states)[0].shape[0], max_segments=max_chunks,
+        where=lambda i: f"{label} chunk {i} of {n_chunks} (iterations {(i - 1) * chunk + 1}-{i * chunk})")
+    curve = np.concatenate([np.asarray(h["train_error"], np.float32) for h in history], axis=1)
+    return states, curve, times
 
 
 def train_ours(cfg: MBCConfig, task: Task, dyn, goals, keys, chunk: int, pbar=None, checkpoint=None,

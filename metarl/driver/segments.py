@@ -1,14 +1,17 @@
-"""MetaGenRL's resumable stages: a compiled segment function driven segment by segment from Python, with a
-NaN/inf guard after each, a .npz checkpoint (metarl.npz_checkpoint) every few segments and at SIGINT.
+"""The segment loop of the programs that keep their own host state between compiled segments: a compiled
+``segment(state) -> (state, metrics)`` driven from Python, with the NaN/inf guard after each, a one-file
+.npz checkpoint (metarl.npz_checkpoint: state, segments done, history, identity) every few segments and at
+SIGINT, and a resume that continues bit for bit.
 
-:func:`run_segments` is the loop (meta-training, meta-test and the baselines of ``experiments/metagenrl.py``
-and its benchmark); :class:`StopFlag` turns the first Ctrl-C into "finish this segment and its checkpoint";
-a stage's ``identity`` (its settings and package versions) must match its checkpoint's for a resume.
+:func:`run_segments` is that loop (MetaGenRL's meta-training, meta-test and baselines; the model-based
+critic's reacher and arm meta-training); :class:`StopFlag` turns the first Ctrl-C into "finish this
+segment and its checkpoint"; a run's ``identity`` (its settings and package versions) must match its
+checkpoint's for a resume. :class:`metarl.driver.Driver` is the loop of the programs whose whole state is
+one pytree with an orbax checkpoint (the off-policy trainer, the outer-value experiments).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -18,7 +21,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-from metarl.driver import check_finite
+from metarl.driver.guard import check_finite
+from metarl.driver.records import json_norm
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -62,18 +66,13 @@ def json_ready(tree):
     return np.asarray(tree).tolist()
 
 
-def json_norm(obj):
-    from metarl.train import jsonable
-
-    return json.loads(json.dumps(jsonable(obj)))
-
-
-def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict):
-    """``state`` (every leaf, each with its sha256), the segments ``done``, the host ``history`` and ``extra``
-    (JSON), and the stage's ``identity``, in one .npz written whole (metarl.npz_checkpoint)."""
+def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict,
+                    total: int | None = None):
+    """``state`` (every leaf, each with its sha256), the segments ``done`` of ``total``, the host ``history``
+    and ``extra`` (JSON), and the run's ``identity``, in one .npz written whole (metarl.npz_checkpoint)."""
     from metarl import npz_checkpoint
 
-    npz_checkpoint.save(path, state, dict(identity=identity, done=done, history=history, extra=extra))
+    npz_checkpoint.save(path, state, dict(identity=identity, done=done, total=total, history=history, extra=extra))
 
 
 def load_checkpoint(path: str, like, identity: dict):
@@ -82,8 +81,8 @@ def load_checkpoint(path: str, like, identity: dict):
     a one-line ``ConfigMismatch`` naming the differences, a corrupted or foreign one with a one-line
     ``CheckpointError``."""
     from metarl import npz_checkpoint
-    from metarl.driver import identity_diff
-    from metarl.train import ConfigMismatch
+    from metarl.driver.errors import ConfigMismatch
+    from metarl.driver.records import identity_diff
 
     state, meta, _ = npz_checkpoint.load(path, like)
     if meta["identity"] != json_norm(identity):
@@ -94,25 +93,32 @@ def load_checkpoint(path: str, like, identity: dict):
 
 def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | None, identity: dict, *,
                  resume: bool = False, on_segment: Callable | None = None, extra: tuple | None = None,
-                 stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None):
+                 stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None, name: str = CHECKPOINT,
+                 units_per_segment: int = 1, where: Callable | None = None, runs: int | None = None,
+                 max_segments: int | None = None, ignore: tuple = (), unit: str = "seed"):
     """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times. After each segment the NaN/Inf
-    guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved.
+    guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved,
+    naming the segment (``where(i)``, default "segment i of total") and, with ``runs`` (the state's leading
+    vmapped axis), the runs concerned (each a ``unit``, e.g. "seed"); leaves named in ``ignore`` may be
+    infinite (e.g. evosax's best fitness before any fitness).
 
     ``identity`` (with the package versions added) must match the checkpoint's for a resume.
     ``init_state()`` builds the first state (not called when resuming); ``like`` is its abstract shape.
     After each segment the metrics go to the host, through ``on_segment(i, metrics) -> metrics`` (side
     effects such as saving an objective stage happen there), into the history. With ``ckpt_dir`` the
     state, history and ``extra`` (a pair ``(get() -> dict, set(dict))``, e.g. a monitor's state) are
-    checkpointed every ``checkpoint_every`` segments, at the last one and when ``stop`` is requested;
-    then ``metarl.train.Interrupted`` is raised. ``resume=True`` continues from the checkpoint there
-    (from the start if there is none). Returns (state, history: a list of per-segment JSON-ready dicts).
-    A resumed stage gives the same states and history as an uninterrupted one: every key is in the state.
+    checkpointed in ``ckpt_dir/name`` every ``checkpoint_every`` segments, at the last one and when ``stop``
+    is requested; then ``metarl.driver.Interrupted`` is raised. ``resume=True`` continues from the
+    checkpoint there (from the start if there is none). ``bar`` advances ``units_per_segment`` per segment;
+    ``max_segments`` stops after that many segments of this call (their checkpoint written; tests).
+    Returns (state, history: a list of per-segment JSON-ready dicts). A resumed run gives the same states
+    and history as an uninterrupted one: every key is in the state.
     """
-    from metarl.driver import package_versions
-    from metarl.train import Interrupted
+    from metarl.driver.errors import Interrupted
+    from metarl.driver.records import package_versions
 
     identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused
-    path = os.path.join(ckpt_dir, CHECKPOINT) if ckpt_dir else None
+    path = os.path.join(ckpt_dir, name) if ckpt_dir else None
     done, history = 0, []
     if resume and path and os.path.isfile(path):
         state, done, history, ex = load_checkpoint(path, like, identity)
@@ -121,24 +127,43 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     else:
         state = init_state()
     if bar is not None:
-        bar.update(done)
+        bar.update(done * units_per_segment)
     identity = json_norm(identity)
     for i in range(done, total):
+        if max_segments is not None and i - done >= max_segments:
+            break
         state, m = seg(state)
         m = jax.device_get(m)
-        check_finite(state, m, f"segment {i + 1} of {total}")  # before anything of it is saved
+        # before anything of it is saved
+        check_finite(state, m, where(i + 1) if where else f"segment {i + 1} of {total}", runs=runs, ignore=ignore,
+                     unit=unit)
         if on_segment is not None:
             m = on_segment(i + 1, m)
         history.append(json_ready(m))
         if bar is not None:
-            bar.update(1)
+            bar.update(units_per_segment)
         stopping = stop is not None and stop.requested
-        if path and ((i + 1) % checkpoint_every == 0 or i + 1 == total or stopping):
+        if path and ((i + 1) % checkpoint_every == 0 or i + 1 == total or stopping or
+                     (max_segments is not None and i + 1 - done == max_segments)):
             os.makedirs(ckpt_dir, exist_ok=True)
-            save_checkpoint(path, state, i + 1, history, extra[0]() if extra is not None else {}, identity)
+            save_checkpoint(path, state, i + 1, history, extra[0]() if extra is not None else {}, identity, total)
         if stopping and i + 1 < total:
             raise Interrupted(f"stopped after segment {i + 1} of {total}" + (f", checkpoint in {ckpt_dir}" if path else ""))
     return state, history
+
+
+def vmapped_run(init, run_segment, key, seeds: int, total: int, ckpt_dir: str | None = None,
+                identity: dict | None = None, *, resume: bool = False, on_segment: Callable | None = None, bar=None,
+                ignore: tuple = ()):
+    """:func:`run_segments` for a program whose seeds are independent runs (EPG, RL^2): ``init(key)`` and
+    ``run_segment(state)`` vmapped over ``seeds`` keys split from ``key`` and jitted, ``total`` segments,
+    checkpointed in ``ckpt_dir`` (None: no checkpoint) under ``identity``; the guard names the seeds.
+    Returns (state, history) as :func:`run_segments`."""
+    init_v = jax.jit(jax.vmap(init))
+    keys = jax.random.split(key, seeds)
+    return run_segments(jax.jit(jax.vmap(run_segment)), lambda: init_v(keys), jax.eval_shape(init_v, keys), total,
+                        ckpt_dir, identity or {}, resume=resume, on_segment=on_segment, bar=bar, runs=seeds,
+                        ignore=ignore)
 
 
 def drop_checkpoint(ckpt_dir: str | None):
