@@ -11,6 +11,7 @@ from flax import struct
 
 from metarl import buffers, envs
 from metarl.agents import make_agent
+from metarl.agents.td3 import TD3_HP
 from metarl.meta.metagenrl.objective import LEGACY_OBJECTIVE, ObjectiveConfig, _check_choice
 
 
@@ -66,11 +67,12 @@ class MetaGenRLConfig:
     # collapse_threshold for collapse_patience consecutive meta-steps.
     collapse_threshold: float = 1e-6
     collapse_patience: int = 100
-    gamma: float = 0.99
-    tau: float = 0.005
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    expl_noise: float = 0.1
+    # the agents' TD3 hyperparameters: TD3's own (metarl.agents.td3.TD3_HP), stated once there
+    gamma: float = TD3_HP["gamma"]
+    tau: float = TD3_HP["tau"]
+    actor_lr: float = TD3_HP["actor_lr"]
+    critic_lr: float = TD3_HP["critic_lr"]
+    expl_noise: float = TD3_HP["expl_noise"]
     gae_lambda: float = 0.97  # the off-policy REINFORCE baseline
     max_episode_steps: int | None = None
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
