@@ -7,9 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The benchmarks that still import an experiment module's functions (each drives its experiment's stages
 # in process: resumable stages, in-memory results). Shrink this list as they move to run_module.
-STILL_IMPORTING = {"benchmarks/meta_critic/config.py", "benchmarks/meta_critic/run.py",
-                   "benchmarks/meta_critic/tables.py", "benchmarks/metagenrl/run.py",
-                   "benchmarks/metagenrl/ablations.py", "benchmarks/gpu/parts.py", "benchmarks/gpu/programs.py"}
+STILL_IMPORTING = {"benchmarks/gpu/parts.py", "benchmarks/gpu/programs.py"}
 
 
 def _imports_experiments(path: str) -> set[str]:

@@ -517,7 +517,7 @@ def test_resumed_experiment_keeps_the_measured_overhead(tmp_path, monkeypatch):
     measurements: the fake ones below return 1.7, then 1.2); a fresh run, or one of another config,
     measures again."""
     import metarl.train
-    from experiments import meta_critic as ex
+    from metarl.meta import meta_critic_runs as ex
 
     measured = []
 

@@ -154,7 +154,7 @@ class Parts:
 
     # -- part (b) ----------------------------------------------------------------------------------------
     def part_meta_critic(self, res):
-        from experiments.meta_critic import paper_metrics
+        from metarl.meta.meta_critic_runs import paper_metrics
 
         from benchmarks.meta_critic import ENV_ROWS, paper_value, read_paper_table
 

@@ -61,7 +61,7 @@ def build_offpolicy(tc_kwargs: dict, mc_variants: tuple | None = None) -> dict:
     cfg = TrainConfig(**tc_kwargs)
     agent_fn, combos = None, None
     if mc_variants:
-        from experiments.meta_critic import SHARED_VARIANTS
+        from metarl.meta.meta_critic_runs import SHARED_VARIANTS
         from metarl.agents import make_agent
         from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
 
@@ -154,10 +154,10 @@ def build_snake(sz: dict) -> dict:
 
 
 def metagenrl_config(sz: dict, test: bool = False):
-    from experiments import metagenrl as ex
+    from metarl.meta.metagenrl.protocol import get_scale
     from metarl.meta import metagenrl as mg
 
-    base = ex.get_scale("paper").test if test else ex.get_scale("paper").train
+    base = get_scale("paper").test if test else get_scale("paper").train
     segs = sz["test_max_segments"] if test else sz["max_segments"]
     total = sz["learning_starts"] + segs * sz["eval_every"]
     kw = dict(learning_starts=sz["learning_starts"], eval_every=sz["eval_every"], total_steps=total,
@@ -206,7 +206,7 @@ def build_metagenrl_test(sz: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from experiments.metagenrl import _same_seeds
+    from metarl.meta.metagenrl.runs import _same_seeds
     from metarl.meta import metagenrl as mg
 
     cfg = metagenrl_config(sz, test=True)

@@ -170,7 +170,7 @@ def plan(cfg: BenchConfig) -> list[tuple]:
     if "2" in cfg.tables:  # the ablation, plus the re-initialisation guard on (not in the paper; off elsewhere)
         jobs.setdefault((cfg.table2_env, "sac"), set()).update(
             {"vanilla", "mc", "mc_plain", "mc_guard", "mc_sa", "metareg"})
-    from experiments.meta_critic import VARIANTS
+    from metarl.meta.meta_critic_runs import VARIANTS
 
     out = [(env, algo, tuple(v for v in VARIANTS if v in vs)) for (env, algo), vs in jobs.items()]
     if cfg.only:
@@ -188,7 +188,7 @@ def job_key(env, algo):
 
 def job_config(cfg: BenchConfig, env: str, algo: str, variants: tuple):
     """The experiments.meta_critic.ExperimentConfig of one planned job (validated, with its TrainConfig)."""
-    from experiments.meta_critic import ExperimentConfig
+    from metarl.meta.meta_critic_runs import ExperimentConfig
 
     agent = cfg.sac_agent if algo == "sac" else cfg.agent
     steps = cfg.env_steps.get(env, cfg.total_steps)

@@ -34,7 +34,7 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
     """Run the planned jobs (and Fig. 6) into ``out``; outputs are rewritten after every job."""
     from tqdm import tqdm
 
-    from experiments.meta_critic import MC_METRICS, paper_metrics, run_experiment
+    from metarl.meta.meta_critic_runs import MC_METRICS, paper_metrics, run_experiment
     from metarl.meta.meta_critic_tabular import TabularConfig, run_tabular, tabular_figures, tabular_summary
     from metarl.train import jsonable, write_json
 

@@ -10,7 +10,7 @@ from benchmarks.meta_critic.config import (ALGOS, ENV_ROWS, FINAL_EVALS, PAIR_HE
 
 
 def curves_png(res, env, algo, path):
-    from experiments.meta_critic import LABELS
+    from metarl.meta.meta_critic_runs import LABELS
     from metarl.plots import _plt, curves, save_fig
 
     plt = _plt()
@@ -155,7 +155,7 @@ def ablation_summary(cfg: BenchConfig, finals: dict, summary: dict | None = None
     the final return, P(a > b) with its interval, the outcome (better / worse / inconclusive, from that
     interval) and, where the paper makes a claim, the verdict on it; with ``summary`` (paper_metrics per job
     and variant) also both max average returns beside the paper's (Table 2: Walker2d, with its std)."""
-    from experiments.meta_critic import LABELS
+    from metarl.meta.meta_critic_runs import LABELS
     from metarl import stats
 
     t2, t3 = read_paper_table(2), read_paper_table(3)

@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from benchmarks.common import write_text
-from experiments import metagenrl as ex
+from metarl.meta.metagenrl import runs
+from metarl.meta.metagenrl.protocol import get_scale
 from benchmarks.metagenrl.tables import OUT, _final, _fmt, plot_curves, to_markdown
 
 
@@ -51,7 +52,7 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
     from metarl.meta import metagenrl as mg
     from metarl.train import device_info, package_versions, write_json
 
-    scale = ex.get_scale(scale_name)
+    scale = get_scale(scale_name)
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
     train = scale.train_sets[0]
@@ -61,13 +62,13 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
         ocfg = mg.ObjectiveConfig(**obj_kw)
         d = os.path.abspath(os.path.join(out_dir, "ablations", label.replace(" ", "_").replace("(", "")
                                          .replace(")", "").replace(",", "")))
-        r = ex.meta_train(scale, train, d, seed=0, objective=ocfg, inner_steps=cfg_kw.get("inner_steps"),
+        r = runs.meta_train(scale, train, d, seed=0, objective=ocfg, inner_steps=cfg_kw.get("inner_steps"),
                           progress=progress)
         trained[label] = r
         by_cfg.setdefault(ocfg, {})[label] = r["paths"]["final"]
     results = {e: {} for e in test}
     for ocfg, objs in by_cfg.items():
-        mt = ex.meta_test(scale, objs, test, seed=100, baselines=False, progress=progress)
+        mt = runs.meta_test(scale, objs, test, seed=100, baselines=False, progress=progress)
         for e in test:
             results[e].update(mt["results"][e])
     wall = time.perf_counter() - t0

@@ -8,7 +8,8 @@ import time
 import numpy as np
 
 from benchmarks.common import write_text
-from experiments import metagenrl as ex
+from metarl.meta.metagenrl import runs
+from metarl.meta.metagenrl.protocol import get_scale
 from benchmarks.metagenrl.tables import _final, _fmt, add_verdicts, build_table, plot_curves, to_markdown
 from benchmarks.metagenrl.stages import (RUN_FILE, _arrays, _fresh, _sha, build_summary, check_out_dir, default_out,
                                          final_scores, run_settings, stage, write_finals_csv)
@@ -22,7 +23,7 @@ def run(scale_name: str, out_dir: str | None = None, progress: bool = True, resu
     an interrupted run (refused, in one line, if its settings differ)."""
     from metarl.train import Interrupted, write_json
 
-    scale = ex.get_scale(scale_name)
+    scale = get_scale(scale_name)
     out_dir = out_dir or default_out(scale_name)
     settings = run_settings(scale)
     stored = check_out_dir(out_dir, settings, resume)
@@ -68,7 +69,7 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
         label = " & ".join(train)
         d = os.path.abspath(os.path.join(out_dir, "objectives", "_".join(train)))
         r, _ = stage(out_dir, f"meta_train_{'_'.join(train)}", sha,
-                     lambda: ex.meta_train(scale, train, d, seed=0, progress=progress, resume=resume, stop=stop),
+                     lambda: runs.meta_train(scale, train, d, seed=0, progress=progress, resume=resume, stop=stop),
                      resume)
         r["metrics"] = _arrays(r["metrics"])
         r["meta_grad_norm"] = np.asarray(r["meta_grad_norm"], float)
@@ -83,20 +84,20 @@ def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
     test = scale.tested
     ck = os.path.join(out_dir, "checkpoints", "meta_test")
     mt, _ = stage(out_dir, "meta_test", sha,
-                  lambda: ex.meta_test(scale, objectives, test, seed=100, baselines=scale.baselines, progress=progress,
+                  lambda: runs.meta_test(scale, objectives, test, seed=100, baselines=scale.baselines, progress=progress,
                                        ckpt_dir=ck, resume=resume, stop=stop), resume)
     results = _arrays(mt["results"])
     stage_done("meta-test")
-    rnd, _ = stage(out_dir, "random", sha, lambda: ex.random_test(scale, test, seed=100), resume)
+    rnd, _ = stage(out_dir, "random", sha, lambda: runs.random_test(scale, test, seed=100), resume)
     stage_done("random-policy")
-    zero, _ = stage(out_dir, "zero_action", sha, lambda: ex.random_test(scale, test, seed=100, policy="zero"), resume)
+    zero, _ = stage(out_dir, "zero_action", sha, lambda: runs.random_test(scale, test, seed=100, policy="zero"), resume)
     stage_done("zero-action policy")
     for e in test:
         results[e].update(_arrays(rnd["results"][e]))
         results[e].update(_arrays(zero["results"][e]))
     onp = None
     if scale.onpolicy:
-        onp, _ = stage(out_dir, "onpolicy", sha, lambda: ex.onpolicy_test(scale, test, seed=100, progress=progress),
+        onp, _ = stage(out_dir, "onpolicy", sha, lambda: runs.onpolicy_test(scale, test, seed=100, progress=progress),
                        resume)
         for e in test:
             results[e].update(_arrays(onp["results"][e]))
