@@ -318,12 +318,17 @@ def _load_checkpoint(run_dir, template, identity: dict):
     from metarl.driver import CheckpointMismatch
     from metarl.driver.segments import CHECKPOINT, load_checkpoint
 
-    path = os.path.join(run_dir, CHECKPOINT)
     try:
-        state, _, hist, _ = load_checkpoint(path, template, identity)
+        state, _, hist, _ = load_checkpoint(os.path.join(run_dir, CHECKPOINT), template, identity)
     except (CheckpointMismatch, ConfigMismatch) as e:
-        raise ResumeMismatch(f"checkpoint {path} does not fit this run ({e})") from None
+        raise _mismatch(run_dir, e) from None
     return state, hist
+
+
+def _mismatch(run_dir, e) -> ResumeMismatch:
+    from metarl.driver.segments import CHECKPOINT
+
+    return ResumeMismatch(f"checkpoint {os.path.join(run_dir, CHECKPOINT)} does not fit this run ({e})")
 
 
 def run_inputs(config: LIRPGConfig, key, seeds: int, variants: Sequence[str] = VARIANTS):
@@ -365,7 +370,7 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     from the checkpoint (the config must be the same). ``max_segments`` stops early (tests).
     Returns {variant: {eval_return [seeds, evals], train_return, env_steps, meta_loss, ...}}, plus
     "wall_s" and "complete"."""
-    from metarl.driver import identity_diff, write_json
+    from metarl.driver import CheckpointMismatch, identity_diff, write_json
 
     config.validate()
     variants = tuple(variants)
@@ -390,8 +395,6 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     if not resuming and run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
         write_json(cfg_path, record)  # (the same record the command line's RunRecord wrote: train stands alone)
-    if resuming:  # another program's shapes: one line naming the leaf, before anything runs
-        _load_checkpoint(run_dir, like, record)
 
     def on_segment(i, mets):
         if progress:
@@ -400,9 +403,12 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
 
     # the shared segment loop: the NaN/Inf guard before each checkpoint; runs are variant-major (variant v, seed s)
     N = config.ppo.num_evals
-    state, hist = run_segments(seg, lambda: init(*inputs), like, N, run_dir, record, resume=resuming,
-                               on_segment=on_segment, max_segments=max_segments, runs=len(variants) * seeds,
-                               unit="run (variant-major)", where=lambda i: f"evaluation {i} of {N}")
+    try:  # a checkpoint of another program's shapes or settings: one line, before anything runs
+        state, hist = run_segments(seg, lambda: init(*inputs), like, N, run_dir, record, resume=resuming,
+                                   on_segment=on_segment, max_segments=max_segments, runs=len(variants) * seeds,
+                                   unit="run (variant-major)", where=lambda i: f"evaluation {i} of {N}")
+    except (CheckpointMismatch, ConfigMismatch) as e:
+        raise _mismatch(run_dir, e) from None
     complete = len(hist) == N
 
     def as32(x):  # the history comes back as JSON numbers: the program's 32-bit arrays again, value for value
