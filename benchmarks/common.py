@@ -2,7 +2,6 @@
 
 - :func:`parse_scale` checks a ``--scale`` value and fails with a message naming the bad value and
   the valid choices.
-- :func:`scale_arg_parser` is an argparse parser with ``--scale`` (and ``--out``) already declared.
 - :func:`progress` is a tqdm bar on stderr (the benchmarks' progress display).
 - :func:`write_result` writes a JSON result atomically (temp name, then ``os.replace``) with the
   config, package versions, device and wall time recorded beside the figures; :func:`write_text`
@@ -10,7 +9,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -28,18 +26,6 @@ def parse_scale(value: str, choices: Iterable[str] = SCALES) -> str:
     if value not in choices:
         raise ValueError(f"unknown scale {value!r}; valid scales: {', '.join(choices)}")
     return value
-
-
-def scale_arg_parser(prog: str, description: str, default_out: str,
-                     choices: Iterable[str] = SCALES) -> argparse.ArgumentParser:
-    """An ArgumentParser with ``--scale`` (restricted to ``choices``) and ``--out``; its errors are one
-    line on stderr and exit status 2 (:class:`metarl.cli.ArgumentParser`)."""
-    from metarl.cli import ArgumentParser, add_scale_argument
-
-    p = ArgumentParser(prog=prog, description=description)
-    add_scale_argument(p, choices)
-    p.add_argument("--out", default=default_out, help="result directory")
-    return p
 
 
 def progress(total: int, desc: str, unit: str = "it"):

@@ -10,10 +10,11 @@ meta-tests on every test environment (seen and unseen); it returns ``{"EPG": {en
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 from metarl.meta import baselines_common as bc
 
@@ -127,14 +128,18 @@ def note(baselines: dict) -> str:
             f"Wall time {baselines['_wall_s']:.0f} s.")
 
 
-def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument
+@dataclass(frozen=True)
+class BaselinesBench:
+    """The scale of EPG's and RL^2's runs and where their rows go."""
 
-    p = ArgumentParser(prog="python -m benchmarks.metagenrl_baselines", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_scale_argument(p, bc.SCALES)
-    p.add_argument("--out", default=OUT)
-    a = p.parse_args(argv)
+    scale: Literal[bc.SCALES] = "quick"  # MetaGenRL's protocol at this scale
+    out: str = OUT  # output folder
+
+
+def main(argv=None):
+    from metarl.config_cli import parse_command
+
+    a = parse_command("python -m benchmarks.metagenrl_baselines", __doc__.splitlines()[0], BaselinesBench(), argv)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation

@@ -1,6 +1,6 @@
 """`make bench-model-based-critic`: the model-based meta-critic's toy, reacher and 7-DoF results.
 
-    python -m benchmarks.model_based_critic --scale quick|paper
+    python -m benchmarks.model_based_critic --scale quick|paper [--parts toy reacher] [--resume]
 
 Writes into results/model_based_critic/: the toy's basins and Figures 8/9, the point mass's Fig. 1
 (landscapes and policy-gradient fields of Q_true, Q_sup and L_critic), the reacher's Fig. 4-7,
@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
+from typing import Literal
 
-import jax
-
-from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_scores, check_scale, claims_markdown,
+from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_scores, claims_markdown,
                                                     metadata, one_line_errors, part_files, sweep_table, write_atomic)
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
@@ -53,29 +53,40 @@ def check_checkpoints(out_dir: str, parts, resume: bool):
                               "another --out")
 
 
-def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir
+@dataclass(frozen=True)
+class ModelBasedCriticBench:
+    """The parts to run, their scale and the output folder."""
 
-    p = ArgumentParser(prog="python -m benchmarks.model_based_critic", description=__doc__)
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=OUT_DIR)
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the reacher's and the arm's meta-training from their checkpoints in --out/checkpoints "
-                        "(written after every chunk; same scale and package versions)")
-    a = p.parse_args(argv)
-    scale = check_scale(a.scale)
-    parts = [s for s in a.parts.split(",") if s]
-    bad = [s for s in parts if s not in PARTS]
-    if bad:
-        p.error(f"--parts: unknown part(s) {', '.join(bad)}; valid: {', '.join(PARTS)}")
+    scale: Literal[SCALES] = "quick"  # every part's experiment at this scale
+    out: str = OUT_DIR  # output folder
+    parts: tuple[Literal[PARTS], ...] = PARTS  # the parts to run, space-separated
+    resume: bool = False
+    """continue the reacher's and the arm's meta-training from their checkpoints in --out/checkpoints (written
+    after every chunk; same scale and package versions)"""
+
+    def validate(self):
+        if not self.parts:
+            raise ValueError(f"argument --parts: give at least one of {', '.join(PARTS)}")
+
+
+PROG = "python -m benchmarks.model_based_critic"
+
+
+def main(argv=None):
+    from metarl.cli import fail, make_out_dir
+    from metarl.config_cli import parse_command
+
+    a = parse_command(PROG, __doc__.splitlines()[0], ModelBasedCriticBench(), argv)
+    scale, parts = a.scale, list(dict.fromkeys(a.parts))
     from metarl.driver import RunError
 
     try:  # before anything is compiled or written
         check_checkpoints(a.out, parts, a.resume)
     except RunError as e:
-        p.error(str(e))
-    make_out_dir(p, a.out)
+        fail(PROG, f"{e} (see --help)")
+    make_out_dir(PROG, a.out)
+    import jax
+
     if not jax.config.jax_compilation_cache_dir:
         from metarl import enable_compilation_cache
 

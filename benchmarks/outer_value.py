@@ -16,10 +16,11 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from benchmarks.common import parse_scale
 from metarl.meta.outer_value_outputs import agent_verdicts, claim_rows  # noqa: F401 (the paper's claims)
 
 SCALES = ("quick", "medium", "paper")
@@ -90,19 +91,25 @@ def claims_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class OuterValueBench:
+    """The scale, the part to run (all by default) and the results root."""
+
+    scale: Literal[SCALES] = "quick"  # the Snake's scale; the Chain's is CHAIN_SCALE of it
+    only: Literal[PARTS] | None = None  # run one part (None: all)
+    results: str = "results"  # results root directory
+
+
+PROG = "python -m benchmarks.outer_value"
+
+
 def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, make_out_dir, run_module
+    from metarl.cli import make_out_dir, run_module
+    from metarl.config_cli import parse_command
 
-    p = ArgumentParser(prog="python -m benchmarks.outer_value", description=__doc__.splitlines()[0])
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--only", default=None, choices=PARTS, help=f"run one part: {', '.join(PARTS)}")
-    p.add_argument("--results", default="results", help="results root directory")
-    a = p.parse_args(argv)
-    scale = parse_scale(a.scale, SCALES)
-    if a.only is not None and a.only not in PARTS:
-        raise ValueError(f"unknown part {a.only!r}; valid parts: {', '.join(PARTS)}")
-
-    make_out_dir(p, a.results)
+    a = parse_command(PROG, __doc__.splitlines()[0], OuterValueBench(), argv)
+    scale = a.scale
+    make_out_dir(PROG, a.results)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation

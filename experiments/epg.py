@@ -29,12 +29,11 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-import jax
 import numpy as np
 
 from metarl.config_cli import NonNegInt, PositiveInt
 from metarl.meta import baselines_common as bc
-from metarl.meta import epg, families
+from metarl.meta.baseline_configs import EPGConfig
 
 NAME = "epg"
 
@@ -48,20 +47,20 @@ class EPGExperiment:
     test_agents: PositiveInt = 2  # fresh meta-test agents per seed and test environment
     train: tuple[str, ...] = ()  # training environment labels (none: MetaGenRL's first training set)
     test: tuple[str, ...] = ()  # test environment labels (none: all, the training ones first)
-    config: epg.EPGConfig = field(default_factory=epg.EPGConfig)
+    config: EPGConfig = field(default_factory=EPGConfig)
 
     def validate(self):
         self.config.validate()
 
 
 SCALES = {
-    "quick": EPGExperiment(seeds=3, test_agents=2, config=epg.EPGConfig(
+    "quick": EPGExperiment(seeds=3, test_agents=2, config=EPGConfig(
         generations=12, eval_every=4, population=8, agents_per_env=1, es_lr=1e-2, es_sigma=0.05, inner_steps=4_000,
         num_envs=2, window=100, inner_epochs=2, inner_lr=1e-3, hidden=(64, 64), eval_episodes=2)),
-    "medium": EPGExperiment(seeds=5, test_agents=4, config=epg.EPGConfig(
+    "medium": EPGExperiment(seeds=5, test_agents=4, config=EPGConfig(
         generations=100, eval_every=10, population=16, agents_per_env=1, es_lr=1e-2, es_sigma=0.05,
         inner_steps=10_000, num_envs=2, window=100, inner_epochs=2, inner_lr=1e-3, hidden=(64, 64), eval_episodes=3)),
-    "paper": EPGExperiment(seeds=5, test_agents=6, config=epg.EPGConfig(
+    "paper": EPGExperiment(seeds=5, test_agents=6, config=EPGConfig(
         generations=500, eval_every=10, population=128, agents_per_env=4, es_lr=1e-2, es_sigma=0.05,
         inner_steps=1_000_000, num_envs=8, window=125, inner_epochs=4, inner_lr=1e-3, hidden=(64, 64),
         eval_episodes=5)),
@@ -73,6 +72,10 @@ def run(exp: EPGExperiment, scale: str = "quick", out_dir: str | None = None, re
     """Meta-train and meta-test ``exp`` on MetaGenRL's environments at ``scale``. Returns {results: {test
     label: {final, train_return, seen}}, summary: {test label: IQM [CI] of final over seeds}, history,
     config, protocol, wall_s}."""
+    import jax
+
+    from metarl.meta import epg, families
+
     seed, seeds, agents = exp.seed, exp.seeds, exp.test_agents
     proto = bc.protocol(scale, exp.train or None, exp.test or None)
     config = exp.config
@@ -89,15 +92,13 @@ def run(exp: EPGExperiment, scale: str = "quick", out_dir: str | None = None, re
     if ckpt_dir:  # the settings are valid: now the run directory, still before anything is compiled
         bc.claim_out_dir(out_dir, NAME, resume, overwrite)
     with bc.run_record(ckpt_dir, record, resume):  # config.json, meta.json
-        _, _, fns = epg.make_epg(config, train_names, pad)
         key = jax.random.PRNGKey(seed)
         bar = bc.progress_bar(config.num_evals, f"EPG meta-train {'&'.join(proto['train'])}", progress)
         postfix = lambda i, m: bar.set_postfix({e: f"{np.mean(m['member_return'][:, -1, j]):.0f}"
                                                 for j, e in enumerate(proto["train"])})
-        state, history = epg.train(config, train_names, key, seeds, pad, ckpt_dir, record, resume, postfix, bar)
+        _, history, phi = epg.train(config, train_names, key, seeds, pad, ckpt_dir, record, resume, postfix, bar)
         bar.close()
         t_train = time.perf_counter() - t0
-        phi = jax.jit(jax.vmap(fns["mean_phi"]))(state)
         test_names = [names[e] for e in proto["test"]]
         mt = epg.meta_test(config, phi, test_names, pad, jax.random.fold_in(key, 1), agents)
         results = {}

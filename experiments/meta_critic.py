@@ -26,14 +26,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from metarl.config_cli import PositiveInt
-from metarl.meta.meta_critic_overhead import measure_overhead
-from metarl.meta.meta_critic_tabular import TAB_ACTORS, TAB_MDPS, TabularConfig, run_tabular, tabular_figures, tabular_summary
-
 # The experiment proper (settings, variants, run_experiment, the paper's metrics) is a library module, which
-# the benchmark calls too; re-exported here for this module's users.
-from metarl.meta.meta_critic_runs import (ALGOS, K_SOURCES, LABELS, LOOKAHEADS, MC_METRICS, MEASURED_OVERHEAD,  # noqa: F401
-                                          OWN_PROGRAM_VARIANTS, RUN_DIRS, SHARED_VARIANTS, VARIANTS, ExperimentConfig,
-                                          paper_metrics, run_experiment)
+# the benchmark calls too: its settings (jax-free) in metarl.meta.meta_critic_config, its runs in
+# metarl.meta.meta_critic_runs.
+from metarl.meta.meta_critic_config import (ALGOS, MEASURED_OVERHEAD, RUN_DIRS, TAB_ACTORS, TAB_MDPS, ExperimentConfig,
+                                            TabularConfig)
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,11 @@ def main(argv=None):
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
+    from metarl.meta.meta_critic_config import LABELS
+    from metarl.meta.meta_critic_overhead import measure_overhead
+    from metarl.meta.meta_critic_runs import paper_metrics, run_experiment
+    from metarl.meta.meta_critic_tabular import run_tabular, tabular_figures, tabular_summary
+
     with record:  # config.json, meta.json (status, versions, device, compile time apart)
         if a.tabular:
             base, traces = run_tabular(tcfg)

@@ -44,10 +44,6 @@ from metarl.meta import metagenrl as mg
 # the protocol (scales, environments, training sets) lives in the library; re-exported for this module's users
 from metarl.meta.metagenrl.protocol import (BASELINES, ENVS, ONPOLICY_LABELS, SCALES, TRAIN_SETS,  # noqa: F401
                                             Scale, get_scale)
-# the resumable stages' machinery (segment loop, .npz checkpoints, SIGINT) and the runs themselves too
-from metarl.driver.segments import CHECKPOINT, StopFlag  # noqa: F401
-from metarl.meta.metagenrl.runs import (TEST_METRICS, _same_seeds, alpha_digest, meta_test, meta_train,  # noqa: F401
-                                        onpolicy_test, random_test)
 
 
 def _objective_config(args, base: mg.ObjectiveConfig) -> mg.ObjectiveConfig:
@@ -84,6 +80,7 @@ class MetaGenRLCommand:
 def main(argv=None):
     from metarl import config_cli
     from metarl.cli import fail
+    from metarl.driver.segments import CHECKPOINT, StopFlag
 
     prog = "python -m experiments.metagenrl"
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -127,8 +124,8 @@ def main(argv=None):
         if bad:
             refuse(f"--test: unknown environment label(s) {', '.join(bad)}; valid at scale "
                     f"{parsed.scale}: {', '.join(scale.envs)}")
-        for o in args.objective:
-            path = o.rpartition("=")[2]
+        for spec in args.objective:
+            path = spec.rpartition("=")[2]
             if not os.path.isdir(path):
                 refuse(f"--objective: {path!r} is not a saved objective (a folder written by meta-train, e.g. "
                         f"<out>/final)")
@@ -146,9 +143,8 @@ def main(argv=None):
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
-    from metarl.train import device_info, package_versions, write_json
-
-    from metarl.driver import RunRecord
+    from metarl.driver import RunRecord, device_info, package_versions, write_json
+    from metarl.meta.metagenrl.runs import meta_test, meta_train, onpolicy_test
 
     info = dict(scale=parsed.scale, package_versions=package_versions(), device=device_info())
     # (train and test as the comma lists of the earlier command line: a run recorded then still resumes)
@@ -177,8 +173,8 @@ def main(argv=None):
         print(json.dumps({k: float(np.mean(v["eval_return"][-1])) for k, v in r["metrics"].items()}))
     else:
         objs = {}
-        for o in args.objective:
-            label, _, path = o.rpartition("=")
+        for spec in args.objective:
+            label, _, path = spec.rpartition("=")
             objs[label or os.path.basename(os.path.dirname(os.path.abspath(path))) or path] = path
         test = args.test or tuple(scale.envs)
         with RunRecord(o.out, settings):

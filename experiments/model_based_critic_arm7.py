@@ -17,12 +17,9 @@ import os
 import time
 from typing import ClassVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from metarl.config_cli import NonNegFloat, NonNegInt, PositiveInt
-from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record,
@@ -83,10 +80,15 @@ class Arm7Experiment(ArmExperiment):
 
 
 def train_goals(exp) -> np.ndarray:
+    import jax
+
     return np.asarray(jax.random.uniform(jax.random.PRNGKey(exp.train_goal_seed), (4, 7), minval=-0.8, maxval=0.8))
 
 
-def meta_test_pairs(exp, base: arm_models.ArmParams):
+def meta_test_pairs(exp, base):  # base: arm_models.ArmParams
+    from metarl.meta import arm_models
+    import jax.numpy as jnp
+
     tg = train_goals(exp)
     rng = np.random.default_rng(7)
     eps = rng.standard_normal((exp.new_goals, 7)).astype(np.float32)
@@ -202,6 +204,9 @@ def markdown(rows) -> str:
 def run(exp: Arm7Experiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
+    from metarl.meta import arm_models
+    import jax.numpy as jnp
+
     task, base = arm_models.make_task(arm_models.ARM7)
     ours_cfg = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,
                              critic_lr=exp.critic_lr,

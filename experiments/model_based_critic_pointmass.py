@@ -17,8 +17,6 @@ import json
 import os
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from metarl.config_cli import NonNegInt, PositiveInt
@@ -40,12 +38,6 @@ class PointMassExperiment:
     train_goal: tuple[float, float] = (1.25, 1.25)          # theta* = (1, 1)
     test_goals: tuple[tuple[float, float], ...] = ((-0.75, 2.25), (-3.75, -2.75))  # theta* = (0, 1.5), (-1.5, -1)
 
-    @staticmethod
-    def at(scale: str, seed: int = 0, seeds: int | None = None) -> "PointMassExperiment":
-        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
-        return dataclasses.replace(PointMassExperiment._at(scale), seed=seed,
-                                   **({} if seeds is None else {"seeds": seeds}))
-
     def progress_units(self) -> int:
         """Progress-bar units of a run: one per critic input (raw, folded)."""
         return len(VARIANTS)
@@ -59,6 +51,9 @@ class PointMassExperiment:
 
 def evaluate(cfg: mbc.PointMassConfig, exp: PointMassExperiment, critic_for, goal):
     """Landscape and field over the grid, the argmin, and Algorithm 3's end points from the starts."""
+    import jax
+    import jax.numpy as jnp
+
     lin = jnp.linspace(-cfg.box, cfg.box, exp.grid)
     grid = jnp.stack(jnp.meshgrid(lin, lin), -1).reshape(-1, 2)
     goal = jnp.asarray(goal)
@@ -72,6 +67,9 @@ def evaluate(cfg: mbc.PointMassConfig, exp: PointMassExperiment, critic_for, goa
 
 def variant_program(exp, critic_input):
     """(config, one_seed(key) -> results) of one critic input; vmapped over the seeds' keys by run_variant."""
+    import jax
+    import jax.numpy as jnp
+
     cfg = mbc.PointMassConfig(critic_input=critic_input, mb_iterations=exp.mb_iterations,
                               q_iterations=exp.q_iterations)
     goals = [exp.train_goal] + list(exp.test_goals)
@@ -93,6 +91,8 @@ def variant_program(exp, critic_input):
 def run_variant(exp, critic_input, seed_keys, units=None):
     """Train and evaluate every seed of one critic input: (config, results as numpy). ``units``: a
     UnitCheckpoints; the results are loaded from it when done before (a resumed run), else saved to it."""
+    import jax
+
     cfg, one_seed = variant_program(exp, critic_input)
     program = jax.vmap(one_seed)
     done = units.load(critic_input, jax.eval_shape(program, seed_keys)) if units is not None else None
@@ -107,6 +107,8 @@ def run_variant(exp, critic_input, seed_keys, units=None):
 def distances(cfg, exp, res):
     """Per goal and critic: |argmin - theta*| and Algorithm 3's mean |end - theta*| and the fraction of
     starts that end within 0.25 of theta*, each mean over seeds (plus the per-seed values)."""
+    import jax.numpy as jnp
+
     goals = [exp.train_goal] + list(exp.test_goals)
     out = []
     for gi, g in enumerate(goals):
@@ -124,6 +126,7 @@ def distances(cfg, exp, res):
 
 
 def figure(path, cfg, exp, res, title):
+    import jax.numpy as jnp
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -238,6 +241,9 @@ VARIANTS = (("raw", "fig1_pointmass_landscapes.png", "Fig. 1: L_critic(s, a, g) 
 def run(exp: PointMassExperiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Both critic inputs (each checkpointed in out_dir/checkpoints once done; ``resume`` loads those done),
     their distances, claims and figures; writes the summary and returns it."""
+    import jax
+    import jax.numpy as jnp
+
     t0 = time.time()
     keys = jax.random.split(run_key(exp.seed, 11), exp.seeds)
     units = UnitCheckpoints(out_dir, "pointmass", dataclasses.asdict(exp), resume)

@@ -14,11 +14,9 @@ import os
 import time
 from typing import ClassVar
 
-import jax.numpy as jnp
 import numpy as np
 
 from metarl.config_cli import PositiveFloat, PositiveInt
-from metarl.meta import arm_models
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record,
@@ -54,8 +52,11 @@ def configs(exp):
     return ours, ddpg, mc
 
 
-def meta_test_pairs(exp, base: arm_models.ArmParams):
+def meta_test_pairs(exp, base):  # base: arm_models.ArmParams
     """(goal, dynamics) pairs of the three meta-test sweeps, concatenated for one program."""
+    from metarl.meta import arm_models
+    import jax.numpy as jnp
+
     lin = np.linspace(-exp.goal_span, exp.goal_span, exp.grid)
     grid_goals = np.array([(a, b) for b in lin for a in lin], np.float32)
     tg = np.asarray(exp.train_goals, np.float32)
@@ -93,6 +94,9 @@ def grids(exp, tags, err):
 def run(exp: ReacherExperiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
+    from metarl.meta import arm_models
+    import jax.numpy as jnp
+
     ours_cfg, ddpg_cfg, mc_cfg = configs(exp)
     task, base = arm_models.make_task(arm_models.REACHER2)
     goals = jnp.asarray(exp.train_goals, jnp.float32)

@@ -16,8 +16,6 @@ import json
 import os
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from metarl.config_cli import PositiveFloat, PositiveInt
@@ -39,10 +37,6 @@ class ToyExperiment:
     def progress_units(self) -> int:
         """Progress-bar units of a run: the six loops (2 critic regimes x 3 loops)."""
         return len(TOY_UNITS)
-
-    @staticmethod
-    def at(scale: str) -> "ToyExperiment":
-        return ToyExperiment._at(scale)
 
     @staticmethod
     def _at(scale: str) -> "ToyExperiment":
@@ -76,6 +70,8 @@ def basins(theta0, labels, theta_end):
 
 def landscapes(cfg: mbc.ToyConfig, thetas):
     """Figures 8/9: with the critic fitted at each theta, sum_t critic(s_t, theta) and its policy gradient."""
+    import jax
+
     def q_at(theta):
         states = mbc.toy_rollout(theta, cfg.s0, cfg.horizon)
         phi = mbc._fit_scalar(lambda p: mbc.toy_td_error(p, states, theta, cfg.g), 0.0 * theta, "newton", 3, 0.0)
@@ -99,6 +95,9 @@ def landscapes(cfg: mbc.ToyConfig, thetas):
 def run(exp: ToyExperiment, out_dir: str = OUT_DIR, progress=None, resume: bool = False) -> dict:
     """The six loops from every initial theta (each checkpointed in out_dir/checkpoints once done; ``resume``
     loads those done), the landscapes and the figures; writes the summary and returns it."""
+    import jax
+    import jax.numpy as jnp
+
     t0 = time.time()
     units = UnitCheckpoints(out_dir, "toy", dataclasses.asdict(exp), resume)
     with jax.enable_x64(True):

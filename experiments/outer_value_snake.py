@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from metarl.config_cli import NonNegInt, OpenUnitFloat, PositiveFloat, PositiveInt, named
+from metarl.config_cli import NonNegInt, PositiveInt, named
 
 from metarl.meta import outer_value as ov
 from metarl.meta.outer_value_outputs import (agent_verdicts, check_chunks, fmt, run_cli, run_population,
@@ -41,12 +41,8 @@ class SnakeExperiment:
     num_seeds: Annotated[PositiveInt, named("seeds")] = 10  # independent seeds, vmapped in one program
     updates_per_log: PositiveInt = 100
     logs_per_chunk: PositiveInt = 4  # logged points per compiled chunk (a checkpoint after each)
-    gamma_init: OpenUnitFloat = 0.8  # MG/BMG's discount at the start (sigmoid-bounded in (0, 1))
-    mg_meta_lr: PositiveFloat = 3e-3
-    bmg_meta_lr: PositiveFloat = 6e-3
-    meta_clip: PositiveFloat | None = 0.1  # clip the meta-gradient's norm (None: no clipping)
     seed: NonNegInt = 0  # the run's key: seed i of --seeds trains from split(PRNGKey(seed), seeds)[i]
-    meta_lambda: bool = False  # meta-learn lambda too (sigmoid onto (0, 1), from --lam)
+    meta: ov.SnakeMeta = field(default_factory=ov.SnakeMeta)  # --gamma-init, --mg-meta-lr, --meta-clip, ...
     env: ov.SnakeConfig = field(default_factory=ov.SnakeConfig)
 
     def validate(self):
@@ -66,16 +62,7 @@ SCALES = {
     "paper": SnakeExperiment(),
 }
 
-# The authors' released per-seed Snake results at update 29,200 (10 seeds), mean and sd.
-PAPER = {
-    "A2C": {"return": "17.38 ± 0.34", "final_gamma": "0.8", "outer_advantage": "", "return_14600": "15.59"},
-    "MG": {"return": "24.90 ± 6.26", "final_gamma": "0.965 ± 0.026", "outer_advantage": "0.39", "return_14600": "17.52"},
-    "MG+outer critic": {"return": "34.22 ± 0.27", "final_gamma": "0.996 ± 0.002", "outer_advantage": "0.0006",
-                        "return_14600": "29.90"},
-    "BMG": {"return": "24.00 ± 11.47", "final_gamma": "0.811 ± 0.244", "outer_advantage": "0.38", "return_14600": "15.61"},
-    "BMG+outer critic": {"return": "31.58 ± 6.04", "final_gamma": "0.988 ± 0.021", "outer_advantage": "0.003",
-                         "return_14600": "23.21"},
-}
+PAPER = ov.SNAKE_PAPER  # the authors' released per-seed results at update 29,200 (10 seeds), mean and sd
 
 TABLE_HEADER = ["agent", "final gamma", "paper gamma", "return", "paper return (29.2k upd.)", "outer adv.",
                 "paper outer adv.", "verdict (the paper's claims)"]
@@ -105,9 +92,7 @@ def run(exp: SnakeExperiment, out_dir: str | None = None, scale: str = "custom",
 
     env = make("jumanji/Snake-6x6")
     problem = ov.make_snake_problem(exp.env, env)
-    lr = {"a2c": 0.0, "mg": exp.mg_meta_lr, "bmg": exp.bmg_meta_lr}
-    cfgs = {m: ov.MetaConfig(0.0, 1.0, exp.gamma_init, lr[m], exp.meta_clip, meta_lambda=exp.meta_lambda and m != "a2c",
-                             lam_init=exp.env.lam) for m in lr}
+    cfgs = exp.meta.configs(lam_init=exp.env.lam)
     notes = ("return = mean return of the training episodes (stochastic policy) completed in the last "
              "10% of training, every agent alike; env_steps counts every rollout (MG 2, BMG 3 per update).")
     result, logs = run_population(NAME, exp, problem, cfgs.__getitem__, scale, out_dir, notes, progress, resume,

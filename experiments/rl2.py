@@ -26,12 +26,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import jax
 import numpy as np
 
 from metarl.config_cli import NonNegInt, PositiveInt
 from metarl.meta import baselines_common as bc
-from metarl.meta import families, rl2
+from metarl.meta.baseline_configs import RL2Config
 
 NAME = "rl2"
 
@@ -44,20 +43,20 @@ class RL2Experiment:
     seed: NonNegInt = 0  # the run's key: PRNGKey(seed); the meta-test draws from fold_in(key, 1)
     train: tuple[str, ...] = ()  # training environment labels (none: MetaGenRL's first training set)
     test: tuple[str, ...] = ()  # test environment labels (none: all, the training ones first)
-    config: rl2.RL2Config = field(default_factory=rl2.RL2Config)
+    config: RL2Config = field(default_factory=RL2Config)
 
     def validate(self):
         self.config.validate()
 
 
 SCALES = {
-    "quick": RL2Experiment(seeds=4, config=rl2.RL2Config(
+    "quick": RL2Experiment(seeds=4, config=RL2Config(
         trial_episodes=2, lanes=8, updates=20, eval_every=10, eval_lanes=8, hidden=64, lr=1e-3, epochs=4, minibatches=4,
         reward_scale=0.1)),
-    "medium": RL2Experiment(seeds=6, config=rl2.RL2Config(
+    "medium": RL2Experiment(seeds=6, config=RL2Config(
         trial_episodes=2, lanes=16, updates=300, eval_every=20, eval_lanes=32, hidden=64, lr=1e-3, epochs=4,
         minibatches=4, reward_scale=0.1)),
-    "paper": RL2Experiment(seeds=6, config=rl2.RL2Config(
+    "paper": RL2Experiment(seeds=6, config=RL2Config(
         trial_episodes=2, lanes=32, updates=2000, eval_every=50, eval_lanes=32, hidden=256, lr=3e-4, epochs=4,
         minibatches=8, reward_scale=0.1)),
 }
@@ -68,6 +67,10 @@ def run(exp: RL2Experiment, scale: str = "quick", out_dir: str | None = None, re
     """Meta-train and meta-test ``exp`` on MetaGenRL's environments at ``scale``. Returns {results: {test
     label: {final, first, episode_returns, seen}}, summary: {test label: IQM [CI] of final over seeds},
     history, config, protocol, wall_s}."""
+    import jax
+
+    from metarl.meta import families, rl2
+
     config, seed, seeds = exp.config, exp.seed, exp.seeds
     proto = bc.protocol(scale, exp.train or None, exp.test or None)
     names = proto["envs"]

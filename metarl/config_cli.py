@@ -21,6 +21,7 @@ import io
 import math
 import re
 import sys
+import typing
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import tyro
@@ -187,24 +188,47 @@ def parse(prog: str, description: str, scales: Mapping[str, Any], argv: Sequence
         ("options", Annotated[type(options), tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="run")]),
         ("exp", Annotated[exp_type, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name="settings")]),
     ], frozen=True)
+    got = _cli(Cli, Cli(scale, options, scales[scale]), argv, prog,
+               f"{description} {SWEEP_HELP}" if sweep_help else description)
+    _validate(prog, got.options, got.exp)
+    if getattr(got.options, "resume", False) and getattr(got.options, "overwrite", False):
+        cli.fail(prog, "--resume and --overwrite exclude each other")
+    label = scale + "".join(f"+{k}={v}" for k, v in overrides(scales[scale], got.exp))
+    return Parsed(scale, got.exp, got.options, label)
+
+
+def _cli(cls, default, argv: Sequence[str], prog: str, description: str):
+    """tyro's parse of ``argv`` into ``cls`` (defaults from ``default``), lists made tuples; a refusal is
+    one line on stderr and exit status 2."""
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            got = tyro.cli(Cli, args=argv, prog=prog, default=Cli(scale, options, scales[scale]),
-                           description=f"{description} {SWEEP_HELP}" if sweep_help else description)
+            got = tyro.cli(cls, args=list(argv), prog=prog, default=default, description=description)
     except SystemExit as e:
         if e.code in (0, None):
             sys.stderr.write(err.getvalue())
             raise
         cli.fail(prog, f"{tyro_error_line(err.getvalue())} (see --help)")
-    got = _lists_to_tuples(got)
-    for obj in (got.options, got.exp):
+    return _lists_to_tuples(got)
+
+
+def _validate(prog: str, *objs):
+    for obj in objs:
         if hasattr(obj, "validate"):
             try:
                 obj.validate()
             except ValueError as e:
                 cli.fail(prog, e)
-    if getattr(got.options, "resume", False) and getattr(got.options, "overwrite", False):
-        cli.fail(prog, "--resume and --overwrite exclude each other")
-    label = scale + "".join(f"+{k}={v}" for k, v in overrides(scales[scale], got.exp))
-    return Parsed(scale, got.exp, got.options, label)
+
+
+def parse_command(prog: str, description: str, default: Any, argv: Sequence[str] | None = None):
+    """A command that is not one experiment at a scale (a benchmark, the report): every field of the
+    dataclass instance ``default`` is an option with its value as the default (``scale`` too, where the
+    command has one), checked as :func:`parse` checks an experiment's; returns the parsed instance."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    scale_type = typing.get_type_hints(type(default), include_extras=False).get("scale")
+    if scale_type is not None and typing.get_origin(scale_type) is Literal:  # the experiments' one-line refusal
+        _scale_of(argv, typing.get_args(scale_type), default.scale, prog)
+    got = _cli(type(default), default, argv, prog, description)
+    _validate(prog, got)
+    return got

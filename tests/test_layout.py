@@ -5,11 +5,6 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The benchmarks that still import an experiment module's functions (each drives its experiment's stages
-# in process: resumable stages, in-memory results). Shrink this list as they move to run_module.
-STILL_IMPORTING = {"benchmarks/gpu/parts.py", "benchmarks/gpu/programs.py"}
-
-
 def _imports_experiments(path: str) -> set[str]:
     with open(path) as f:
         tree = ast.parse(f.read(), path)
@@ -35,10 +30,11 @@ def test_experiments_never_import_each_other():
     assert not {f: m for f, m in bad.items() if m}
 
 
-def test_benchmarks_import_no_experiment_beyond_the_known_ones():
-    importing = {f for f in _py_files("benchmarks") if _imports_experiments(os.path.join(ROOT, f))}
-    assert importing <= STILL_IMPORTING, f"new imports of experiments/: {sorted(importing - STILL_IMPORTING)}"
-    assert importing == STILL_IMPORTING, f"no longer importing (drop from the list): {sorted(STILL_IMPORTING - importing)}"
+def test_benchmarks_import_no_experiment():
+    """A benchmark calls library functions or runs an experiment's command line (metarl.cli.run_module), so
+    that forking or editing one experiment file never breaks ``make bench``."""
+    importing = {f: sorted(_imports_experiments(os.path.join(ROOT, f))) for f in _py_files("benchmarks")}
+    assert not {f: m for f, m in importing.items() if m}
 
 
 def test_the_library_never_imports_experiments_or_benchmarks():

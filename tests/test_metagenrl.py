@@ -507,7 +507,7 @@ def test_meta_test_loaded_objective_td3_mix_and_plain_td3_unroll(tmp_path):
     (saved-then-loaded alpha, learned), (alpha, TD3 mix), (another alpha, TD3 mix). After a segment the
     first two are identical, the last two are identical (the TD3 mix ignores alpha), the learned and TD3
     agents differ, and the TD3 agent equals a hand-unrolled loop of the foundation's TD3 ``update``."""
-    from experiments.metagenrl import _same_seeds
+    from metarl.meta.metagenrl.runs import _same_seeds
     from metarl import buffers
 
     c = mg.MetaGenRLConfig(envs=("gymnax/Pendulum-v1",), total_steps=40, learning_starts=20, anneal_steps=0,
@@ -708,24 +708,25 @@ def test_meta_train_resumed_equals_uninterrupted(tmp_path):
     and resumed gives the same objective, stage objectives, metrics and monitor record, bit for bit, as
     one run straight through; the checkpoint is gone once the objective is final, and a checkpoint
     written with other settings is refused in one line naming the difference."""
-    from experiments import metagenrl as ex
+    from metarl.driver import segments
+    from metarl.meta.metagenrl import runs as ex
     from metarl.train import ConfigMismatch, Interrupted
 
     scale = _tiny_scale()
     train = ("Pendulum", "Reacher")
     whole = ex.meta_train(scale, train, str(tmp_path / "whole"), progress=False)
-    stop = ex.StopFlag()
+    stop = segments.StopFlag()
     stop.requested = True  # as the first Ctrl-C: finish the segment, checkpoint, stop
     part = str(tmp_path / "part")
     with pytest.raises(Interrupted, match="after segment 1 of 3"):
         ex.meta_train(scale, train, part, progress=False, stop=stop)
-    assert os.path.isfile(os.path.join(part, ex.CHECKPOINT)) and not os.path.exists(os.path.join(part, "final"))
+    assert os.path.isfile(os.path.join(part, segments.CHECKPOINT)) and not os.path.exists(os.path.join(part, "final"))
     assert not [f for f in os.listdir(part) if ".tmp" in f]  # nothing half-written
     other = dataclasses.replace(scale, train=dataclasses.replace(scale.train, objective_lr=3e-4))
     with pytest.raises(ConfigMismatch, match=r"config.objective_lr \(0.001 -> 0.0003\)"):
         ex.meta_train(other, train, part, progress=False, resume=True)
     resumed = ex.meta_train(scale, train, part, progress=False, resume=True)
-    assert not os.path.exists(os.path.join(part, ex.CHECKPOINT))
+    assert not os.path.exists(os.path.join(part, segments.CHECKPOINT))
     assert resumed["alpha_sha256"] == whole["alpha_sha256"]
     for k in ("stage_1", "stage_2", "final"):
         a, _, _ = mg.load_objective(whole["paths"][k])
@@ -778,7 +779,7 @@ def toy_claim(tmp_path, **train_kw):
     objective (before any meta-update) and 8 with TD3 (one program, same seeds) and evaluate the random
     policy: (the seen-claim entry of summary.json, per-seed final returns, the meta-training record)."""
     from benchmarks import metagenrl as bm
-    from experiments import metagenrl as ex
+    from metarl.meta.metagenrl import runs as ex
 
     scale = _toy_scale(**train_kw)
     r = ex.meta_train(scale, ("Track",), str(tmp_path / "obj"), progress=False)

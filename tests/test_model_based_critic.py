@@ -436,9 +436,7 @@ def test_run_keys_keep_seed_zero_and_never_share_a_stream():
     assert len(keys) == 48
     with pytest.raises(ValueError, match="stream 16 is not in 0..15"):
         run_key(0, 16)
-    e = reacher.ReacherExperiment.at("quick", seed=2, seeds=7)
-    assert (e.seed, e.seeds) == (2, 7) and reacher.ReacherExperiment.at("quick").seeds == 2
-    assert pointmass.PointMassExperiment.at("paper", seed=1).seeds == 5
+    assert reacher.ReacherExperiment._at("quick").seeds == 2 and pointmass.PointMassExperiment._at("paper").seeds == 5
 
 
 def test_toy_cli_refuses_a_seed_in_one_line(tmp_path, capsys):

@@ -393,11 +393,11 @@ BAD_INPUTS = [
     ("experiments.metagenrl", ["meta-test", "--objective", "L=/nonexistent"], "--objective: '/nonexistent' is not"),
     ("experiments.metagenrl", ["meta-test", "--no-baselines"], "meta-test: nothing to test"),
     ("experiments.metagenrl", ["meta-train", "--out", "/proc/nope"], "run directory '/proc/nope': "),
-    ("benchmarks.meta_critic", ["--tables", "1,4"], "argument --tables: unknown part(s) ['4']"),
+    ("benchmarks.meta_critic", ["--tables", "1", "4"], "argument --tables: invalid choice '4'; valid: 1, 2, 3, fig6, ppo"),
     ("benchmarks.meta_critic", ["--scale", "medium", "--only", "brax/ant"], "unknown job(s) ['brax/ant']"),
     ("benchmarks.meta_critic", ["--out", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
     ("benchmarks.outer_value", ["--results", "/proc/nope"], "output folder '/proc/nope' cannot be used"),
-    ("benchmarks.model_based_critic", ["--parts", "toy,arm9"], "--parts: unknown part(s) arm9"),
+    ("benchmarks.model_based_critic", ["--parts", "toy", "arm9"], "argument --parts: invalid choice 'arm9'; valid: toy, pointmass, reacher, arm7"),
     ("benchmarks.gpu", ["--budget-s", "-5", "--out", "{out}"], "argument --budget-s: -5 is not allowed"),
     ("benchmarks.gpu", ["--workers", "0", "--out", "{out}"], "argument --workers: 0 is not allowed"),
     ("benchmarks.gpu", ["--costs", "/nonexistent.json", "--out", "{out}"], "argument --costs: '/nonexistent.json' is not"),
@@ -494,7 +494,7 @@ def test_model_based_critic_benchmark_refuses_an_unfinished_meta_training(tmp_pa
     (out / "checkpoints").mkdir(parents=True)
     npz_checkpoint.save(str(out / "checkpoints" / "reacher_ddpg.npz"), {"w": np.zeros(2)}, {"done": 1, "total": 3})
     with pytest.raises(SystemExit) as e:
-        bench.main(["--out", str(out), "--parts", "toy,reacher"])
+        bench.main(["--out", str(out), "--parts", "toy", "reacher"])
     line = one_line_err(capsys)
     assert e.value.code == 2 and "unfinished meta-training (checkpoints/reacher_ddpg.npz: 1 of 3 chunks)" in line, line
     assert sorted(os.listdir(out)) == ["checkpoints"]

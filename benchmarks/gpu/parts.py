@@ -229,7 +229,7 @@ class Parts:
     # -- part (c) ----------------------------------------------------------------------------------------
     def part_snake(self, res):
         from metarl.meta.outer_value_outputs import summarise
-        from experiments.outer_value_snake import PAPER
+        from metarl.meta.outer_value.config import SNAKE_PAPER as PAPER
 
         sz = self.sizes["snake"]
         dl = self.deadline["snake"]

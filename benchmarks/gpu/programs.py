@@ -119,25 +119,23 @@ def build_env_smoke(name: str) -> dict:
 
 
 def build_snake(sz: dict) -> dict:
-    """The five agents x seeds of experiments.outer_value_snake as one program (metarl.meta.outer_value)."""
+    """The five agents x seeds of experiments.outer_value_snake as one program (metarl.meta.outer_value), with
+    the paper's meta-settings (``ov.SnakeMeta``) and seed 0."""
     import jax
 
-    from experiments.outer_value_snake import SnakeExperiment
     from metarl.envs import make
     from metarl.meta import outer_value as ov
 
-    exp = SnakeExperiment(num_seeds=sz["seeds"], updates_per_log=sz["updates_per_log"],
-                          logs_per_chunk=sz["logs_per_chunk"])
+    seeds, per_log, logs_per_chunk = sz["seeds"], sz["updates_per_log"], sz["logs_per_chunk"]
     scfg = ov.SnakeConfig(num_envs=sz["num_envs"], horizon=sz["horizon"])
     if sz.get("hidden"):
         scfg = dataclasses.replace(scfg, actor_hidden=tuple(sz["hidden"]), critic_hidden=tuple(sz["hidden"]))
     problem = ov.make_snake_problem(scfg, make("jumanji/Snake-6x6"))
-    lr = {"a2c": 0.0, "mg": exp.mg_meta_lr, "bmg": exp.bmg_meta_lr}  # as experiments.outer_value_snake.run
-    cfgs = {m: ov.MetaConfig(0.0, 1.0, exp.gamma_init, lr[m], exp.meta_clip, lam_init=scfg.lam) for m in lr}
+    cfgs = ov.SnakeMeta().configs(lam_init=scfg.lam)  # as experiments.outer_value_snake.run
     agents = [a for a in ov.PAPER_AGENTS if not sz.get("agents") or a.name in sz["agents"]]
-    init, step = ov.make_population(problem, cfgs.__getitem__, agents, exp.num_seeds)
-    run = ov.make_chunk_runner(step, exp.updates_per_log, exp.logs_per_chunk)
-    key = jax.random.PRNGKey(exp.seed)
+    init, step = ov.make_population(problem, cfgs.__getitem__, agents, seeds)
+    run = ov.make_chunk_runner(step, per_log, logs_per_chunk)
+    key = jax.random.PRNGKey(0)
     k_init, k_run = jax.random.split(key)
     t = time.perf_counter()
     init_c = jax.jit(init).lower(k_init).compile()
@@ -146,7 +144,7 @@ def build_snake(sz: dict) -> dict:
     t = time.perf_counter()
     run_c = run.lower(abstract, k_run).compile()
     return dict(init=lambda: init_c(k_init), step=lambda s, i: run_c(s, jax.random.fold_in(k_run, i)),
-                updates_per_chunk=exp.updates_per_log * exp.logs_per_chunk, seeds=exp.num_seeds,
+                updates_per_chunk=per_log * logs_per_chunk, seeds=seeds,
                 # (metrics such as the outer advantage are NaN by design where an agent has no outer loss)
                 must_be_finite=lambda logs: {a: (d["gamma"], d["return"]) for a, d in logs.items()},
                 steps_per_update=problem.steps_per_rollout, config=dict(sz),

@@ -2,7 +2,6 @@
 and the outputs written after every job."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -11,18 +10,9 @@ import time
 
 import numpy as np
 
-from benchmarks.meta_critic.config import ALGOS, FINAL_EVALS, TABLES, BenchConfig, job_config, job_key
+from benchmarks.meta_critic.config import ALGOS, FINAL_EVALS, BenchConfig, job_config, job_key
 from benchmarks.meta_critic.tables import (ablation_summary, aggregate_png, curves_png, final_scores, table1_summary,
                                            tables, tabular_lines)
-
-
-def tables_arg(text: str) -> tuple:
-    """--tables: a comma list of TABLES (argparse turns the ValueError into one line on stderr)."""
-    parts = tuple(x.strip() for x in text.split(",") if x.strip())
-    bad = [x for x in parts if x not in TABLES]
-    if bad or not parts:
-        raise argparse.ArgumentTypeError(f"unknown part(s) {bad or [text]}; valid: {', '.join(TABLES)}")
-    return parts
 
 
 def _read_json(path):

@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 from benchmarks.common import write_text
-from metarl.meta.metagenrl import runs
 from metarl.meta.metagenrl.protocol import get_scale
 from benchmarks.metagenrl.tables import OUT, _final, _fmt, plot_curves, to_markdown
 
@@ -49,6 +48,8 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
     """Meta-train one objective per ablation on the first training set (same seed and budget as the main
     row), then meta-test each on every test environment (same seeds; one program per objective input
     layout). Writes ablations.md / .csv / .json and ablation_curves.png into ``out_dir``."""
+    from metarl.meta.metagenrl import runs
+
     from metarl.meta import metagenrl as mg
     from metarl.train import device_info, package_versions, write_json
 

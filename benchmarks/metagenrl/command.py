@@ -1,40 +1,48 @@
 """The command line ``python -m benchmarks.metagenrl`` (``make bench-metagenrl``)."""
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
+from typing import Literal
 
-
+from metarl.config_cli import OnlyFlag
+from metarl.meta.metagenrl.protocol import SCALES
 from benchmarks.metagenrl.stages import default_out
 from benchmarks.metagenrl.run import run
 from benchmarks.metagenrl.ablations import run_ablations
 
 
-def main(argv=None):
-    from metarl.cli import ArgumentParser, add_scale_argument, fail
+@dataclass(frozen=True)
+class MetaGenRLBench:
+    """The scale of the table's stages (or the ablations) and where they go."""
 
-    p = ArgumentParser(prog="python -m benchmarks.metagenrl", description=_pkg_doc(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    from metarl.meta.metagenrl.protocol import SCALES, get_scale
+    scale: Literal[SCALES] = "quick"  # metarl.meta.metagenrl.protocol's scales
+    out: str | None = None  # output folder (None: results/metagenrl for quick, results/metagenrl_<scale> otherwise)
+    resume: bool = False
+    """continue the interrupted run in --out: finished stages are read back from stages/, the running one
+    continues from its checkpoint; refused if the settings differ"""
+    ablations: OnlyFlag[bool] = False
+    """run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead"""
+
+    def validate(self):
+        if self.ablations and self.resume:
+            raise ValueError("--resume is not available with --ablations (each ablation is a short quick-scale run)")
+
+
+PROG = "python -m benchmarks.metagenrl"
+
+
+def main(argv=None):
+    from metarl.cli import fail
+    from metarl.config_cli import parse_command
     from metarl.driver.segments import StopFlag
 
-    add_scale_argument(p, SCALES)  # a bad scale: one line on stderr, exit status 2
-    p.add_argument("--out", default=None, help="output folder (default results/metagenrl for quick, "
-                                               "results/metagenrl_<scale> otherwise)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted run in --out: finished stages are read back from stages/, the "
-                        "running one continues from its checkpoint; refused if the settings differ")
-    p.add_argument("--ablations", action="store_true",
-                   help="run the Section 5.2 ablations (no t, no V, no V_t+1, 3 and 5 inner steps) instead")
-    args = p.parse_args(argv)
-    get_scale(args.scale)  # a bad value fails here, naming the valid choices
+    args = parse_command(PROG, _pkg_doc(), MetaGenRLBench(), argv)
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
     out = args.out or default_out(args.scale)
     if args.ablations:
-        if args.resume:
-            p.error("--resume is not available with --ablations (each ablation is a short quick-scale run)")
         run_ablations(args.scale, out)
         return
     from metarl.train import Interrupted, RunError
@@ -48,11 +56,11 @@ def main(argv=None):
     except (Interrupted, KeyboardInterrupt) as e:
         cmd = f"python -m benchmarks.metagenrl --scale {args.scale} --out {out} --resume"
         why = f" ({e})" if str(e) else ""
-        sys.stderr.write(f"{p.prog}: interrupted{why}; finished stages and the last checkpoint are kept in {out}; "
+        sys.stderr.write(f"{PROG}: interrupted{why}; finished stages and the last checkpoint are kept in {out}; "
                          f"continue with: {cmd}\n")
         raise SystemExit(130)
     except RunError as e:
-        fail(p.prog, e, getattr(e, "exit_code", 1))
+        fail(PROG, e, getattr(e, "exit_code", 1))
 
 
 def _pkg_doc() -> str:

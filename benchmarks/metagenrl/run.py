@@ -8,7 +8,6 @@ import time
 import numpy as np
 
 from benchmarks.common import write_text
-from metarl.meta.metagenrl import runs
 from metarl.meta.metagenrl.protocol import get_scale
 from benchmarks.metagenrl.tables import _final, _fmt, add_verdicts, build_table, plot_curves, to_markdown
 from benchmarks.metagenrl.stages import (RUN_FILE, _arrays, _fresh, _sha, build_summary, check_out_dir, default_out,
@@ -57,6 +56,8 @@ def run(scale_name: str, out_dir: str | None = None, progress: bool = True, resu
 
 
 def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
+    from metarl.meta.metagenrl import runs
+
     from metarl import stats
     from metarl.train import Interrupted, device_info, package_versions, write_json
 

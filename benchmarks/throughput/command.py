@@ -6,6 +6,10 @@ import dataclasses
 import os
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Literal
+
+from metarl.config_cli import OnlyFlag
 
 from benchmarks.peers.drivers import (BRAX_VENV, PEERS, REJAX_VENV, ROOT, TORCH_VENV, RejaxPeer, TorchPeer,
                                       _last_log_line, finish_venv, one_line, peer_unavailable_line, run_brax_peer,
@@ -20,29 +24,33 @@ from benchmarks.throughput.tables import (gemm_rates, help_table, make_table, n_
 # ----------------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ThroughputBench:
+    """The scale, the output folder and which peers run."""
+
+    scale: Literal[tuple(SCALES)] = "quick"  # the sizes of every part (benchmarks/throughput/config.py)
+    out: str = os.path.join("results", "throughput")  # result directory
+    brax: bool = True  # run the Brax peer (--no-brax: skip it, no peer venv)
+    torch: bool = True  # run the PyTorch peer (--no-torch: skip it, no peer venv)
+    rejax: bool = True  # run the rejax peer (--no-rejax: skip it, no peer venv; ours still runs)
+    rejax_only: OnlyFlag[bool] = False
+    """only (d) rejax and (e) the roofline, with our TD3 update at 1 and 8 seeds in one round (no SAC-vs-Brax, no
+    torch): for a loaded machine"""
+
+
 def main(argv=None):
-    from benchmarks.common import parse_scale, progress, scale_arg_parser, write_result, write_text
+    from benchmarks.common import progress, write_result, write_text
+    from metarl.config_cli import parse_command
 
     from benchmarks import throughput  # the package's docstring is the benchmark's description
 
-    p = scale_arg_parser("python -m benchmarks.throughput", throughput.__doc__.splitlines()[0],
-                         os.path.join("results", "throughput"), choices=tuple(SCALES))
-    p.add_argument("--no-brax", action="store_true", help="skip the Brax peer (no peer venv)")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer (no peer venv)")
-    p.add_argument("--no-rejax", action="store_true", help="skip the rejax peer (no peer venv); ours still runs")
-    p.add_argument("--rejax-only", action="store_true",
-                   help="only (d) rejax and (e) the roofline, with our TD3 update at 1 and 8 seeds in one round "
-                        "(no SAC-vs-Brax, no torch): for a loaded machine")
-    a = p.parse_args(argv)
+    a = parse_command("python -m benchmarks.throughput", throughput.__doc__.splitlines()[0], ThroughputBench(), argv)
     import warnings
 
     warnings.filterwarnings("ignore", message="Brax System")  # Brax's maintenance notice, once per env
-    try:
-        scale = parse_scale(a.scale, SCALES)
-    except ValueError as e:
-        p.error(str(e))
-    cfg = dataclasses.replace(config_for(scale), run_brax=not a.no_brax, run_torch=not a.no_torch,
-                              run_rejax=not a.no_rejax).validate()
+    scale = a.scale
+    cfg = dataclasses.replace(config_for(scale), run_brax=a.brax, run_torch=a.torch,
+                              run_rejax=a.rejax).validate()
     if a.rejax_only:
         cfg = dataclasses.replace(cfg, run_brax=False, run_torch=False, rounds=1,
                                   td3_seed_counts=tuple(c for c in cfg.td3_seed_counts if c in (1, 8))).validate()

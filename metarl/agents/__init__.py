@@ -1,20 +1,26 @@
-"""Agents as pure functions: ``make_agent("td3", spec)`` returns an :class:`Agent` function table."""
+"""Agents as pure functions: ``make_agent("td3", spec)`` returns an :class:`Agent` function table.
+
+The configs (``TD3Config``, ``SACConfig``, ``DDPGConfig``, ``TD3_HP``, ``SAC_HP``) live in the jax-free
+:mod:`metarl.agents.configs`; the agents (td3, sac, base) load on first use."""
 from __future__ import annotations
 
 import dataclasses
 
-from metarl.agents.base import Agent, AgentState
-from metarl.agents.sac import SACConfig, make_sac
-from metarl.agents.td3 import DDPGConfig, TD3Config, make_ddpg, make_td3
+from metarl.agents.configs import AGENT_CONFIGS, SAC_HP, TD3_HP, DDPGConfig, SACConfig, TD3Config
+from metarl.lazy import lazy_package
 
-OFF_POLICY = {"ddpg": (make_ddpg, DDPGConfig), "td3": (make_td3, TD3Config), "sac": (make_sac, SACConfig)}
+ALGOS = tuple(AGENT_CONFIGS)
+
+
+def _check_algo(algo: str):
+    if algo not in AGENT_CONFIGS:
+        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(AGENT_CONFIGS)}")
 
 
 def agent_config(algo: str, **overrides):
     """The algorithm's config dataclass with ``overrides`` applied (unknown fields are an error)."""
-    if algo not in OFF_POLICY:
-        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(OFF_POLICY)}")
-    cls = OFF_POLICY[algo][1]
+    _check_algo(algo)
+    cls = AGENT_CONFIGS[algo]
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - names)
     if bad:
@@ -22,11 +28,30 @@ def agent_config(algo: str, **overrides):
     return cls(**overrides)
 
 
-def make_agent(algo: str, spec, config=None, **overrides) -> Agent:
-    if algo not in OFF_POLICY:
-        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(OFF_POLICY)}")
+def off_policy() -> dict:
+    """algo -> (make function, config class)."""
+    from metarl.agents.sac import make_sac
+    from metarl.agents.td3 import make_ddpg, make_td3
+
+    makers = {"ddpg": make_ddpg, "td3": make_td3, "sac": make_sac}
+    return {a: (makers[a], AGENT_CONFIGS[a]) for a in AGENT_CONFIGS}
+
+
+def make_agent(algo: str, spec, config=None, **overrides):
+    """The :class:`Agent` of ``algo`` for an environment of ``spec`` (``config``, or the defaults with ``overrides``)."""
+    _check_algo(algo)
     config = config if config is not None else agent_config(algo, **overrides)
-    return OFF_POLICY[algo][0](spec, config)
+    return off_policy()[algo][0](spec, config)
 
 
-__all__ = ["Agent", "AgentState", "make_agent", "agent_config", "OFF_POLICY", "TD3Config", "DDPGConfig", "SACConfig"]
+_lazy_getattr, __dir__ = lazy_package(__name__, ("base", "td3", "sac"))
+
+
+def __getattr__(name: str):
+    if name == "OFF_POLICY":
+        return off_policy()
+    return _lazy_getattr(name)
+
+
+__all__ = ["Agent", "AgentState", "make_agent", "agent_config", "ALGOS", "AGENT_CONFIGS", "OFF_POLICY", "TD3Config",
+           "DDPGConfig", "SACConfig", "TD3_HP", "SAC_HP"]

@@ -5,28 +5,15 @@ loss -log(alpha) * (log pi(a|s) + target_entropy).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 
 from metarl import nets
+from metarl.agents.configs import SAC_HP, SACConfig  # noqa: F401  (re-exported)
 from metarl.agents.base import (Agent, AgentState, actor_grads, apply_grads, critic_then_actor, init_actor_critic,
                                merge_hp, soft_update)
 from metarl.envs import EnvSpec
 
-
-@dataclass(frozen=True)
-class SACConfig:
-    actor_hidden: Sequence[int] = (256, 256)
-    critic_hidden: Sequence[int] = (256, 256)
-    batch_size: int = 256
-    auto_alpha: bool = True
-    target_entropy: float | None = None  # None: -|A|
-
-
-SAC_HP = dict(actor_lr=3e-4, critic_lr=3e-4, alpha_lr=3e-4, gamma=0.99, tau=0.005, init_alpha=1.0)
 
 
 def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:

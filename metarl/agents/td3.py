@@ -6,30 +6,13 @@ Actions are in [-1, 1]: environments rescale them to their own bounds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 
 from metarl import nets
+from metarl.agents.configs import DDPGConfig, TD3_HP, TD3Config  # noqa: F401  (re-exported)
 from metarl.agents.base import Agent, AgentState, ddpg_steps, init_actor_critic, merge_hp
 from metarl.envs import EnvSpec
-
-
-@dataclass(frozen=True)
-class TD3Config:
-    actor_hidden: Sequence[int] = (400, 300)
-    critic_hidden: Sequence[int] = (400, 300)
-    batch_size: int = 100
-    twin: bool = True  # twin critics, min in the target
-    target_smoothing: bool = True
-    policy_delay: int = 2
-    layer_norm: bool = False
-
-
-TD3_HP = dict(actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, tau=0.005, expl_noise=0.1, policy_noise=0.2,
-              noise_clip=0.5)
 
 
 def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") -> Agent:
@@ -106,13 +89,6 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
                  actor_step, update, dict(TD3_HP),
                  extras={"target_action": target_action, "update_phase": update_phase,
                          "update_period": max(config.policy_delay, 1)})
-
-
-@dataclass(frozen=True)
-class DDPGConfig(TD3Config):
-    twin: bool = False
-    target_smoothing: bool = False
-    policy_delay: int = 1
 
 
 def make_ddpg(spec: EnvSpec, config: DDPGConfig = DDPGConfig()) -> Agent:

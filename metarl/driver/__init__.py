@@ -28,12 +28,9 @@ Modules: errors, records (versions, device, atomic JSON, identity), checkpoints,
 policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks), segments (run_segments: the loop of the
 programs with host state between segments), runrecord (config.json and meta.json of
 the experiments whose loop is not the Driver's); every name is
-re-exported here, so ``from metarl.driver import Driver, write_json`` works.
+re-exported here (loaded on first use), so ``from metarl.driver import Driver, write_json`` works.
 """
-from metarl.driver.errors import *  # noqa: F401,F403
-from metarl.driver.records import *  # noqa: F401,F403
-from metarl.driver.checkpoints import *  # noqa: F401,F403
-from metarl.driver.rundir import *  # noqa: F401,F403
-from metarl.driver.guard import *  # noqa: F401,F403
-from metarl.driver.core import *  # noqa: F401,F403
-from metarl.driver.runrecord import *  # noqa: F401,F403
+from metarl.lazy import lazy_package
+
+# jax-free modules first: ``from metarl.driver import write_json`` loads no jax
+__getattr__, __dir__ = lazy_package(__name__, ("errors", "records", "rundir", "runrecord", "checkpoints", "guard", "core"))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from metarl import cli
-from metarl.driver.errors import CheckpointError, Interrupted, NonFiniteError
+from metarl.driver.errors import ON_NONFINITE, CheckpointError, Interrupted, NonFiniteError
 from metarl.driver.records import (device_info, flat_diff, json_norm, now, package_versions, read_json, read_stored_run,
                                    refuse_resume, version_diff, write_json)
 from metarl.driver.checkpoints import (CHECKPOINT_NAMES, MARKER, abandon_partial, has_checkpoint, promote_checkpoint,
@@ -22,7 +22,6 @@ from metarl.driver.runrecord import current_command
 
 
 RECORD_FILES = ("config.json", "meta.json", "metrics.json") + CHECKPOINT_NAMES
-ON_NONFINITE = ("stop", "continue")
 
 
 class Driver:

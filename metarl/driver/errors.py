@@ -33,6 +33,9 @@ class CheckpointMissing(CheckpointError, FileNotFoundError):
     exit_code = 2
 
 
+ON_NONFINITE = ("stop", "continue")  # what a run does when one of its runs goes NaN/inf
+
+
 class NonFiniteError(RunError):
     """A run produced NaN/inf (``failures``: {run index or leaf name: details})."""
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
-import jax
 import numpy as np
 
 from metarl import cli
@@ -38,6 +38,8 @@ def package_versions() -> dict:
 
 def device_info() -> dict:
     """The JAX backend and devices the run uses."""
+    import jax
+
     return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
             "device_count": jax.device_count()}
 
@@ -48,7 +50,7 @@ def jsonable(obj):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+    if isinstance(obj, (np.ndarray, np.generic)) or ("jax" in sys.modules and isinstance(obj, sys.modules["jax"].Array)):
         return jsonable(np.asarray(obj).tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None

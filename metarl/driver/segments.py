@@ -18,10 +18,8 @@ import sys
 import threading
 from typing import Callable
 
-import jax
 import numpy as np
 
-from metarl.driver.guard import check_finite
 from metarl.driver.records import json_norm
 
 CHECKPOINT = "checkpoint.npz"
@@ -114,6 +112,10 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     Returns (state, history: a list of per-segment JSON-ready dicts). A resumed run gives the same states
     and history as an uninterrupted one: every key is in the state.
     """
+    import jax
+
+    from metarl.driver.guard import check_finite
+
     from metarl.driver.errors import Interrupted
     from metarl.driver.records import package_versions
 
@@ -159,6 +161,8 @@ def vmapped_run(init, run_segment, key, seeds: int, total: int, ckpt_dir: str | 
     ``run_segment(state)`` vmapped over ``seeds`` keys split from ``key`` and jitted, ``total`` segments,
     checkpointed in ``ckpt_dir`` (None: no checkpoint) under ``identity``; the guard names the seeds.
     Returns (state, history) as :func:`run_segments`."""
+    import jax
+
     init_v = jax.jit(jax.vmap(init))
     keys = jax.random.split(key, seeds)
     return run_segments(jax.jit(jax.vmap(run_segment)), lambda: init_v(keys), jax.eval_shape(init_v, keys), total,

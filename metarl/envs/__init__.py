@@ -1,16 +1,16 @@
 """Environments: ``make("brax/hopper")``, ``make("gymnax/Pendulum-v1")``, ``make("jumanji/Snake-6x6")``."""
 from __future__ import annotations
 
-from metarl.envs.core import Env, EnvSpec, EnvState, RawEnv, TimeStep
-from metarl.envs.sources import BRAX_BACKENDS, JUMANJI_NAMES, brax_names, gymnax_names, make_brax, make_gymnax, make_jumanji
+from typing import TYPE_CHECKING
 
-SOURCES = ("brax", "gymnax", "jumanji")
+from metarl.envs.names import BRAX_BACKENDS, JUMANJI_NAMES, SOURCES, brax_names, gymnax_names, registered
+from metarl.lazy import lazy_package
 
+if TYPE_CHECKING:
+    from metarl.envs.core import Env
 
-def registered() -> list[str]:
-    """Every valid environment name."""
-    return ([f"brax/{n}" for n in brax_names()] + [f"gymnax/{n}" for n in gymnax_names()]
-            + [f"jumanji/{n}" for n in JUMANJI_NAMES])
+# the jax parts (core: Env, EnvSpec, TimeStep, ...; sources: make_brax, ...) load on first use
+__getattr__, __dir__ = lazy_package(__name__, ("core", "sources"))
 
 
 def make(name: str, *, backend: str = "positional", max_episode_steps: int | None = None,
@@ -20,6 +20,9 @@ def make(name: str, *, backend: str = "positional", max_episode_steps: int | Non
     ``backend`` is Brax's physics pipeline (positional, spring, generalized, mjx); other sources ignore it.
     Extra keyword arguments go to the source's constructor.
     """
+    from metarl.envs.core import Env
+    from metarl.envs.sources import make_brax, make_gymnax, make_jumanji
+
     source, _, env_name = name.partition("/")
     if source not in SOURCES or not env_name:
         raise ValueError(f"unknown environment {name!r}: names are '<source>/<env>' with source in "

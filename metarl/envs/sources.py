@@ -1,30 +1,11 @@
 """Source adapters: Brax, Gymnax and Jumanji environments as :class:`RawEnv` (no reset, no time limit)."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from metarl.envs.core import EnvSpec, RawEnv
+from metarl.envs.names import BRAX_BACKENDS, BRAX_SELF_SCALING, JUMANJI_NAMES, brax_names, gymnax_names  # noqa: F401
 
-BRAX_BACKENDS = ("positional", "spring", "generalized", "mjx")
-# Brax envs whose step() rescales an action in [-1, 1] to the actuators' control range itself
-# (brax 0.14.2: inverted_pendulum, humanoid, humanoidstandup, pusher); the rest clip to ctrl_range.
-BRAX_SELF_SCALING = ("inverted_pendulum", "humanoid", "humanoidstandup", "pusher")
-
-
-def brax_names() -> list[str]:
-    from brax import envs as brax_envs
-
-    return sorted(n for n in brax_envs._envs if n != "fast")
-
-
-def gymnax_names() -> list[str]:
-    import gymnax
-
-    return sorted(gymnax.registered_envs)
-
-
-JUMANJI_NAMES = ("Snake-6x6", "Snake-12x12")
 
 
 def make_brax(name: str, backend: str = "positional", **kwargs) -> RawEnv:

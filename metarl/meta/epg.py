@@ -46,7 +46,6 @@ paper meta-trained on one task family).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -57,62 +56,13 @@ import optax
 from flax import struct
 
 from metarl import envs
-from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt
+from metarl.meta.baseline_configs import EPGConfig
 from metarl.envs.core import strong_types
 from metarl.driver.segments import vmapped_run
 from metarl.agents import onpolicy as op
 
 
-@dataclass(frozen=True)
-class EPGConfig:
-    # outer loop (ES)
-    generations: PositiveInt = 100
-    eval_every: PositiveInt = 10  # generations per segment (progress, checkpoints)
-    population: PositiveInt = 16  # ES members (even: antithetic sampling)
-    agents_per_env: PositiveInt = 2  # inner agents per member and training environment
-    es_lr: NonNegFloat = 1e-2  # Adam on the search gradient
-    es_sigma: PositiveFloat = 0.05  # perturbation standard deviation
-    # inner loop
-    inner_steps: PositiveInt = 4_000  # environment steps per inner agent
-    num_envs: PositiveInt = 2  # parallel environments per inner agent
-    window: PositiveInt = 100  # steps per environment between updates (the loss's window)
-    inner_epochs: PositiveInt = 4  # Adam steps on the loss per window
-    inner_lr: NonNegFloat = 1e-3
-    hidden: Sequence[PositiveInt] = (64, 64)
-    init_log_std: float = -0.5
-    eval_episodes: PositiveInt = 2
-    max_episode_steps: PositiveInt | None = None  # None: the protocol's (MetaGenRL's meta-test episode length)
-    # loss network
-    conv_channels: Sequence[int] = (16, 16)
-    conv_kernels: Sequence[int] = (8, 4)
-    conv_strides: Sequence[int] = (4, 2)
-    loss_hidden: Sequence[int] = (32, 32)
 
-    @property
-    def num_evals(self) -> int:
-        return self.generations // self.eval_every
-
-    @property
-    def inner_updates(self) -> int:
-        return self.inner_steps // (self.num_envs * self.window)
-
-    def validate(self):
-        if self.population < 2 or self.population % 2:
-            raise ValueError(f"population {self.population} must be an even number >= 2 (antithetic sampling)")
-        for name in ("generations", "eval_every", "agents_per_env", "num_envs", "window", "inner_epochs",
-                     "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EPGConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.generations % self.eval_every:
-            raise ValueError(f"generations {self.generations} must be a multiple of eval_every {self.eval_every}")
-        if self.inner_steps % (self.num_envs * self.window) or self.inner_steps <= 0:
-            raise ValueError(f"inner_steps {self.inner_steps} must be a positive multiple of num_envs * window = "
-                             f"{self.num_envs * self.window}")
-        if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides)):
-            raise ValueError("conv_channels, conv_kernels and conv_strides must have the same length")
-        if self.es_sigma <= 0 or self.es_lr < 0 or self.inner_lr < 0:
-            raise ValueError("es_sigma must be > 0, es_lr and inner_lr >= 0")
-        return self
 
 
 def with_inner_steps(config: EPGConfig, inner_steps: int) -> EPGConfig:
@@ -346,8 +296,9 @@ def train(config: EPGConfig, env_names: Sequence[str], key, seeds: int, pad=None
           identity: dict | None = None, resume: bool = False, on_segment=None, bar=None):
     """Meta-train ``seeds`` independent EPG runs (one vmapped program), segment by segment through
     metarl.driver.segments (checkpointed in ``ckpt_dir`` under ``identity``; ``resume`` continues from it;
-    ``on_segment(i, metrics)`` after each segment, e.g. a progress postfix). Returns (state, history) with
-    history {metric: [seeds, generations, ...]} (numpy)."""
+    ``on_segment(i, metrics)`` after each segment, e.g. a progress postfix). Returns (state, history, phi):
+    history {metric: [seeds, generations, ...]} (numpy), phi the ES mean of each seed (the learned losses
+    that :func:`meta_test` trains fresh agents with)."""
     init, run_segment, fns = make_epg(config, env_names, pad)
 
     def keep(i, m):
@@ -358,7 +309,7 @@ def train(config: EPGConfig, env_names: Sequence[str], key, seeds: int, pad=None
     state, hist = vmapped_run(init, run_segment, key, seeds, config.num_evals, ckpt_dir, identity, resume=resume,
                               on_segment=keep, bar=bar, ignore=("best_fitness",))  # evosax: +inf before any fitness
     out = {k: np.concatenate([np.asarray(h[k]) for h in hist], axis=1) for k in hist[0]} if hist else {}
-    return state, out
+    return state, out, jax.jit(jax.vmap(fns["mean_phi"]))(state)
 
 
 def meta_test(config: EPGConfig, phi, env_names: Sequence[str], pad: tuple[int, int], key, agents: int,

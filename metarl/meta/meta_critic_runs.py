@@ -10,81 +10,21 @@ import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl.agents import OFF_POLICY, make_agent
-from metarl.config_cli import NonNegFloat, NonNegInt, NotAnOption, PositiveInt, named
+from metarl.agents import make_agent
+# the settings, jax-free (re-exported for this module's callers)
+from metarl.meta.meta_critic_config import (ALGOS, K_SOURCES, LABELS, LOOKAHEADS, MC_METRICS, MEASURED_OVERHEAD,  # noqa: F401
+                                            OWN_PROGRAM_VARIANTS, RUN_DIRS, SHARED_VARIANTS, VARIANTS, ExperimentConfig)
 from metarl.meta.meta_critic import GUARD_RESET_AFTER, MetaCriticConfig, make_meta_critic
 from metarl.meta.meta_critic_overhead import measure_overhead, scaled_hidden
 
 # ----------------------------------------------------------------------------------------------------
 # Brax experiments: {DDPG, TD3, SAC} x {vanilla, +updates, MC variants, +params} (Tables 1-3)
 # ----------------------------------------------------------------------------------------------------
-# Variants of the main program (one compiled program, vmapped with the seeds): their traced meta-hp.
-# The program is compiled with extra updates only if "updates" is asked for (max_extra_updates = ceil(K))
-# and with the re-initialisation guard only if "mc_guard" is (reset_after = GUARD_RESET_AFTER, armed by the
-# traced hp ``guard`` in that member only); otherwise neither costs anything.
-SHARED_VARIANTS = {
-    "vanilla": dict(aux_scale=0.0, extra_updates=0.0, meta_clip=1.0, guard=0.0),
-    "updates": dict(aux_scale=0.0, extra_updates=None, meta_clip=1.0, guard=0.0),  # None: K, the measured overhead
-    "mc": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=1.0, guard=0.0),  # Eq. 10, Eq. 9 (the default)
-    "mc_plain": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=0.0, guard=0.0),  # Eq. 10, Eq. 8
-    "mc_guard": dict(aux_scale=1.0, extra_updates=0.0, meta_clip=1.0, guard=1.0),  # "mc" + the guard (ablation)
-}
-OWN_PROGRAM_VARIANTS = ("mc_sa", "metareg", "params")  # Eq. 11, MetaReg, '+params'
-VARIANTS = tuple(SHARED_VARIANTS) + OWN_PROGRAM_VARIANTS
-LABELS = {"vanilla": "{A}", "updates": "{A}+updates", "params": "{A}+params", "mc": "{A}-MC",
-          "mc_plain": "{A}-MC L_meta", "mc_guard": "{A}-MC +guard", "mc_sa": "{A}-MC h(pi,s,a)",
-          "metareg": "{A}-MC MetaReg"}
-K_SOURCES = ("wall", "flops")
-ALGOS = tuple(OFF_POLICY)
-LOOKAHEADS = ("all", "features", "first_layer")  # metarl.meta.meta_critic.LOOKAHEADS
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    algo: NotAnOption[str] = "td3"  # on the command line: --algo (MetaCriticCommand)
-    env: str = "brax/halfcheetah"  # e.g. brax/hopper, gymnax/Pendulum-v1 (continuous actions)
-    variants: tuple[Literal[VARIANTS], ...] = ("vanilla", "updates", "params", "mc")
-    seeds: PositiveInt = 5  # independent runs, vmapped in one program
-    seed: NonNegInt = 0  # the run's key: seed i of --seeds trains from split(PRNGKey(seed), seeds)[i]
-    total_steps: Annotated[PositiveInt, named("steps")] = 1_000_000  # environment steps per run, warm-up included
-    learning_starts: NonNegInt = 10_000
-    eval_every: PositiveInt = 1_000
-    eval_episodes: PositiveInt = 10
-    evals_per_chunk: PositiveInt = 10  # evaluations per compiled chunk (a checkpoint after each)
-    max_episode_steps: PositiveInt | None = None  # episode length (None: the env's own)
-    # base agent config overrides (hidden sizes, batch size); on the command line: --hidden, --sac-batch
-    agent: NotAnOption[dict] = field(default_factory=dict)
-    lookahead: Literal[LOOKAHEADS] = "all"  # the look-ahead's actor parameters
-    weight_decay: Literal["decoupled", "l2"] = "decoupled"
-    updates_k: NonNegFloat | None = None  # '+updates' K (extra updates per update); None: measured (updates_k_from)
-    # What K measures when it is measured (measure_overhead at the run's networks): "wall" (default; the
-    # paper's "K% more compute": K = wall_ratio - 1) or "flops" (K = flop_ratio - 1; deterministic).
-    updates_k_from: Literal[K_SOURCES] = "wall"
-    params_n: NonNegFloat | None = None  # '+params' fraction N; None: the measured parameter overhead
-
-    def validate(self):
-        bad = sorted(set(self.variants) - set(VARIANTS))
-        if bad:
-            raise ValueError(f"unknown variant(s) {bad}; valid: {', '.join(VARIANTS)}")
-        if self.updates_k_from not in K_SOURCES:
-            raise ValueError(f"unknown updates_k_from {self.updates_k_from!r}; valid: {', '.join(K_SOURCES)}")
-        return self
-
-    def train_config(self, **agent_overrides):
-        from metarl.train import TrainConfig
-
-        return TrainConfig(algo=self.algo, env=self.env, seeds=self.seeds, seed=self.seed,
-                           total_steps=self.total_steps, learning_starts=self.learning_starts,
-                           eval_every=self.eval_every, eval_episodes=self.eval_episodes,
-                           evals_per_chunk=self.evals_per_chunk, max_episode_steps=self.max_episode_steps,
-                           agent={**self.agent, **agent_overrides})
 
 
 def _set_runs(runner, combos: list[dict]):
@@ -100,8 +40,7 @@ def _set_runs(runner, combos: list[dict]):
     runner.sharding = run_sharding(runner.num_runs)
 
 
-MC_METRICS = ("L_critic", "h_w", "L_meta", "meta_grad_norm", "meta_grad_zero", "meta_absorbed", "meta_resets",
-              "extra_updates_done")
+
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: bool = True, overhead=None,
@@ -188,8 +127,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | None = None, progress: 
 
 # The run directories run_experiment writes under its output folder (one per compiled program), and the
 # file that keeps the measured overhead (K, N) for a resume.
-RUN_DIRS = ("main", "mc_sa", "metareg", "params")
-MEASURED_OVERHEAD = "measured_overhead.json"
+
 
 
 def paper_metrics(eval_return) -> dict:

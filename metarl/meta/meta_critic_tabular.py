@@ -21,51 +21,10 @@ from metarl import buffers, nets, stats
 from metarl.agents import Agent, make_agent
 from metarl.envs import EnvSpec
 from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
+from metarl.meta.meta_critic_config import TAB_ACTORS, TAB_MDPS, TabularConfig  # noqa: F401  (re-exported)
 
-# The paper cites the tabular MDPs of RL^2 (Duan et al. 2016, its ref. [6]): a random MDP whose mean
-# rewards m(s, a) are drawn from N(1, 1), whose observed reward is m(s, a) + N(0, 1) noise, whose
-# transition rows P(. | s, a) are drawn from a flat Dirichlet, with 10-step episodes from state 0.
-# ``mdp="rl2"`` (default) draws one such 2x2 MDP from ``mdp_seed`` and trains every seed on it.
-# ``mdp="chain"`` is a hand-made deceptive 2x2 MDP (state 0: action 0 pays 0.3 and stays, action 1 moves
-# to state 1 w.p. 0.9; state 1: action 1 pays 1.0 and stays w.p. 0.9), deterministic rewards.
-TAB_MDPS = ("rl2", "chain")
-# The actor's reading of the 2 discrete actions. "tanh" (default): DDPG's deterministic actor
-# a = tanh(.) in [-1, 1], read as the mixture weight P(a = 1 | s) = (a + 1) / 2, the critic learning
-# Q(s, a) of that continuous action. "softmax": a stochastic policy pi(. | s) = softmax over the 2 actions,
-# the critic Q(s, e_a) of the one-hot action, and the actor objective the expected Q under pi (see
-# make_softmax_ddpg). The tanh reading's corner actions saturate (grad of tanh -> 0), the softmax's do not
-# in the same way, which is what the comparison probes.
-TAB_ACTORS = ("tanh", "softmax")
 CHAIN_REWARD = np.array([[0.3, 0.0], [0.0, 1.0]], np.float32)  # [s, a]
 CHAIN_P_NEXT1 = np.array([[0.0, 0.9], [0.1, 0.9]], np.float32)  # P(s' = 1 | s, a)
-
-
-@dataclass(frozen=True)
-class TabularConfig:
-    seeds: int = 5
-    episodes: int = 100  # the paper's n = 100 episodes
-    horizon: int = 10  # steps per episode (RL^2's tabular MDPs)
-    warmup_episodes: int = 10  # uniformly random actions first (100 steps: one batch)
-    mdp: str = "rl2"  # rl2 | chain
-    mdp_seed: int = 0
-    # the authors' DDPG settings: 400-300 actor and critic, batch 100, Adam 1e-3, gamma 0.99, noise 0.1
-    gamma: float = 0.99
-    hidden: Sequence[int] = (400, 300)
-    mc_hidden: Sequence[int] = (100, 100)
-    batch_size: int = 100
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    expl_noise: float = 0.1
-    weight_decay: str = "decoupled"  # "l2": the authors' coupled form (falls into the zero state)
-    actor: str = "tanh"  # tanh (deterministic, DDPG) | softmax (stochastic over the 2 actions, expected Q)
-    seed: int = 0
-
-    def validate(self):
-        if self.mdp not in TAB_MDPS:
-            raise ValueError(f"unknown tabular mdp {self.mdp!r}; valid: {', '.join(TAB_MDPS)}")
-        if self.actor not in TAB_ACTORS:
-            raise ValueError(f"unknown tabular actor {self.actor!r}; valid: {', '.join(TAB_ACTORS)}")
-        return self
 
 
 def tab_mdp(cfg: TabularConfig):

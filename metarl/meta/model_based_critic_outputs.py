@@ -84,12 +84,8 @@ class ArmExperiment:
     PAPER: ClassVar[dict] = {}
 
     @classmethod
-    def at(cls, scale: str, seed: int = 0, seeds: int | None = None):
-        """The experiment at ``scale``, with the run's ``seed`` and, unless None, ``seeds``."""
-        return dataclasses.replace(cls._at(scale), seed=seed, **({} if seeds is None else {"seeds": seeds}))
-
-    @classmethod
     def _at(cls, scale: str):
+        """The experiment at ``scale`` (the command line's defaults at that --scale)."""
         check_scale(scale)
         return cls() if scale == "quick" else cls(**cls.PAPER)
 

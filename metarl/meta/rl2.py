@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -52,48 +51,10 @@ import numpy as np
 import optax
 from flax import struct
 
-from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt, UnitFloat
+from metarl.meta.baseline_configs import RL2Config
 from metarl.driver.segments import vmapped_run
 from metarl.meta.families import Family
 from metarl.agents.onpolicy import gae
-
-
-@dataclass(frozen=True)
-class RL2Config:
-    trial_episodes: PositiveInt = 2  # episodes per trial (the hidden state carries across them)
-    lanes: PositiveInt = 16  # parallel trials per family per update
-    updates: PositiveInt = 100  # PPO updates (each on freshly drawn trials)
-    eval_every: PositiveInt = 10  # updates between evaluations (a segment)
-    eval_lanes: PositiveInt = 16  # trials per family per meta-test evaluation (functions["evaluate"])
-    hidden: PositiveInt = 64  # GRU (and embedding) width
-    gamma: UnitFloat = 0.99
-    gae_lambda: UnitFloat = 0.95
-    clip: PositiveFloat = 0.2
-    lr: NonNegFloat = 3e-4
-    epochs: PositiveInt = 4
-    minibatches: PositiveInt = 4  # minibatches of lanes per epoch
-    vf_coef: NonNegFloat = 0.5
-    ent_coef: NonNegFloat = 0.0
-    max_grad_norm: PositiveFloat = 0.5
-    init_log_std: float = -0.5
-    reward_scale: float = 1.0  # multiplies the reward in the input, the value target and the advantages
-
-    @property
-    def num_evals(self) -> int:
-        return self.updates // self.eval_every
-
-    def validate(self):
-        for name in ("trial_episodes", "lanes", "updates", "eval_every", "eval_lanes", "hidden", "epochs",
-                     "minibatches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RL2Config.{name} must be >= 1, got {getattr(self, name)}")
-        if self.updates % self.eval_every:
-            raise ValueError(f"updates {self.updates} must be a multiple of eval_every {self.eval_every}")
-        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
-            raise ValueError("gamma and gae_lambda must be in [0, 1]")
-        if self.lr < 0:
-            raise ValueError(f"lr must be >= 0, got {self.lr}")
-        return self
 
 
 class RL2Net(nn.Module):

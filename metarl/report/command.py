@@ -1,21 +1,28 @@
 """The command line ``python -m metarl.report`` (``make report``)."""
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
-from metarl.report.scan import BEGIN, END
+from metarl.config_cli import PositiveInt
 from metarl.report.page import build
 
 _DESCRIPTION = "The generated results page: ``python -m metarl.report [--root results|reports] [--readme README.md]``."
 
 
+@dataclass(frozen=True)
+class ReportCommand:
+    """Which results to index and which README block to rewrite."""
+
+    root: str = "results"  # folder of results (results, or the tracked reports)
+    readme: str | None = None  # a file whose results block (between its two markers) to rewrite
+    max_rows: PositiveInt = 30  # compared rows shown in the README block
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m metarl.report", description=_DESCRIPTION)
-    p.add_argument("--root", default="results", help="folder of results (results, or the tracked reports)")
-    p.add_argument("--readme", default=None, help=f"file whose {BEGIN} ... {END} block to rewrite")
-    p.add_argument("--max-rows", type=int, default=30, help="compared rows shown in the README block")
-    a = p.parse_args(argv)
+    from metarl.config_cli import parse_command
+
+    a = parse_command("python -m metarl.report", _DESCRIPTION, ReportCommand(), argv)
     try:
         out = build(a.root, a.readme, max_rows=a.max_rows)
     except ValueError as e:

@@ -32,15 +32,15 @@ them live in :mod:`metarl.driver`, shared with its generic :class:`~metarl.drive
   abandons the checkpoint being written; the previous complete one stays).
 
 Modules: config (TrainConfig, sweeps), program (the compiled functions), runner (Runner), command (the
-command line); every name is re-exported here, so ``from metarl import train as T; T.Runner`` works.
+command line); every name is re-exported here (loaded on first use), so ``from metarl import train as T; T.Runner`` works.
 """
-from metarl.driver import (  # noqa: F401  (the run machinery lives in metarl.driver; re-exported here)
-    MARKER, ON_NONFINITE, CheckpointError, CheckpointMissing, ConfigMismatch, DeferredSigint, Interrupted,
-    NonFiniteError, RunDirError, RunError, abandon_partial, as_array, check_run_dir, clear_run_files, device_info,
-    find_checkpoint, flat_diff, has_checkpoint, json_norm, jsonable, now, package_versions, promote_checkpoint,
-    read_stored_run, refuse_resume, restore_checkpoint, save_checkpoint, version_diff, write_json, write_text)
-from metarl.train.config import *  # noqa: F401,F403
-from metarl.train.program import *  # noqa: F401,F403
-from metarl.train.runner import *  # noqa: F401,F403
-from metarl.train.command import *  # noqa: F401,F403
-from metarl.train.command import _check_env_name  # noqa: F401  (the experiments' CLIs check env names with it)
+from metarl.lazy import lazy_package
+
+# the run machinery lives in metarl.driver (re-exported here); config first: it loads no jax
+__getattr__, __dir__ = lazy_package(__name__, ("config", "program", "runner", "command"), extra=("_check_env_name",),
+                                    reexport=("metarl.driver", (
+    "MARKER", "ON_NONFINITE", "CheckpointError", "CheckpointMissing", "ConfigMismatch", "DeferredSigint", "Interrupted",
+    "NonFiniteError", "RunDirError", "RunError", "abandon_partial", "as_array", "check_run_dir", "clear_run_files",
+    "device_info", "find_checkpoint", "flat_diff", "has_checkpoint", "json_norm", "jsonable", "now", "package_versions",
+    "promote_checkpoint", "read_stored_run", "refuse_resume", "restore_checkpoint", "save_checkpoint", "version_diff",
+    "write_json", "write_text")))

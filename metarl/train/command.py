@@ -15,10 +15,10 @@ import tyro
 
 from metarl import cli, envs
 from metarl.config_cli import OnlyFlag, PositiveInt
-from metarl.driver import ON_NONFINITE, RunError
-from metarl.agents import OFF_POLICY
+from metarl.driver import RunError
+from metarl.driver.errors import ON_NONFINITE
+from metarl.agents import AGENT_CONFIGS
 from metarl.train.config import TrainConfig, _agent_field_types, _type_name
-from metarl.train.runner import Runner
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,8 +129,8 @@ def make_agent_defaults(algo: str) -> dict:
     from metarl.agents.sac import SAC_HP
     from metarl.agents.td3 import TD3_HP
 
-    if algo not in OFF_POLICY:
-        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(OFF_POLICY)}")
+    if algo not in AGENT_CONFIGS:
+        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(AGENT_CONFIGS)}")
     return SAC_HP if algo == "sac" else TD3_HP
 
 
@@ -193,6 +193,8 @@ def main(argv=None):
         hp, agent = parse_overrides(items, c.algo)
         cfg = dataclasses.replace(c, agent=agent, hp=hp)
         cfg.validate()
+        from metarl.train.runner import Runner
+
         runner = Runner(cfg, run_dir, progress=a.progress, checkpoint_every=a.checkpoint_every,
                         tensorboard=a.tensorboard,
                         overwrite=a.overwrite, on_nonfinite=a.on_nonfinite,

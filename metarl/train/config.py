@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from metarl.agents import OFF_POLICY, agent_config
+from metarl.agents import AGENT_CONFIGS, agent_config
 from metarl.config_cli import NonNegInt, NotAnOption, PositiveInt, named
-from metarl.envs.sources import BRAX_BACKENDS
+from metarl.envs.names import BRAX_BACKENDS
 
-ALGOS = tuple(OFF_POLICY)
+ALGOS = tuple(AGENT_CONFIGS)
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class TrainConfig:
     seed_index: NonNegInt | None = None
 
     def validate(self):
-        if self.algo not in OFF_POLICY:
-            raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(OFF_POLICY)}")
+        if self.algo not in AGENT_CONFIGS:
+            raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(AGENT_CONFIGS)}")
         check_agent_overrides(self.algo, self.agent)
         check_hp_values(self.hp)
         for name in ("seeds", "total_steps", "eval_every", "eval_episodes", "evals_per_chunk",
@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 def _agent_field_types(algo: str) -> dict:
-    cls = OFF_POLICY[algo][1]
+    cls = AGENT_CONFIGS[algo]
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
 

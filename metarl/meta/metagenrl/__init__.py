@@ -44,12 +44,13 @@ The pieces, all pure functions over pytrees:
   off-policy REINFORCE with GAE), so the learned objectives and the two baselines (the paper's
   "same agent with the objective fixed", lambda = 0.97) on one environment are one vmapped axis.
 
-Modules: objective (L_alpha, saving and loading it), meta_loss (the meta-gradient and one agent's update
-cycle), config (the population's settings, groups and environments), population (the compiled program and
-the meta-gradient monitor); every name is re-exported here, so ``from metarl.meta import metagenrl as mg;
+Modules: config (the population's and the objective's settings, jax-free), objective (L_alpha, saving and
+loading it), meta_gradient (the meta-loss, its gradient and one agent's update cycle), state (the per-agent state, groups
+and environments), population (the compiled program and the meta-gradient monitor); protocol (the scales
+and environments of the experiment) and runs (meta-train, meta-test) are imported by name. Every name of
+the first five is re-exported here (loaded on first use), so ``from metarl.meta import metagenrl as mg;
 mg.make_population`` works.
 """
-from metarl.meta.metagenrl.objective import *  # noqa: F401,F403
-from metarl.meta.metagenrl.meta_loss import *  # noqa: F401,F403
-from metarl.meta.metagenrl.config import *  # noqa: F401,F403
-from metarl.meta.metagenrl.population import *  # noqa: F401,F403
+from metarl.lazy import lazy_package
+
+__getattr__, __dir__ = lazy_package(__name__, ("config", "objective", "meta_gradient", "state", "population"))

@@ -5,78 +5,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} {value!r}: valid choices: {', '.join(choices)}")
+from metarl.meta.metagenrl.config import LEGACY_OBJECTIVE, ObjectiveConfig, _check_choice  # noqa: F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------------------------------
 # The learned objective
 # ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    action_layers: Sequence[int] = (32, 32, 32)  # Table 3: 3 conv layers of 32 filters
-    scalar_layers: Sequence[int] = (32, 32, 8)
-    lstm_units: int = 32
-    out_layers: Sequence[int] = (32, 32)
-    eta: float = 1000.0  # error bound
-    use_t: bool = True  # ablations of Section 5.2
-    use_v: bool = True  # V_t (and V_t+1 unless use_v_next is False)
-    use_v_next: bool = True
-    # --- Architecture details from the authors' code (model.py, ray_configs.py); the second value
-    # named in each comment is this module's earlier behaviour (LEGACY_OBJECTIVE), kept so that
-    # objectives saved before the change load and compute the same function.
-    # Hidden units of the scalar and output MLPs: "relu_square" (half ReLU, half square: the
-    # authors' obj_func_activation for every objective MLP) or "relu".
-    hidden_activation: str = "relu_square"
-    # Where LayerNorm sits in the action branch: "after" the activation (the authors' mlp: dense ->
-    # activation -> layer_norm) or "before" it (dense -> LayerNorm -> activation).
-    layer_norm_order: str = "after"
-    out_layer_norm: bool = True  # LayerNorm after the output MLP's hidden activations (authors: yes)
-    # LayerNorm in the scalar MLP: the authors' input transform has none
-    # (obj_func_input_transform_layernorm = False), although the issue that prompted this asked for it.
-    scalar_layer_norm: bool = False
-    # V_t and V_t+1: "stacked" (the authors': the window's values V(s_0..s_T-1) and V(s_T) standardised
-    # once together, then V_t+1 zeroed after a terminal step) or "separate" (each standardised with its
-    # own statistics, V_t+1 zeroed before).
-    value_norm: str = "stacked"
-    # t/T: "window" (the authors': the step's position in the 20-step window over the window length)
-    # or "episode" (the step in the episode over the episode limit).
-    time_input: str = "window"
-    # Initial forget-gate bias of the LSTM: TF's LSTMCell adds forget_bias = 1.0; an initial offset of
-    # the trainable bias is the same function class with the same gradients. Earlier: 0.0. Init only.
-    lstm_forget_bias: float = 1.0
-    # Dense kernels (and the LSTM's input kernels): "glorot_uniform" (TF1's default, the authors') or
-    # "lecun_normal" (flax's default, used earlier). Init only.
-    kernel_init: str = "glorot_uniform"
-
-    def __post_init__(self):
-        _check_choice("hidden_activation", self.hidden_activation, ("relu_square", "relu"))
-        _check_choice("layer_norm_order", self.layer_norm_order, ("after", "before"))
-        _check_choice("value_norm", self.value_norm, ("stacked", "separate"))
-        _check_choice("time_input", self.time_input, ("window", "episode"))
-        _check_choice("kernel_init", self.kernel_init, ("glorot_uniform", "lecun_normal"))
-
-    @property
-    def num_scalars(self) -> int:
-        return 1 + int(self.use_t) + int(self.use_v) + int(self.use_v and self.use_v_next)
-
-
-# The values this module used before it followed the authors' code (and which objectives saved then,
-# whose objective.json lacks these keys, are loaded with).
-LEGACY_OBJECTIVE = dict(hidden_activation="relu", layer_norm_order="before", out_layer_norm=False,
-                        scalar_layer_norm=False, value_norm="separate", time_input="episode",
-                        lstm_forget_bias=0.0, kernel_init="lecun_normal")
-
-
 def _kernel_init(name):
     return nn.initializers.glorot_uniform() if name == "glorot_uniform" else nn.initializers.lecun_normal()
 

@@ -13,9 +13,10 @@ import optax
 from metarl import buffers
 from metarl.rollout import evaluate_episodes, random_warm_up
 from metarl.meta.metagenrl.objective import init_objective, masked_std, objective_steps, reduce_steps
-from metarl.meta.metagenrl.meta_loss import (MixedObjective, clip_per_agent, objective_inputs, population_meta_grads,
+from metarl.meta.metagenrl.meta_gradient import (MixedObjective, clip_per_agent, objective_inputs, population_meta_grads,
                                              reinforce_loss, td3_actor_objective, update_agent)
-from metarl.meta.metagenrl.config import AgentRun, Group, MetaGenRLConfig, PopState
+from metarl.meta.metagenrl.config import MetaGenRLConfig
+from metarl.meta.metagenrl.state import AgentRun, Group, PopState
 
 
 def _transition(obs, action, ts, t):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from metarl.agents import onpolicy as op
 from metarl.meta.metagenrl.config import MetaGenRLConfig
 
 __all__ = ["SCALES", "ENVS", "TRAIN_SETS", "BASELINES", "Scale", "get_scale", "ONPOLICY_LABELS"]
@@ -116,5 +115,7 @@ def _onpolicy(test: MetaGenRLConfig, num_envs: int, ppo_rollout: int, reinforce_
     off-policy rows'. Only the batch size is scaled to the budget."""
     common = dict(total_steps=test.total_steps, eval_every=test.eval_every, eval_episodes=test.eval_episodes,
                   max_episode_steps=test.max_episode_steps, num_envs=num_envs)
+    from metarl.agents import onpolicy as op
+
     return {ONPOLICY_LABELS["ppo"]: op.make_config("ppo", rollout=ppo_rollout, **common),
             ONPOLICY_LABELS["reinforce"]: op.make_config("reinforce", rollout=reinforce_rollout, **common)}

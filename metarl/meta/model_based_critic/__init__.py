@@ -19,11 +19,9 @@ Three parts, all pure functions over pytrees:
 Costs are minimised throughout (the paper's rewards are squared errors).
 
 Modules: toy, method (with Algorithm 3's evaluation), baselines, drivers, pointmass; every name is
-re-exported here, so ``from metarl.meta import model_based_critic as mbc; mbc.meta_step`` works.
+re-exported here (loaded on first use), so ``from metarl.meta import model_based_critic as mbc; mbc.meta_step`` works.
 """
-from metarl.meta.model_based_critic.toy import *  # noqa: F401,F403
-from metarl.meta.model_based_critic.method import *  # noqa: F401,F403
-from metarl.meta.model_based_critic.baselines import *  # noqa: F401,F403
-from metarl.meta.model_based_critic.drivers import *  # noqa: F401,F403
-from metarl.meta.model_based_critic.pointmass import *  # noqa: F401,F403
-from metarl.meta.model_based_critic.toy import _fit_scalar, _inner_step  # noqa: F401
+from metarl.lazy import lazy_package
+
+__getattr__, __dir__ = lazy_package(__name__, ("toy", "method", "baselines", "drivers", "pointmass"),
+                                    extra=("_fit_scalar", "_inner_step"))

@@ -24,10 +24,9 @@ paper. ``make_agent_step`` turns a problem into a pure ``step(state, key)`` for 
 ``make_population`` puts all agents, each vmapped over seeds, into one step of one compiled program.
 Every rollout counts in ``env_steps`` (A2C one per update, MG two, BMG two or three).
 
-Modules: core (the method), chain, snake, training (the population through the driver); every
-name is re-exported here, so ``from metarl.meta import outer_value as ov; ov.make_agent_step`` works.
+Modules: config (the settings, jax-free), core (the method), chain, snake, training (the population
+through the driver); every name is re-exported here (loaded on first use), so ``from metarl.meta import outer_value as ov; ov.make_agent_step`` works.
 """
-from metarl.meta.outer_value.core import *  # noqa: F401,F403
-from metarl.meta.outer_value.chain import *  # noqa: F401,F403
-from metarl.meta.outer_value.snake import *  # noqa: F401,F403
-from metarl.meta.outer_value.training import *  # noqa: F401,F403
+from metarl.lazy import lazy_package
+
+__getattr__, __dir__ = lazy_package(__name__, ("config", "core", "chain", "snake", "training"))

@@ -2,50 +2,20 @@
 analytic value function (or tabular critics learned by TD), the inner, outer and matching losses."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from metarl.agents import a2c
-from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt, UnitFloat
+from metarl.meta.outer_value.config import ChainConfig
 from metarl.meta.outer_value.core import Problem, sg
 
 
 # ================================================================================================
 # Discounting Chain (bsuite; gymnax DiscountingChain-bsuite) with the analytic value function
 # ================================================================================================
-CHAIN_CRITICS = ("analytic", "learned")
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    """The paper's Discounting Chain setting (Table 1, Appendix C.1)."""
-
-    batch_size: PositiveInt = 128
-    horizon: PositiveInt = 100  # one whole episode per rollout
-    lr: PositiveFloat = 0.5  # inner SGD
-    entropy_cost: NonNegFloat = 0.005
-    outer_gamma: UnitFloat = 1.0
-    outer_entropy_cost: NonNegFloat = 0.005
-    normalize_advantages: bool = False
-    # The authors' code values the first state with gamma^{t_a} instead of gamma^{t_a - 1} (one
-    # discount too many: gymnax pays arm 0 on the first transition). False: the exact value.
-    authors_first_step_value: bool = False
-    lam: UnitFloat = 0.0  # inner TD(lambda) when lambda is not meta-learned (Table 1: 0)
-    outer_lam: UnitFloat = 0.0  # lambda' of the outer loss (Table 1: 0)
-    # "analytic": the exact values (the paper); "learned": tabular critics over (context, t) trained by
-    # TD(lambda) inside the inner loss, the inner one with the inner gamma, the outer one with gamma'.
-    critic: Literal[CHAIN_CRITICS] = "analytic"
-    critic_cost: NonNegFloat = 1.0  # weight of each learned critic's TD loss (summed over time, mean over episodes)
-
-    def __post_init__(self):
-        if self.critic not in CHAIN_CRITICS:
-            raise ValueError(f"unknown chain critic {self.critic!r}; valid: {', '.join(CHAIN_CRITICS)}")
-
-
 def chain_env_constants(optimal_arm: int = 3):
     """Reward timesteps and reward vector read from gymnax's DiscountingChain.
 

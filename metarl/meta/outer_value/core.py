@@ -13,7 +13,7 @@ from flax import struct
 
 
 sg = jax.lax.stop_gradient
-METHODS = ("a2c", "mg", "bmg")
+from metarl.meta.outer_value.config import METHODS, MetaConfig  # noqa: E402,F401  (re-exported)
 
 
 # -- meta-parameter bijector ---------------------------------------------------------------------
@@ -50,47 +50,6 @@ class Problem(NamedTuple):
     inner_opt: optax.GradientTransformation
     steps_per_rollout: int
     matching_fresh_rollout: bool = True
-
-
-@dataclass(frozen=True)
-class MetaConfig:
-    """Meta-parameters and their optimiser.
-
-    ``gamma = gamma_low + (gamma_high - gamma_low) * sigmoid(logit)``; with ``meta_lambda`` the trace
-    parameter of the inner TD(lambda) targets is a second meta-parameter,
-    ``lambda = lam_low + (lam_high - lam_low) * sigmoid(lam_logit)`` from ``lam_init`` (otherwise the
-    problem's fixed lambda is used). Both share one Adam (and one global-norm clip).
-    """
-
-    gamma_low: float = 0.0
-    gamma_high: float = 1.0
-    gamma_init: float = 0.8
-    meta_lr: float = 3e-3
-    meta_clip: float | None = None  # global-norm clip of the meta-gradient
-    meta_lambda: bool = False
-    lam_low: float = 0.0
-    lam_high: float = 1.0
-    lam_init: float = 0.95
-
-    def __post_init__(self):
-        for name, lo, hi, init in (("gamma", self.gamma_low, self.gamma_high, self.gamma_init),
-                                   ("lambda", self.lam_low, self.lam_high, self.lam_init)):
-            if not lo < init < hi:
-                raise ValueError(f"{name} initial value {init} must lie strictly inside its sigmoid bounds "
-                                 f"({lo}, {hi})")
-
-    def optimizer(self):
-        adam = optax.adam(self.meta_lr)
-        return adam if self.meta_clip is None else optax.chain(optax.clip_by_global_norm(self.meta_clip), adam)
-
-    def decode(self, eta):
-        """``(gamma, lam)`` from the meta-parameters ``eta`` (a dict, or a bare gamma logit); ``lam`` is
-        None when lambda is not meta-learned."""
-        if not isinstance(eta, dict):
-            eta = {"gamma": eta}
-        gamma = to_gamma(eta["gamma"], self.gamma_low, self.gamma_high)
-        lam = to_gamma(eta["lam"], self.lam_low, self.lam_high) if "lam" in eta else None
-        return gamma, lam
 
 
 @struct.dataclass

@@ -2,7 +2,6 @@
 head or network)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -11,37 +10,14 @@ import jax.numpy as jnp
 import optax
 
 from metarl.agents import a2c
-from metarl.config_cli import NonNegFloat, PositiveFloat, PositiveInt, UnitFloat
 from metarl.nets import MLP, CNNTorso
+from metarl.meta.outer_value.config import SnakeConfig
 from metarl.meta.outer_value.core import Problem, sg
 
 
 # ================================================================================================
 # Snake 6x6 (jumanji) with the paper's CNN actor and critic
 # ================================================================================================
-@dataclass(frozen=True)
-class SnakeConfig:
-    """The paper's Snake setting (Table 1, Appendix C.2)."""
-
-    num_envs: PositiveInt = 512
-    horizon: PositiveInt = 5
-    lr: PositiveFloat = 5e-4  # inner RMSProp
-    rms_decay: UnitFloat = 0.9
-    rms_eps: PositiveFloat = 1e-8
-    lam: UnitFloat = 0.95
-    pg_cost: NonNegFloat = 1.0
-    td_cost: NonNegFloat = 0.5
-    entropy_cost: NonNegFloat = 0.01
-    outer_gamma: UnitFloat = 1.0
-    outer_lam: UnitFloat = 1.0
-    outer_entropy_cost: NonNegFloat = 0.0
-    outer_td_cost: NonNegFloat = 1.0  # weight of the outer critic's TD(lambda') loss inside the inner loss
-    separate_outer_network: bool = False  # False: second head on stop_gradient(torso) (the paper)
-    normalize_advantages: bool = False
-    actor_hidden: tuple[PositiveInt, ...] = (64, 64)
-    critic_hidden: tuple[PositiveInt, ...] = (128, 128)
-
-
 class SnakeActor(nn.Module):
     num_actions: int = 4
     hidden: tuple = (64, 64)
