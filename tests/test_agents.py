@@ -151,8 +151,8 @@ def test_unknown_algo_and_field():
 
 
 def test_ppo_interleaved_fits_equal_the_two_fits_one_after_the_other():
-    """PPO steps its policy and value nets in one loop (fit_both); with each fit's own key that is the
-    same arithmetic as the policy's fit, then the value net's (fit), bit for bit."""
+    """PPO steps its policy and value nets in one loop on the same minibatches (fit_both); that is the same
+    arithmetic as the policy's fit, then the value net's (fit), each with the same key, bit for bit."""
     from metarl.agents import onpolicy as op
 
     cfg = op.make_config("ppo", rollout=64, total_steps=128, eval_every=64, eval_episodes=1, hidden=(8,),
@@ -163,12 +163,12 @@ def test_ppo_interleaved_fits_equal_the_two_fits_one_after_the_other():
     data = dict(obs=traj["obs"].reshape(64, -1), action=traj["action"].reshape(64, -1),
                 logp=traj["logp"].reshape(64), adv=jnp.asarray(rng.normal(size=64), jnp.float32),
                 target=jnp.asarray(rng.normal(size=64), jnp.float32))
-    kp, kv = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
-    pi, pi_opt, mp, vf, vf_opt, mv = jax.jit(fns["fit_both"])(state, data, kp, kv)
+    kp = jax.random.PRNGKey(1)
+    pi, pi_opt, mp, vf, vf_opt, mv = jax.jit(fns["fit_both"])(state, data, kp)
     pi_tx, vf_tx = optax.adam(cfg.pi_lr), optax.adam(cfg.vf_lr)
     fit = jax.jit(fns["fit"], static_argnums=(2, 3, 5))
     want_pi = fit(state.pi, state.pi_opt, pi_tx, fns["pi_loss"], data, 3, kp)
-    want_vf = fit(state.vf, state.vf_opt, vf_tx, fns["vf_loss"], data, 3, kv)
+    want_vf = fit(state.vf, state.vf_opt, vf_tx, fns["vf_loss"], data, 3, kp)
     for got, want in (((pi, pi_opt, mp), want_pi), ((vf, vf_opt, mv), want_vf)):
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             np.testing.assert_array_equal(a, b)

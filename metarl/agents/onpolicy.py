@@ -11,14 +11,14 @@ step of a rollout bootstraps from the state it reached), and the two networks ar
 * PPO (Schulman et al., 2017): ``pi_epochs`` passes over the batch in shuffled minibatches, each a
   step of Adam on the clipped surrogate ``-mean(min(r A, clip(r, 1-eps, 1+eps) A))`` with
   ``r = pi(a|s) / pi_old(a|s)`` and advantages standardised per minibatch; the value network takes
-  the same number of steps on ``mean((V(s) - (A + V_old(s)))^2)``.
+  a step on the same minibatch with ``mean((V(s) - (A + V_old(s)))^2)``.
 * REINFORCE with a GAE baseline (the "vanilla policy gradient" of Spinning Up, which the paper ran):
   one full-batch Adam step on ``-mean(log pi(a|s) A)`` (standardised A) per batch, then ``vf_epochs``
   full-batch Adam steps of the value network on the same regression.
 
 Because the advantages are fixed before the networks are trained and the networks share nothing,
-training the policy and the value network in two separate loops is the same as training them on
-shared minibatches with a summed loss.
+PPO's steps of the two networks on shared minibatches are the same as one step of the summed loss
+(with each network's own Adam), and the same as two separate loops with the same shuffles.
 
 Defaults (:data:`PRESETS`): PPO uses the MuJoCo hyperparameters of Schulman et al. (2017, Table 3):
 Adam 3e-4, 10 epochs, minibatches of 64, gamma 0.99, GAE lambda 0.95, clip 0.2, horizon 2048, 64-64
@@ -277,23 +277,23 @@ def make_onpolicy(config: OnPolicyConfig, env):
         (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
         return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
-    def fit_both(state: OnPolicyState, data, kp, kv):
-        """The policy's and the value net's fits (each ``fit`` with its own key, hence its own minibatch
-        order) interleaved in one loop: minibatch j of epoch e steps both networks. The two fits share no
-        value, so this is the same arithmetic as running them one after the other, in half the loop steps
-        (a loop step on 64 samples costs more in its own overhead than in its arithmetic)."""
-        def epoch(carry, ks):
-            def mb_step(carry, mbs):
+    def fit_both(state: OnPolicyState, data, key):
+        """PPO's fits: each epoch, one shuffle of the batch into minibatches, and on each minibatch one Adam
+        step of the policy and one of the value net (PPO's one loss over a minibatch, Schulman et al. 2017,
+        with the two networks apart). The two steps share no value, so this is the same arithmetic as
+        ``fit`` of the policy, then ``fit`` of the value net, both with ``key``, in half the loop steps and
+        one gather per minibatch (a loop step on 64 samples costs more in overhead than in arithmetic)."""
+        def epoch(carry, k):
+            def mb_step(carry, mb):
                 pi, pi_opt, vf, vf_opt = carry
-                pi, pi_opt, mp = adam_step(pi, pi_opt, pi_tx, pi_loss, mbs[0])
-                vf, vf_opt, mv = adam_step(vf, vf_opt, vf_tx, vf_loss, mbs[1])
+                pi, pi_opt, mp = adam_step(pi, pi_opt, pi_tx, pi_loss, mb)
+                vf, vf_opt, mv = adam_step(vf, vf_opt, vf_tx, vf_loss, mb)
                 return (pi, pi_opt, vf, vf_opt), (mp, mv)
 
-            return jax.lax.scan(mb_step, carry, (minibatches(data, ks[0]), minibatches(data, ks[1])))
+            return jax.lax.scan(mb_step, carry, minibatches(data, k))
 
-        keys = (jax.random.split(kp, config.pi_epochs), jax.random.split(kv, config.vf_epochs))
         (pi, pi_opt, vf, vf_opt), (mp, mv) = jax.lax.scan(epoch, (state.pi, state.pi_opt, state.vf, state.vf_opt),
-                                                           keys)
+                                                           jax.random.split(key, config.pi_epochs))
         return pi, pi_opt, jax.tree.map(jnp.mean, mp), vf, vf_opt, jax.tree.map(jnp.mean, mv)
 
     def update(state: OnPolicyState, _):
@@ -306,8 +306,8 @@ def make_onpolicy(config: OnPolicyConfig, env):
         data = jax.tree.map(flat, dict(obs=traj["obs"], action=traj["action"], logp=traj["logp"], adv=adv,
                                        target=target))
         key, kp, kv = jax.random.split(state.key, 3)
-        if config.pi_epochs == config.vf_epochs:  # PPO: one loop steps both networks
-            pi, pi_opt, mp, vf, vf_opt, mv = fit_both(state, data, kp, kv)
+        if config.pi_epochs == config.vf_epochs:  # PPO: one loop steps both networks on the same minibatches
+            pi, pi_opt, mp, vf, vf_opt, mv = fit_both(state, data, kp)
         else:  # REINFORCE: one policy step, 80 value steps
             pi, pi_opt, mp = fit(state.pi, state.pi_opt, pi_tx, pi_loss, data, config.pi_epochs, kp)
             vf, vf_opt, mv = fit(state.vf, state.vf_opt, vf_tx, vf_loss, data, config.vf_epochs, kv)

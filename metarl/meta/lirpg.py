@@ -247,7 +247,8 @@ def make_lirpg(config: LIRPGConfig, env):
         return carry, jax.tree.map(jnp.mean, metrics)
 
     def fit_value(net_params, opt_state, tx, data, key):
-        """PPO's value passes (the same shuffling and steps as metarl.agents.onpolicy)."""
+        """PPO's value passes (the same shuffling and steps as metarl.agents.onpolicy: with the policy's key,
+        the policy's minibatches)."""
 
         def epoch(carry, k):
             idx = jax.random.permutation(k, pc.batch)[: m * size].reshape(m, size)
@@ -281,7 +282,7 @@ def make_lirpg(config: LIRPGConfig, env):
         ki = jax.random.fold_in(kv, 1)
         state = state.replace(base=b)
         (pi, pi_opt, rin, rin_opt), mp = fit_policy(state, data, ctx, kp)
-        vf, vf_opt, vf_loss = fit_value(b.vf, b.vf_opt, vf_tx, data, kv)
+        vf, vf_opt, vf_loss = fit_value(b.vf, b.vf_opt, vf_tx, data, kp)  # PPO's: the policy's minibatches
         vin_data = dict(obs=data["obs"], target=flat(target_in))
         vin_p, vin_opt, vin_loss = fit_value(state.vin, state.vin_opt, vin_tx, vin_data, ki)
         d = done.astype(jnp.float32)
