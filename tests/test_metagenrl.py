@@ -702,6 +702,24 @@ def _tiny_scale(**kw):
                     train_sets=(("Pendulum", "Reacher"),), **kw)
 
 
+def test_command_line_meta_trains_then_meta_tests_the_saved_objective(tmp_path, monkeypatch, capsys):
+    """``meta-train`` then ``meta-test --objective L=<out>/final`` through the command line (a tiny scale): the
+    meta-test loads the saved objective, trains fresh agents with it and records them under its label."""
+    from experiments import metagenrl as ex
+
+    scale = _tiny_scale()
+    monkeypatch.setattr(ex, "get_scale", lambda name: scale)
+    train_out, test_out = tmp_path / "train", tmp_path / "test"
+    ex.main(["meta-train", "--no-progress", "--out", str(train_out)])
+    ex.main(["meta-test", "--objective", f"L={train_out / 'final'}", "--test", "Pendulum", "--no-baselines",
+             "--no-progress", "--out", str(test_out)])
+    with open(test_out / "meta_test.json") as f:
+        rec = json.load(f)
+    assert list(rec["results"]) == ["Pendulum"] and list(rec["results"]["Pendulum"]) == ["L"]
+    assert np.isfinite(np.asarray(rec["results"]["Pendulum"]["L"]["eval_return"], float)).all()
+    assert "Pendulum     L" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_meta_train_resumed_equals_uninterrupted(tmp_path):
     """A meta-training stopped after its first segment (as SIGINT does: checkpoint, then Interrupted)
