@@ -86,8 +86,9 @@ def train_goals(exp) -> np.ndarray:
 
 
 def meta_test_pairs(exp, base):  # base: arm_models.ArmParams
-    from metarl.meta import arm_models
     import jax.numpy as jnp
+
+    from metarl.meta import arm_models
 
     tg = train_goals(exp)
     rng = np.random.default_rng(7)
@@ -204,8 +205,9 @@ def markdown(rows) -> str:
 def run(exp: Arm7Experiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
-    from metarl.meta import arm_models
     import jax.numpy as jnp
+
+    from metarl.meta import arm_models
 
     task, base = arm_models.make_task(arm_models.ARM7)
     ours_cfg = mbc.MBCConfig(horizon=exp.horizon, inner_lr=exp.inner_lr, inner_steps=exp.inner_steps,

@@ -54,8 +54,9 @@ def configs(exp):
 
 def meta_test_pairs(exp, base):  # base: arm_models.ArmParams
     """(goal, dynamics) pairs of the three meta-test sweeps, concatenated for one program."""
-    from metarl.meta import arm_models
     import jax.numpy as jnp
+
+    from metarl.meta import arm_models
 
     lin = np.linspace(-exp.goal_span, exp.goal_span, exp.grid)
     grid_goals = np.array([(a, b) for b in lin for a in lin], np.float32)
@@ -94,8 +95,9 @@ def grids(exp, tags, err):
 def run(exp: ReacherExperiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = False) -> dict:
     """Meta-train ours and both baselines (each checkpointed after every chunk in out_dir/checkpoints;
     ``resume`` continues them), meta-test them and write the outputs; returns the summary."""
-    from metarl.meta import arm_models
     import jax.numpy as jnp
+
+    from metarl.meta import arm_models
 
     ours_cfg, ddpg_cfg, mc_cfg = configs(exp)
     task, base = arm_models.make_task(arm_models.REACHER2)

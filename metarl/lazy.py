@@ -24,7 +24,6 @@ def lazy_package(package: str, modules: tuple[str, ...], extra: tuple[str, ...] 
     """``(__getattr__, __dir__)`` for ``package``: its modules' exported names (and the private names in
     ``extra``, kept for old callers), each loaded on first access and then cached in the package;
     ``reexport = (module, names)``: these names of another module too."""
-
     sys.modules[package]._lazy_modules = modules  # (read by the tests)
 
     def __getattr__(name: str):

@@ -48,9 +48,8 @@ def run_ablations(scale_name: str, out_dir: str = OUT, progress: bool = True):
     """Meta-train one objective per ablation on the first training set (same seed and budget as the main
     row), then meta-test each on every test environment (same seeds; one program per objective input
     layout). Writes ablations.md / .csv / .json and ablation_curves.png into ``out_dir``."""
-    from metarl.meta.metagenrl import runs
-
     from metarl.meta import metagenrl as mg
+    from metarl.meta.metagenrl import runs
     from metarl.train import device_info, package_versions, write_json
 
     scale = get_scale(scale_name)

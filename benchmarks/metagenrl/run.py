@@ -56,9 +56,8 @@ def run(scale_name: str, out_dir: str | None = None, progress: bool = True, resu
 
 
 def _run_stages(scale, scale_name, out_dir, progress, resume, stop, sha, wall):
-    from metarl.meta.metagenrl import runs
-
     from metarl import stats
+    from metarl.meta.metagenrl import runs
     from metarl.train import Interrupted, device_info, package_versions, write_json
 
     def stage_done(name):  # Ctrl-C during a stage without segments (random, on-policy): stop after it

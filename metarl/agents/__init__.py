@@ -12,14 +12,15 @@ from metarl.lazy import lazy_package
 ALGOS = tuple(AGENT_CONFIGS)
 
 
-def _check_algo(algo: str):
+def check_algo(algo: str):
+    """A ValueError naming ``algo`` and the valid ones unless it is an off-policy agent's name."""
     if algo not in AGENT_CONFIGS:
         raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(AGENT_CONFIGS)}")
 
 
 def agent_config(algo: str, **overrides):
     """The algorithm's config dataclass with ``overrides`` applied (unknown fields are an error)."""
-    _check_algo(algo)
+    check_algo(algo)
     cls = AGENT_CONFIGS[algo]
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - names)
@@ -39,7 +40,7 @@ def off_policy() -> dict:
 
 def make_agent(algo: str, spec, config=None, **overrides):
     """The :class:`Agent` of ``algo`` for an environment of ``spec`` (``config``, or the defaults with ``overrides``)."""
-    _check_algo(algo)
+    check_algo(algo)
     config = config if config is not None else agent_config(algo, **overrides)
     return off_policy()[algo][0](spec, config)
 
@@ -53,5 +54,5 @@ def __getattr__(name: str):
     return _lazy_getattr(name)
 
 
-__all__ = ["Agent", "AgentState", "make_agent", "agent_config", "ALGOS", "AGENT_CONFIGS", "OFF_POLICY", "TD3Config",
+__all__ = ["Agent", "AgentState", "make_agent", "agent_config", "check_algo", "ALGOS", "AGENT_CONFIGS", "OFF_POLICY", "TD3Config",
            "DDPGConfig", "SACConfig", "TD3_HP", "SAC_HP"]

@@ -15,7 +15,6 @@ from metarl.agents.base import (Agent, AgentState, actor_grads, apply_grads, cri
 from metarl.envs import EnvSpec
 
 
-
 def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:
     if spec.discrete:
         raise ValueError(f"sac needs a continuous action space; {spec.name} is discrete")

@@ -114,9 +114,8 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     """
     import jax
 
-    from metarl.driver.guard import check_finite
-
     from metarl.driver.errors import Interrupted
+    from metarl.driver.guard import check_finite
     from metarl.driver.records import package_versions
 
     identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused

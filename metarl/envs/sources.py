@@ -7,7 +7,6 @@ from metarl.envs.core import EnvSpec, RawEnv
 from metarl.envs.names import BRAX_BACKENDS, BRAX_SELF_SCALING, JUMANJI_NAMES, brax_names, gymnax_names  # noqa: F401
 
 
-
 def make_brax(name: str, backend: str = "positional", **kwargs) -> RawEnv:
     from brax import envs as brax_envs
 

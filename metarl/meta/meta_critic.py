@@ -63,9 +63,9 @@ from flax import struct, traverse_util
 
 from metarl import nets
 from metarl.agents.base import Agent, AgentState, adam, apply_grads, merge_hp, set_lr
+from metarl.meta.meta_critic_config import LOOKAHEADS
 
 FORMS = ("feature", "feature_sa", "metareg")
-LOOKAHEADS = ("all", "features", "first_layer")
 META_LOSSES = ("clip", "plain")
 WEIGHT_DECAYS = ("decoupled", "l2")
 

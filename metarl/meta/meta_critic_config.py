@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Sequence
 
-from metarl.agents.configs import AGENT_CONFIGS
+from metarl.agents import ALGOS  # noqa: F401  (the experiment's --algo choices)
 from metarl.config_cli import NonNegFloat, NonNegInt, NotAnOption, PositiveInt, named
 
 # Variants of the main program (one compiled program, vmapped with the seeds): their traced meta-hp.
@@ -26,8 +26,7 @@ LABELS = {"vanilla": "{A}", "updates": "{A}+updates", "params": "{A}+params", "m
           "mc_plain": "{A}-MC L_meta", "mc_guard": "{A}-MC +guard", "mc_sa": "{A}-MC h(pi,s,a)",
           "metareg": "{A}-MC MetaReg"}
 K_SOURCES = ("wall", "flops")
-ALGOS = tuple(AGENT_CONFIGS)
-LOOKAHEADS = ("all", "features", "first_layer")  # metarl.meta.meta_critic.LOOKAHEADS
+LOOKAHEADS = ("all", "features", "first_layer")  # the look-ahead's actor parameters (metarl.meta.meta_critic)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from metarl import cli, envs
 from metarl.config_cli import OnlyFlag, PositiveInt
 from metarl.driver import RunError
 from metarl.driver.errors import ON_NONFINITE
-from metarl.agents import AGENT_CONFIGS
+from metarl.agents import SAC_HP, TD3_HP, check_algo
 from metarl.train.config import TrainConfig, _agent_field_types, _type_name
 
 
@@ -126,11 +126,7 @@ def parse_overrides(items: list[str], algo: str) -> tuple[dict, dict]:
 
 
 def make_agent_defaults(algo: str) -> dict:
-    from metarl.agents.sac import SAC_HP
-    from metarl.agents.td3 import TD3_HP
-
-    if algo not in AGENT_CONFIGS:
-        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(AGENT_CONFIGS)}")
+    check_algo(algo)
     return SAC_HP if algo == "sac" else TD3_HP
 
 

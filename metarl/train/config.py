@@ -11,11 +11,9 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from metarl.agents import AGENT_CONFIGS, agent_config
+from metarl.agents import AGENT_CONFIGS, ALGOS, agent_config, check_algo
 from metarl.config_cli import NonNegInt, NotAnOption, PositiveInt, named
 from metarl.envs.names import BRAX_BACKENDS
-
-ALGOS = tuple(AGENT_CONFIGS)
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,7 @@ class TrainConfig:
     seed_index: NonNegInt | None = None
 
     def validate(self):
-        if self.algo not in AGENT_CONFIGS:
-            raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(AGENT_CONFIGS)}")
+        check_algo(self.algo)
         check_agent_overrides(self.algo, self.agent)
         check_hp_values(self.hp)
         for name in ("seeds", "total_steps", "eval_every", "eval_episodes", "evals_per_chunk",
