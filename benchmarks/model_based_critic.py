@@ -33,12 +33,11 @@ def check_checkpoints(out_dir: str, parts, resume: bool):
     """A benchmark regenerates a finished run, but a new run must not silently replace an unfinished
     meta-training (a checkpoint short of its last chunk) and ``resume`` needs a checkpoint: one-line
     RunError otherwise."""
-    from metarl import npz_checkpoint
-    from metarl.driver import CheckpointMissing, RunDirError
-    from metarl.meta.model_based_critic_outputs import checkpoint_files
+    from metarl.driver import CheckpointMissing, RunDirError, checkpoint_progress, has_checkpoint
+    from metarl.meta.model_based_critic_outputs import checkpoint_folders
 
-    found = [f for part in parts if part in RESUMABLE for f in checkpoint_files(part)
-             if os.path.isfile(os.path.join(out_dir, f))]
+    found = [f for part in parts if part in RESUMABLE for f in checkpoint_folders(part)
+             if has_checkpoint(os.path.join(out_dir, f))]
     if resume:
         if not found:
             raise CheckpointMissing(f"nothing to resume in {out_dir!r}: no meta-training checkpoint of "
@@ -46,9 +45,12 @@ def check_checkpoints(out_dir: str, parts, resume: bool):
                                     "start without --resume")
         return
     for f in found:
-        meta = npz_checkpoint.read_meta(os.path.join(out_dir, f))
-        if meta.get("done", 0) < (meta.get("total") or float("inf")):
-            raise RunDirError(f"{out_dir!r} holds an unfinished meta-training ({f}: {meta.get('done')} of "
+        try:
+            meta = checkpoint_progress(os.path.join(out_dir, f))
+        except CheckpointMissing:  # only a save cut short before its first chunk: nothing to keep
+            continue
+        if meta.get("chunk", 0) < (meta.get("total") or float("inf")):
+            raise RunDirError(f"{out_dir!r} holds an unfinished meta-training ({f}: {meta.get('chunk')} of "
                               f"{meta.get('total', '?')} chunks): continue it with --resume (same settings), or give "
                               "another --out")
 

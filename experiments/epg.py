@@ -2,7 +2,7 @@
 
     python -m experiments.epg --scale quick                      # Pendulum & Reacher -> Pendulum, Reacher, MountainCar
     python -m experiments.epg --scale paper --out runs/epg       # Cheetah & Hopper -> Cheetah, Hopper, Lunar (GPU)
-    python -m experiments.epg --scale quick --resume             # continue from out/checkpoint.npz
+    python -m experiments.epg --scale quick --resume             # continue from out/checkpoint/
     python -m experiments.epg --scale quick --generations 8 --train Pendulum   # any field of EPGExperiment (--help)
 
 Per seed, one OpenAI-ES run (evosax) evolves the parameters of a learned loss (metarl/meta/epg.py); each

@@ -6,7 +6,7 @@
     python -m experiments.lirpg --scale quick --resume              # continue an interrupted run
 
 Writes into --out (default results/lirpg/<scale>/<env>): config.json (the run record: config, variants,
-seeds, package versions), checkpoint.npz after every evaluation (``--resume`` continues from it; the
+seeds, package versions), checkpoint/ after every evaluation (``--resume`` continues from it; the
 settings and package versions must be
 the same; a folder holding an earlier run is refused unless --resume or --overwrite), result.json (every evaluation), summary.json (per variant: IQM [95% CI] over
 seeds of the final return, max average return; P(PPO-LIRPG > PPO) with its interval and verdict) and
@@ -85,7 +85,8 @@ def curves_png(result: dict, title: str, path: str, variants=("ppo", "lirpg")):
 
 
 # What a run writes into --out (a new run refuses a folder holding any of them unless --overwrite).
-RUN_FILES = ("config.json", "meta.json", "checkpoint.npz", "result.json", "summary.json", "curves.png")
+RUN_FILES = ("config.json", "meta.json", "checkpoint", "checkpoint.partial", "checkpoint.old", "result.json", "summary.json",
+             "curves.png")
 
 
 def main(argv=None):

@@ -80,7 +80,8 @@ class MetaGenRLCommand:
 def main(argv=None):
     from metarl import config_cli
     from metarl.cli import fail
-    from metarl.driver.segments import CHECKPOINT, StopFlag
+    from metarl.driver.checkpoints import CHECKPOINT_NAMES
+    from metarl.driver.segments import StopFlag
 
     prog = "python -m experiments.metagenrl"
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -117,7 +118,7 @@ def main(argv=None):
             refuse(f"--train: unknown environment label(s) {', '.join(bad)}; valid at scale "
                     f"{parsed.scale}: {', '.join(scale.envs)}")
         stages = scale.stages or 0
-        run_files = (CHECKPOINT, "meta_train.json", "initial", "final", "config.json", "meta.json") + \
+        run_files = CHECKPOINT_NAMES + ("meta_train.json", "initial", "final", "config.json", "meta.json") + \
             tuple(f"stage_{j + 1}" for j in range(stages))
     else:
         bad = [t for t in args.test if t not in scale.envs]
@@ -137,7 +138,7 @@ def main(argv=None):
     from metarl.driver import RunError, prepare_out_dir
 
     try:  # an earlier run in --out: refused unless --resume (meta-train) or --overwrite
-        prepare_out_dir(o.out, o.resume, o.overwrite, run_files, resume_from=(CHECKPOINT,))
+        prepare_out_dir(o.out, o.resume, o.overwrite, run_files, resume_from=CHECKPOINT_NAMES)
     except (RunError, OSError) as e:
         refuse(str(e))
     from metarl import enable_compilation_cache

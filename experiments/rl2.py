@@ -2,7 +2,7 @@
 
     python -m experiments.rl2 --scale quick                      # Pendulum & Reacher -> Pendulum, Reacher, MountainCar
     python -m experiments.rl2 --scale paper --out runs/rl2       # Cheetah & Hopper -> Cheetah, Hopper, Lunar (GPU)
-    python -m experiments.rl2 --scale quick --resume             # continue from out/checkpoint.npz
+    python -m experiments.rl2 --scale quick --resume             # continue from out/checkpoint/
 
 One GRU agent per seed (all seeds one vmapped program, metarl/meta/rl2.py) is meta-trained with PPO on
 trials of ``trial_episodes`` episodes drawn equally from the training environments, observations and

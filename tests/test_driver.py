@@ -232,9 +232,8 @@ def test_vmapped_run_guard_names_the_seed_and_skips_its_checkpoint(tmp_path):
     import jax
     import jax.numpy as jnp
 
-    from metarl import npz_checkpoint
     from metarl.driver import NonFiniteError
-    from metarl.driver.segments import vmapped_run
+    from metarl.driver.segments import read_segments, vmapped_run
 
     nan_at = []
 
@@ -252,7 +251,7 @@ def test_vmapped_run_guard_names_the_seed_and_skips_its_checkpoint(tmp_path):
     with pytest.raises(NonFiniteError, match="best_fitness"):
         vmapped_run(init, run_segment, key, 3, 1)
     vmapped_run(init, run_segment, key, 3, 3, d, {"run": 1}, ignore=("best_fitness",))
-    assert npz_checkpoint.read_meta(d + "/checkpoint.npz")["done"] == 3
+    assert read_segments(d + "/checkpoint")["done"] == 3
     # fault injected: every seed's w goes NaN in segment 2; nothing of segment 2 reaches the checkpoint
     nan_at.append(1)
     d2 = str(tmp_path / "nan")
@@ -260,4 +259,4 @@ def test_vmapped_run_guard_names_the_seed_and_skips_its_checkpoint(tmp_path):
         vmapped_run(init, run_segment, key, 3, 3, d2, {"run": 2}, ignore=("best_fitness",))
     msg = str(e.value)
     assert "\n" not in msg and "seed(s) 0, 1, 2 in segment 2 of 3" in msg and "['w']" in msg, msg
-    assert npz_checkpoint.read_meta(d2 + "/checkpoint.npz")["done"] == 1 and e.value.failures["runs"] == [0, 1, 2]
+    assert read_segments(d2 + "/checkpoint")["done"] == 1 and e.value.failures["runs"] == [0, 1, 2]

@@ -53,7 +53,7 @@ def test_env_states_are_strongly_typed_so_a_resumed_state_is_the_same_program(tm
     checkpoint reads them back strongly typed, so a program traced on the fresh state would be traced
     and compiled again for a resumed one. Every leaf of the wrapped states is strongly typed, and a state
     read back from a checkpoint has exactly the fresh state's types (also evosax's ES state in EPG)."""
-    from metarl import npz_checkpoint
+    from metarl.driver import restore_checkpoint, save_checkpoint
     from metarl.meta import epg
 
     def types(tree):
@@ -66,9 +66,9 @@ def test_env_states_are_strongly_typed_so_a_resumed_state_is_the_same_program(tm
         s2, _ = jax.jit(env.step)(s, jnp.zeros(env.spec.action_shape, jnp.int32 if env.spec.discrete else jnp.float32),
                                   key)
         assert not [t for t in types(s) + types(s2) if t.weak_type], name
-        path = str(tmp_path / "s.npz")
-        npz_checkpoint.save(path, s2)
-        back, _, _ = npz_checkpoint.load(path, s2)
+        path = str(tmp_path / name.replace("/", "_"))
+        save_checkpoint(path, s2, 1, {})
+        back = restore_checkpoint(path, jax.eval_shape(lambda: s2), str(tmp_path))[0]
         assert types(back) == types(s2), name
     cfg = epg.EPGConfig(generations=2, eval_every=1, population=2, agents_per_env=1, inner_steps=40, num_envs=1,
                         window=4, inner_epochs=1, hidden=(4,), eval_episodes=1, max_episode_steps=10)

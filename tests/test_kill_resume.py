@@ -2,7 +2,7 @@
 --resume: the resumed run's results equal those of a run straight through, bit for bit.
 
 One harness for every paper: a fresh interpreter wraps the function that writes the experiment's checkpoint
-(the off-policy Runner's orbax swap, the one-file .npz of the segment loops) so that the process kills
+(the off-policy Runner's orbax swap, the segment loops' checkpoint folders) so that the process kills
 itself right after the first write, then calls the experiment's ``main`` with a tiny configuration. The
 same script without the kill gives the uninterrupted run; the same again with ``--resume`` continues the
 killed one. Besides the equal results: the killed run left only complete files (no temporary names, every
@@ -139,11 +139,11 @@ def _pointmass_results(d):
 
 CASES = {  # setup, the function that writes a checkpoint, the results, the run record's file prefix
     "meta_critic": (META_CRITIC, "metarl.train.runner.save_checkpoint", _meta_critic_results, ""),
-    "metagenrl": (METAGENRL, "metarl.npz_checkpoint.save", _metagenrl_results, ""),
-    "lirpg": (LIRPG, "metarl.npz_checkpoint.save", _lirpg_results, ""),
-    "model_based_critic": (POINTMASS, "metarl.npz_checkpoint.save", _pointmass_results, "pointmass_"),
-    "epg": (EPG, "metarl.npz_checkpoint.save", _baseline_results("epg"), ""),
-    "rl2": (RL2, "metarl.npz_checkpoint.save", _baseline_results("rl2"), ""),
+    "metagenrl": (METAGENRL, "metarl.driver.checkpoints.save_checkpoint", _metagenrl_results, ""),
+    "lirpg": (LIRPG, "metarl.driver.checkpoints.save_checkpoint", _lirpg_results, ""),
+    "model_based_critic": (POINTMASS, "metarl.driver.checkpoints.save_checkpoint", _pointmass_results, "pointmass_"),
+    "epg": (EPG, "metarl.driver.checkpoints.save_checkpoint", _baseline_results("epg"), ""),
+    "rl2": (RL2, "metarl.driver.checkpoints.save_checkpoint", _baseline_results("rl2"), ""),
 }
 
 

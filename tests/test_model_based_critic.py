@@ -1,6 +1,7 @@
 """Model-based meta-learning of critics: the analytic toy's closed forms, gradients through the
 inner step and the differentiable Brax rollout against finite differences, traced dynamics parameters."""
 import dataclasses
+import os
 
 import jax
 import jax.flatten_util
@@ -339,36 +340,68 @@ def test_aggregate_scores_normalise_by_not_moving(tmp_path):
     assert plot_aggregate(s, str(tmp_path / "a.png"))
 
 
+# The reacher's / arm's meta-training driver on a cheap task: 3 chunks of 2 meta-iterations, 2 seeds.
+MBC_TINY = r"""
+import jax, jax.numpy as jnp
+from metarl.meta import model_based_critic as mbc
+from test_model_based_critic import _double_integrator
+goals = jnp.array([[0.5, 0.5], [-0.4, 0.2]])
+keys = jax.random.split(jax.random.PRNGKey(0), 2)
+ours = mbc.MBCConfig(horizon=5, critic_hidden=(16, 16), policy_hidden=(8, 8), iterations=6)
+def train(**k):
+    return mbc.train_ours(ours, _double_integrator(), None, goals, keys, 2, **k)
+"""
+
+# ... killed (SIGKILL) right after its first checkpoint is written
+MBC_KILLED = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from metarl.driver import checkpoints
+real = checkpoints.save_checkpoint
+def save_then_die(*a, **k):
+    real(*a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)
+checkpoints.save_checkpoint = save_then_die
+exec(sys.argv[3])
+train(checkpoint=(sys.argv[1], {"part": "test", "n": 1}, False))
+"""
+
+
 def test_meta_training_killed_after_a_chunk_resumes_bit_for_bit(tmp_path):
     """The reacher's and arm's drivers checkpoint after every chunk (mbc.run_chunks, shared by train_ours,
-    train_ddpg and train_meta_critic; checked here through train_ours): a run stopped after its first
-    chunk and resumed gives the same states and curve, bit for bit, as the uninterrupted run; another
-    identity is refused in one line, a corrupted file too."""
+    train_ddpg and train_meta_critic; checked here through train_ours): a process killed (SIGKILL) right
+    after its first chunk's checkpoint, resumed, gives the same states and curve, bit for bit, as the
+    uninterrupted run; another identity is refused in one line, a corrupted file too."""
+    import subprocess
+    import sys
+
     from metarl.driver import CheckpointError, ConfigMismatch
+    from metarl.driver.segments import read_segments
 
-    task = _double_integrator()
-    goals = jnp.array([[0.5, 0.5], [-0.4, 0.2]])
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    ours = mbc.MBCConfig(horizon=5, critic_hidden=(16, 16), policy_hidden=(8, 8), iterations=6)
+    scope = {}
+    exec(MBC_TINY, scope)
+    train = scope["train"]
     ident = {"part": "test", "n": 1}
-
-    def train(**k):
-        return mbc.train_ours(ours, task, None, goals, keys, 2, **k)
-
     full = train()
-    path = str(tmp_path / "ours.npz")
-    part = train(checkpoint=(path, ident, False), max_chunks=1)  # as if killed after chunk 1
-    assert part[1].shape[1] == 2 and full[1].shape[1] == 6
+    path = str(tmp_path / "ours")
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", MBC_KILLED, path, here, MBC_TINY], capture_output=True, text=True,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.path.dirname(here)), timeout=600)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert read_segments(path)["done"] == 1 and sorted(os.listdir(tmp_path)) == ["ours"]
+    assert full[1].shape[1] == 6
     res = train(checkpoint=(path, ident, True))
     for a, b in zip(jax.tree.leaves(res[0]), jax.tree.leaves(full[0])):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert np.array_equal(res[1], full[1])
     with pytest.raises(ConfigMismatch, match=r"other settings: n \(1 -> 2\)"):
         train(checkpoint=(path, {"part": "test", "n": 2}, True))
-    raw = bytearray(open(path, "rb").read())
+    stored = max((os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f != "COMPLETE.json"),
+                 key=os.path.getsize)
+    raw = bytearray(open(stored, "rb").read())
     raw[len(raw) // 2:len(raw) // 2 + 8] = bytes(x ^ 0xFF for x in raw[len(raw) // 2:len(raw) // 2 + 8])
-    open(path, "wb").write(bytes(raw))
-    with pytest.raises(CheckpointError):
+    open(stored, "wb").write(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupted on disk"):
         train(checkpoint=(path, ident, True))
 
 
@@ -376,8 +409,8 @@ def test_nonfinite_meta_training_stops_with_its_seed_and_chunk(tmp_path):
     """The NaN/Inf guard of the model-based critic's chunk loop (mbc.run_chunks): a NaN in seed 1's state
     after chunk 2 stops the run with one line naming the part, method, seed and chunk; the checkpoint keeps
     chunk 1 (the last finite state)."""
-    from metarl import npz_checkpoint
     from metarl.driver import NonFiniteError
+    from metarl.driver.segments import read_segments
 
     calls = []
 
@@ -388,14 +421,14 @@ def test_nonfinite_meta_training_stops_with_its_seed_and_chunk(tmp_path):
             w = w.at[1, 0].set(jnp.nan)
         return {"w": w}, {"train_error": jnp.ones((2, 4))}
 
-    path = str(tmp_path / "reacher_ours.npz")
+    path = str(tmp_path / "reacher_ours")
     with pytest.raises(NonFiniteError) as e:
         mbc.run_chunks(run, {"w": jnp.zeros((2, 3))}, 3, 4, checkpoint=(path, {"part": "reacher", "method": "ours"},
                                                                          False))
     msg = str(e.value)
     assert "\n" not in msg and "seed(s) 1 in reacher ours meta-training chunk 2 of 3 (iterations 5-8)" in msg, msg
     assert "state['w']" in msg and e.value.failures["runs"] == [1]
-    assert npz_checkpoint.read_meta(path)["done"] == 1
+    assert read_segments(path)["done"] == 1
 
 
 def test_point_mass_and_training_tables_show_intervals_and_verdicts():
@@ -476,7 +509,6 @@ def test_toy_killed_after_two_loops_resumes_to_the_same_summary(tmp_path):
     --resume: the four loops left are computed, the two done are loaded, and the summary's loops and the
     basins table equal those of a run straight through; a resume of a run with other settings is refused."""
     import json
-    import os
     import subprocess
     import sys
 
@@ -491,7 +523,7 @@ def test_toy_killed_after_two_loops_resumes_to_the_same_summary(tmp_path):
     assert cli(whole, 0).returncode == 0
     r = cli(killed, 2)
     assert r.returncode == -9, r.stderr[-2000:]
-    assert sorted(os.listdir(killed / "checkpoints")) == ["toy_converged_meta_critic.npz", "toy_converged_q_fitting.npz"]
+    assert sorted(os.listdir(killed / "checkpoints")) == ["toy_converged_meta_critic", "toy_converged_q_fitting"]
     assert not (killed / "toy_summary.json").exists()
     r = cli(killed, 0, "--resume")
     assert r.returncode == 0 and "loops computed: 4" in r.stderr, r.stderr[-2000:]
@@ -513,8 +545,6 @@ def test_toy_killed_after_two_loops_resumes_to_the_same_summary(tmp_path):
 def test_pointmass_variant_checkpoint_reads_back_what_was_computed(tmp_path):
     """The point mass's unit checkpoint (a critic input's results for every seed): a resumed run loads the
     arrays it saved, leaf for leaf, in the program's structure, instead of training again."""
-    import os
-
     from experiments import model_based_critic_pointmass as pointmass
     from metarl.meta.model_based_critic_outputs import UnitCheckpoints, run_key
 

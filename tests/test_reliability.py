@@ -424,11 +424,11 @@ def test_bad_cli_input_is_one_line_before_anything_is_written(module, args, mess
 # each refusal is one line (exit 2) before anything is compiled, and leaves the folder as it was.
 EARLIER_RUN = [("experiments.epg", "epg.json", True), ("experiments.rl2", "rl2.json", True),
                ("experiments.lirpg", "config.json", True),
-               ("experiments.model_based_critic_reacher", "checkpoints/reacher_ours.npz", True),
+               ("experiments.model_based_critic_reacher", "checkpoints/reacher_ours/COMPLETE.json", True),
                ("experiments.model_based_critic_arm7", "arm7_summary.json", True),
                ("experiments.model_based_critic_toy", "toy_summary.json", True),
-               ("experiments.model_based_critic_pointmass", "checkpoints/pointmass_raw.npz", True),
-               ("experiments.metagenrl", "checkpoint.npz", True), ("experiments.meta_critic", "main/config.json", True)]
+               ("experiments.model_based_critic_pointmass", "checkpoints/pointmass_raw/COMPLETE.json", True),
+               ("experiments.metagenrl", "checkpoint/COMPLETE.json", True), ("experiments.meta_critic", "main/config.json", True)]
 
 
 @pytest.mark.parametrize("module,planted,resumable", EARLIER_RUN, ids=[m for m, _, _ in EARLIER_RUN])
@@ -468,35 +468,35 @@ def test_overwrite_removes_only_the_runs_files(tmp_path):
 
     d = tmp_path / "out"
     (d / "checkpoints").mkdir(parents=True)
-    for name in ("rl2.json", "checkpoint.npz", "checkpoints/reacher_ours.npz", "notes.txt", "checkpoints/keep.npz"):
+    for name in ("rl2.json", "checkpoint", "checkpoints/reacher_ours", "notes.txt", "checkpoints/keep.npz"):
         (d / name).write_text("x")
-    files = ("rl2.json", "checkpoint.npz", "checkpoints/reacher_ours.npz")
-    with pytest.raises(RunDirError, match="holds an earlier run: rl2.json, checkpoint.npz, checkpoints/reacher_ours"):
+    files = ("rl2.json", "checkpoint", "checkpoints/reacher_ours")
+    with pytest.raises(RunDirError, match="holds an earlier run: rl2.json, checkpoint, checkpoints/reacher_ours"):
         prepare_out_dir(str(d), False, False, files)
-    prepare_out_dir(str(d), True, False, files, resume_from=("checkpoint.npz",))  # resume: nothing touched
+    prepare_out_dir(str(d), True, False, files, resume_from=("checkpoint",))  # resume: nothing touched
     assert (d / "rl2.json").exists()
     prepare_out_dir(str(d), False, True, files)
     assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == ["checkpoints", "checkpoints/keep.npz", "notes.txt"]
     with pytest.raises(CheckpointMissing, match="nothing to resume"):
-        prepare_out_dir(str(d), True, False, files, resume_from=("checkpoint.npz",))
+        prepare_out_dir(str(d), True, False, files, resume_from=("checkpoint",))
 
 
 def test_model_based_critic_benchmark_refuses_an_unfinished_meta_training(tmp_path, capsys):
     """`make bench-model-based-critic` regenerates a finished run, but not over a meta-training left unfinished
     (continue it with --resume); --resume with no checkpoint is one line too."""
     from benchmarks import model_based_critic as bench
-    from metarl import npz_checkpoint
+    from metarl.driver.segments import save_checkpoint
 
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
         bench.main(["--out", str(out), "--parts", "reacher", "--resume"])
     assert e.value.code == 2 and "nothing to resume" in one_line_err(capsys) and not out.exists()
     (out / "checkpoints").mkdir(parents=True)
-    npz_checkpoint.save(str(out / "checkpoints" / "reacher_ddpg.npz"), {"w": np.zeros(2)}, {"done": 1, "total": 3})
+    save_checkpoint(str(out / "checkpoints" / "reacher_ddpg"), {"w": np.zeros(2)}, 1, [], {}, {}, total=3)
     with pytest.raises(SystemExit) as e:
         bench.main(["--out", str(out), "--parts", "toy", "reacher"])
     line = one_line_err(capsys)
-    assert e.value.code == 2 and "unfinished meta-training (checkpoints/reacher_ddpg.npz: 1 of 3 chunks)" in line, line
+    assert e.value.code == 2 and "unfinished meta-training (checkpoints/reacher_ddpg: 1 of 3 chunks)" in line, line
     assert sorted(os.listdir(out)) == ["checkpoints"]
 
 

@@ -73,6 +73,10 @@ def tree(tmp_path):
     ck = root / "metagenrl" / "objectives" / "final"
     _write(ck / "_CHECKPOINT_METADATA", "{}")
     _write(ck / "d" / "abc", "bin")
+    seg = root / "metagenrl" / "objectives" / "set_1" / "checkpoint"  # a segment loop's checkpoint folder
+    _json(seg / "COMPLETE.json", {"chunk": 1})
+    _json(seg / "segments.json", {"done": 1, "history": []})
+    _write(seg / "state" / "_CHECKPOINT_METADATA", "{}")
     _write(root / "metagenrl" / "notes.txt", "free text")
     _write(root / "gpu_probe" / "log.txt", "a folder no paper claims")
     readme = _write(tmp_path / "README.md", README)
@@ -94,10 +98,11 @@ def test_index_lists_every_file(tree):
     for rel in _all_files(root):
         if rel == "index.md":
             continue
-        if rel.startswith("metagenrl/objectives/final/"):  # a checkpoint is one entry with its file count
-            continue
+        if rel.startswith(("metagenrl/objectives/final/", "metagenrl/objectives/set_1/checkpoint/")):
+            continue  # a checkpoint is one entry with its file count
         assert f"]({rel})" in index, rel
     assert "](metagenrl/objectives/final)" in index and "checkpoint (2 files)" in index
+    assert "](metagenrl/objectives/set_1/checkpoint)" in index and "checkpoint (3 files)" in index
     # papers in their order, each with its docs page; run records carry what the JSON has
     assert index.index("## Online Meta-Critic") < index.index("## MetaGenRL") < index.index("## Outer value")
     assert index.index("## Outer value") < index.index("## Throughput") < index.index("## Other runs")

@@ -16,7 +16,7 @@ meta_test_curves.png, meta_train_curves.png, and run.json (settings, status, ses
 
 Resumable: every finished stage (meta-training per training set, meta-test, random policy, on-policy
 rows) is kept in stages/<stage>.json; meta-training and meta-test checkpoint their programs after
-every evaluation (objectives/<set>/checkpoint.npz, checkpoints/meta_test/). Ctrl-C finishes the
+every evaluation (objectives/<set>/checkpoint/, checkpoints/meta_test/). Ctrl-C finishes the
 running segment and its checkpoint and prints the command that continues the run (--resume), which
 is refused in one line if the settings (scale, package versions) differ.
 

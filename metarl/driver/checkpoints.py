@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from metarl import cli
-from metarl.driver.errors import CheckpointError, CheckpointMissing
+from metarl.driver.errors import CheckpointError, CheckpointMismatch, CheckpointMissing
 from metarl.driver.records import read_json, write_json
 
 
@@ -56,15 +56,33 @@ def file_hashes(root: str) -> dict:
     return out
 
 
+def leaf_shapes(tree) -> dict:
+    """``dtype[shape]`` of every array (or ShapeDtypeStruct), keyed by its path in the pytree."""
+    return {jax.tree_util.keystr(path): f"{np.dtype(leaf.dtype)}{list(np.shape(leaf))}"
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def checkpoint_names(ckpt_dir: str) -> tuple[str, ...]:
+    """The folders one checkpoint may occupy: itself, its ``.partial`` (a save under way) and ``.old``."""
+    return tuple(ckpt_dir + s for s in ("", ".partial", ".old"))
+
+
 def has_checkpoint(ckpt_dir: str) -> bool:
     """Whether any of checkpoint, checkpoint.partial, checkpoint.old exists (complete or not)."""
-    return any(os.path.exists(ckpt_dir + s) for s in ("", ".partial", ".old"))
+    return any(os.path.exists(p) for p in checkpoint_names(ckpt_dir))
+
+
+def remove_checkpoint(ckpt_dir: str):
+    """Remove a checkpoint and its ``.partial`` / ``.old`` folders."""
+    for p in checkpoint_names(ckpt_dir):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def save_checkpoint(ckpt_dir: str, state, chunk: int, progress: dict, arrays: dict | None = None,
-                    on_open: Callable | None = None):
-    """Write ``<ckpt_dir>.partial`` whole (orbax ``state``, ``arrays.npz`` if ``arrays``, ``progress.json``
-    = {"chunk": chunk, **progress}, then COMPLETE.json with the sha256 of every file and array), then swap
+                    on_open: Callable | None = None, files: dict | None = None):
+    """Write ``<ckpt_dir>.partial`` whole (orbax ``state`` unless it has no arrays, ``arrays.npz`` if
+    ``arrays``, each of ``files`` ({name: bytes}), ``progress.json`` = {"chunk": chunk, **progress}, then
+    COMPLETE.json with the sha256 of every file and array and every array's dtype and shape), then swap
     it in: checkpoint -> checkpoint.old, checkpoint.partial -> checkpoint. A kill at any moment leaves a
     complete checkpoint somewhere. ``on_open(checkpointer or None)`` lets a caller close an async write
     that a second SIGINT abandons."""
@@ -72,22 +90,27 @@ def save_checkpoint(ckpt_dir: str, state, chunk: int, progress: dict, arrays: di
 
     tmp = ckpt_dir + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    ckpt = ocp.StandardCheckpointer()
-    if on_open is not None:
-        on_open(ckpt)
-    try:
-        ckpt.save(os.path.join(tmp, "state"), state)
-        ckpt.wait_until_finished()
-    finally:
-        ckpt.close()
+    os.makedirs(tmp)
+    if jax.tree.leaves(state):
+        ckpt = ocp.StandardCheckpointer()
         if on_open is not None:
-            on_open(None)
+            on_open(ckpt)
+        try:
+            ckpt.save(os.path.join(tmp, "state"), state)
+            ckpt.wait_until_finished()
+        finally:
+            ckpt.close()
+            if on_open is not None:
+                on_open(None)
     if arrays is not None:
         with open(os.path.join(tmp, "arrays.npz"), "wb") as f:
             np.savez(f, **arrays)
+    for name, data in (files or {}).items():
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
     write_json(os.path.join(tmp, "progress.json"), {"chunk": chunk, **progress})
     write_json(os.path.join(tmp, MARKER), {"format": 1, "chunk": chunk, "files": file_hashes(tmp),
-                                           "leaves": leaf_hashes(state)})
+                                           "leaves": leaf_hashes(state), "shapes": leaf_shapes(state)})
     old = ckpt_dir + ".old"
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(ckpt_dir):
@@ -118,10 +141,28 @@ def find_checkpoint(ckpt_dir: str, where: str) -> tuple[str, dict]:
     return path, marker
 
 
+def check_shapes(name: str, marker: dict, abstract):
+    """A one-line :class:`CheckpointMismatch` when the checkpoint's arrays (its marker's record) are not
+    those of ``abstract``: another count, another path, another dtype or shape (the first one named)."""
+    if "shapes" not in marker:
+        return
+    have, want = marker["shapes"], leaf_shapes(abstract)
+    if len(have) != len(want):
+        raise CheckpointMismatch(f"checkpoint {name} holds {len(have)} arrays, this program's state has {len(want)}")
+    for leaf, shape in want.items():
+        if leaf not in have:
+            raise CheckpointMismatch(f"checkpoint {name} has no array {leaf} (this program's state has; it holds "
+                                     f"{', '.join(sorted(set(have) - set(want))[:3])})")
+        if have[leaf] != shape:
+            raise CheckpointMismatch(f"checkpoint {name}: array {leaf} is {have[leaf]}, this program's state wants "
+                                     f"{shape}")
+
+
 def restore_checkpoint(ckpt_dir: str, abstract, where: str):
     """Restore the newest complete checkpoint into the shapes of ``abstract`` (a pytree of
     ShapeDtypeStruct), checking the sha256 of every file and array first. Returns (state, progress
-    dict, arrays dict or None, path); any mismatch is a one-line :class:`CheckpointError`."""
+    dict, arrays dict or None, path); any mismatch is a one-line :class:`CheckpointError` (arrays that
+    are intact but not of ``abstract``'s shapes: its subclass :class:`CheckpointMismatch`)."""
     import orbax.checkpoint as ocp
 
     path, marker = find_checkpoint(ckpt_dir, where)
@@ -133,11 +174,15 @@ def restore_checkpoint(ckpt_dir: str, abstract, where: str):
         if sha256_file(full) != digest:
             raise CheckpointError(f"checkpoint file {os.path.join(name, rel)} does not match its recorded "
                                   f"sha256 (corrupted on disk); refusing to resume from it")
-    try:
-        with ocp.StandardCheckpointer() as ckpt:
-            state = ckpt.restore(os.path.join(path, "state"), abstract)
-    except Exception as e:  # orbax/tensorstore errors are long; the first line names the cause
-        raise CheckpointError(f"cannot read checkpoint {name}: {cli.one_line(str(e).splitlines()[0] if str(e) else e)[:300]}") from None
+    check_shapes(name, marker, abstract)
+    if not jax.tree.leaves(abstract):
+        state = abstract
+    else:
+        try:
+            with ocp.StandardCheckpointer() as ckpt:
+                state = ckpt.restore(os.path.join(path, "state"), abstract)
+        except Exception as e:  # orbax/tensorstore errors are long; the first line names the cause
+            raise CheckpointError(f"cannot read checkpoint {name}: {cli.one_line(str(e).splitlines()[0] if str(e) else e)[:300]}") from None
     leaves = leaf_hashes(state)
     if set(leaves) != set(marker["leaves"]):
         raise CheckpointError(f"checkpoint {name} holds other arrays than recorded: "
@@ -155,6 +200,13 @@ def restore_checkpoint(ckpt_dir: str, abstract, where: str):
         with np.load(os.path.join(path, "arrays.npz"), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     return state, progress, arrays, path
+
+
+def checkpoint_progress(ckpt_dir: str) -> dict:
+    """progress.json of the newest complete checkpoint (its "chunk" and what its writer added), without
+    restoring it; a one-line :class:`CheckpointMissing` if there is none."""
+    path, _ = find_checkpoint(ckpt_dir, os.path.dirname(ckpt_dir))
+    return read_json(os.path.join(path, "progress.json"))
 
 
 def promote_checkpoint(ckpt_dir: str, path: str):

@@ -1,17 +1,19 @@
 """The segment loop of the programs that keep their own host state between compiled segments: a compiled
-``segment(state) -> (state, metrics)`` driven from Python, with the NaN/inf guard after each, a one-file
-.npz checkpoint (metarl.npz_checkpoint: state, segments done, history, identity) every few segments and at
-SIGINT, and a resume that continues bit for bit.
+``segment(state) -> (state, metrics)`` driven from Python, with the NaN/inf guard after each, a checkpoint
+every few segments and at SIGINT (the Driver's format, metarl.driver.checkpoints: the orbax state, and
+``segments.json`` with the segments done, the history and the run's identity; hashed, swapped in whole),
+and a resume that continues bit for bit.
 
 :func:`run_segments` is that loop (MetaGenRL's meta-training, meta-test and baselines; the model-based
 critic's reacher and arm meta-training); :class:`StopFlag` turns the first Ctrl-C into "finish this
 segment and its checkpoint"; a run's ``identity`` (its settings and package versions) must match its
 checkpoint's for a resume. :class:`metarl.driver.Driver` is the loop of the programs whose whole state is
-one pytree with an orbax checkpoint (the off-policy trainer, the outer-value experiments).
+one pytree and whose run directory is theirs alone (the off-policy trainer, the outer-value experiments).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -22,7 +24,8 @@ import numpy as np
 
 from metarl.driver.records import json_norm
 
-CHECKPOINT = "checkpoint.npz"
+CHECKPOINT = "checkpoint"  # a folder (metarl.driver.checkpoints), with its .partial / .old while one is swapped in
+SEGMENTS = "segments.json"  # inside it: identity, segments done and total, history, extra (NaN kept)
 
 
 class StopFlag:
@@ -66,27 +69,57 @@ def json_ready(tree):
 
 def save_checkpoint(path: str, state, done: int, history: list, extra: dict, identity: dict,
                     total: int | None = None):
-    """``state`` (every leaf, each with its sha256), the segments ``done`` of ``total``, the host ``history``
-    and ``extra`` (JSON), and the run's ``identity``, in one .npz written whole (metarl.npz_checkpoint)."""
-    from metarl import npz_checkpoint
+    """Checkpoint folder ``path`` (metarl.driver.save_checkpoint, swapped in whole): ``state`` (orbax, every
+    leaf hashed) and segments.json: the segments ``done`` of ``total``, the host ``history`` and ``extra``
+    (JSON, NaN kept, so a history reads back value for value) and the run's ``identity``."""
+    from metarl.driver.checkpoints import save_checkpoint as save_folder
 
-    npz_checkpoint.save(path, state, dict(identity=identity, done=done, total=total, history=history, extra=extra))
+    body = json.dumps({"identity": identity, "done": done, "total": total, "history": history, "extra": extra},
+                      default=lambda o: np.asarray(o).tolist())
+    save_folder(path, state, done, {"total": total}, files={SEGMENTS: body})
 
 
 def load_checkpoint(path: str, like, identity: dict):
-    """(state, done, history, extra) from :func:`save_checkpoint`. ``like``: the state's abstract shape
-    (``jax.eval_shape`` of the init); a checkpoint of another stage or of other settings is refused with
-    a one-line ``ConfigMismatch`` naming the differences, a corrupted or foreign one with a one-line
+    """(state, done, history, extra) from :func:`save_checkpoint`'s folder ``path`` (the newest complete
+    of it, its .partial and .old). ``like``: the state's abstract shape (``jax.eval_shape`` of the init); a
+    checkpoint of other settings is refused with a one-line ``ConfigMismatch`` naming the differences, one
+    of other shapes with a one-line ``CheckpointMismatch``, a corrupted one with a one-line
     ``CheckpointError``."""
-    from metarl import npz_checkpoint
-    from metarl.driver.errors import ConfigMismatch
+    from metarl.driver.checkpoints import restore_checkpoint
+    from metarl.driver.errors import CheckpointMismatch, ConfigMismatch
     from metarl.driver.records import identity_diff
 
-    state, meta, _ = npz_checkpoint.load(path, like)
-    if meta["identity"] != json_norm(identity):
-        raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
-                             f"{identity_diff(meta['identity'], json_norm(identity))}")
+    def check_identity(meta):
+        if meta["identity"] != json_norm(identity):
+            raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
+                                 f"{identity_diff(meta['identity'], json_norm(identity))}")
+
+    try:  # every file's sha256 is checked first
+        state, _, _, found = restore_checkpoint(path, like, os.path.dirname(path))
+    except CheckpointMismatch:  # a run of other settings is named as such, not by its first array of another shape
+        check_identity(read_segments(path))
+        raise
+    meta = read_segments(path, found)
+    check_identity(meta)
     return state, meta["done"], meta["history"], meta["extra"]
+
+
+def read_segments(path: str, found: str | None = None) -> dict:
+    """segments.json of the newest complete checkpoint at ``path`` (or of the folder ``found``): identity,
+    done, total, history, extra. One-line CheckpointError if it cannot be read."""
+    from metarl.driver.checkpoints import find_checkpoint
+    from metarl.driver.errors import CheckpointError
+
+    found = found or find_checkpoint(path, os.path.dirname(path))[0]
+    try:
+        with open(os.path.join(found, SEGMENTS)) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint {found}: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(meta, dict) or not {"identity", "done", "history", "extra"} <= set(meta):
+        raise CheckpointError(f"checkpoint {found} has no segment record ({SEGMENTS}); start the run again "
+                              "without --resume")
+    return meta
 
 
 def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | None, identity: dict, *,
@@ -118,14 +151,19 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     from metarl.driver.guard import check_finite
     from metarl.driver.records import package_versions
 
+    from metarl.driver.checkpoints import find_checkpoint, has_checkpoint, promote_checkpoint, remove_checkpoint
+
     identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused
     path = os.path.join(ckpt_dir, name) if ckpt_dir else None
     done, history = 0, []
-    if resume and path and os.path.isfile(path):
+    if resume and path and has_checkpoint(path):
         state, done, history, ex = load_checkpoint(path, like, identity)
+        promote_checkpoint(path, find_checkpoint(path, ckpt_dir)[0])  # resumed from .partial / .old: `checkpoint` again
         if extra is not None:
             extra[1](ex)
     else:
+        if path:  # a new run: no earlier checkpoint (or half-written one) of this name may be resumed later
+            remove_checkpoint(path)
         state = init_state()
     if bar is not None:
         bar.update(done * units_per_segment)
@@ -171,7 +209,9 @@ def vmapped_run(init, run_segment, key, seeds: int, total: int, ckpt_dir: str | 
 
 def drop_checkpoint(ckpt_dir: str | None):
     """Remove a finished stage's checkpoint (its result is on disk by then)."""
-    if ckpt_dir and os.path.isfile(os.path.join(ckpt_dir, CHECKPOINT)):
-        os.remove(os.path.join(ckpt_dir, CHECKPOINT))
+    from metarl.driver.checkpoints import has_checkpoint, remove_checkpoint
+
+    if ckpt_dir and has_checkpoint(os.path.join(ckpt_dir, CHECKPOINT)):
+        remove_checkpoint(os.path.join(ckpt_dir, CHECKPOINT))
         with contextlib.suppress(OSError):  # a folder of its own (meta-test) goes too; an objective's stays
             os.rmdir(ckpt_dir)

@@ -37,12 +37,12 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
 
 def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
     """The run-directory policy (metarl.driver.prepare_out_dir): a new run refuses an --out holding an
-    earlier run's checkpoint.npz, <name>.json or run record (config.json, meta.json) unless ``overwrite``; ``resume`` needs a checkpoint.npz.
+    earlier run's checkpoint, <name>.json or run record (config.json, meta.json) unless ``overwrite``; ``resume`` needs a checkpoint.
     One-line RunError otherwise. Called after the settings validate, before anything is compiled."""
-    from metarl.driver import prepare_out_dir
+    from metarl.driver import CHECKPOINT_NAMES, prepare_out_dir
 
-    prepare_out_dir(out_dir, resume, overwrite, ("checkpoint.npz", f"{name}.json", "config.json", "meta.json"),
-                    resume_from=("checkpoint.npz",))
+    prepare_out_dir(out_dir, resume, overwrite, CHECKPOINT_NAMES + (f"{name}.json", "config.json", "meta.json"),
+                    resume_from=CHECKPOINT_NAMES)
 
 
 def run_record(out_dir: str | None, record: dict, resume: bool):

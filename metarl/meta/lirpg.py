@@ -55,7 +55,7 @@ import optax
 from flax import struct
 
 from metarl import envs
-from metarl.driver import ConfigMismatch
+from metarl.driver import ConfigMismatch, has_checkpoint
 from metarl.agents import onpolicy as op
 from metarl.nets import MLP
 
@@ -314,7 +314,7 @@ class ResumeMismatch(ConfigMismatch):
 
 
 def _load_checkpoint(run_dir, template, identity: dict):
-    """(state, history) from the run's checkpoint.npz (metarl.driver.segments); a corrupted file is a one-line
+    """(state, history) from the run's checkpoint (metarl.driver.segments); a corrupted one is a one-line
     metarl.driver.CheckpointError, one of another program's shapes or settings a one-line ResumeMismatch."""
     from metarl.driver import CheckpointMismatch
     from metarl.driver.segments import CHECKPOINT, load_checkpoint
@@ -367,7 +367,7 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     seed s starts from the same parameters, environments and key as variant 0's seed s.
 
     With ``run_dir``: config.json (the record: config, variants, seeds, versions), a checkpoint after
-    every evaluation (checkpoint.npz) and result.json at the end; ``resume`` continues
+    every evaluation (checkpoint/) and result.json at the end; ``resume`` continues
     from the checkpoint (the config must be the same). ``max_segments`` stops early (tests).
     Returns {variant: {eval_return [seeds, evals], train_return, env_steps, meta_loss, ...}}, plus
     "wall_s" and "complete"."""
@@ -379,7 +379,9 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
         config.hp(v)
     record = run_identity(config, env, variants, seeds, key)
     cfg_path = os.path.join(run_dir, "config.json") if run_dir is not None else None
-    resuming = resume and run_dir is not None and os.path.isfile(os.path.join(run_dir, "checkpoint.npz"))
+    from metarl.driver.segments import CHECKPOINT
+
+    resuming = resume and run_dir is not None and has_checkpoint(os.path.join(run_dir, CHECKPOINT))
     if resume and cfg_path is not None and os.path.isfile(cfg_path):  # before anything is compiled
         with open(cfg_path) as f:
             old = json.load(f)

@@ -30,10 +30,15 @@ TOY_UNITS = tuple(f"{regime}_{loop}" for regime in ("converged", "online")
 UNITS = {"toy": TOY_UNITS, "pointmass": ("raw", "folded"), "reacher": METHODS, "arm7": METHODS}
 
 
-def checkpoint_files(part: str) -> tuple[str, ...]:
+def checkpoint_folders(part: str) -> tuple[str, ...]:
     """A part's checkpoints, relative to the output folder: the reacher's and the arm's meta-training of each
     method (after every chunk), the toy's six loops and the point mass's two critic inputs (each once done)."""
-    return tuple(f"checkpoints/{part}_{u}.npz" for u in UNITS[part])
+    return tuple(f"checkpoints/{part}_{u}" for u in UNITS[part])
+
+
+def checkpoint_files(part: str) -> tuple[str, ...]:
+    """:func:`checkpoint_folders` with the ``.partial`` / ``.old`` folders a save in progress may leave."""
+    return tuple(f + s for f in checkpoint_folders(part) for s in ("", ".partial", ".old"))
 
 
 def part_files(part: str) -> tuple[str, ...]:
@@ -173,7 +178,7 @@ def identity(part: str, unit: str, config: dict) -> dict:
 def checkpoints(out_dir: str, part: str, config: dict, resume: bool) -> dict:
     """{method: (path, identity, resume)} for the drivers' ``checkpoint`` argument: one file per method
     under ``out_dir/checkpoints``; a run's identity is its part, method, config and package versions."""
-    return {m: (os.path.join(out_dir, "checkpoints", f"{part}_{m}.npz"), identity(part, m, config), resume)
+    return {m: (os.path.join(out_dir, "checkpoints", f"{part}_{m}"), identity(part, m, config), resume)
             for m in METHODS}
 
 
@@ -225,10 +230,10 @@ def training_summary(chunk: int, r: dict) -> dict:
 
 class UnitCheckpoints:
     """Checkpoints of a part whose work is a few independent units (the toy's six loops, the point mass's two
-    critic inputs): a unit's results are written whole to ``out_dir/checkpoints/<part>_<unit>.npz``
-    (metarl.npz_checkpoint, every array hashed) once computed, and a resumed run loads the units done instead of
-    computing them again; a unit written with another identity (config, seed, package versions) is refused in
-    one line (ConfigMismatch), a corrupted one too (CheckpointError)."""
+    critic inputs): a unit's results are written whole to the folder ``out_dir/checkpoints/<part>_<unit>``
+    (metarl.driver.save_checkpoint: orbax arrays, every file and array hashed) once computed, and a resumed run
+    loads the units done instead of computing them again; a unit written with another identity (config, seed,
+    package versions) is refused in one line (ConfigMismatch), a corrupted one too (CheckpointError)."""
 
     def __init__(self, out_dir: str, part: str, config: dict, resume: bool):
         from metarl.driver import json_norm
@@ -237,30 +242,31 @@ class UnitCheckpoints:
         self.config = json_norm(config)
 
     def path(self, unit: str) -> str:
-        return os.path.join(self.out_dir, "checkpoints", f"{self.part}_{unit}.npz")
+        return os.path.join(self.out_dir, "checkpoints", f"{self.part}_{unit}")
 
     def load(self, unit: str, like=None):
         """(tree, meta, arrays) of a unit done, or None (not resuming, or not done yet)."""
-        from metarl import npz_checkpoint
         from metarl.driver import ConfigMismatch, identity_diff, json_norm
+        from metarl.driver.checkpoints import checkpoint_progress, has_checkpoint, restore_checkpoint
 
         path = self.path(unit)
-        if not (self.resume and os.path.isfile(path)):
+        if not (self.resume and has_checkpoint(path)):
             return None
-        tree, meta, arrays = npz_checkpoint.load(path, {} if like is None else like)
+        meta = checkpoint_progress(path)
         want = json_norm(identity(self.part, unit, self.config))
         if meta.get("identity") != want:
             raise ConfigMismatch(f"cannot resume from {path}: it was written with other settings: "
                                  f"{identity_diff(meta.get('identity', {}), want)}")
-        return tree, meta, arrays
+        tree, meta, arrays, _ = restore_checkpoint(path, {} if like is None else like, os.path.dirname(path))
+        return tree, meta, arrays or {}
 
     def save(self, unit: str, tree=None, meta: dict | None = None, arrays: dict | None = None):
-        from metarl import npz_checkpoint
         from metarl.driver import json_norm
+        from metarl.driver.checkpoints import save_checkpoint
 
         os.makedirs(os.path.dirname(self.path(unit)), exist_ok=True)
-        npz_checkpoint.save(self.path(unit), {} if tree is None else tree,
-                            dict(meta or {}, identity=json_norm(identity(self.part, unit, self.config))), arrays)
+        save_checkpoint(self.path(unit), {} if tree is None else tree, 1,
+                        dict(meta or {}, identity=json_norm(identity(self.part, unit, self.config))), arrays)
 
 
 def metadata(config, wall_time: float) -> dict:

@@ -24,7 +24,9 @@ OTHER = ("Other runs", None)
 
 TABLE_EXT = {".md", ".csv", ".tsv"}
 FIGURE_EXT = {".png", ".svg", ".pdf", ".jpg", ".jpeg", ".gif"}
-CHECKPOINT_MARKERS = {"_CHECKPOINT_METADATA", "_METADATA", "manifest.ocdbt", "_sharding", "commit_success.txt"}
+# orbax's own files, and metarl's completion marker (metarl.driver.checkpoints: the folder is one checkpoint)
+CHECKPOINT_MARKERS = {"_CHECKPOINT_METADATA", "_METADATA", "manifest.ocdbt", "_sharding", "commit_success.txt",
+                      "COMPLETE.json"}
 MAX_JSON_BYTES = 64 << 20  # larger JSON files are listed but not parsed
 NO_INTERVAL = "no interval yet"
 ROW_KEYS = {"iqm", "verdict", "claim_verdict", "iqm_a"}

@@ -53,7 +53,7 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
     """Meta-train one objective on the named training environments; saves it (orbax) before meta-training
     as ``out_dir/initial``, at ``scale.stages`` evenly spaced points under ``out_dir/stage_<i>`` and the
     last one also as ``out_dir/final``.
-    The population is checkpointed in ``out_dir/checkpoint.npz`` every ``checkpoint_every`` evaluations
+    The population is checkpointed in ``out_dir/checkpoint/`` every ``checkpoint_every`` evaluations
     (default ``scale.checkpoint_every``); ``resume=True`` continues from it (SIGINT through ``stop``:
     :func:`run_segments`); the checkpoint is removed when the objective is final.
     Returns a dict: per-environment metrics [evals, agents] (see ``mg.make_population``), meta_grad_norm

@@ -1,6 +1,6 @@
 """Drivers shared by the reacher and 7-DoF experiments: seeds vmapped, meta-iterations run as compiled
 chunks with a progress bar, checkpointed after every chunk so that an interrupted run continues
-(``checkpoint=(path, identity, resume)``: one hashed .npz, metarl.npz_checkpoint)."""
+(``checkpoint=(path, identity, resume)``: a checkpoint folder, metarl.driver.segments)."""
 from __future__ import annotations
 
 import os

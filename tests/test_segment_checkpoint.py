@@ -1,0 +1,110 @@
+"""The checkpoints of the segment loops (metarl.driver.segments: MetaGenRL, EPG / RL^2, PPO-LIRPG, the
+model-based critic's meta-training and units), in the Driver's format (metarl.driver.checkpoints: an orbax
+state and segments.json in a folder with a hashed completion marker, swapped in whole): a round trip keeps
+every array and the history value for value (NaN included); a kill between the swap's renames resumes
+from the newest complete folder; each fault injected (bytes flipped in a stored array, segments.json
+edited, another program's shapes, another run's settings, a folder without its marker) is a one-line
+CheckpointError or ConfigMismatch instead of a silent resume."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl.driver import CheckpointError, CheckpointMismatch, CheckpointMissing, ConfigMismatch, RunError
+from metarl.driver import segments as sg
+
+
+def _state():
+    return {"params": {"w": jnp.arange(12.0).reshape(3, 4), "b": jnp.ones(4, jnp.float32)},
+            "step": jnp.asarray(7, jnp.int32)}
+
+
+def _stored_files(path):
+    return [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f != "COMPLETE.json"]
+
+
+def _flip_largest(path):
+    """Flip 8 bytes in the middle of the largest file of the checkpoint folder (an array's bytes)."""
+    f = max(_stored_files(path), key=os.path.getsize)
+    raw = bytearray(open(f, "rb").read())
+    at = len(raw) // 2
+    raw[at:at + 8] = bytes(b ^ 0xFF for b in raw[at:at + 8])
+    open(f, "wb").write(bytes(raw))
+
+
+def test_round_trip_keeps_arrays_history_and_nan(tmp_path):
+    p = str(tmp_path / "checkpoint")
+    hist = [{"ret": np.asarray([1.5, np.nan], np.float32).tolist()}]
+    sg.save_checkpoint(p, _state(), 1, hist, {"streak": 3}, {"stage": "a"}, 4)
+    state, done, back, extra = sg.load_checkpoint(p, jax.eval_shape(_state), {"stage": "a"})
+    assert np.array_equal(np.asarray(state["params"]["w"]), np.asarray(_state()["params"]["w"]))
+    assert state["step"].dtype == jnp.int32 and int(state["step"]) == 7
+    assert done == 1 and extra == {"streak": 3}
+    assert back[0]["ret"][0] == 1.5 and np.isnan(back[0]["ret"][1])
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]  # swapped in whole: no .partial / .old left
+    assert sg.read_segments(p)["total"] == 4
+
+
+def test_a_kill_between_the_renames_resumes_from_the_newest_complete_folder(tmp_path):
+    p = str(tmp_path / "checkpoint")
+    sg.save_checkpoint(p, _state(), 1, [{"r": 1.0}], {}, {"run": 1})
+    os.replace(p, p + ".old")  # killed after checkpoint -> checkpoint.old, before .partial -> checkpoint
+    state, done, hist, _ = sg.load_checkpoint(p, _state(), {"run": 1})
+    assert done == 1 and hist == [{"r": 1.0}]
+    os.makedirs(p + ".partial")  # and a save cut short (no marker) beside it: not resumed from
+    assert sg.load_checkpoint(p, _state(), {"run": 1})[1] == 1
+
+
+def test_faults_are_one_line_errors(tmp_path):
+    p = str(tmp_path / "checkpoint")
+    like = jax.eval_shape(_state)
+    # bytes flipped inside a stored array file
+    sg.save_checkpoint(p, _state(), 1, [], {}, {"run": 1})
+    _flip_largest(p)
+    with pytest.raises(CheckpointError, match="does not match its recorded sha256") as e:
+        sg.load_checkpoint(p, like, {"run": 1})
+    assert "\n" not in str(e.value) and isinstance(e.value, RunError)
+    # segments.json edited (another history, the marker's hash of it unchanged)
+    sg.save_checkpoint(p, _state(), 1, [{"r": 1.0}], {}, {"run": 1})
+    seg = os.path.join(p, sg.SEGMENTS)
+    text = open(seg).read()
+    open(seg, "w").write(text.replace("1.0", "2.0"))
+    with pytest.raises(CheckpointError, match="segments.json does not match its recorded sha256"):
+        sg.load_checkpoint(p, like, {"run": 1})
+    # another program's shapes, another count of arrays
+    sg.save_checkpoint(p, _state(), 1, [], {}, {"run": 1})
+    other = dict(_state(), params={"w": jnp.zeros((3, 5)), "b": jnp.ones(4, jnp.float32)})
+    with pytest.raises(CheckpointMismatch, match=r"array \['params'\]\['w'\] is float32\[3, 4\], this program's "
+                                                 r"state wants float32\[3, 5\]"):
+        sg.load_checkpoint(p, jax.eval_shape(lambda: other), {"run": 1})
+    with pytest.raises(CheckpointMismatch, match="holds 3 arrays, this program's state has 2"):
+        sg.load_checkpoint(p, {"a": jnp.zeros(1), "b": jnp.zeros(1)}, {"run": 1})
+    # another run's settings: named before any array is read
+    with pytest.raises(ConfigMismatch, match=r"other settings: run \(1 -> 2\)"):
+        sg.load_checkpoint(p, like, {"run": 2})
+    # a folder whose save never finished (no marker)
+    os.remove(os.path.join(p, "COMPLETE.json"))
+    with pytest.raises(CheckpointMissing, match="without COMPLETE.json"):
+        sg.load_checkpoint(p, like, {"run": 1})
+
+
+def test_each_segment_loop_refuses_a_corrupted_checkpoint(tmp_path):
+    """PPO-LIRPG's run directory reads the same folders: its own checkpoint back, and one-line refusals of
+    another program's shapes, other settings and flipped bytes."""
+    from metarl.meta import lirpg as lp
+
+    run_dir = str(tmp_path / "lirpg")
+    os.makedirs(run_dir)
+    hist = [{"eval_return": [1.0, 2.0]}, {"eval_return": [3.0, 4.0]}]
+    sg.save_checkpoint(os.path.join(run_dir, sg.CHECKPOINT), _state(), 2, hist, {}, {"run": 1}, 4)
+    state, back = lp._load_checkpoint(run_dir, _state(), {"run": 1})
+    assert len(back) == 2 and np.array_equal(back[1]["eval_return"], [3.0, 4.0])
+    with pytest.raises(lp.ResumeMismatch, match="does not fit this run"):
+        lp._load_checkpoint(run_dir, dict(_state(), step=jnp.zeros(2, jnp.int32)), {"run": 1})
+    with pytest.raises(lp.ResumeMismatch, match=r"other settings: run \(1 -> 2\)"):
+        lp._load_checkpoint(run_dir, _state(), {"run": 2})
+    _flip_largest(os.path.join(run_dir, sg.CHECKPOINT))
+    with pytest.raises(CheckpointError, match="corrupted on disk"):
+        lp._load_checkpoint(run_dir, _state(), {"run": 1})
