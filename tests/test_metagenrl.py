@@ -721,7 +721,7 @@ def test_command_line_meta_trains_then_meta_tests_the_saved_objective(tmp_path, 
 
 
 @pytest.mark.slow
-def test_meta_train_resumed_equals_uninterrupted(tmp_path):
+def test_meta_train_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     """A meta-training stopped after its first segment (as SIGINT does: checkpoint, then Interrupted)
     and resumed gives the same objective, stage objectives, metrics and monitor record, bit for bit, as
     one run straight through; the checkpoint is gone once the objective is final, and a checkpoint
@@ -734,11 +734,18 @@ def test_meta_train_resumed_equals_uninterrupted(tmp_path):
     train = ("Pendulum", "Reacher")
     whole = ex.meta_train(scale, train, str(tmp_path / "whole"), progress=False)
     stop = segments.StopFlag()
-    stop.requested = True  # as the first Ctrl-C: finish the segment, checkpoint, stop
+    update = mg.MetaGradMonitor.update
+
+    def update_then_interrupt(self, m):  # as the first Ctrl-C arriving during segment 1: finish it, checkpoint, stop
+        stop.requested = True
+        return update(self, m)
+
+    monkeypatch.setattr(mg.MetaGradMonitor, "update", update_then_interrupt)
     part = str(tmp_path / "part")
     with pytest.raises(Interrupted, match="after segment 1 of 3"):
         ex.meta_train(scale, train, part, progress=False, stop=stop)
-    assert os.path.isfile(os.path.join(part, segments.CHECKPOINT)) and not os.path.exists(os.path.join(part, "final"))
+    monkeypatch.undo()
+    assert os.path.isdir(os.path.join(part, segments.CHECKPOINT)) and not os.path.exists(os.path.join(part, "final"))
     assert not [f for f in os.listdir(part) if ".tmp" in f]  # nothing half-written
     other = dataclasses.replace(scale, train=dataclasses.replace(scale.train, objective_lr=3e-4))
     with pytest.raises(ConfigMismatch, match=r"config.objective_lr \(0.001 -> 0.0003\)"):

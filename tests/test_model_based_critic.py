@@ -14,8 +14,10 @@ from metarl.meta import model_based_critic as mbc
 # ------------------------------------------------------------------ the analytic toy (float64)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def x64():
+    """float64 for the test that asks for it, and only for it (a module-wide fixture would leave it on for
+    the tests after it in this file)."""
     with jax.enable_x64(True):
         yield
 
@@ -87,8 +89,9 @@ def test_toy_gradient_through_inner_step_matches_closed_form(x64):
 # ------------------------------------------------------------------ the method through differentiable Brax
 
 
-@pytest.fixture(scope="module")
-def reacher():
+@pytest.fixture
+def reacher(x64):
+    """The 2-link reacher's task and link parameters, in float64 (the tests that take it run under x64)."""
     from metarl.meta import arm_models
     task, params = arm_models.make_task(arm_models.REACHER2)
     return task, params

@@ -108,3 +108,37 @@ def test_each_segment_loop_refuses_a_corrupted_checkpoint(tmp_path):
     _flip_largest(os.path.join(run_dir, sg.CHECKPOINT))
     with pytest.raises(CheckpointError, match="corrupted on disk"):
         lp._load_checkpoint(run_dir, _state(), {"run": 1})
+
+
+def test_the_stage_loop_stops_where_it_was_asked_to(tmp_path):
+    """run_segments is the Driver's loop (SegmentDriver): a StopFlag raised in an earlier stage stops the next
+    one before its first segment (nothing run, nothing written); a Ctrl-C that interrupts a segment (a second
+    one: KeyboardInterrupt) leaves the last complete checkpoint and says so in one line; the resume from it
+    ends where the uninterrupted stage ends."""
+    from metarl.driver import Interrupted
+    from metarl.driver.segments import StopFlag, read_segments, run_segments
+
+    calls = []
+
+    def seg(s, fail_at=None):
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        return {"w": s["w"] * 2.0}, {"w": s["w"].sum()}
+
+    init = lambda: {"w": jnp.ones(3)}  # noqa: E731
+    like = jax.eval_shape(init)
+    stop = StopFlag()
+    stop.requested = True
+    with pytest.raises(Interrupted, match="stopped before segment 1 of 3"):
+        run_segments(seg, init, like, 3, str(tmp_path / "a"), {"stage": 1}, stop=stop)
+    assert not calls and not (tmp_path / "a").exists()
+    full, hist = run_segments(seg, init, like, 3, None, {"stage": 1})
+    calls.clear()
+    with pytest.raises(Interrupted, match=r"stopped after segment 1 of 3, checkpoint in .*b") as e:
+        run_segments(lambda s: seg(s, fail_at=2), init, like, 3, str(tmp_path / "b"), {"stage": 1})
+    assert "\n" not in str(e.value)
+    assert read_segments(str(tmp_path / "b" / "checkpoint"))["done"] == 1
+    assert sorted(os.listdir(tmp_path / "b")) == ["checkpoint"]
+    back, hist_b = run_segments(seg, init, like, 3, str(tmp_path / "b"), {"stage": 1}, resume=True)
+    assert np.array_equal(back["w"], full["w"]) and hist_b == hist

@@ -7,7 +7,6 @@ import os
 import shutil
 from typing import Callable
 
-import jax
 import numpy as np
 
 from metarl import cli
@@ -40,6 +39,8 @@ def array_sha256(a) -> str:
 
 def leaf_hashes(tree) -> dict:
     """sha256 of every array's bytes (with its dtype and shape), keyed by its path in the pytree."""
+    import jax
+
     return {jax.tree_util.keystr(path): array_sha256(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]}
 
@@ -58,6 +59,8 @@ def file_hashes(root: str) -> dict:
 
 def leaf_shapes(tree) -> dict:
     """``dtype[shape]`` of every array (or ShapeDtypeStruct), keyed by its path in the pytree."""
+    import jax
+
     return {jax.tree_util.keystr(path): f"{np.dtype(leaf.dtype)}{list(np.shape(leaf))}"
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
@@ -86,6 +89,7 @@ def save_checkpoint(ckpt_dir: str, state, chunk: int, progress: dict, arrays: di
     it in: checkpoint -> checkpoint.old, checkpoint.partial -> checkpoint. A kill at any moment leaves a
     complete checkpoint somewhere. ``on_open(checkpointer or None)`` lets a caller close an async write
     that a second SIGINT abandons."""
+    import jax
     import orbax.checkpoint as ocp
 
     tmp = ckpt_dir + ".partial"
@@ -163,6 +167,7 @@ def restore_checkpoint(ckpt_dir: str, abstract, where: str):
     ShapeDtypeStruct), checking the sha256 of every file and array first. Returns (state, progress
     dict, arrays dict or None, path); any mismatch is a one-line :class:`CheckpointError` (arrays that
     are intact but not of ``abstract``'s shapes: its subclass :class:`CheckpointMismatch`)."""
+    import jax
     import orbax.checkpoint as ocp
 
     path, marker = find_checkpoint(ckpt_dir, where)

@@ -1,6 +1,6 @@
-"""The run record of an experiment whose loop is not the Driver's: config.json and meta.json in its output
-folder, like the ones the Driver and the Runner write, so that every experiment's folder says what ran, on
-what, how it ended, and how much of its time went into compiling.
+"""The run record of an experiment that is a chain of stages (metarl.driver.segments): config.json and
+meta.json in its output folder, like the ones the Driver and the Runner write, so that every experiment's
+folder says what ran, on what, how it ended, and how much of its time went into compiling.
 
     with RunRecord(out_dir, config, resume=False):  # the command: this process's, unless given
         ...  # the run

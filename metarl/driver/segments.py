@@ -1,14 +1,15 @@
-"""The segment loop of the programs that keep their own host state between compiled segments: a compiled
-``segment(state) -> (state, metrics)`` driven from Python, with the NaN/inf guard after each, a checkpoint
-every few segments and at SIGINT (the Driver's format, metarl.driver.checkpoints: the orbax state, and
-``segments.json`` with the segments done, the history and the run's identity; hashed, swapped in whole),
-and a resume that continues bit for bit.
+"""The stages of the experiments that keep host state between compiled segments (MetaGenRL's meta-training,
+meta-test and baselines, EPG, RL^2, PPO-LIRPG, the model-based critic's reacher and arm meta-training): a
+compiled ``segment(state) -> (state, metrics)`` run by the Driver's loop (:class:`metarl.driver.core.SegmentDriver`:
+the NaN/inf guard after each segment, a checkpoint every few segments and at SIGINT, a resume that continues
+bit for bit), with the stage's identity, host history and extra state in the checkpoint folder (the Driver's
+format, metarl.driver.checkpoints: the orbax state and ``segments.json``, hashed, swapped in whole).
 
-:func:`run_segments` is that loop (MetaGenRL's meta-training, meta-test and baselines; the model-based
-critic's reacher and arm meta-training); :class:`StopFlag` turns the first Ctrl-C into "finish this
-segment and its checkpoint"; a run's ``identity`` (its settings and package versions) must match its
-checkpoint's for a resume. :class:`metarl.driver.Driver` is the loop of the programs whose whole state is
-one pytree and whose run directory is theirs alone (the off-policy trainer, the outer-value experiments).
+:func:`run_segments` runs one stage; :class:`StopFlag` turns the first Ctrl-C into "finish this segment and
+its checkpoint" across an experiment's stages; a stage's ``identity`` (its settings and package versions)
+must match its checkpoint's for a resume. Such an experiment writes its own run record (metarl.driver.RunRecord);
+the programs whose run directory is the Driver's alone (the off-policy trainer, the outer-value experiments)
+use :class:`metarl.driver.Driver` directly.
 """
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
                  stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None, name: str = CHECKPOINT,
                  units_per_segment: int = 1, where: Callable | None = None, runs: int | None = None,
                  max_segments: int | None = None, ignore: tuple = (), unit: str = "seed"):
-    """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times. After each segment the NaN/Inf
+    """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times (the Driver's loop:
+    :class:`metarl.driver.core.SegmentDriver`; a jitted ``seg`` is compiled ahead, its time apart). After each segment the NaN/Inf
     guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved,
     naming the segment (``where(i)``, default "segment i of total") and, with ``runs`` (the state's leading
     vmapped axis), the runs concerned (each a ``unit``, e.g. "seed"); leaves named in ``ignore`` may be
@@ -139,56 +141,21 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     effects such as saving an objective stage happen there), into the history. With ``ckpt_dir`` the
     state, history and ``extra`` (a pair ``(get() -> dict, set(dict))``, e.g. a monitor's state) are
     checkpointed in ``ckpt_dir/name`` every ``checkpoint_every`` segments, at the last one and when ``stop``
-    is requested; then ``metarl.driver.Interrupted`` is raised. ``resume=True`` continues from the
+    is requested; then ``metarl.driver.Interrupted`` is raised (also at a second Ctrl-C, the segment
+    abandoned, and before the first segment when ``stop`` was requested earlier). ``resume=True`` continues from the
     checkpoint there (from the start if there is none). ``bar`` advances ``units_per_segment`` per segment;
     ``max_segments`` stops after that many segments of this call (their checkpoint written; tests).
     Returns (state, history: a list of per-segment JSON-ready dicts). A resumed run gives the same states
     and history as an uninterrupted one: every key is in the state.
     """
-    import jax
-
-    from metarl.driver.errors import Interrupted
-    from metarl.driver.guard import check_finite
+    from metarl.driver.core import SegmentDriver
     from metarl.driver.records import package_versions
 
-    from metarl.driver.checkpoints import find_checkpoint, has_checkpoint, promote_checkpoint, remove_checkpoint
-
     identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused
-    path = os.path.join(ckpt_dir, name) if ckpt_dir else None
-    done, history = 0, []
-    if resume and path and has_checkpoint(path):
-        state, done, history, ex = load_checkpoint(path, like, identity)
-        promote_checkpoint(path, find_checkpoint(path, ckpt_dir)[0])  # resumed from .partial / .old: `checkpoint` again
-        if extra is not None:
-            extra[1](ex)
-    else:
-        if path:  # a new run: no earlier checkpoint (or half-written one) of this name may be resumed later
-            remove_checkpoint(path)
-        state = init_state()
-    if bar is not None:
-        bar.update(done * units_per_segment)
-    identity = json_norm(identity)
-    for i in range(done, total):
-        if max_segments is not None and i - done >= max_segments:
-            break
-        state, m = seg(state)
-        m = jax.device_get(m)
-        # before anything of it is saved
-        check_finite(state, m, where(i + 1) if where else f"segment {i + 1} of {total}", runs=runs, ignore=ignore,
-                     unit=unit)
-        if on_segment is not None:
-            m = on_segment(i + 1, m)
-        history.append(json_ready(m))
-        if bar is not None:
-            bar.update(units_per_segment)
-        stopping = stop is not None and stop.requested
-        if path and ((i + 1) % checkpoint_every == 0 or i + 1 == total or stopping or
-                     (max_segments is not None and i + 1 - done == max_segments)):
-            os.makedirs(ckpt_dir, exist_ok=True)
-            save_checkpoint(path, state, i + 1, history, extra[0]() if extra is not None else {}, identity, total)
-        if stopping and i + 1 < total:
-            raise Interrupted(f"stopped after segment {i + 1} of {total}" + (f", checkpoint in {ckpt_dir}" if path else ""))
-    return state, history
+    driver = SegmentDriver(seg, init_state, like, total, os.path.join(ckpt_dir, name) if ckpt_dir else None, identity,
+                           on_segment=on_segment, extra=extra, stop=stop, checkpoint_every=checkpoint_every, bar=bar,
+                           units_per_segment=units_per_segment, where=where, runs=runs, ignore=ignore, unit=unit)
+    return driver.run(resume, stop_after=max_segments)
 
 
 def vmapped_run(init, run_segment, key, seeds: int, total: int, ckpt_dir: str | None = None,
