@@ -142,3 +142,12 @@ def test_the_stage_loop_stops_where_it_was_asked_to(tmp_path):
     assert sorted(os.listdir(tmp_path / "b")) == ["checkpoint"]
     back, hist_b = run_segments(seg, init, like, 3, str(tmp_path / "b"), {"stage": 1}, resume=True)
     assert np.array_equal(back["w"], full["w"]) and hist_b == hist
+
+
+def test_a_relative_checkpoint_path_works(tmp_path, monkeypatch):
+    """A command line's --out is often relative (results/...): the checkpoint folder is written and read
+    there (orbax itself takes absolute paths only)."""
+    monkeypatch.chdir(tmp_path)
+    sg.save_checkpoint(os.path.join("out", "checkpoint"), _state(), 1, [], {}, {"run": 1})
+    state, done, _, _ = sg.load_checkpoint(os.path.join("out", "checkpoint"), jax.eval_shape(_state), {"run": 1})
+    assert done == 1 and int(state["step"]) == 7 and sorted(os.listdir(tmp_path / "out")) == ["checkpoint"]

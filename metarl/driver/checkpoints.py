@@ -100,7 +100,7 @@ def save_checkpoint(ckpt_dir: str, state, chunk: int, progress: dict, arrays: di
         if on_open is not None:
             on_open(ckpt)
         try:
-            ckpt.save(os.path.join(tmp, "state"), state)
+            ckpt.save(os.path.abspath(os.path.join(tmp, "state")), state)  # orbax takes absolute paths only
             ckpt.wait_until_finished()
         finally:
             ckpt.close()
@@ -185,7 +185,7 @@ def restore_checkpoint(ckpt_dir: str, abstract, where: str):
     else:
         try:
             with ocp.StandardCheckpointer() as ckpt:
-                state = ckpt.restore(os.path.join(path, "state"), abstract)
+                state = ckpt.restore(os.path.abspath(os.path.join(path, "state")), abstract)
         except Exception as e:  # orbax/tensorstore errors are long; the first line names the cause
             raise CheckpointError(f"cannot read checkpoint {name}: {cli.one_line(str(e).splitlines()[0] if str(e) else e)[:300]}") from None
     leaves = leaf_hashes(state)
