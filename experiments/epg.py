@@ -21,7 +21,8 @@ Scales (environments and training set: MetaGenRL's protocol, metarl.meta.metagen
           (Houthooft et al. evolved for far longer on 256 workers): meant for accelerators.
 
 Writes ``epg.json`` (config, per-generation population returns, meta-test per seed and its IQM [CI] per
-environment, versions, device, wall time) into ``--out``; prints one line per test environment.
+environment, versions, device, wall time) and ``metrics.csv`` (the history, a row per seed and generation)
+into ``--out``; prints one line per test environment.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def run(exp: EPGExperiment, scale: str = "quick", out_dir: str | None = None, re
         for e, n in zip(proto["test"], test_names):
             results[e] = dict(final=mt[n]["final_return"].mean(1), final_per_agent=mt[n]["final_return"],
                               train_return=mt[n]["train_return"].mean(1), seen=e in proto["train"])
-        return bc.finish(out_dir, NAME, record, results, history, t0, t_train)
+        return bc.finish(out_dir, NAME, record, results, history, t0, t_train, point="generation")
 
 
 def main(argv=None):

@@ -105,30 +105,41 @@ def _json(path):
         return json.load(f)
 
 
+def _csv(d):
+    """metrics.csv: a row per run and evaluation point (every experiment's, metarl.driver.write_metrics_csv)."""
+    with open(os.path.join(d, "metrics.csv")) as f:
+        text = f.read()
+    assert text.count("\n") > 1, text
+    return text
+
+
 def _meta_critic_results(d):
     """The table and every variant's metrics (eval returns, losses) per evaluation."""
     from experiments.meta_critic import RUN_DIRS
 
     summary = _json(os.path.join(d, "summary.json"))
-    runs = {r: _json(os.path.join(d, r, "metrics.json")) for r in RUN_DIRS if os.path.isdir(os.path.join(d, r))}
+    runs = {r: [_json(os.path.join(d, r, "metrics.json")), _csv(os.path.join(d, r))] for r in RUN_DIRS
+            if os.path.isdir(os.path.join(d, r))}
     return {"table": summary["table"], "runs": runs}
 
 
 def _metagenrl_results(d):
     """The metrics of every agent per evaluation and the final objective's arrays."""
     rec = _json(os.path.join(d, "meta_train.json"))
-    return {"metrics": rec["metrics"], "meta_grad_norm": rec["meta_grad_norm"], "alpha": rec["alpha_sha256"]}
+    return {"metrics": rec["metrics"], "meta_grad_norm": rec["meta_grad_norm"], "alpha": rec["alpha_sha256"],
+            "csv": _csv(d)}
 
 
 def _lirpg_results(d):
     rec = _json(os.path.join(d, "result.json"))
-    return {v: {k: rec[v][k] for k in ("eval_return", "train_return", "meta_loss")} for v in rec["variants"]}
+    return {"csv": _csv(d), **{v: {k: rec[v][k] for k in ("eval_return", "train_return", "meta_loss")}
+                               for v in rec["variants"]}}
 
 
 def _baseline_results(name):
     def results(d):
         rec = _json(os.path.join(d, f"{name}.json"))
-        return {"history": rec["history"], "results": rec["results"]}
+        return {"history": rec["history"], "results": rec["results"], "csv": _csv(d)}
     return results
 
 

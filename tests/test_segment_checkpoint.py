@@ -151,3 +151,35 @@ def test_a_relative_checkpoint_path_works(tmp_path, monkeypatch):
     sg.save_checkpoint(os.path.join("out", "checkpoint"), _state(), 1, [], {}, {"run": 1})
     state, done, _, _ = sg.load_checkpoint(os.path.join("out", "checkpoint"), jax.eval_shape(_state), {"run": 1})
     assert done == 1 and int(state["step"]) == 7 and sorted(os.listdir(tmp_path / "out")) == ["checkpoint"]
+
+
+def test_metrics_csv_has_a_row_per_run_and_point():
+    """metarl.driver.metrics_csv, every experiment's metrics.csv: label columns, the point, each metric (trailing
+    axes as name[j]); blocks with other points or metrics share one header (empty cells where a block lacks
+    a metric); a metric of the wrong shape is refused."""
+    from metarl.driver import metrics_csv
+
+    text = metrics_csv([([{"seed": 0}, {"seed": 1}], {"r": np.arange(4.0).reshape(2, 2), "v": np.ones((2, 2, 2))}),
+                        ([{"variant": "ppo", "seed": 0}], {"r": np.array([[np.nan, 0.5, 2.0]])})])
+    assert text.splitlines() == ["seed,variant,eval_index,r,v[0],v[1]", "0,,0,0,1,1", "0,,1,1,1,1", "1,,0,2,1,1",
+                                 "1,,1,3,1,1", "0,ppo,0,nan,,", "0,ppo,1,0.5,,", "0,ppo,2,2,,"]
+    with pytest.raises(ValueError, match=r"metric 'r' has shape \(3,\)"):
+        metrics_csv([([{"seed": 0}], {"r": np.zeros(3)})])
+
+
+def test_a_first_save_cut_short_is_not_a_checkpoint(tmp_path):
+    """A stage killed (or crashed) during its first save leaves only checkpoint.partial without its marker:
+    its resume starts the stage from the beginning (and ends as a run straight through) instead of refusing;
+    a `checkpoint` folder without its marker is still refused (corrupted)."""
+    from metarl.driver.segments import run_segments
+
+    seg = lambda s: ({"w": s["w"] * 2.0}, {"w": s["w"].sum()})  # noqa: E731
+    init = lambda: {"w": jnp.ones(3)}  # noqa: E731
+    full, hist = run_segments(seg, init, jax.eval_shape(init), 2, None, {"stage": 1})
+    os.makedirs(tmp_path / "checkpoint.partial" / "state")
+    back, hist_b = run_segments(seg, init, jax.eval_shape(init), 2, str(tmp_path), {"stage": 1}, resume=True)
+    assert np.array_equal(back["w"], full["w"]) and hist_b == hist
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    os.remove(tmp_path / "checkpoint" / "COMPLETE.json")
+    with pytest.raises(CheckpointMissing, match="without COMPLETE.json"):
+        run_segments(seg, init, jax.eval_shape(init), 2, str(tmp_path), {"stage": 1}, resume=True)

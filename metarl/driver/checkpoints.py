@@ -71,8 +71,11 @@ def checkpoint_names(ckpt_dir: str) -> tuple[str, ...]:
 
 
 def has_checkpoint(ckpt_dir: str) -> bool:
-    """Whether any of checkpoint, checkpoint.partial, checkpoint.old exists (complete or not)."""
-    return any(os.path.exists(p) for p in checkpoint_names(ckpt_dir))
+    """Whether there is a checkpoint to resume from, or to refuse in one line: ``checkpoint`` or
+    ``checkpoint.old`` (complete or not), or a complete ``checkpoint.partial``. A ``checkpoint.partial``
+    without its marker alone is a first save cut short (a kill, a crash): nothing was checkpointed yet."""
+    return (os.path.exists(ckpt_dir) or os.path.exists(ckpt_dir + ".old") or
+            os.path.isfile(os.path.join(ckpt_dir + ".partial", MARKER)))
 
 
 def remove_checkpoint(ckpt_dir: str):

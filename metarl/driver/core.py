@@ -22,7 +22,7 @@ from metarl.driver.guard import listing, nonfinite_names, nonfinite_runs
 from metarl.driver.runrecord import current_command
 
 
-RECORD_FILES = ("config.json", "meta.json", "metrics.json") + CHECKPOINT_NAMES
+RECORD_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv") + CHECKPOINT_NAMES
 
 
 class Driver:

@@ -76,6 +76,40 @@ def write_json(path: str, obj):
                                 default=lambda o: jsonable(np.asarray(o).tolist())))
 
 
+def metrics_csv(blocks: list, point: str = "eval_index") -> str:
+    """Every run's metrics at every evaluation point as CSV, one row per (run, point). ``blocks``: a list of
+    (runs, metrics): ``runs[r]`` the run's label columns (e.g. {"seed": 0}), ``metrics[name]`` an array
+    [runs, points, ...] (trailing axes become columns ``name[j]``). Blocks may differ in their number of
+    points and in their metrics (a metric a block lacks is an empty cell). Values in ``%.6g``, NaN as nan."""
+    labels, columns, rows = [], [], []
+    for runs, metrics in blocks:
+        cols, vals = [], []
+        for name in sorted(metrics):
+            x = np.asarray(metrics[name], float)
+            if x.ndim < 2 or x.shape[0] != len(runs):
+                raise ValueError(f"metric {name!r} has shape {x.shape}; want [runs={len(runs)}, points, ...]")
+            x = x.reshape(x.shape[:2] + (-1,))
+            cols += [name] if x.shape[2] == 1 else [f"{name}[{j}]" for j in range(x.shape[2])]
+            vals.append(x)
+        points = sorted({v.shape[1] for v in vals})
+        if len(points) > 1:
+            raise ValueError(f"the metrics of one block have different numbers of points: {points}")
+        labels += [k for k in dict.fromkeys(k for r in runs for k in r) if k not in labels]
+        columns += [c for c in cols if c not in columns]
+        for r, label in enumerate(runs):
+            for e in range(points[0] if points else 0):
+                rows.append((label, e, dict(zip(cols, (f"{float(v):.6g}" for x in vals for v in x[r, e])))))
+    lines = [",".join(labels + [point] + columns)]
+    lines += [",".join([str(lab.get(k, "")) for k in labels] + [str(e)] + [cells.get(c, "") for c in columns])
+              for lab, e, cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics_csv(path: str, blocks: list, point: str = "eval_index"):
+    """:func:`metrics_csv` written whole to ``path``."""
+    write_text(path, metrics_csv(blocks, point))
+
+
 def read_json(path: str):
     """A JSON file, or a one-line :class:`CheckpointError` naming why it cannot be read."""
     try:

@@ -41,7 +41,8 @@ def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
     One-line RunError otherwise. Called after the settings validate, before anything is compiled."""
     from metarl.driver import CHECKPOINT_NAMES, prepare_out_dir
 
-    prepare_out_dir(out_dir, resume, overwrite, CHECKPOINT_NAMES + (f"{name}.json", "config.json", "meta.json"),
+    prepare_out_dir(out_dir, resume, overwrite, CHECKPOINT_NAMES + (f"{name}.json", "metrics.csv", "config.json",
+                                                                    "meta.json"),
                     resume_from=CHECKPOINT_NAMES)
 
 
@@ -68,16 +69,23 @@ def asdict(cfg) -> dict:
 
 
 def finish(out_dir: str | None, name: str, record: dict, results: dict, history: dict, t0: float,
-           t_train: float) -> dict:
+           t_train: float, point: str = "eval_index") -> dict:
     """A baseline run's result: ``record`` (its settings) with the per-environment ``results``, their
-    summary over seeds (IQM [95% CI] of ``final``), the meta-training ``history``, wall times from ``t0``
-    (perf_counter) and of meta-training; written to ``<out_dir>/<name>.json``. Returns it."""
+    summary over seeds (IQM [95% CI] of ``final``), the meta-training ``history`` ({metric: [seeds, points,
+    ...]}, each point a ``point``), wall times from ``t0`` (perf_counter) and of meta-training; written to
+    ``<out_dir>/<name>.json``, and the history to ``<out_dir>/metrics.csv`` (a row per seed and point).
+    Returns it."""
     import time
 
     summary = {e: seed_summary(r["final"]) for e, r in results.items()}
     out = dict(record, results=results, summary=summary, history=history, wall_s=time.perf_counter() - t0,
                meta_train_wall_s=t_train)
     write_record(out_dir, name, out)
+    if out_dir and history:
+        from metarl.driver import write_metrics_csv
+
+        write_metrics_csv(os.path.join(out_dir, "metrics.csv"), [([{"seed": s} for s in range(record["seeds"])],
+                                                                  history)], point)
     return out
 
 

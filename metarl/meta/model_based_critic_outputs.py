@@ -44,7 +44,8 @@ def checkpoint_files(part: str) -> tuple[str, ...]:
 def part_files(part: str) -> tuple[str, ...]:
     """What a part's run writes into the shared output folder and a new run must not silently replace: its
     summary, its run record (<part>_config.json, <part>_meta.json: metarl.driver.RunRecord) and its checkpoints."""
-    return (f"{part}_summary.json", f"{part}_config.json", f"{part}_meta.json") + checkpoint_files(part)
+    return (f"{part}_summary.json", f"{part}_metrics.csv", f"{part}_config.json", f"{part}_meta.json") + \
+        checkpoint_files(part)
 
 
 def run_record(a: "Cli", part: str, exp):
@@ -299,13 +300,19 @@ def save_fig(fig, path: str):
 
 def save_meta_training(out_dir: str, part: str, title: str, ours, ddpg, meta_critic):
     """The three methods' meta-training curves (training error, [seeds, iterations]): ``<part>_curves.npz``
-    (written whole) and Fig. 4 as ``fig4_<part>_meta_training.png`` (mean and sd over seeds, log scale)."""
+    and ``<part>_metrics.csv`` (a row per method, seed and meta-iteration; written whole) and Fig. 4 as
+    ``fig4_<part>_meta_training.png`` (mean and sd over seeds, log scale)."""
     import matplotlib
     import numpy as np
+
+    from metarl.driver import write_metrics_csv
 
     buf = io.BytesIO()
     np.savez(buf, ours=ours, ddpg=ddpg, meta_critic=meta_critic)
     write_atomic(os.path.join(out_dir, f"{part}_curves.npz"), buf.getvalue())
+    write_metrics_csv(os.path.join(out_dir, f"{part}_metrics.csv"),
+                      [([{"method": m, "seed": s} for s in range(len(c))], {"train_error": c})
+                       for m, c in zip(METHODS, (ours, ddpg, meta_critic))], point="meta_iteration")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

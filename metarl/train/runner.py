@@ -13,7 +13,7 @@ import numpy as np
 
 from metarl.driver import (Driver, NonFiniteError, as_array, current_command, device_info, find_checkpoint, flat_diff,
                            json_norm, now, package_versions, read_stored_run, refuse_resume, restore_checkpoint,
-                           save_checkpoint, version_diff, write_json, write_text)
+                           save_checkpoint, version_diff, write_json, write_metrics_csv)
 from metarl.agents import agent_config
 from metarl.train.config import TrainConfig
 from metarl.train.program import guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs
@@ -218,13 +218,8 @@ class Runner(Driver):
             runs.append({"combo": self.combos[c], "seed": s, "status": "failed" if f else "ok",
                          "nonfinite": ({"step": f["step"], "metric": f["metric"]} if f else None)})
         write_json(os.path.join(self.run_dir, "metrics.json"), {"runs": runs, **metrics})
-        names = sorted(metrics)
-        lines = ["combo,seed,eval_index," + ",".join(names)]
-        for r, (c, s) in enumerate(labels):
-            for e in range(metrics["eval_return"].shape[1]):
-                vals = ",".join(f"{float(metrics[k][r, e]):.6g}" for k in names)
-                lines.append(f"{c},{s},{e},{vals}")
-        write_text(os.path.join(self.run_dir, "metrics.csv"), "\n".join(lines) + "\n")
+        write_metrics_csv(os.path.join(self.run_dir, "metrics.csv"),
+                          [([{"combo": c, "seed": s} for c, s in labels], metrics)])
         if final:
             from metarl.plots import learning_curve
 

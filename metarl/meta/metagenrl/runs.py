@@ -37,6 +37,25 @@ def _stack(history: list, name: str, axis: int = 0) -> dict:
     return {k: np.stack([np.asarray(h[name][k]) for h in history], axis=axis) for k in history[0][name]}
 
 
+def metrics_blocks(result: dict, mode: str) -> list:
+    """:func:`meta_train`'s or :func:`meta_test`'s result as blocks for metarl.driver.write_metrics_csv (a row
+    per agent and evaluation): meta-train, per environment, its agents' metrics; meta-test, per environment
+    and variant (learned objectives, baselines, on-policy rows), its seeds'."""
+    blocks = []
+    if mode == "meta-train":  # {env: {metric: [evals, agents]}}
+        for env, m in result["metrics"].items():
+            m = {k: np.swapaxes(np.asarray(v), 0, 1) for k, v in m.items() if np.ndim(v) == 2}
+            n = next(iter(m.values())).shape[0] if m else 0
+            blocks.append(([{"env": env, "agent": i} for i in range(n)], m))
+    else:  # {env: {variant: {metric: [seeds, evals]}}}
+        for env, per in result["results"].items():
+            for variant, m in per.items():
+                m = {k: v for k, v in m.items() if np.ndim(v) == 2}
+                n = next(iter(m.values())).shape[0] if m else 0
+                blocks.append(([{"env": env, "variant": variant, "seed": s} for s in range(n)], m))
+    return blocks
+
+
 def alpha_digest(alpha) -> str:
     """sha256 over an objective's arrays (shape, dtype, bytes): part of a meta-test stage's identity."""
     h = hashlib.sha256()

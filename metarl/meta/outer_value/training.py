@@ -49,10 +49,14 @@ def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], ag
     resume_hint, ...).
 
     Returns ``(states, logs)`` with ``logs[agent][metric]`` a numpy array ``[num_updates //
-    updates_per_log, num_seeds]``. ``num_updates`` must be a multiple of ``updates_per_log *
-    logs_per_chunk``.
+    updates_per_log, num_seeds]`` (also written to ``out_dir/metrics.csv``, a row per agent, seed and log
+    point). ``num_updates`` must be a multiple of ``updates_per_log * logs_per_chunk``.
     """
-    from metarl.driver import Driver
+    import os
+
+    import numpy as np
+
+    from metarl.driver import Driver, write_metrics_csv
 
     chunk_updates = updates_per_log * logs_per_chunk
     if num_updates % chunk_updates:
@@ -65,6 +69,11 @@ def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], ag
                          **driver_options).run(resume)
     # [chunks, logs, seeds] -> [logs, seeds], the agents in the given order (pytrees sort dict keys)
     logs = {a.name: {m: x.reshape((-1,) + x.shape[2:]) for m, x in logs[a.name].items()} for a in agents}
+    if out_dir:
+        write_metrics_csv(os.path.join(out_dir, "metrics.csv"),
+                          [([{"agent": a.name, "seed": s} for s in range(num_seeds)],
+                            {m: np.swapaxes(x, 0, 1) for m, x in logs[a.name].items()}) for a in agents],
+                          point="log_index")
     return state["agents"], logs
 
 
