@@ -136,12 +136,10 @@ class compile_report:
 
 
 def write_text(path: str, text: str):
-    """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` atomically (:func:`metarl.driver.write_text`)."""
+    from metarl.driver.records import write_text as write
+
+    write(path, text)
 
 
 def write_result(path: str, results: dict, config=None, wall_time_s: float | None = None, **extra) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, SCALES, aggregate_scores, claims_markdown,
-                                                    metadata, one_line_errors, part_files, sweep_table, write_atomic)
+                                                    metadata, one_line_errors, part_files, sweep_table, write_text)
 
 PARTS = ("toy", "pointmass", "reacher", "arm7")
 RESUMABLE = ("reacher", "arm7")  # their meta-training checkpoints after every chunk
@@ -163,8 +163,8 @@ def main(argv=None):
                        "reacher + 7-DoF arm meta-test: 1 - error / error of not moving (per seed, each sweep a task)")
         md += ["Aggregate over the reacher's and the arm's sweeps: `aggregate.png` (IQM [95% CI] and performance "
                "profile of 1 - error / error of not moving).", ""]
-    write_atomic(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
-    write_atomic(os.path.join(a.out, "bench.json"), json.dumps(
+    write_text(os.path.join(a.out, "tables.md"), "\n".join(md) + "\n")
+    write_text(os.path.join(a.out, "bench.json"), json.dumps(
         {"part_wall_s_this_invocation": times,
          "part_wall_s_recorded": {k: v.get("wall_time_s") for k, v in out.items()},
          **metadata({"scale": scale, "parts": parts}, wall)}, indent=1))

@@ -24,7 +24,7 @@ from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record,
                                                     save_meta_training, train_and_meta_test,
-                                                    training_summary, write_atomic)
+                                                    training_summary, write_text)
 
 # The paper's Tables 1-3 (Bechtle et al., 2022), as published, for the side-by-side tables.
 PAPER_TABLES_CSV = """\
@@ -227,13 +227,13 @@ def run(exp: Arm7Experiment, out_dir: str = OUT_DIR, pbar=None, resume: bool = F
                               err_ours, err_ddpg, err_mc, still_error(np.asarray(test_goals)))
     summary = {**training_summary(exp.chunk, r), "rows": rows, "claims": claims,
                **metadata(dataclasses.asdict(exp), wall)}
-    write_atomic(os.path.join(out_dir, "arm7_summary.json"), json.dumps(summary, indent=1))
+    write_text(os.path.join(out_dir, "arm7_summary.json"), json.dumps(summary, indent=1))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
     w.writeheader()
     w.writerows(rows)
-    write_atomic(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
-    write_atomic(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
+    write_text(os.path.join(out_dir, "arm7_tables.csv"), buf.getvalue())
+    write_text(os.path.join(out_dir, "arm7_tables.md"), markdown(rows))
     save_meta_training(out_dir, "arm7", "7-DoF arm", *(r["curves"][m] for m in METHODS))
     return summary
 

@@ -22,7 +22,7 @@ import numpy as np
 from metarl.config_cli import NonNegInt, PositiveInt
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, UnitCheckpoints, check_scale, metadata, one_line_errors,
-                                                    parse_cli, progress_bar, run_record, run_key, save_fig, write_atomic)
+                                                    parse_cli, progress_bar, run_record, run_key, save_fig, write_text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,8 +262,8 @@ def run(exp: PointMassExperiment, out_dir: str = OUT_DIR, pbar=None, resume: boo
         if pbar is not None:
             pbar.update(1)
     summary.update(metadata(dataclasses.asdict(exp), time.time() - t0))
-    write_atomic(os.path.join(out_dir, "pointmass_summary.json"), json.dumps(summary, indent=1))
-    write_atomic(os.path.join(out_dir, "pointmass.md"), markdown(summary) + "\n\n" + claims_markdown(summary["claims"])
+    write_text(os.path.join(out_dir, "pointmass_summary.json"), json.dumps(summary, indent=1))
+    write_text(os.path.join(out_dir, "pointmass.md"), markdown(summary) + "\n\n" + claims_markdown(summary["claims"])
                  + "\n")
     return summary
 

@@ -21,7 +21,7 @@ from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (METHODS, OUT_DIR, ArmExperiment, meta_test_claims, metadata,
                                                     one_line_errors, parse_cli, progress_bar, run_record,
                                                     save_fig, save_meta_training, train_and_meta_test,
-                                                    training_summary, write_atomic)
+                                                    training_summary, write_text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ def run(exp: ReacherExperiment, out_dir: str = OUT_DIR, pbar=None, resume: bool 
         "grids": {m: {k: {"axis": g[k][0].tolist(), "error": g[k][1].tolist()} for k in g} for m, g in
                   (("ours", g_ours), ("ddpg", g_ddpg), ("meta_critic", g_mc))},
         **metadata(dataclasses.asdict(exp), wall)}
-    write_atomic(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
+    write_text(os.path.join(out_dir, "reacher_summary.json"), json.dumps(summary, indent=1))
     save_meta_training(out_dir, "reacher", "reacher", *(r["curves"][m] for m in METHODS))
     figures(out_dir, exp, g_ours, g_ddpg, g_mc)
     return summary

@@ -21,7 +21,7 @@ import numpy as np
 from metarl.config_cli import PositiveFloat, PositiveInt
 from metarl.meta import model_based_critic as mbc
 from metarl.meta.model_based_critic_outputs import (OUT_DIR, TOY_UNITS, UnitCheckpoints, check_scale, metadata,
-                                                    one_line_errors, parse_cli, progress_bar, run_record, save_fig, write_atomic)
+                                                    one_line_errors, parse_cli, progress_bar, run_record, save_fig, write_text)
 
 @dataclasses.dataclass(frozen=True)
 class ToyExperiment:
@@ -143,8 +143,8 @@ def run(exp: ToyExperiment, out_dir: str = OUT_DIR, progress=None, resume: bool 
     summary = {"stationary_points": mbc.toy_stationary_points(regimes["converged"]),
                "eq61_fixed_points_as_printed": eq61_roots, "loops": results,
                **metadata(dataclasses.asdict(exp), wall)}
-    write_atomic(os.path.join(out_dir, "toy_summary.json"), json.dumps(summary, indent=1))
-    write_atomic(os.path.join(out_dir, "toy_basins.md"), basins_markdown(summary))
+    write_text(os.path.join(out_dir, "toy_summary.json"), json.dumps(summary, indent=1))
+    write_text(os.path.join(out_dir, "toy_basins.md"), basins_markdown(summary))
     figures(out_dir, np.asarray(thetas0), trajs, grid_t, q_true, q_val, q_grad, q_phi, l_val, l_grad, l_phi)
     return summary
 

@@ -1,7 +1,6 @@
 """Learning-curve figures (mean and std over seeds), written without a display."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -16,10 +15,14 @@ def _plt():
 
 
 def save_fig(fig, path: str):
-    """Atomic PNG write."""
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    """A matplotlib figure as PNG (dpi 110, tight box), written whole (:func:`metarl.driver.write_text`)."""
+    import io
+
+    from metarl.driver.records import write_text
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    write_text(path, buf.getvalue())
 
 
 def curves(ax, x, ys: dict, ylabel: str = "return"):

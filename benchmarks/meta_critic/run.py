@@ -112,7 +112,7 @@ def paper_net_overhead(out: str) -> dict:
 def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, final=True, finals=None,
                   firsts=None, jobs=(), onpolicy=None):
     """tables.md, summary.json, overhead.json and results.json (rewritten after every job, atomically)."""
-    from metarl.train import device_info, package_versions, write_json
+    from metarl.train import device_info, package_versions, write_json, write_text
 
     rows = table1_summary(cfg, summary, finals or {}, jobs)
     ablations = ablation_summary(cfg, finals or {}, summary, jobs)
@@ -151,10 +151,7 @@ def write_outputs(out, cfg, summary, diagnostics, overheads, walls, tab, wall, f
     if final and rows:
         figure = aggregate_png(cfg, finals, firsts, rows, os.path.join(out, "table1_aggregate.png"))
     md += "\n".join(ov_lines) + f"\n\nwall time {wall:.0f} s{'' if final else ' (partial: still running)'}\n"
-    tmp = os.path.join(out, "tables.md.tmp")
-    with open(tmp, "w") as f:
-        f.write(md)
-    os.replace(tmp, os.path.join(out, "tables.md"))
+    write_text(os.path.join(out, "tables.md"), md)
     write_json(os.path.join(out, "overhead.json"), overheads)
     record = {"scale": cfg.scale, "seeds": cfg.seeds, "versions": package_versions(), "device": device_info(),
               "wall_time_s": wall, "complete": final, "job_wall_s": walls}

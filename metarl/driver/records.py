@@ -63,11 +63,19 @@ def json_norm(obj):
 
 
 def write_text(path: str, text: str | bytes):
-    """Atomic write of text or bytes: a reader sees the old file or the whole new one, never a part."""
+    """Atomic write of text or bytes, the folder created: a reader sees the old file or the whole new one,
+    never a part (a temporary name in the same folder, then ``os.replace``; removed if the write fails).
+    Every writer of the project goes through it."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb" if isinstance(text, bytes) else "w", encoding=None if isinstance(text, bytes) else "utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write_json(path: str, obj):

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from metarl.config_cli import NonNegInt, PositiveFloat, PositiveInt, RunOptions
 from metarl.driver import write_text
+from metarl.plots import save_fig  # noqa: F401  (the experiments' figure writer)
 
 SCALES = ("quick", "paper")
 OUT_DIR = os.path.join("results", "model_based_critic")
@@ -285,17 +286,6 @@ def metadata(config, wall_time: float) -> dict:
             "wall_time_s": round(wall_time, 2)}
 
 
-def write_atomic(path: str, text: str | bytes):
-    """Create the folder of ``path`` and write ``text`` whole (:func:`metarl.driver.write_text`)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_text(path, text)
-
-
-def save_fig(fig, path: str):
-    """A matplotlib figure as PNG (dpi 110, tight box), written whole."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    write_atomic(path, buf.getvalue())
 
 
 def save_meta_training(out_dir: str, part: str, title: str, ours, ddpg, meta_critic):
@@ -309,7 +299,7 @@ def save_meta_training(out_dir: str, part: str, title: str, ours, ddpg, meta_cri
 
     buf = io.BytesIO()
     np.savez(buf, ours=ours, ddpg=ddpg, meta_critic=meta_critic)
-    write_atomic(os.path.join(out_dir, f"{part}_curves.npz"), buf.getvalue())
+    write_text(os.path.join(out_dir, f"{part}_curves.npz"), buf.getvalue())
     write_metrics_csv(os.path.join(out_dir, f"{part}_metrics.csv"),
                       [([{"method": m, "seed": s} for s in range(len(c))], {"train_error": c})
                        for m, c in zip(METHODS, (ours, ddpg, meta_critic))], point="meta_iteration")

@@ -62,16 +62,10 @@ def _check_inside(path: Path, repo: Path, what: str) -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``text`` to ``path`` whole (:func:`metarl.driver.write_text`: a temporary file, then ``os.replace``)."""
+    from metarl.driver.records import write_text
+
+    write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------------------
