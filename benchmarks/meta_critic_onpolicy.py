@@ -83,7 +83,7 @@ def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> 
             t = time.perf_counter()
             try:
                 res = lp.train(lcfg, env, jax.random.PRNGKey(1000 + i), cfg.seeds, lp.VARIANTS, run_dir=job_dir,
-                               resume=resume, progress=lambda _: bar.update(1))
+                               resume=resume, progress=lambda i, m: bar.update(1))
             except lp.ResumeMismatch as e:
                 raise SystemExit(f"benchmarks.meta_critic: {e}; resume with the same --scale/--only, or give "
                                  "another --out") from None

@@ -138,6 +138,7 @@ def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bo
         title: str = "") -> str:
     """Train, then write summary.json and curves.png into ``out``; returns a short text report."""
     import jax
+    import numpy as np
     from tqdm import tqdm
 
     from metarl.driver import RunError
@@ -148,7 +149,9 @@ def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bo
     bar = tqdm(total=cfg.ppo.num_evals, desc=f"PPO/PPO-LIRPG on {env}", disable=not progress, file=sys.stderr)
     try:
         res = lp.train(cfg, env, jax.random.PRNGKey(seed), seeds, variants, run_dir=out, resume=resume,
-                       progress=lambda i: bar.update(1))
+                       progress=lambda i, m: (bar.update(1), bar.set_postfix(
+                           {v: f"{np.mean(np.asarray(m['eval_return'])[j * seeds:(j + 1) * seeds]):.0f}"
+                            for j, v in enumerate(variants)})))
     except (lp.ResumeMismatch, RunError) as e:  # RunError: e.g. the NaN/Inf guard, naming the runs
         from metarl.cli import fail
 

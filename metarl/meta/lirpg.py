@@ -368,7 +368,8 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
 
     With ``run_dir``: config.json (the record: config, variants, seeds, versions), a checkpoint after
     every evaluation (checkpoint/) and result.json at the end; ``resume`` continues
-    from the checkpoint (the config must be the same). ``max_segments`` stops early (tests).
+    from the checkpoint (the config must be the same). ``max_segments`` stops early (tests). ``progress(i,
+    metrics)`` after evaluation i (0-based), the metrics of every run (variant-major) on the host.
     Returns {variant: {eval_return [seeds, evals], train_return, env_steps, meta_loss, ...}}, plus
     "wall_s" and "complete"."""
     from metarl.driver import CheckpointMismatch, identity_diff, write_json, write_metrics_csv
@@ -401,7 +402,7 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
 
     def on_segment(i, mets):
         if progress:
-            progress(i - 1)
+            progress(i - 1, mets)
         return mets
 
     # the shared segment loop: the NaN/Inf guard before each checkpoint; runs are variant-major (variant v, seed s)

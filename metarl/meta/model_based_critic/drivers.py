@@ -50,6 +50,8 @@ def run_chunks(run, states, n_chunks: int, chunk: int, pbar=None, checkpoint=Non
         return s, m
 
     def keep_curve(i, m):
+        if pbar is not None:  # the headline: the latest training error, mean over seeds
+            pbar.set_postfix({"train_error": f"{float(np.mean(np.asarray(m['train_error'])[:, -1])):.3g}"})
         return {"train_error": np.asarray(m["train_error"])}
 
     states, history = run_segments(
