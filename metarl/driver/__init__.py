@@ -25,11 +25,11 @@ experiments) stops the run with its leaf named and the state not saved; SIGINT f
 its checkpoint, then stops with status interrupted.
 
 Modules: errors, records (versions, device, atomic JSON, identity), checkpoints, rundir (run-directory
-policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks, SegmentDriver), segments (run_segments: the
-Driver's loop for a stage of an experiment with host state between segments), runrecord (config.json and
+policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks), stage (SegmentDriver) and segments
+(run_segments: the Driver's loop for a stage of an experiment with host state between segments), runrecord (config.json and
 meta.json of the experiments that are chains of such stages); every name is re-exported here (loaded on first use), so ``from metarl.driver import Driver, write_json`` works.
 """
 from metarl.lazy import lazy_package
 
 # jax-free modules first: ``from metarl.driver import write_json`` loads no jax
-__getattr__, __dir__ = lazy_package(__name__, ("errors", "records", "rundir", "runrecord", "checkpoints", "guard", "core"))
+__getattr__, __dir__ = lazy_package(__name__, ("errors", "records", "rundir", "runrecord", "checkpoints", "guard", "core", "stage"))

@@ -1,6 +1,6 @@
 """The Driver: any pure init(key) / chunk(state) program run chunk by chunk with progress, run records,
-checkpoints, --resume and the guard; run_chunks, its shorter form; SegmentDriver, the same loop for a stage
-of an experiment (metarl.driver.segments.run_segments)."""
+checkpoints, --resume and the guard; run_chunks, its shorter form. (SegmentDriver, the same loop for a stage
+of an experiment, is in metarl.driver.stage.)"""
 from __future__ import annotations
 
 import os
@@ -49,7 +49,7 @@ class Driver:
 
     One loop for every program: a subclass changes what it records through the hooks below (the
     off-policy :class:`metarl.train.Runner` does: sharded runs, its in-graph guard, metrics per evaluation
-    point and a learning curve; so does :class:`SegmentDriver`, a stage of an experiment: its identity and
+    point and a learning curve; so does :class:`metarl.driver.stage.SegmentDriver`, a stage of an experiment: its identity and
     history in the checkpoint, the experiment's progress bar and StopFlag), never the order of checks,
     compilation, writes, checkpoints and SIGINT.
     """
@@ -145,6 +145,21 @@ class Driver:
         """Whether chunks are checkpointed (a run directory was given)."""
         return bool(self.out_dir)
 
+    def place(self, state):
+        """The state on the devices: with ``runs`` and several devices that divide it, every leaf whose
+        leading axis is the run axis split across them (the others replicated), so each chunk runs its
+        runs in parallel on every device; on one device (or when they do not divide ``runs``) the state
+        as it is. A restored state is placed the same way as a fresh one."""
+        devices = jax.devices()
+        if not self.runs or len(devices) < 2 or self.runs % len(devices):
+            return state
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.asarray(devices), ("runs",))
+        split, whole = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
+        return jax.tree.map(lambda x: jax.device_put(x, split if np.ndim(x) and np.shape(x)[0] == self.runs
+                                                     else whole), state)
+
     def make_bar(self, start: int):
         """The progress bar (tqdm on stderr; disabled without ``progress``), at ``start`` chunks done."""
         from tqdm import tqdm
@@ -214,6 +229,7 @@ class Driver:
             state, start, history, restored_from = self.restore()
         else:  # a new run, or one stopped before its first checkpoint: start from the beginning
             state, start, history = self.init_state(), 0, []
+        state = self.place(state)
         end = self.num_chunks if stop_after is None else min(self.num_chunks, start + stop_after)
         # 2. Compile the chunk (the long part), still without writing.
         chunk_fn = self.chunk
@@ -328,123 +344,3 @@ def run_chunks(init: Callable, chunk: Callable, key, num_chunks: int, out_dir: s
     """``Driver(init, chunk, key, num_chunks, out_dir, config, **options).run(resume)``: (state, metrics)."""
     return Driver(init, chunk, key, num_chunks, out_dir, config, **options).run(resume)
 
-
-class _Bar:
-    """A caller's progress bar (or none), which the Driver advances but leaves open."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def update(self, n):
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def set_postfix(self, *a, **k):
-        if self.bar is not None:
-            self.bar.set_postfix(*a, **k)
-
-    def clear(self):
-        if self.bar is not None:
-            self.bar.clear()
-
-    def close(self):
-        pass
-
-
-class _Stop:
-    """A caller's :class:`metarl.driver.segments.StopFlag` (its SIGINT handler spans the stages), or none."""
-
-    def __init__(self, stop):
-        self.stop = stop
-
-    @property
-    def requested(self) -> bool:
-        return self.stop is not None and self.stop.requested
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class SegmentDriver(Driver):
-    """The Driver for a stage inside an experiment whose run record is its own (metarl.driver.RunRecord):
-    the same loop, guard, checkpoint schedule and SIGINT handling, with the stage's identity, host
-    history and ``extra`` state kept in the checkpoint folder (metarl.driver.segments), a caller's
-    progress bar and StopFlag, and no config.json / meta.json / metrics.json of its own.
-    :func:`metarl.driver.segments.run_segments` builds and runs it (its arguments are documented there)."""
-
-    def __init__(self, seg, init_state: Callable, like, total: int, path: str | None, identity: dict, *,
-                 on_segment=None, extra=None, stop=None, checkpoint_every: int = 1, bar=None,
-                 units_per_segment: int = 1, where=None, runs=None, ignore: tuple = (), unit: str = "seed"):
-        super().__init__(None, seg, None, total, None, identity, progress=False, units_per_chunk=units_per_segment,
-                         checkpoint_every=checkpoint_every)
-        self.path, self.like, self.make_state = path, like, init_state
-        self.identity_record = identity
-        self.on_segment, self.extra, self.bar = on_segment, extra, bar
-        self.where, self.runs, self.ignore, self.run_unit = where, runs, ignore, unit
-        self._sig = _Stop(stop)
-
-    def checkpointing(self) -> bool:
-        return self.path is not None
-
-    def _ckpt_dir(self) -> str:
-        return self.path
-
-    def check_run_dir(self, resume: bool):
-        pass  # the experiment's command line checked its --out
-
-    def check_resume(self):
-        return {}, []  # the identity is checked against the checkpoint's (restore)
-
-    def init_state(self):
-        from metarl.driver.checkpoints import remove_checkpoint
-
-        if self.path:  # a new run: no earlier checkpoint (or half-written one) of this name may be resumed later
-            remove_checkpoint(self.path)
-        return self.make_state()
-
-    def restore(self):
-        from metarl.driver.checkpoints import find_checkpoint
-        from metarl.driver.segments import load_checkpoint
-
-        state, done, history, ex = load_checkpoint(self.path, self.like, self.identity_record)
-        found = find_checkpoint(self.path, os.path.dirname(self.path))[0]
-        promote_checkpoint(self.path, found)  # resumed from .partial / .old: `checkpoint` again
-        if self.extra is not None:
-            self.extra[1](ex)
-        return state, done, history, found
-
-    def make_bar(self, start: int):
-        bar = _Bar(self.bar)
-        bar.update(start * self.units_per_chunk)
-        return bar
-
-    def record(self, i: int, state, m, dt: float, history: list, bar, tb):
-        from metarl.driver.guard import check_finite
-        from metarl.driver.segments import json_ready
-
-        where = self.where(i + 1) if self.where else f"segment {i + 1} of {self.num_chunks}"
-        check_finite(state, m, where, runs=self.runs, ignore=self.ignore, unit=self.run_unit)  # before any save
-        if self.on_segment is not None:
-            m = self.on_segment(i + 1, m)
-        history.append(json_ready(m))
-        bar.update(self.units_per_chunk)
-
-    def save(self, state, chunk: int, history: list):
-        from metarl.driver.segments import save_checkpoint
-
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        save_checkpoint(self.path, state, chunk, history, self.extra[0]() if self.extra is not None else {},
-                        json_norm(self.identity_record), self.num_chunks)
-
-    @staticmethod
-    def stack(history: list):
-        return history
-
-    def _interrupt_message(self, saved: int) -> str:
-        if not saved:
-            return f"stopped before segment 1 of {self.num_chunks}"
-        where = f", checkpoint in {os.path.dirname(self.path)}" if self.path else ""
-        return f"stopped after segment {saved} of {self.num_chunks}{where}"

@@ -1,6 +1,6 @@
 """The stages of the experiments that keep host state between compiled segments (MetaGenRL's meta-training,
 meta-test and baselines, EPG, RL^2, PPO-LIRPG, the model-based critic's reacher and arm meta-training): a
-compiled ``segment(state) -> (state, metrics)`` run by the Driver's loop (:class:`metarl.driver.core.SegmentDriver`:
+compiled ``segment(state) -> (state, metrics)`` run by the Driver's loop (:class:`metarl.driver.stage.SegmentDriver`:
 the NaN/inf guard after each segment, a checkpoint every few segments and at SIGINT, a resume that continues
 bit for bit), with the stage's identity, host history and extra state in the checkpoint folder (the Driver's
 format, metarl.driver.checkpoints: the orbax state and ``segments.json``, hashed, swapped in whole).
@@ -129,7 +129,7 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
                  units_per_segment: int = 1, where: Callable | None = None, runs: int | None = None,
                  max_segments: int | None = None, ignore: tuple = (), unit: str = "seed"):
     """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times (the Driver's loop:
-    :class:`metarl.driver.core.SegmentDriver`; a jitted ``seg`` is compiled ahead, its time apart). After each segment the NaN/Inf
+    :class:`metarl.driver.stage.SegmentDriver`; a jitted ``seg`` is compiled ahead, its time apart). After each segment the NaN/Inf
     guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved,
     naming the segment (``where(i)``, default "segment i of total") and, with ``runs`` (the state's leading
     vmapped axis), the runs concerned (each a ``unit``, e.g. "seed"); leaves named in ``ignore`` may be
@@ -148,7 +148,7 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     Returns (state, history: a list of per-segment JSON-ready dicts). A resumed run gives the same states
     and history as an uninterrupted one: every key is in the state.
     """
-    from metarl.driver.core import SegmentDriver
+    from metarl.driver.stage import SegmentDriver
     from metarl.driver.records import package_versions
 
     identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused

@@ -106,6 +106,9 @@ class Runner(Driver):
         return {"config": dataclasses.asdict(self.config), "command": current_command(), "versions": package_versions(),
                 "device": device_info(), "num_runs": self.num_runs, "sweep": self.combos, "started_at": now()}
 
+    def place(self, run):
+        return run  # placed by init and restore themselves (run_sharding)
+
     def init_state(self):
         self.failures = {}
         t = time.perf_counter()
