@@ -203,16 +203,25 @@ init_v, seg_v, keys = jax.jit(jax.vmap(init)), jax.jit(jax.vmap(run_segment)), j
 like = jax.eval_shape(init_v, keys)
 run_segments(seg_v, lambda: init_v(keys), like, 3, d, {"run": 1}, runs=4, max_segments=1)  # as if killed after 1
 back, hist_b = run_segments(seg_v, lambda: init_v(keys), like, 3, d, {"run": 1}, runs=4, resume=True)
+# a population (MetaGenRL's): no single run axis for the guard, its agents' axis (4) named for placement
+pop = lambda: {"agents": jnp.ones((4, 3)), "shared": jnp.ones(5)}
+step = lambda s: ({"agents": s["agents"] * 0.5 + s["shared"][:3], "shared": s["shared"] + 1.0},
+                  {"m": s["agents"].mean()})
+mixed, _ = run_segments(jax.jit(step), pop, jax.eval_shape(pop), 2, None, {}, place_runs=4)
 print(json.dumps({"devices": devices, "resumed_devices": len(back["w"].sharding.device_set),
                   "w": np.asarray(full["w"]).tolist(), "w_resumed": np.asarray(back["w"]).tolist(),
-                  "equal_history": hist == hist_b}))
+                  "equal_history": hist == hist_b, "agents_devices": len(mixed["agents"].sharding.device_set),
+                  "shared_replicated": mixed["shared"].sharding.is_fully_replicated,
+                  "agents": np.asarray(mixed["agents"]).tolist()}))
 """
 
 
 def test_runs_are_split_across_devices_and_resume_there(tmp_path):
     """With two devices (the CPU split in two), a segment loop's runs (its leading vmapped axis) are placed
     across both; a run stopped after its first segment and resumed is placed the same way and ends bit for
-    bit as the one straight through; and the numbers equal those of this one-device process."""
+    bit as the one straight through; and the numbers equal those of this one-device process. A population
+    without a single run axis (MetaGenRL's) names its agents' axis for placement (``place_runs``): those
+    leaves split, the others replicated."""
     import json
     import subprocess
     import sys
@@ -226,6 +235,8 @@ def test_runs_are_split_across_devices_and_resume_there(tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2 and out["resumed_devices"] == 2 and out["equal_history"]
     assert out["w"] == out["w_resumed"]
+    assert out["agents_devices"] == 2 and out["shared_replicated"]  # place_runs: a population's agent axis
+    assert out["agents"] == [[2.75] * 3] * 4  # (1 * 0.5 + 1) * 0.5 + 2
     from metarl.driver.segments import vmapped_run
 
     def init(key):

@@ -71,6 +71,7 @@ class Driver:
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite={on_nonfinite!r}; valid: {', '.join(ON_NONFINITE)}")
         self.on_nonfinite, self.runs, self.run_unit = on_nonfinite, runs, run_unit
+        self.place_runs = runs  # the run axis that place() splits across devices
         self.failed_runs: dict = {}
         self.init, self.chunk, self.key = init, chunk, key
         self.num_chunks = num_chunks
@@ -146,19 +147,19 @@ class Driver:
         return bool(self.out_dir)
 
     def place(self, state):
-        """The state on the devices: with ``runs`` and several devices that divide it, every leaf whose
-        leading axis is the run axis split across them (the others replicated), so each chunk runs its
-        runs in parallel on every device; on one device (or when they do not divide ``runs``) the state
-        as it is. A restored state is placed the same way as a fresh one."""
-        devices = jax.devices()
-        if not self.runs or len(devices) < 2 or self.runs % len(devices):
+        """The state on the devices: with ``place_runs`` (default ``runs``) and several devices that divide
+        it, every leaf whose leading axis has that size split across them (the others replicated), so each
+        chunk runs its runs in parallel on every device; on one device (or when they do not divide it) the
+        state as it is. A restored state is placed the same way as a fresh one."""
+        devices, n = jax.devices(), self.place_runs
+        if not n or len(devices) < 2 or n % len(devices):
             return state
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         mesh = Mesh(np.asarray(devices), ("runs",))
         split, whole = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
-        return jax.tree.map(lambda x: jax.device_put(x, split if np.ndim(x) and np.shape(x)[0] == self.runs
-                                                     else whole), state)
+        return jax.tree.map(lambda x: jax.device_put(x, split if np.ndim(x) and np.shape(x)[0] == n else whole),
+                            state)
 
     def make_bar(self, start: int):
         """The progress bar (tqdm on stderr; disabled without ``progress``), at ``start`` chunks done."""

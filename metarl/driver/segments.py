@@ -127,7 +127,8 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
                  resume: bool = False, on_segment: Callable | None = None, extra: tuple | None = None,
                  stop: StopFlag | None = None, checkpoint_every: int = 1, bar=None, name: str = CHECKPOINT,
                  units_per_segment: int = 1, where: Callable | None = None, runs: int | None = None,
-                 max_segments: int | None = None, ignore: tuple = (), unit: str = "seed"):
+                 max_segments: int | None = None, ignore: tuple = (), unit: str = "seed",
+                 place_runs: int | None = None):
     """Drive the compiled ``seg`` (state -> (state, metrics)) ``total`` times (the Driver's loop:
     :class:`metarl.driver.stage.SegmentDriver`; a jitted ``seg`` is compiled ahead, its time apart). After each segment the NaN/Inf
     guard (``metarl.driver.check_finite``) raises a one-line ``NonFiniteError`` before anything is saved,
@@ -145,6 +146,8 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     abandoned, and before the first segment when ``stop`` was requested earlier). ``resume=True`` continues from the
     checkpoint there (from the start if there is none). ``bar`` advances ``units_per_segment`` per segment;
     ``max_segments`` stops after that many segments of this call (their checkpoint written; tests).
+    With several devices the state's run axis (``place_runs``, default ``runs``: the leaves whose leading
+    axis has that size) is split across them (metarl.driver.Driver.place).
     Returns (state, history: a list of per-segment JSON-ready dicts). A resumed run gives the same states
     and history as an uninterrupted one: every key is in the state.
     """
@@ -154,7 +157,8 @@ def run_segments(seg, init_state: Callable, like, total: int, ckpt_dir: str | No
     identity = dict(identity, versions=package_versions())  # a resume under other package versions is refused
     driver = SegmentDriver(seg, init_state, like, total, os.path.join(ckpt_dir, name) if ckpt_dir else None, identity,
                            on_segment=on_segment, extra=extra, stop=stop, checkpoint_every=checkpoint_every, bar=bar,
-                           units_per_segment=units_per_segment, where=where, runs=runs, ignore=ignore, unit=unit)
+                           units_per_segment=units_per_segment, where=where, runs=runs, ignore=ignore, unit=unit,
+                           place_runs=place_runs)
     return driver.run(resume, stop_after=max_segments)
 
 

@@ -61,13 +61,15 @@ class SegmentDriver(Driver):
 
     def __init__(self, seg, init_state: Callable, like, total: int, path: str | None, identity: dict, *,
                  on_segment=None, extra=None, stop=None, checkpoint_every: int = 1, bar=None,
-                 units_per_segment: int = 1, where=None, runs=None, ignore: tuple = (), unit: str = "seed"):
+                 units_per_segment: int = 1, where=None, runs=None, ignore: tuple = (), unit: str = "seed",
+                 place_runs: int | None = None):
         super().__init__(None, seg, None, total, None, identity, progress=False, units_per_chunk=units_per_segment,
                          checkpoint_every=checkpoint_every)
         self.path, self.like, self.make_state = path, like, init_state
         self.identity_record = identity
         self.on_segment, self.extra, self.bar = on_segment, extra, bar
         self.where, self.runs, self.ignore, self.run_unit = where, runs, ignore, unit
+        self.place_runs = runs if place_runs is None else place_runs
         self._sig = _Stop(stop)
 
     def checkpointing(self) -> bool:

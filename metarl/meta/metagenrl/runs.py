@@ -123,7 +123,8 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
     state, history = run_segments(
         seg, lambda: jax.jit(init)(key), jax.eval_shape(init, key), n, out_dir, identity, resume=resume,
         on_segment=on_segment, extra=(monitor.state_dict, monitor.load_state_dict), stop=stop,
-        checkpoint_every=checkpoint_every or scale.checkpoint_every, bar=bar)
+        checkpoint_every=checkpoint_every or scale.checkpoint_every, bar=bar,
+        place_runs=cfg.agents_per_env)  # each group's agents split across devices, if there are several
     bar.close()
     final = os.path.join(out_dir, "final")
     mg.save_objective(final, state.alpha, cfg.objective, {"train": list(train), "inner_steps": cfg.inner_steps,
@@ -188,7 +189,7 @@ def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, base
     bar = _progress(cfg.num_evals, f"meta-test on {'&'.join(test)}", progress)
     _, history = run_segments(jax.jit(segment), lambda: jax.jit(init_state)(key), jax.eval_shape(init_state, key),
                               cfg.num_evals, ckpt_dir, identity, resume=resume, stop=stop,
-                              checkpoint_every=scale.checkpoint_every, bar=bar)
+                              checkpoint_every=scale.checkpoint_every, bar=bar, place_runs=n)
     bar.close()
     drop_checkpoint(ckpt_dir)
     out = {}
