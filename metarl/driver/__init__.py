@@ -26,8 +26,9 @@ its checkpoint, then stops with status interrupted.
 
 Modules: errors, records (versions, device, atomic JSON, identity), checkpoints, rundir (run-directory
 policy, SIGINT), guard (NaN / inf), core (Driver, run_chunks), stage (SegmentDriver) and segments
-(run_segments: the Driver's loop for a stage of an experiment with host state between segments), runrecord (config.json and
-meta.json of the experiments that are chains of such stages); every name is re-exported here (loaded on first use), so ``from metarl.driver import Driver, write_json`` works.
+(run_segments: the Driver's loop for a stage of an experiment with host state between segments),
+runrecord (config.json and meta.json of the experiments that are chains of such stages); every name is
+re-exported here (loaded on first use), so ``from metarl.driver import Driver, write_json`` works.
 """
 from metarl.lazy import lazy_package
 

@@ -18,7 +18,6 @@ from metarl.driver.records import read_json, write_json
 # Checkpoints: written whole, swapped in atomically, hashed, restored from the newest complete one
 # ----------------------------------------------------------------------------------------------------
 MARKER = "COMPLETE.json"
-CHECKPOINT_NAMES = ("checkpoint", "checkpoint.partial", "checkpoint.old")
 
 
 def sha256_file(path: str) -> str:
@@ -68,6 +67,9 @@ def leaf_shapes(tree) -> dict:
 def checkpoint_names(ckpt_dir: str) -> tuple[str, ...]:
     """The folders one checkpoint may occupy: itself, its ``.partial`` (a save under way) and ``.old``."""
     return tuple(ckpt_dir + s for s in ("", ".partial", ".old"))
+
+
+CHECKPOINT_NAMES = checkpoint_names("checkpoint")  # a run directory's checkpoint folders
 
 
 def has_checkpoint(ckpt_dir: str) -> bool:

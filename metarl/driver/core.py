@@ -49,9 +49,9 @@ class Driver:
 
     One loop for every program: a subclass changes what it records through the hooks below (the
     off-policy :class:`metarl.train.Runner` does: sharded runs, its in-graph guard, metrics per evaluation
-    point and a learning curve; so does :class:`metarl.driver.stage.SegmentDriver`, a stage of an experiment: its identity and
-    history in the checkpoint, the experiment's progress bar and StopFlag), never the order of checks,
-    compilation, writes, checkpoints and SIGINT.
+    point and a learning curve; so does :class:`metarl.driver.stage.SegmentDriver`, a stage of an
+    experiment: its identity and history in the checkpoint, the experiment's progress bar and StopFlag),
+    never the order of checks, compilation, writes, checkpoints and SIGINT.
     """
 
     RECORD_FILES = RECORD_FILES  # what a new run refuses to replace (None: any file) and --overwrite removes
@@ -344,4 +344,3 @@ def run_chunks(init: Callable, chunk: Callable, key, num_chunks: int, out_dir: s
                resume: bool = False, **options):
     """``Driver(init, chunk, key, num_chunks, out_dir, config, **options).run(resume)``: (state, metrics)."""
     return Driver(init, chunk, key, num_chunks, out_dir, config, **options).run(resume)
-

@@ -70,7 +70,8 @@ def write_text(path: str, text: str | bytes):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "wb" if isinstance(text, bytes) else "w", encoding=None if isinstance(text, bytes) else "utf-8") as f:
+        binary = isinstance(text, bytes)
+        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     finally:

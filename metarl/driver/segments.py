@@ -81,11 +81,17 @@ def save_checkpoint(path: str, state, done: int, history: list, extra: dict, ide
 
 
 def load_checkpoint(path: str, like, identity: dict):
-    """(state, done, history, extra) from :func:`save_checkpoint`'s folder ``path`` (the newest complete
-    of it, its .partial and .old). ``like``: the state's abstract shape (``jax.eval_shape`` of the init); a
-    checkpoint of other settings is refused with a one-line ``ConfigMismatch`` naming the differences, one
-    of other shapes with a one-line ``CheckpointMismatch``, a corrupted one with a one-line
-    ``CheckpointError``."""
+    """(state, done, history, extra) from :func:`save_checkpoint`'s folder ``path``: :func:`restore_segments`."""
+    state, meta, _ = restore_segments(path, like, identity)
+    return state, meta["done"], meta["history"], meta["extra"]
+
+
+def restore_segments(path: str, like, identity: dict):
+    """(state, segments.json, the folder read) from :func:`save_checkpoint`'s folder ``path`` (the newest
+    complete of it, its .partial and .old). ``like``: the state's abstract shape (``jax.eval_shape`` of the
+    init); a checkpoint of other settings is refused with a one-line ``ConfigMismatch`` naming the
+    differences, one of other shapes with a one-line ``CheckpointMismatch``, a corrupted one with a
+    one-line ``CheckpointError``."""
     from metarl.driver.checkpoints import restore_checkpoint
     from metarl.driver.errors import CheckpointMismatch, ConfigMismatch
     from metarl.driver.records import identity_diff
@@ -102,7 +108,7 @@ def load_checkpoint(path: str, like, identity: dict):
         raise
     meta = read_segments(path, found)
     check_identity(meta)
-    return state, meta["done"], meta["history"], meta["extra"]
+    return state, meta, found
 
 
 def read_segments(path: str, found: str | None = None) -> dict:

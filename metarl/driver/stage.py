@@ -64,12 +64,13 @@ class SegmentDriver(Driver):
                  units_per_segment: int = 1, where=None, runs=None, ignore: tuple = (), unit: str = "seed",
                  place_runs: int | None = None):
         super().__init__(None, seg, None, total, None, identity, progress=False, units_per_chunk=units_per_segment,
-                         checkpoint_every=checkpoint_every)
+                         checkpoint_every=checkpoint_every, runs=runs, run_unit=unit)
         self.path, self.like, self.make_state = path, like, init_state
         self.identity_record = identity
         self.on_segment, self.extra, self.bar = on_segment, extra, bar
-        self.where, self.runs, self.ignore, self.run_unit = where, runs, ignore, unit
-        self.place_runs = runs if place_runs is None else place_runs
+        self.where, self.ignore = where, ignore
+        if place_runs is not None:
+            self.place_runs = place_runs
         self._sig = _Stop(stop)
 
     def checkpointing(self) -> bool:
@@ -92,15 +93,13 @@ class SegmentDriver(Driver):
         return self.make_state()
 
     def restore(self):
-        from metarl.driver.checkpoints import find_checkpoint
-        from metarl.driver.segments import load_checkpoint
+        from metarl.driver.segments import restore_segments
 
-        state, done, history, ex = load_checkpoint(self.path, self.like, self.identity_record)
-        found = find_checkpoint(self.path, os.path.dirname(self.path))[0]
+        state, meta, found = restore_segments(self.path, self.like, self.identity_record)
         promote_checkpoint(self.path, found)  # resumed from .partial / .old: `checkpoint` again
         if self.extra is not None:
-            self.extra[1](ex)
-        return state, done, history, found
+            self.extra[1](meta["extra"])
+        return state, meta["done"], meta["history"], found
 
     def make_bar(self, start: int):
         bar = _Bar(self.bar)
@@ -121,7 +120,6 @@ class SegmentDriver(Driver):
     def save(self, state, chunk: int, history: list):
         from metarl.driver.segments import save_checkpoint
 
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         save_checkpoint(self.path, state, chunk, history, self.extra[0]() if self.extra is not None else {},
                         json_norm(self.identity_record), self.num_chunks)
 

@@ -39,7 +39,9 @@ def checkpoint_folders(part: str) -> tuple[str, ...]:
 
 def checkpoint_files(part: str) -> tuple[str, ...]:
     """:func:`checkpoint_folders` with the ``.partial`` / ``.old`` folders a save in progress may leave."""
-    return tuple(f + s for f in checkpoint_folders(part) for s in ("", ".partial", ".old"))
+    from metarl.driver.checkpoints import checkpoint_names
+
+    return tuple(name for f in checkpoint_folders(part) for name in checkpoint_names(f))
 
 
 def part_files(part: str) -> tuple[str, ...]:
@@ -266,7 +268,6 @@ class UnitCheckpoints:
         from metarl.driver import json_norm
         from metarl.driver.checkpoints import save_checkpoint
 
-        os.makedirs(os.path.dirname(self.path(unit)), exist_ok=True)
         save_checkpoint(self.path(unit), {} if tree is None else tree, 1,
                         dict(meta or {}, identity=json_norm(identity(self.part, unit, self.config))), arrays)
 
