@@ -143,7 +143,7 @@ def main(argv=None):
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
-    from benchmarks.common import compile_report
+    from metarl.compile_clock import compile_report
 
     with compile_report("benchmarks.metagenrl_baselines", a.out):
         b = run(a.scale, a.out)

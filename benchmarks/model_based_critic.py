@@ -93,7 +93,7 @@ def main(argv=None):
         from metarl import enable_compilation_cache
 
         enable_compilation_cache()  # a repeated run skips the compilation
-    from benchmarks.common import compile_report
+    from metarl.compile_clock import compile_report
     from metarl.cli import run_module
 
     def started(part):  # a part with a run record or a checkpoint in --out continues under --resume

@@ -118,7 +118,7 @@ def main(argv=None):
     t0 = time.time()
     chain_result = snake_result = learned_result = None
     chain_scale = CHAIN_SCALE[scale]
-    from benchmarks.common import compile_report
+    from metarl.compile_clock import compile_report
 
     def part(module: str, out: str, scale: str, *extra: str) -> dict:
         """Run one experiment's command line (a benchmark regenerates its results: an earlier run's records

@@ -3,6 +3,7 @@ command lines themselves are generated from dataclasses: metarl/config_cli.py).
 
 - :func:`fail` prints one line and exits (for checks the parser cannot express).
 - :func:`make_out_dir` creates the output folder as the last check, or fails in one line.
+- :func:`cli_modules` lists every command line of the project (what the --help checks and timings visit).
 - :func:`run_module` runs an experiment's command line in this process, as a benchmark does: what binds
   the two is the command line and the files it writes, not the experiment's names.
 """
@@ -52,3 +53,23 @@ def run_module(module: str, args: Iterable[str]) -> None:
             raise
     finally:
         sys.argv = saved
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_modules(root: str = ROOT) -> list[str]:
+    """Every command-line module of the project (metarl/, experiments/, benchmarks/; the peers run in
+    their own environments), as ``python -m`` names."""
+    import glob
+    import re
+
+    main_guard = re.compile(r'^if __name__ == "__main__":', re.M)
+    mods = []
+    for pattern in ("metarl/*.py", "metarl/*/*.py", "experiments/*.py", "benchmarks/*.py", "benchmarks/*/__main__.py"):
+        for path in sorted(glob.glob(os.path.join(root, pattern))):
+            with open(path) as f:
+                if main_guard.search(f.read()):
+                    name = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
+                    mods.append(name[:-len(".__main__")] if name.endswith(".__main__") else name)  # a package
+    return mods

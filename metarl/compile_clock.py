@@ -9,6 +9,8 @@ executable's retrieval) and is counted in ``cache_hits``.
     with CompileClock() as clock:
         ...  # anything that jits
     print(clock.line())  # "compile 41.2 s (trace 3.1, lower 1.0, XLA 37.5; 0 cache hits), run 12.3 s"
+
+:class:`compile_report` is the same clock around a whole benchmark part: one printed line and a JSON file.
 """
 from __future__ import annotations
 
@@ -90,3 +92,26 @@ class CompileClock:
         return (f"compile {s['compile_s']:.1f} s (trace {s['trace_s']:.1f}, lower {s['lower_s']:.1f}, XLA "
                 f"{s['xla_s']:.1f}; {s['programs_compiled']} programs, {s['cache_hits']} from the persistent "
                 f"cache), run {s['run_s']:.1f} s, wall {s['wall_s']:.1f} s")
+
+
+class compile_report:
+    """``with compile_report("benchmarks.x", out_dir): ...``: on a normal exit, prints one line with the
+    part's compile time apart from its run time and writes it to ``out_dir/<filename>``."""
+
+    def __init__(self, name: str, out_dir: str, filename: str = "compile_time.json"):
+        self.name, self.out_dir, self.filename = name, out_dir, filename
+
+    def __enter__(self):
+        self.clock = CompileClock().__enter__()
+        return self.clock
+
+    def __exit__(self, exc_type, *rest):
+        import os
+
+        from metarl.driver.records import write_json
+
+        self.clock.__exit__(exc_type, *rest)
+        if exc_type is None:
+            write_json(os.path.join(self.out_dir, self.filename), {"part": self.name, **self.clock.summary()})
+            print(f"{self.name}: {self.clock.line()}", flush=True)
+        return False

@@ -94,9 +94,12 @@ def _scale_of(argv: Sequence[str], names: Sequence[str], default: str, prog: str
             scale = argv[i + 1]
         elif a.startswith("--scale="):
             scale = a.partition("=")[2]
-    if scale not in names:
-        cli.fail(prog, f"argument --scale: unknown scale {scale!r}; valid scales: {', '.join(names)} (see --help)")
-    return scale
+    from metarl.driver.records import check_scale
+
+    try:
+        return check_scale(scale, names)
+    except ValueError as e:
+        cli.fail(prog, f"argument --scale: {e} (see --help)")
 
 
 _BOX = str.maketrans("", "", "│╭╮╰╯")

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from benchmarks.common import cli_modules
+from metarl.cli import cli_modules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("jax", "jaxlib", "flax", "optax", "chex", "distrax", "tensorflow_probability", "brax", "mujoco", "trimesh", "evosax", "gymnax", "jumanji",

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks.common import compile_report
+from metarl.compile_clock import compile_report
 from metarl.compile_clock import CompileClock, union_length
 
 

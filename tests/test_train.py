@@ -191,14 +191,6 @@ def test_td3_learns_brax_inverted_pendulum():
     assert stats.iqm(ret.max(axis=1)) > 110, ret.max(axis=1)
 
 
-def test_unknown_scale_is_a_clear_error():
-    from metarl.scales import resolve_scale
-
-    assert resolve_scale("quick", {"quick": 1, "paper": 2}) == 1
-    with pytest.raises(ValueError, match="unknown scale 'huge'; valid scales: quick, paper"):
-        resolve_scale("huge")
-
-
 def test_static_delay_schedule_equals_cond_schedule(tiny_run):
     """The loop's static layout of TD3's policy delay gives the same run as a lax.cond per update."""
     _, metrics, _ = tiny_run

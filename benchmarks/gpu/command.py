@@ -45,7 +45,7 @@ def main(argv=None):
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     kit = Kit(a)
     if a.plan_only:
-        from benchmarks.common import write_text
+        from metarl.driver import write_text
 
         write_text(os.path.join(a.out, "plan.json"), json.dumps(kit.plan, indent=1, default=_jsonable) + "\n")
         print(plan_text(kit.plan))

@@ -77,7 +77,7 @@ class Kit(Parts):
 
     def write(self, final: bool = False, figure: bool = True):
         """summary.json and summary.md (cheap: after every chunk) and figures.png (at the end of a part)."""
-        from benchmarks.common import write_text
+        from metarl.driver import write_text
 
         with self.lock:
             self.summary["wall_s"] = round(time.time() - self.t0, 1)
@@ -95,7 +95,7 @@ class Kit(Parts):
 
     # -- main --------------------------------------------------------------------------------------
     def run(self):
-        from benchmarks.common import write_text
+        from metarl.driver import write_text
 
         os.makedirs(self.out, exist_ok=True)
         write_text(os.path.join(self.out, "plan.json"), json.dumps(self.plan, indent=1, default=_jsonable) + "\n")

@@ -74,7 +74,7 @@ def main(argv=None):
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
     try:
-        from benchmarks.common import compile_report
+        from metarl.compile_clock import compile_report
 
         with compile_report("benchmarks.meta_critic", a.out):
             print(run_bench(cfg, jobs, a.out, a.resume))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 
 from metarl.agents import agent_config
+from metarl.driver.records import check_scale
 
 
 SCALES = ("quick", "medium", "paper")
@@ -87,8 +88,7 @@ class BenchConfig:
 
 
 def bench_config(scale: str) -> BenchConfig:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
+    check_scale(scale, SCALES)
     if scale == "quick":
         return BenchConfig()
     if scale == "medium":

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import write_text
+from metarl.driver import write_text
 from metarl.meta.metagenrl.protocol import get_scale
 from benchmarks.metagenrl.tables import OUT, _final, _fmt, plot_curves, to_markdown
 
@@ -113,7 +113,7 @@ def _stamp(scale_name, wall, versions):
 
 
 def _write_csv(path, comments, rows):
-    """``rows`` as CSV after one ``# comment`` line each, written atomically (via common.write_text)."""
+    """``rows`` as CSV after one ``# comment`` line each, written atomically (metarl.driver.write_text)."""
     buf = io.StringIO()
     buf.write("".join(f"# {c}\n" for c in comments))
     csv.writer(buf).writerows(rows)

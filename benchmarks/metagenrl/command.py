@@ -49,7 +49,7 @@ def main(argv=None):
 
     stop = StopFlag()
     try:
-        from benchmarks.common import compile_report
+        from metarl.compile_clock import compile_report
 
         with stop.sigint(), compile_report("benchmarks.metagenrl", out):
             run(args.scale, out, resume=args.resume, stop=stop)

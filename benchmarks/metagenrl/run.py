@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import write_text
+from metarl.driver import write_text
 from metarl.meta.metagenrl.protocol import get_scale
 from benchmarks.metagenrl.tables import _final, _fmt, add_verdicts, build_table, plot_curves, to_markdown
 from benchmarks.metagenrl.stages import (RUN_FILE, _arrays, _fresh, _sha, build_summary, check_out_dir, default_out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -39,7 +40,7 @@ class ThroughputBench:
 
 
 def main(argv=None):
-    from benchmarks.common import progress, write_result, write_text
+    from metarl.driver import write_result, write_text
     from metarl.config_cli import parse_command
 
     from benchmarks import throughput  # the package's docstring is the benchmark's description
@@ -60,7 +61,9 @@ def main(argv=None):
     pend_counts = tuple(cfg.pend_seed_counts)
     phases = (1 + 3 + len(counts) + cfg.rounds * (len(counts) + int(cfg.run_torch)) + 2
               + len(PEND_ALGOS) * (len(pend_counts) + 1) + 1 + 1)
-    bar = progress(phases, f"throughput ({scale})", unit="phase")
+    from tqdm import tqdm
+
+    bar = tqdm(total=phases, desc=f"throughput ({scale})", unit="phase", file=sys.stderr, dynamic_ncols=True)
     skipped, timeline = {}, []
 
     def phase(name):
@@ -241,7 +244,8 @@ def main(argv=None):
 
     # (f) every CLI's --help, in a fresh interpreter each (target: < 2 s on an idle 2-core CPU)
     phase("CLI --help times")
-    from benchmarks.common import cli_modules, help_times
+    from benchmarks.throughput.cli_times import help_times
+    from metarl.cli import cli_modules
 
     helps = help_times(cli_modules(ROOT), runs=cfg.help_runs, root=ROOT)
     bar.update(1)

@@ -103,6 +103,6 @@ SCALES = {
 
 
 def config_for(scale: str) -> ThroughputConfig:
-    from benchmarks.common import parse_scale
+    from metarl.driver.records import check_scale
 
-    return SCALES[parse_scale(scale, SCALES)].validate()
+    return SCALES[check_scale(scale, SCALES)].validate()

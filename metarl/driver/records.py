@@ -1,5 +1,6 @@
-"""Run records: timestamps, package versions, the device, strict JSON, atomic writes, and a resumed run's
-identity check (the differences named in one line)."""
+"""Run records: timestamps, package versions, the device, strict JSON, atomic writes, a result file with its
+record beside the figures, the named run scales, and a resumed run's identity check (the differences named
+in one line)."""
 from __future__ import annotations
 
 import json
@@ -44,6 +45,30 @@ def device_info() -> dict:
             "device_count": jax.device_count()}
 
 
+def host_info() -> dict:
+    """:func:`device_info` with the host's CPU count and 1-minute load (a loaded machine explains a slow figure)."""
+    info = device_info()
+    info["cpu_count"] = os.cpu_count()
+    try:
+        info["loadavg_1m"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return info
+
+
+# Named run scales: ``quick`` (minutes on a 2-core CPU: `make bench`, CI smoke) and ``paper`` (the paper's
+# budget, meant for an accelerator); an experiment may name others (``medium``).
+SCALES = ("quick", "paper")
+
+
+def check_scale(value: str, choices=SCALES) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError naming the bad value and the valid ones."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"unknown scale {value!r}; valid scales: {', '.join(choices)}")
+    return value
+
+
 def jsonable(obj):
     """Plain JSON types, with every non-finite float as None (so the file is valid JSON for any reader)."""
     if isinstance(obj, dict):
@@ -83,6 +108,20 @@ def write_json(path: str, obj):
     """Atomic write (a reader never sees a half-written file) of strict JSON: NaN/inf become null."""
     write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False,
                                 default=lambda o: jsonable(np.asarray(o).tolist())))
+
+
+def write_result(path: str, results: dict, config=None, wall_time_s: float | None = None, **extra) -> dict:
+    """A benchmark's result file: ``{"config", "versions", "device", "wall_time_s", "written_at", **extra,
+    **results}`` as strict JSON, written whole. ``config`` may be a dataclass. Returns the written object."""
+    import dataclasses
+    import platform
+
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    obj = {"config": config, "versions": {**package_versions(), "python": platform.python_version()},
+           "device": host_info(), "wall_time_s": wall_time_s, "written_at": now(), **extra, **results}
+    write_json(path, obj)
+    return json_norm(obj)
 
 
 def metrics_csv(blocks: list, point: str = "eval_index") -> str:

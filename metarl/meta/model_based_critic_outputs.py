@@ -12,17 +12,10 @@ from typing import ClassVar
 
 from metarl.config_cli import NonNegInt, PositiveFloat, PositiveInt, RunOptions
 from metarl.driver import write_text
+from metarl.driver.records import SCALES, check_scale
 from metarl.plots import save_fig  # noqa: F401  (the experiments' figure writer)
 
-SCALES = ("quick", "paper")
 OUT_DIR = os.path.join("results", "model_based_critic")
-
-
-def check_scale(scale: str) -> str:
-    """``scale`` if it is one of :data:`SCALES`, else a ValueError naming them."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(SCALES)}")
-    return scale
 
 
 METHODS = ("ours", "ddpg", "meta_critic")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from metarl.driver.records import check_scale
 from metarl.meta.metagenrl.config import MetaGenRLConfig
 
 __all__ = ["SCALES", "ENVS", "TRAIN_SETS", "BASELINES", "Scale", "get_scale", "ONPOLICY_LABELS"]
@@ -55,8 +56,7 @@ class Scale:
 
 
 def get_scale(scale: str) -> Scale:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(SCALES)}")
+    check_scale(scale, SCALES)
     if scale == "paper":
         train = MetaGenRLConfig()  # Tables 3-4
         test = dataclasses.replace(train, anneal_steps=0)

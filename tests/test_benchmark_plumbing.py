@@ -1,25 +1,29 @@
-"""Benchmark plumbing: scale parsing, the throughput config's validation, result writing, the table's
-verdicts. No timing here: speed lives in ``make bench-throughput``."""
+"""Benchmark plumbing: the scale check and the result writer (metarl.driver.records), the throughput config's
+validation, the peers' plumbing, the --help timings, the table's verdicts. No timing here: speed lives in
+``make bench-throughput``."""
 import dataclasses
 import json
 import os
 
 import pytest
 
-from benchmarks import common, throughput
+from benchmarks import throughput
+from benchmarks.throughput.cli_times import help_times
+from metarl.cli import cli_modules
+from metarl.driver.records import check_scale, write_result
 from benchmarks.peers import drivers as peers
 
 
 def test_parse_scale_accepts_the_named_scales():
-    assert common.parse_scale("quick") == "quick"
-    assert common.parse_scale("paper") == "paper"
-    assert common.parse_scale("tiny", ("tiny", "huge")) == "tiny"
+    assert check_scale("quick") == "quick"
+    assert check_scale("paper") == "paper"
+    assert check_scale("tiny", ("tiny", "huge")) == "tiny"
 
 
 @pytest.mark.parametrize("bad", ["Quick", "", "fast", "paper "])
 def test_parse_scale_names_the_bad_value_and_the_choices(bad):
     with pytest.raises(ValueError) as e:
-        common.parse_scale(bad)
+        check_scale(bad)
     msg = str(e.value)
     assert repr(bad) in msg and "quick" in msg and "paper" in msg
 
@@ -69,7 +73,7 @@ def test_no_timed_chunk_is_an_error():
 
 def test_write_result_is_complete_and_leaves_no_temp_file(tmp_path):
     path = os.path.join(tmp_path, "sub", "r.json")
-    common.write_result(path, {"figure": 1.5}, config=throughput.ThroughputConfig(), wall_time_s=2.0, note="x")
+    write_result(path, {"figure": 1.5}, config=throughput.ThroughputConfig(), wall_time_s=2.0, note="x")
     with open(path) as f:
         obj = json.load(f)
     assert obj["figure"] == 1.5 and obj["note"] == "x" and obj["wall_time_s"] == 2.0
@@ -206,9 +210,9 @@ def test_pendulum_pair_keeps_our_side_when_the_peer_fails(monkeypatch):
 
 def test_help_times_runs_each_cli_in_a_fresh_interpreter():
     """The throughput part's --help timing: every CLI module is found, and a run reports its exit status."""
-    mods = common.cli_modules()
-    assert "metarl.train" in mods and "experiments.outer_value_chain" in mods and "benchmarks.common" not in mods
-    t = common.help_times(["metarl.report", "benchmarks.no_such_module"])
+    mods = cli_modules()
+    assert "metarl.train" in mods and "experiments.outer_value_chain" in mods and "benchmarks.throughput.cli_times" not in mods
+    t = help_times(["metarl.report", "benchmarks.no_such_module"])
     assert t["metarl.report"]["ok"] and t["metarl.report"]["wall_s"] > 0
     assert not t["benchmarks.no_such_module"]["ok"]
     table = throughput.help_table(t)
