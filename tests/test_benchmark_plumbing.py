@@ -217,3 +217,34 @@ def test_help_times_runs_each_cli_in_a_fresh_interpreter():
     assert not t["benchmarks.no_such_module"]["ok"]
     table = throughput.help_table(t)
     assert "| metarl.report |" in table and "FAILED (non-zero exit)" in table
+
+
+def test_pendulum_pair_repeats_in_turn_and_reports_medians_and_paired_ratios(monkeypatch):
+    """With a peer, each side is timed ``repeats`` times in turn; the row holds the median and every call, our
+    side the paired ratios; the table shows their range and resolves a verdict only when all agree."""
+    from benchmarks.throughput import pendulum, tables
+
+    ours_rates, their_rates, order = iter([10.0, 30.0, 20.0]), iter([20.0, 20.0, 20.0]), []
+    monkeypatch.setattr(pendulum, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
+
+    def ours_run(req, compiled):
+        order.append("ours")
+        return {"env_steps_per_s": next(ours_rates), "run_s": 1.0, "compile_s": 1.0}
+
+    class Peer:
+        def run(self, req):
+            order.append("rejax")
+            return {"env_steps_per_s": next(their_rates), "run_s": 1.0, "compile_s": 2.0}
+
+    monkeypatch.setattr(pendulum, "our_pendulum_run", ours_run)
+    ours, theirs = throughput.pendulum_pair({"algo": "sac"}, Peer(), repeats=3)
+    assert order == ["ours", "rejax"] * 3
+    assert ours["env_steps_per_s"] == 20.0 and ours["env_steps_per_s_samples"] == [10.0, 30.0, 20.0]
+    assert ours["ratio_samples"] == [0.5, 1.5, 1.0] and theirs["env_steps_per_s"] == 20.0
+    s = {"config": {"pend_seed_counts": [1]}, "rejax": {"sac": {"ours": {"1": ours}, "rejax": {"1": theirs}}}}
+    row = next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
+    assert "1.0x (0.50-1.50)" in row and "not resolved" in row, row
+    ours["ratio_samples"] = [1.1, 1.2, 1.05]
+    assert "| met |" in next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
+    ours["ratio_samples"] = [0.9, 0.95, 0.8]
+    assert "MISSED" in next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))

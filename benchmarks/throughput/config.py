@@ -33,6 +33,8 @@ class ThroughputConfig:
     pend_train_steps: int = 512  # env steps after the warm-up (TD3, SAC), 1 update each
     pend_eval_every: int = 256  # evaluation cadence (env steps), both sides
     pend_eval_episodes: int = 5
+    pend_repeats: int = 3  # timed calls per side and row, ours and rejax in turn (the peer's rows only): medians
+    # and the range of the paired ratios, so that a verdict is not one ~1 s sample of a machine that moves 10-20%
     ppo_rollouts: int = 2  # PPO env steps = ppo_rollouts x rollout (2048); evaluation after each rollout
     curve_seeds: int = 2  # learning curves: ours and rejax, equal steps and seeds (a sanity check)
     curve_learning_starts: int = 1_000
@@ -82,7 +84,7 @@ class ThroughputConfig:
             if every < 2 or every % 2 or steps < every or steps % every:
                 raise ValueError(f"train steps {steps} must be a positive multiple of an even eval_every {every} "
                                  "(TD3's policy delay 2)")
-        for name in ("pend_eval_episodes", "ppo_rollouts", "curve_seeds", "ppo_curve_rollouts", "gemm_n",
+        for name in ("pend_eval_episodes", "pend_repeats", "ppo_rollouts", "curve_seeds", "ppo_curve_rollouts", "gemm_n",
                      "gemm_reps", "help_runs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

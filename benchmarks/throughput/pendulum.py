@@ -108,12 +108,15 @@ def our_pendulum_run(req: dict, compiled=None) -> dict:
             "finite": bool(np.all(np.isfinite(evals)))}
 
 
-def pendulum_pair(req: dict, peer, overlap_compile: bool = False, errors: list | None = None):
-    """Ours, then rejax (``peer``, may be None), on ``req``; each compiled apart from its timed call.
+def pendulum_pair(req: dict, peer, overlap_compile: bool = False, errors: list | None = None, repeats: int = 1):
+    """Ours, then rejax (``peer``, may be None), on ``req``; each compiled apart from its timed calls.
     Returns (ours, theirs); theirs is None without a peer or when the peer failed (its error, one line,
-    is appended to ``errors``). ``overlap_compile``: rejax compiles in its process while ours compiles
-    here (halves the wall time of a compile-bound run; both compile times then include the other's
-    contention); the timed calls never overlap."""
+    is appended to ``errors``). With a peer, ``repeats`` timed calls per side, ours and rejax in turn (both
+    see the same load); a side's ``env_steps_per_s`` is then the median of its calls (every call in
+    ``env_steps_per_s_samples``) and ``ratio_samples`` on our side holds the paired ratios ours / rejax.
+    ``overlap_compile``: rejax compiles in its process while ours compiles here (halves the wall time of a
+    compile-bound run; both compile times then include the other's contention); the timed calls never
+    overlap."""
     failed = []
 
     def peer_call(fn):
@@ -130,9 +133,31 @@ def pendulum_pair(req: dict, peer, overlap_compile: bool = False, errors: list |
     compiled = compile_our_pendulum(req)
     if overlap_compile:
         peer_call(peer.receive)
-    ours = our_pendulum_run(req, compiled)
+    ours, theirs = [], []
+    for _ in range(max(1, int(repeats)) if peer is not None else 1):
+        ours.append(our_pendulum_run(req, compiled))
+        t = peer_call(lambda: peer.run(req))
+        if t is None:
+            break
+        theirs.append(t)
     del compiled
-    theirs = peer_call(lambda: peer.run(req))
     if failed and errors is not None:
         errors.extend(failed)
-    return ours, theirs
+    if len(ours) == 1:
+        return ours[0], (theirs[0] if theirs and not failed else None)
+    out = _median_of(ours)
+    if failed:
+        return out, None
+    out["ratio_samples"] = [a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(ours, theirs)]
+    return out, _median_of(theirs)
+
+
+def _median_of(runs: list) -> dict:
+    """The first call's record with ``env_steps_per_s`` and ``run_s`` the medians of every call's."""
+    import statistics
+
+    out = dict(runs[0])
+    out["env_steps_per_s_samples"] = [r["env_steps_per_s"] for r in runs]
+    out["env_steps_per_s"] = statistics.median(out["env_steps_per_s_samples"])
+    out["run_s"] = statistics.median(r["run_s"] for r in runs)
+    return out
