@@ -116,29 +116,16 @@ class Critic(nn.Module):
 
 
 class TwinCritic(nn.Module):
-    """Two independent Q networks (parameters ``q1`` and ``q2``), evaluated together: returns an array of
-    shape (2, ...).
-
-    ``stacked``: evaluate the two as one batched network (their parameters stacked, one vmapped apply), so
-    every layer is one batched GEMM instead of two; the parameters and their initialisation are the same,
-    the results equal up to float rounding. For a loss that uses both Q values every time (SAC: 10-13%
-    more updates per second at one seed on a 2-core CPU, docs/throughput.md); not for one that reads q1
-    alone (TD3's actor loss), where XLA drops the unused q2 of the unbatched form."""
+    """Two independent Q networks, evaluated together: returns an array of shape (2, ...)."""
 
     hidden: Sequence[int] = (400, 300)
     layer_norm: bool = False
-    stacked: bool = False
 
     @nn.compact
     def __call__(self, obs, action):
-        if not self.stacked or self.is_initializing():
-            q1 = Critic(self.hidden, self.layer_norm, name="q1")(obs, action)
-            q2 = Critic(self.hidden, self.layer_norm, name="q2")(obs, action)
-            return jnp.stack([q1, q2])
-        p = self.variables["params"]
-        both = jax.tree.map(lambda a, b: jnp.stack([a, b]), p["q1"], p["q2"])
-        one = Critic(self.hidden, self.layer_norm, parent=None)
-        return jax.vmap(lambda q: one.apply({"params": q}, obs, action))(both)
+        q1 = Critic(self.hidden, self.layer_norm, name="q1")(obs, action)
+        q2 = Critic(self.hidden, self.layer_norm, name="q2")(obs, action)
+        return jnp.stack([q1, q2])
 
 
 def count_params(params) -> int:

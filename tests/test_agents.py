@@ -173,23 +173,3 @@ def test_ppo_interleaved_fits_equal_the_two_fits_one_after_the_other():
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             np.testing.assert_array_equal(a, b)
     assert not np.allclose(jax.tree.leaves(pi)[0], jax.tree.leaves(state.pi)[0])  # the fits moved the nets
-
-
-def test_stacked_twin_critic_is_the_same_network():
-    """TwinCritic(stacked=True) (SAC's: both Q networks as one batched apply) has the parameters and the
-    initialisation of the plain form, and the same values and gradients up to float rounding."""
-    from metarl import nets
-
-    plain, stacked = nets.TwinCritic((16, 8)), nets.TwinCritic((16, 8), stacked=True)
-    obs, act = jax.random.normal(jax.random.PRNGKey(1), (5, 3)), jax.random.normal(jax.random.PRNGKey(2), (5, 1))
-    p = plain.init(jax.random.PRNGKey(0), obs, act)
-    jax.tree.map(np.testing.assert_array_equal, p, stacked.init(jax.random.PRNGKey(0), obs, act))
-    assert set(p["params"]) == {"q1", "q2"}
-    q = stacked.apply(p, obs, act)
-    assert q.shape == (2, 5)
-    np.testing.assert_allclose(q, plain.apply(p, obs, act), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(q[0], q[1])  # two different networks, each with its own parameters
-    loss = lambda net: lambda params: jnp.sum(jnp.min(net.apply(params, obs, act), axis=0) ** 2)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 jax.grad(loss(stacked))(p), jax.grad(loss(plain))(p))
-    assert make_agent("sac", SPEC, **SMALL).critic_net.stacked

@@ -21,7 +21,7 @@ def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:
     adim = spec.action_dim
     target_entropy = -float(adim) if config.target_entropy is None else float(config.target_entropy)
     actor_net = nets.GaussianActor(adim, tuple(config.actor_hidden))
-    critic_net = nets.TwinCritic(tuple(config.critic_hidden), stacked=True)  # both Q values, every use
+    critic_net = nets.TwinCritic(tuple(config.critic_hidden))
 
     def init(key, hp=None) -> AgentState:
         hp = merge_hp(SAC_HP, hp)
