@@ -248,3 +248,16 @@ def test_pendulum_pair_repeats_in_turn_and_reports_medians_and_paired_ratios(mon
     assert "| met |" in next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
     ours["ratio_samples"] = [0.9, 0.95, 0.8]
     assert "MISSED" in next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
+
+
+def test_best_gemm_takes_the_best_reading_and_keeps_each():
+    """The roofline's attainable rate is the best of its GEMM readings (a low one would flatter every fraction)."""
+    from benchmarks.throughput.tables import best_gemm
+
+    r = lambda j, n: {"n": 64, "reps": 2, "flop_per_product": 2.0 * 64 ** 3, "jax_gflops": j, "numpy_gflops": n,
+                      "attainable_gflops": max(j, n)}
+    g = best_gemm([r(204.0, 212.0), r(389.0, 218.0)])
+    assert (g["jax_gflops"], g["numpy_gflops"], g["attainable_gflops"]) == (389.0, 218.0, 389.0)
+    assert g["readings"] == [{"jax_gflops": 204.0, "numpy_gflops": 212.0}, {"jax_gflops": 389.0, "numpy_gflops": 218.0}]
+    s = {"config": {"pend_seed_counts": [1]}, "rejax": {}, "roofline": {"gemm": g, "updates": []}}
+    assert "readings jax 204 / numpy 212, jax 389 / numpy 218; attainable = 389 GFLOP/s" in throughput.rejax_table(s)

@@ -18,7 +18,7 @@ from benchmarks.peers.drivers import (BRAX_VENV, PEERS, REJAX_VENV, ROOT, TORCH_
 from benchmarks.throughput.config import SCALES, config_for
 from benchmarks.throughput.ours import OurSAC, OurTD3Updates, td3_flops_per_update
 from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
-from benchmarks.throughput.tables import (gemm_rates, help_table, make_table, n_max_key, rejax_table,
+from benchmarks.throughput.tables import (best_gemm, gemm_rates, help_table, make_table, n_max_key, rejax_table,
                                           sac_flops_per_update, summary_ratios)
 
 
@@ -60,7 +60,7 @@ def main(argv=None):
     counts = tuple(cfg.td3_seed_counts)
     pend_counts = tuple(cfg.pend_seed_counts)
     phases = (1 + 3 + len(counts) + cfg.rounds * (len(counts) + int(cfg.run_torch)) + 2
-              + len(PEND_ALGOS) * (len(pend_counts) + 1) + 1 + 1)
+              + len(PEND_ALGOS) * (len(pend_counts) + 1) + 1 + 1 + 1)
     from tqdm import tqdm
 
     bar = tqdm(total=phases, desc=f"throughput ({scale})", unit="phase", file=sys.stderr, dynamic_ncols=True)
@@ -241,6 +241,16 @@ def main(argv=None):
         bar.update(1)
     if peer is not None:
         peer.close()
+
+    # (e) again: the GEMM rate once more at the end, the attainable rate the best reading (one reading of jax's
+    # product came out at half the others', 204 against 389-392 GFLOP/s, which would have flattered every
+    # fraction); the update rows' fractions are taken against it
+    phase("roofline: dense float32 GEMM again")
+    gemm = best_gemm([gemm, gemm_rates(cfg.gemm_n, cfg.gemm_reps)])
+    for row in update_rows:
+        row["gemm_fraction"] = row["gflops"] / gemm["attainable_gflops"]
+    roofline["gemm"] = gemm
+    bar.update(1)
 
     # (f) every CLI's --help, in a fresh interpreter each (target: < 2 s on an idle 2-core CPU)
     phase("CLI --help times")
