@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -61,7 +60,7 @@ def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> 
     variants: {ppo|lirpg: {eval_return [seeds, evals], env_steps, ...}}, summary: {PPO|PPO-LIRPG: {final
     (per seed), iqm, ci, max_avg, std_at_max}, lirpg_vs_ppo}}} (metarl.meta.lirpg_outputs.summarize)."""
     import jax
-    from tqdm import tqdm
+    from metarl.cli import progress_bar
 
     from metarl.meta.lirpg_outputs import summarize
     from metarl.meta import lirpg as lp
@@ -78,8 +77,7 @@ def run_onpolicy(cfg, out: str, resume: bool = False, progress: bool = True) -> 
             raise SystemExit(f"benchmarks.meta_critic: cannot resume {job_dir}: it was run with other settings "
                              "(job.json); resume with the same --scale/--only, or give another --out")
         if stored is None:
-            bar = tqdm(total=lcfg.ppo.num_evals, desc=f"PPO/PPO-LIRPG on {env}", unit="eval", file=sys.stderr,
-                       disable=not progress)
+            bar = progress_bar(lcfg.ppo.num_evals, f"PPO/PPO-LIRPG on {env}", progress, unit="eval")
             t = time.perf_counter()
             try:
                 res = lp.train(lcfg, env, jax.random.PRNGKey(1000 + i), cfg.seeds, lp.VARIANTS, run_dir=job_dir,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -139,14 +138,14 @@ def run(cfg, env: str, seeds: int, variants, out: str, seed: int = 0, resume: bo
     """Train, then write summary.json and curves.png into ``out``; returns a short text report."""
     import jax
     import numpy as np
-    from tqdm import tqdm
+    from metarl.cli import progress_bar
 
     from metarl.driver import RunError
     from metarl.meta import lirpg as lp
     from metarl.meta.lirpg_outputs import FINAL_EVALS, summarize
     from metarl.train import write_json
 
-    bar = tqdm(total=cfg.ppo.num_evals, desc=f"PPO/PPO-LIRPG on {env}", disable=not progress, file=sys.stderr)
+    bar = progress_bar(cfg.ppo.num_evals, f"PPO/PPO-LIRPG on {env}", progress)
     try:
         res = lp.train(cfg, env, jax.random.PRNGKey(seed), seeds, variants, run_dir=out, resume=resume,
                        progress=lambda i, m: (bar.update(1), bar.set_postfix(

@@ -3,6 +3,7 @@ command lines themselves are generated from dataclasses: metarl/config_cli.py).
 
 - :func:`fail` prints one line and exits (for checks the parser cannot express).
 - :func:`make_out_dir` creates the output folder as the last check, or fails in one line.
+- :func:`progress_bar` is the progress bar every command line shows (on stderr; none with ``--no-progress``).
 - :func:`cli_modules` lists every command line of the project (what the --help checks and timings visit).
 - :func:`run_module` runs an experiment's command line in this process, as a benchmark does: what binds
   the two is the command line and the files it writes, not the experiment's names.
@@ -53,6 +54,13 @@ def run_module(module: str, args: Iterable[str]) -> None:
             raise
     finally:
         sys.argv = saved
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it"):
+    """A tqdm bar on stderr (a no-op when not ``enabled``); tqdm is imported here, when a run starts."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -261,3 +261,27 @@ def test_best_gemm_takes_the_best_reading_and_keeps_each():
     assert g["readings"] == [{"jax_gflops": 204.0, "numpy_gflops": 212.0}, {"jax_gflops": 389.0, "numpy_gflops": 218.0}]
     s = {"config": {"pend_seed_counts": [1]}, "rejax": {}, "roofline": {"gemm": g, "updates": []}}
     assert "readings jax 204 / numpy 212, jax 389 / numpy 218; attainable = 389 GFLOP/s" in throughput.rejax_table(s)
+
+
+def test_pendulum_pair_keeps_our_calls_when_the_peer_fails_in_a_repeat(monkeypatch):
+    """A peer that fails on its second call: our side keeps its calls (their median), theirs is None, the error
+    is one line, and no further call is made."""
+    from benchmarks.throughput import pendulum
+
+    rates, calls = iter([10.0, 30.0, 20.0]), []
+    monkeypatch.setattr(pendulum, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
+    monkeypatch.setattr(pendulum, "our_pendulum_run",
+                        lambda req, compiled: calls.append("ours") or {"env_steps_per_s": next(rates), "run_s": 1.0})
+
+    class Flaky:
+        def run(self, req):
+            calls.append("rejax")
+            if calls.count("rejax") == 2:
+                raise RuntimeError("rejax peer: died\nmid-run")
+            return {"env_steps_per_s": 20.0, "run_s": 1.0}
+
+    errors = []
+    ours, theirs = throughput.pendulum_pair({"algo": "sac"}, Flaky(), errors=errors, repeats=3)
+    assert calls == ["ours", "rejax", "ours", "rejax"] and theirs is None
+    assert ours["env_steps_per_s_samples"] == [10.0, 30.0] and ours["env_steps_per_s"] == 20.0
+    assert "ratio_samples" not in ours and errors == ["rejax peer: died mid-run"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ def _read_json(path):
 
 def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
     """Run the planned jobs (and Fig. 6) into ``out``; outputs are rewritten after every job."""
-    from tqdm import tqdm
+    from metarl.cli import progress_bar
 
     from metarl.meta.meta_critic_runs import MC_METRICS, paper_metrics, run_experiment
     from metarl.meta.meta_critic_tabular import TabularConfig, run_tabular, tabular_figures, tabular_summary
@@ -32,8 +31,7 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
     t0 = time.perf_counter()
     summary, diagnostics, overheads, walls, finals, firsts = {}, {}, {}, {}, {}, {}
     tab_on = cfg.tabular and "fig6" in cfg.tables
-    bar = tqdm(total=len(jobs) + (len(cfg.tab_actors) if tab_on else 0), desc="meta-critic programs", unit="job",
-               file=sys.stderr)
+    bar = progress_bar(len(jobs) + (len(cfg.tab_actors) if tab_on else 0), "meta-critic programs", unit="job")
     tab = {}
     if tab_on:
         for actor in cfg.tab_actors:

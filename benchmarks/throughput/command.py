@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -61,9 +60,9 @@ def main(argv=None):
     pend_counts = tuple(cfg.pend_seed_counts)
     phases = (1 + 3 + len(counts) + cfg.rounds * (len(counts) + int(cfg.run_torch)) + 2
               + len(PEND_ALGOS) * (len(pend_counts) + 1) + 1 + 1 + 1)
-    from tqdm import tqdm
+    from metarl.cli import progress_bar
 
-    bar = tqdm(total=phases, desc=f"throughput ({scale})", unit="phase", file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(phases, f"throughput ({scale})", unit="phase")
     skipped, timeline = {}, []
 
     def phase(name):
@@ -169,17 +168,14 @@ def main(argv=None):
         sac_upd[n] = OurTD3Updates(cfg, n, "sac")
         sac_upd[n].time_calls(cfg.td3_calls * cfg.rounds)
     bar.update(1)
-    peak = gemm["attainable_gflops"]
     update_rows = [{"algo": "td3", "seeds": n, "updates_per_s": agg_n, "flops_per_update": flops_per_update,
-                    "gflops": agg_n * flops_per_update / 1e9, "gemm_fraction": agg_n * flops_per_update / 1e9 / peak}
+                    "gflops": agg_n * flops_per_update / 1e9}
                    for n, agg_n in ((n, td3["ours_aggregate_updates_per_s"][str(n)]) for n in counts)]
     for n, run in sac_upd.items():
         rate = statistics.median(run.samples)
         update_rows.append({"algo": "sac", "seeds": n, "updates_per_s": rate, "flops_per_update": sac_flops,
-                            "gflops": rate * sac_flops / 1e9, "gemm_fraction": rate * sac_flops / 1e9 / peak,
-                            "samples": run.samples, "compile_s": run.compile_s})
+                            "gflops": rate * sac_flops / 1e9, "samples": run.samples, "compile_s": run.compile_s})
     del sac_upd
-    roofline = {"gemm": gemm, "updates": update_rows}
 
     # (d) ours vs rejax on gymnax/Pendulum-v1: per algorithm and seed count, ours then rejax (interleaved)
     peer, rejax_info = None, None
@@ -242,14 +238,13 @@ def main(argv=None):
     if peer is not None:
         peer.close()
 
-    # (e) again: the GEMM rate once more at the end, the attainable rate the best reading (one reading of jax's
-    # product came out at half the others', 204 against 389-392 GFLOP/s, which would have flattered every
-    # fraction); the update rows' fractions are taken against it
+    # (e) again: the GEMM rate once more at the end; the attainable rate is the best reading (a single low
+    # reading would flatter every fraction), and each update's fraction is taken against it
     phase("roofline: dense float32 GEMM again")
     gemm = best_gemm([gemm, gemm_rates(cfg.gemm_n, cfg.gemm_reps)])
     for row in update_rows:
         row["gemm_fraction"] = row["gflops"] / gemm["attainable_gflops"]
-    roofline["gemm"] = gemm
+    roofline = {"gemm": gemm, "updates": update_rows}
     bar.update(1)
 
     # (f) every CLI's --help, in a fresh interpreter each (target: < 2 s on an idle 2-core CPU)

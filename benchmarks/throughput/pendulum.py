@@ -143,8 +143,8 @@ def pendulum_pair(req: dict, peer, overlap_compile: bool = False, errors: list |
     del compiled
     if failed and errors is not None:
         errors.extend(failed)
-    if len(ours) == 1:
-        return ours[0], (theirs[0] if theirs and not failed else None)
+    if len(ours) == 1:  # no peer, one call each, or the peer failed on its first call (theirs empty)
+        return ours[0], (theirs[0] if theirs else None)
     out = _median_of(ours)
     if failed:
         return out, None

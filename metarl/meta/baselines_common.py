@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from metarl.cli import progress_bar  # noqa: F401  (the experiments' bar: bc.progress_bar)
 from metarl.meta.metagenrl import protocol as mgx
 
 SCALES = ("quick", "medium", "paper")
@@ -28,11 +29,6 @@ def protocol(scale: str, train: tuple | None = None, test: tuple | None = None) 
     max_steps = mgx.get_scale(key).test.max_episode_steps if key in mgx.SCALES else None
     return dict(envs=envs, train=train, test=test, max_episode_steps=max_steps, env_scale=key)
 
-
-def progress_bar(total: int, desc: str, enabled: bool = True):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
 def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):

@@ -10,6 +10,7 @@ import platform
 import sys
 from typing import ClassVar
 
+from metarl.cli import progress_bar  # noqa: F401  (the experiments' bar)
 from metarl.config_cli import NonNegInt, PositiveFloat, PositiveInt, RunOptions
 from metarl.driver import write_text
 from metarl.driver.records import SCALES, check_scale
@@ -157,12 +158,6 @@ def parse_cli(argv, description: str, part: str, exp_type, seeded: bool = True) 
     enable_compilation_cache()  # a repeated run skips the compilation
     return Cli(a.scale, o.out, o.resume, o.progress, a.exp, a.label)
 
-
-def progress_bar(total: int, desc: str, enabled: bool = True):
-    """A tqdm bar on stderr (a no-op when not ``enabled``)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="it", file=sys.stderr, dynamic_ncols=True)
 
 
 def identity(part: str, unit: str, config: dict) -> dict:

@@ -17,15 +17,10 @@ import numpy as np
 from metarl.agents import onpolicy as op
 from metarl.driver.segments import StopFlag, drop_checkpoint, run_segments
 from metarl.meta import metagenrl as mg
+from metarl.cli import progress_bar
 from metarl.meta.metagenrl.protocol import BASELINES, Scale
 
 __all__ = ["meta_train", "meta_test", "random_test", "onpolicy_test", "alpha_digest", "TEST_METRICS"]
-
-
-def _progress(total, desc, enabled=True):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
 def _np(tree):
@@ -90,7 +85,7 @@ def meta_train(scale: Scale, train: tuple, out_dir: str, seed: int = 0, objectiv
     n = cfg.num_evals
     save_at = sorted({max(1, round(n * (i + 1) / scale.stages)) for i in range(scale.stages)})
     paths = {f"stage_{j + 1}": os.path.join(out_dir, f"stage_{j + 1}") for j in range(len(save_at))}
-    bar = _progress(n, f"meta-train {'&'.join(train)}", progress)
+    bar = progress_bar(n, f"meta-train {'&'.join(train)}", progress)
 
     def on_segment(i, m):
         monitor.update(m)  # warns on a collapsed meta-gradient; drops the per-step norms from m
@@ -186,7 +181,7 @@ def meta_test(scale: Scale, objectives: dict, test: tuple, seed: int = 100, base
     identity = {"stage": "meta-test", "test": list(test), "seed": seed, "seeds": seeds,
                 "variants": [v[0] for v in variants], "mixes": [list(v[2]) for v in variants],
                 "objectives": {k: alpha_digest(loaded[k][0]) for k in objectives}, "config": dataclasses.asdict(cfg)}
-    bar = _progress(cfg.num_evals, f"meta-test on {'&'.join(test)}", progress)
+    bar = progress_bar(cfg.num_evals, f"meta-test on {'&'.join(test)}", progress)
     _, history = run_segments(jax.jit(segment), lambda: jax.jit(init_state)(key), jax.eval_shape(init_state, key),
                               cfg.num_evals, ckpt_dir, identity, resume=resume, stop=stop,
                               checkpoint_every=scale.checkpoint_every, bar=bar, place_runs=n)
@@ -234,7 +229,7 @@ def onpolicy_test(scale: Scale, test: tuple, seed: int = 100, seeds: int | None 
     for label in test:
         out[label] = {}
         for name, cfg in scale.onpolicy.items():
-            bar = _progress(cfg.num_evals, f"{name} on {label}", progress)
+            bar = progress_bar(cfg.num_evals, f"{name} on {label}", progress)
             r = op.train(cfg, scale.envs[label], jax.random.PRNGKey(seed), seeds, progress=lambda i: bar.update(1))
             bar.close()
             out[label][name] = {k: r[k] for k in ("eval_return", "train_return", "env_steps")}
