@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
+# One worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are built once.
 test: $(STAMP)
-	$(PY) -m pytest -q -x --durations=15 tests
+	$(PY) -m pytest -q -x -n auto --dist loadfile --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

@@ -58,6 +58,18 @@ def pytest_runtest_protocol(item, nextitem):
     _CPU_BY_FILE[item.nodeid.split("::")[0]] += _cpu_seconds() - start
 
 
+def pytest_sessionfinish(session):
+    # a pytest-xdist worker hands its per-file CPU to the controller, which prints the summary
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["cpu_by_file"] = dict(_CPU_BY_FILE)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for path, seconds in getattr(node, "workeroutput", {}).get("cpu_by_file", {}).items():
+        _CPU_BY_FILE[path] += seconds
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _CPU_BY_FILE:
         return
