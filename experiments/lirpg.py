@@ -93,7 +93,7 @@ def main(argv=None):
     from metarl.cli import fail
 
     prog = "python -m experiments.lirpg"
-    a = config_cli.parse(prog, __doc__.split("\n")[0], SCALES, argv, LIRPGOptions())
+    a = config_cli.parse(prog, __doc__, SCALES, argv, LIRPGOptions())
     exp, o = a.exp, a.options
     from metarl.meta.lirpg_outputs import build_config
     from metarl.train import _check_env_name

@@ -62,7 +62,7 @@ def main(argv=None):
     from metarl.cli import fail
 
     prog = "python -m experiments.meta_critic"
-    p = config_cli.parse(prog, __doc__.split("\n")[0], {"default": MetaCriticCommand()}, argv,
+    p = config_cli.parse(prog, __doc__, {"default": MetaCriticCommand()}, argv,
                          config_cli.RunOptions(out="results/meta_critic/experiment"))
     a, o, exp = p.exp, p.options, p.exp.experiment
     from metarl.train import Interrupted, RunError, _check_env_name, write_json

@@ -85,7 +85,7 @@ def main(argv=None):
 
     prog = "python -m experiments.metagenrl"
     argv = list(sys.argv[1:] if argv is None else argv)
-    parsed = config_cli.parse(prog, __doc__.splitlines()[0], {s: MetaGenRLCommand(mode=MISSING) for s in SCALES},
+    parsed = config_cli.parse(prog, __doc__, {s: MetaGenRLCommand(mode=MISSING) for s in SCALES},
                               argv, config_cli.RunOptions(out="results/metagenrl/run"))
     args, o = parsed.exp, parsed.options
 

@@ -178,7 +178,9 @@ def parse(prog: str, description: str, scales: Mapping[str, Any], argv: Sequence
 
     ``scales`` maps each scale name to an instance of the experiment's dataclass; ``options`` is an
     instance of :class:`RunOptions` (or a subclass) holding the defaults of the shared options. A
-    dataclass with a ``validate()`` method gets it called after parsing (a ValueError is one line)."""
+    dataclass with a ``validate()`` method gets it called after parsing (a ValueError is one line).
+    ``description``: a module's docstring; its first paragraph, rejoined into one line, heads the help."""
+    description = " ".join(description.strip().split("\n\n")[0].split())
     argv = list(sys.argv[1:] if argv is None else argv)
     names = tuple(scales)
     options = RunOptions() if options is None else options

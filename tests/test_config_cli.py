@@ -96,6 +96,19 @@ def test_help_shows_the_chosen_scales_defaults(capsys):
         assert "To sweep a setting, run once per value" in out
 
 
+def test_help_is_headed_by_the_docstrings_first_paragraph(capsys):
+    doc = """A test experiment whose first sentence
+    runs over two lines.
+
+        python -m prog --scale quick
+    """
+    with pytest.raises(SystemExit):
+        cc.parse("prog", doc, SCALES, ["--help"], cc.RunOptions(out="o"))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "A test experiment whose first sentence runs over two lines. To sweep" in out, out
+    assert "python -m prog" not in out, out
+
+
 def test_tyro_panels_become_one_line():
     boxed = ("╭─ Value error ───────╮\n│ Error parsing --x: bad 'q' │\n│ ──────── │\n│ Argument helptext: │\n"
              "╰─────╯\n")

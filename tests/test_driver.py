@@ -77,7 +77,15 @@ def test_toy_run_records(toy_run):
     assert json.loads((d / "config.json").read_text()) == CONFIG
     meta = json.loads((d / "meta.json").read_text())
     assert meta["status"] == "finished" and meta["chunks_done"] == 4 and meta["num_chunks"] == 4
-    assert meta["versions"]["jax"] == jax.__version__ and "chunk" in meta["compile_time_s"]
+    assert meta["versions"]["jax"] == jax.__version__
+    # one session; its compile time (init and chunk) apart from its run time, and the sums
+    (session,) = meta["sessions"]
+    assert session["status"] == "finished" and not session["resume"] and session["from_chunk"] == 0
+    assert set(session["compile_time_by_program"]) == {"init", "chunk"}
+    assert session["compile_time_s"] == sum(session["compile_time_by_program"].values()) > 0
+    for k in ("wall_time_s", "compile_time_s", "run_time_s"):
+        assert meta[k] == session[k] > 0, k
+    assert meta["compile_time_s"] + meta["run_time_s"] <= meta["wall_time_s"]
     stored = json.loads((d / "metrics.json").read_text())
     assert stored["chunks_done"] == 4
     np.testing.assert_array_equal(np.asarray(stored["metrics"]["mean"], np.float32), metrics["mean"])
@@ -94,7 +102,9 @@ def test_toy_resume_is_bit_identical(toy_run, tmp_path):
     assert_trees_equal(metrics2, metrics)
     assert_trees_equal(state2, state)
     meta = json.loads((d / "meta.json").read_text())
-    assert meta["status"] == "finished" and meta["resumes"][-1]["from_chunk"] == 2
+    assert meta["status"] == "finished" and meta["sessions"][-1]["from_chunk"] == 2
+    assert [(s["status"], s["resume"]) for s in meta["sessions"]] == [("interrupted", False), ("finished", True)]
+    assert meta["wall_time_s"] == sum(s["wall_time_s"] for s in meta["sessions"])  # the sums over the sessions
     # Without a run directory: the same numbers, nothing written.
     _, metrics3 = run_toy(None)
     assert_trees_equal(metrics3, metrics)
@@ -220,7 +230,8 @@ def test_chain_killed_after_its_first_chunk_resumes_bit_for_bit(tmp_path, capsys
     assert json.dumps(resumed["summary"]) == json.dumps(whole["summary"])  # NaN-aware (A2C has no outer advantage)
     assert (d / "curves.csv").read_text() == (tmp_path / "whole" / "curves.csv").read_text()
     meta = json.loads((d / "meta.json").read_text())
-    assert meta["status"] == "finished" and meta["resumes"][-1]["from_chunk"] == 1
+    assert meta["status"] == "finished" and meta["sessions"][-1]["from_chunk"] == 1
+    assert [(s["status"], s["resume"]) for s in meta["sessions"]] == [("running", False), ("finished", True)]
 
 
 

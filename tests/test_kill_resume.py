@@ -72,14 +72,29 @@ ex.main(["--scale", "quick", "--env", "gymnax/Pendulum-v1", "--seeds", "2", "--s
 
 
 # Model-based critic (Bechtle et al.): the point mass of Fig. 1, both critic inputs (each a checkpointed unit:
-# 2 seeds meta-train L_critic and fit Q_sup, then the landscapes and Algorithm 3's descents). The reacher's and
-# arm's chunked meta-training resumes bit for bit in tests/test_model_based_critic.py (in process: the Brax
-# programs take ~35 s a run to trace, too long for three runs here).
+# 2 seeds meta-train L_critic and fit Q_sup, then the landscapes and Algorithm 3's descents).
 POINTMASS = r"""
 from experiments import model_based_critic_pointmass as ex
 tiny = ex.PointMassExperiment(seeds=2, mb_iterations=20, q_iterations=20, grid=5, quiver=3, starts=2, descend_steps=5)
 ex.PointMassExperiment._at = staticmethod(lambda scale: tiny)
 ex.main(["--scale", "quick", "--no-progress", "--out", out] + extra)
+"""
+# ... and the 2-DoF reacher through differentiable Brax: ours, DDPG and Meta Critic meta-trained in chunks of 2
+# (6 checkpoints), then the meta-test over a 2x2 goal grid and one link mass and length. The 7-DoF arm's command
+# line runs the same meta-training and meta-test code (metarl.meta.model_based_critic_outputs) on another arm.
+REACHER = r"""
+from experiments import model_based_critic_reacher as ex
+ex.main(["--seeds", "2", "--iterations", "4", "--ddpg-iterations", "4", "--mc-iterations", "4", "--chunk", "2",
+         "--horizon", "5", "--n-policy-inits", "1", "--test-inits", "1", "--ddpg-test-steps", "2", "--grid", "2",
+         "--masses", "1.0", "--lengths", "1.0", "--no-progress", "--out", out] + extra)
+"""
+
+# Outer value (Bonnet et al.): the Chain is killed in tests/test_driver.py; here Snake 6x6, its five agents as one
+# vmapped program, 2 chunks of 2 updates.
+SNAKE = r"""
+from experiments import outer_value_snake as ex
+ex.main(["--updates", "4", "--updates-per-log", "1", "--logs-per-chunk", "2", "--seeds", "2", "--num-envs", "2",
+         "--horizon", "3", "--no-progress", "--out", out] + extra)
 """
 
 
@@ -148,11 +163,30 @@ def _pointmass_results(d):
     return {"variants": rec["variants"], "final_losses": rec["final_losses"], "claims": rec["claims"]}
 
 
+def _reacher_results(d):
+    """The summary's numbers (not its wall times), and the meta-training curves of the three methods."""
+    rec = _json(os.path.join(d, "reacher_summary.json"))
+    with open(os.path.join(d, "reacher_metrics.csv")) as f:
+        csv = f.read()
+    return {k: rec[k] for k in ("final_train_error", "final_train_error_seeds", "meta_test_mean_error", "claims",
+                                "grids")} | {"csv": csv}
+
+
+def _snake_results(d):
+    """The summary (not the wall time), every agent's curves and the metrics per run and log point."""
+    rec = _json(os.path.join(d, "result.json"))
+    with open(os.path.join(d, "curves.csv")) as f:
+        curves = f.read()
+    return {"summary": rec["summary"], "curves": curves, "csv": _csv(d)}
+
+
 CASES = {  # setup, the function that writes a checkpoint, the results, the run record's file prefix
     "meta_critic": (META_CRITIC, "metarl.train.runner.save_checkpoint", _meta_critic_results, ""),
     "metagenrl": (METAGENRL, "metarl.driver.checkpoints.save_checkpoint", _metagenrl_results, ""),
     "lirpg": (LIRPG, "metarl.driver.checkpoints.save_checkpoint", _lirpg_results, ""),
     "model_based_critic": (POINTMASS, "metarl.driver.checkpoints.save_checkpoint", _pointmass_results, "pointmass_"),
+    "reacher": (REACHER, "metarl.driver.checkpoints.save_checkpoint", _reacher_results, "reacher_"),
+    "snake": (SNAKE, "metarl.driver.core.save_checkpoint", _snake_results, ""),
     "epg": (EPG, "metarl.driver.checkpoints.save_checkpoint", _baseline_results("epg"), ""),
     "rl2": (RL2, "metarl.driver.checkpoints.save_checkpoint", _baseline_results("rl2"), ""),
 }

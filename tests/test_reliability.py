@@ -184,7 +184,7 @@ def test_kill_between_renames_resumes_from_the_newest_complete_checkpoint(base, 
     assert os.path.basename(runner.find_checkpoint()[0]) == "checkpoint.old"
     shutil.copy(base["ck2"] / T.MARKER, copy / "checkpoint.partial" / T.MARKER)
     _, m = runner.run(resume=True)
-    resumed = strict_json(copy / "meta.json")["resumes"][-1]
+    resumed = strict_json(copy / "meta.json")["sessions"][-1]
     assert resumed["from_chunk"] == 2 and resumed["checkpoint"] == "checkpoint.partial"
     for k in base["metrics"]:
         np.testing.assert_array_equal(m[k], base["metrics"][k], err_msg=k)

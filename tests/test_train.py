@@ -33,7 +33,7 @@ def test_run_writes_results(tiny_run):
         assert (d / f).exists(), f
     meta = json.loads((d / "meta.json").read_text())
     assert meta["versions"]["jax"] == jax.__version__ and meta["device"]["backend"] == "cpu"
-    assert meta["compile_time_s"]["chunk"] > 0 and meta["wall_time_s"] > 0
+    assert meta["sessions"][-1]["compile_time_by_program"]["chunk"] > 0 and meta["wall_time_s"] > 0
     assert len((d / "metrics.csv").read_text().splitlines()) == 1 + 3 * 3
     assert not any(p.name.endswith((".tmp", ".partial")) for p in d.rglob("*"))
 

@@ -8,8 +8,10 @@ Python; after every chunk it appends the chunk's metrics and saves the state as 
 ``resume=True`` continues bit for bit as the uninterrupted run. The run directory holds:
 
 - ``config.json``: the caller's config dict (the run's identity, with ``num_chunks`` and the key);
-- ``meta.json``: status (running / finished / failed / interrupted), package versions, device, compile
-  time apart from run time, chunks done, resumes;
+- ``meta.json``: status (running / finished / failed / interrupted), package versions, device, chunks
+  done, and ``sessions`` (the first run and each resume: command, the chunk it started from, how it ended,
+  its wall, compile and run time; a session killed outright stays "running") with their sums, as in every
+  experiment's run record (runrecord);
 - ``metrics.json``: every leaf of the metrics stacked over the chunks done (``[chunks, ...]``);
 - ``checkpoint/``: the orbax state, the metrics of every chunk (``arrays.npz``), ``progress.json`` and
   ``COMPLETE.json`` (written last: sha256 of every file and every array, checked on restore).

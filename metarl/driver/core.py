@@ -169,8 +169,8 @@ class Driver:
                     disable=not self.progress, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
 
     def finish_extra(self, run_time: float, chunks_run: int) -> dict:
-        """What meta.json records when a run ends, besides its status, wall and compile time."""
-        return {"run_time_s": run_time}
+        """What meta.json records when a session ends, besides its status and the sessions' times."""
+        return {}
 
     @staticmethod
     def stack(history: list):
@@ -238,17 +238,20 @@ class Driver:
             t = time.perf_counter()
             chunk_fn = self.chunk.lower(state).compile()
             self.compile_time["chunk"] = time.perf_counter() - t
-        # 3. Now the run directory.
+        # 3. Now the run directory. meta.json's sessions: the first run and each resume, like every
+        # experiment's run record (metarl.driver.RunRecord); a session killed outright stays "running".
+        self._session = {"started_at": now(), "command": current_command(), "resume": bool(resume),
+                         "from_chunk": start, "status": "running",
+                         "compile_time_by_program": dict(self.compile_time)}
         if self.out_dir:
-            if resume:
+            if resume and meta:
                 self._meta = meta
-                self._meta.setdefault("resumes", []).append(
-                    {"from_chunk": start, "at": now(),
-                     "checkpoint": os.path.basename(restored_from) if restored_from else None})
+                self._session["checkpoint"] = os.path.basename(restored_from) if restored_from else None
                 if vdiff:
                     self._meta.setdefault("version_changes", []).append({"at_chunk": start, "changes": vdiff})
                 self._meta["versions"] = package_versions()
-                self._write_meta("running", compile_time_s=self.compile_time)
+                self._meta["sessions"] = self._meta.get("sessions", []) + [self._session]
+                self._write_meta("running")
                 if restored_from:
                     promote_checkpoint(self._ckpt_dir(), restored_from)
             else:
@@ -256,8 +259,8 @@ class Driver:
                     clear_run_files(self.out_dir, self.CLEAR_FILES)
                 os.makedirs(self.out_dir, exist_ok=True)
                 write_json(os.path.join(self.out_dir, "config.json"), self.record_config)
-                self._meta = self.initial_meta()
-                self._write_meta("running", compile_time_s=self.compile_time, chunks_done=0)
+                self._meta = dict(self.initial_meta(), sessions=[self._session])
+                self._write_meta("running", chunks_done=0)
         bar = self.make_bar(start)
         run_time, saved, i = 0.0, start, start
         tb = None
@@ -336,8 +339,17 @@ class Driver:
         return f"interrupted after chunk {saved}; resume with: {self.resume_hint}"
 
     def _finish_meta(self, status: str, t_start: float, run_time: float, chunks_run: int, **extra):
-        self._write_meta(status, wall_time_s=time.perf_counter() - t_start, compile_time_s=self.compile_time,
-                         **self.finish_extra(run_time, chunks_run), **extra)
+        """The session's end: its status and times (compile apart from run), and the sums over every session
+        that ended (``wall_time_s``, ``compile_time_s``, ``run_time_s``), as in every run record."""
+        self._session.update(status=status, ended_at=now(), wall_time_s=time.perf_counter() - t_start,
+                             compile_time_s=sum(self.compile_time.values()),
+                             compile_time_by_program=dict(self.compile_time), run_time_s=run_time,
+                             chunks_run=chunks_run)
+        if "error" in extra:
+            self._session["error"] = extra["error"]
+        ended = [x for x in self._meta.get("sessions", []) if "wall_time_s" in x]
+        totals = {k: sum(x[k] for x in ended) for k in ("wall_time_s", "compile_time_s", "run_time_s")}
+        self._write_meta(status, **totals, **self.finish_extra(run_time, chunks_run), **extra)
 
 
 def run_chunks(init: Callable, chunk: Callable, key, num_chunks: int, out_dir: str | None, config: dict,

@@ -105,7 +105,7 @@ def main(name: str, doc: str, scales: dict, run, line, argv=None) -> dict:
     from metarl.driver import RunError
 
     prog = f"python -m experiments.{name}"
-    a = config_cli.parse(prog, doc.splitlines()[0], scales, argv,
+    a = config_cli.parse(prog, doc, scales, argv,
                          config_cli.RunOptions(out=os.path.join("results", "metagenrl_baselines", name)))
     o = a.options
     enable_compilation_cache()  # a resumed or repeated run skips the compilation

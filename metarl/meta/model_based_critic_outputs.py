@@ -143,7 +143,7 @@ def parse_cli(argv, description: str, part: str, exp_type, seeded: bool = True) 
     from metarl import config_cli
 
     prog = f"python -m experiments.model_based_critic_{part}"
-    a = config_cli.parse(prog, description.splitlines()[0], {s: exp_type._at(s) for s in SCALES}, argv,
+    a = config_cli.parse(prog, description, {s: exp_type._at(s) for s in SCALES}, argv,
                          MBCOptions() if seeded else SeedlessOptions())
     o = a.options
     from metarl.cli import fail
@@ -261,16 +261,12 @@ class UnitCheckpoints:
 
 
 def metadata(config, wall_time: float) -> dict:
-    """The summary files' record: config, package versions, device and wall time."""
-    import brax
-    import flax
+    """The summary files' record: config, package versions (metarl.driver.records), device and wall time."""
     import jax
-    import numpy as np
-    import optax
 
-    return {"config": config, "versions": {"jax": jax.__version__, "flax": flax.__version__,
-                                           "optax": optax.__version__, "brax": brax.__version__,
-                                           "numpy": np.__version__, "python": platform.python_version()},
+    from metarl.driver.records import package_versions
+
+    return {"config": config, "versions": dict(package_versions(), python=platform.python_version()),
             "device": str(jax.devices()[0]), "backend": jax.default_backend(),
             "wall_time_s": round(wall_time, 2)}
 

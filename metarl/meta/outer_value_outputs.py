@@ -28,18 +28,11 @@ CURVE_METRICS = ("gamma", "lam", "return", "expected_return", "outer_advantage",
 def environment_record() -> dict:
     """Python, device and package versions of this process (result.json's ``environment``)."""
     import jax
-    from importlib.metadata import PackageNotFoundError, version
 
-    def v(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
+    from metarl.driver.records import package_versions
 
-    rec = {"python": platform.python_version(), "device": str(jax.devices()[0]), "platform": jax.default_backend(),
-           "cpu_count": os.cpu_count(), "machine": platform.machine()}
-    rec.update({name: v(name) for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "jumanji", "numpy")})
-    return rec
+    return {"python": platform.python_version(), "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), **package_versions()}
 
 
 def to_jsonable(obj):
@@ -205,7 +198,7 @@ def run_cli(name: str, doc: str, scales: dict, run, argv=None):
 
     prog = f"python -m experiments.{name}"
     argv = list(sys.argv[1:] if argv is None else argv)
-    a = config_cli.parse(prog, doc.splitlines()[0], scales, argv, OuterValueOptions(out=os.path.join("results", name)))
+    a = config_cli.parse(prog, doc, scales, argv, OuterValueOptions(out=os.path.join("results", name)))
     o = a.options
     if o.tensorboard:  # before --out, so that a refused one leaves nothing written
         cli.make_out_dir(prog, o.tensorboard)
