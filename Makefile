@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-# One worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are built once.
+# One worker per logical CPU (pytest-xdist; `auto` counts physical cores, one on a VM whose two vCPUs share a
+# core); a test file stays on one worker, so its module fixtures are built once.
 test: $(STAMP)
-	$(PY) -m pytest -q -x -n auto --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -x -n logical --dist loadfile --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
