@@ -19,7 +19,7 @@ from metarl.driver.checkpoints import (CHECKPOINT_NAMES, MARKER, abandon_partial
                                        restore_checkpoint, save_checkpoint)
 from metarl.driver.rundir import DeferredSigint, check_run_dir, clear_run_files
 from metarl.driver.guard import listing, nonfinite_names, nonfinite_runs
-from metarl.driver.runrecord import current_command
+from metarl.driver.runrecord import current_command, session_totals, start_session
 
 
 RECORD_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv") + CHECKPOINT_NAMES
@@ -240,9 +240,8 @@ class Driver:
             self.compile_time["chunk"] = time.perf_counter() - t
         # 3. Now the run directory. meta.json's sessions: the first run and each resume, like every
         # experiment's run record (metarl.driver.RunRecord); a session killed outright stays "running".
-        self._session = {"started_at": now(), "command": current_command(), "resume": bool(resume),
-                         "from_chunk": start, "status": "running",
-                         "compile_time_by_program": dict(self.compile_time)}
+        self._session = start_session(current_command(), resume, from_chunk=start,
+                                      compile_time_by_program=dict(self.compile_time))
         if self.out_dir:
             if resume and meta:
                 self._meta = meta
@@ -347,9 +346,8 @@ class Driver:
                              chunks_run=chunks_run)
         if "error" in extra:
             self._session["error"] = extra["error"]
-        ended = [x for x in self._meta.get("sessions", []) if "wall_time_s" in x]
-        totals = {k: sum(x[k] for x in ended) for k in ("wall_time_s", "compile_time_s", "run_time_s")}
-        self._write_meta(status, **totals, **self.finish_extra(run_time, chunks_run), **extra)
+        self._write_meta(status, **session_totals(self._meta.get("sessions", [])),
+                         **self.finish_extra(run_time, chunks_run), **extra)
 
 
 def run_chunks(init: Callable, chunk: Callable, key, num_chunks: int, out_dir: str | None, config: dict,

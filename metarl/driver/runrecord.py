@@ -25,7 +25,7 @@ from metarl import cli
 from metarl.driver.errors import ConfigMismatch, Interrupted
 from metarl.driver.records import device_info, flat_diff, json_norm, now, package_versions, read_json, write_json
 
-__all__ = ["RunRecord", "record_files", "current_command"]
+__all__ = ["RunRecord", "record_files", "current_command", "start_session", "session_totals"]
 
 
 def current_command() -> str:
@@ -37,6 +37,17 @@ def current_command() -> str:
     head = f"python -m {spec.name.removesuffix('.__main__')}" if spec is not None and spec.name else "python " + (
         sys.argv[0] if sys.argv else "")
     return " ".join([head] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def start_session(command: str, resume: bool, **extra) -> dict:
+    """A session's entry in meta.json's ``sessions`` when it starts (status "running" until it ends)."""
+    return {"started_at": now(), "command": command, "resume": bool(resume), **extra, "status": "running"}
+
+
+def session_totals(sessions: list) -> dict:
+    """``wall_time_s``, ``compile_time_s`` and ``run_time_s`` summed over the sessions that ended."""
+    ended = [x for x in sessions if "wall_time_s" in x]
+    return {k: sum(x[k] for x in ended) for k in ("wall_time_s", "compile_time_s", "run_time_s")}
 
 
 def record_files(prefix: str = "") -> tuple[str, str]:
@@ -81,7 +92,7 @@ class RunRecord:
                          "started_at": now(), "sessions": []}
         if self.config is not None:
             write_json(self.config_path, json_norm(self.config))
-        self._session = {"started_at": now(), "command": self.command, "resume": self.resume, "status": "running"}
+        self._session = start_session(self.command, self.resume)
         self.meta["sessions"] = self.meta.get("sessions", []) + [self._session]  # a killed session stays "running"
         self._write("running")
         self.clock = CompileClock().__enter__()
@@ -102,7 +113,5 @@ class RunRecord:
         if status == "failed":
             session["error"] = (f"exit status {exc.code}" if exc_type is SystemExit
                                 else cli.one_line(f"{exc_type.__name__}: {exc}"))
-        done = [x for x in self.meta["sessions"] if "wall_time_s" in x]
-        totals = {k: sum(x[k] for x in done) for k in ("wall_time_s", "compile_time_s", "run_time_s")}
-        self._write(status, **totals)
+        self._write(status, **session_totals(self.meta["sessions"]))
         return False
