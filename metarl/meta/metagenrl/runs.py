@@ -36,19 +36,16 @@ def metrics_blocks(result: dict, mode: str) -> list:
     """:func:`meta_train`'s or :func:`meta_test`'s result as blocks for metarl.driver.write_metrics_csv (a row
     per agent and evaluation): meta-train, per environment, its agents' metrics; meta-test, per environment
     and variant (learned objectives, baselines, on-policy rows), its seeds'."""
-    blocks = []
+    def block(m, label):  # the 2-d metrics of one group, a row per entry of their first axis
+        m = {k: np.asarray(v) for k, v in m.items() if np.ndim(v) == 2}
+        return [label(i) for i in range(next(iter(m.values())).shape[0] if m else 0)], m
+
     if mode == "meta-train":  # {env: {metric: [evals, agents]}}
-        for env, m in result["metrics"].items():
-            m = {k: np.swapaxes(np.asarray(v), 0, 1) for k, v in m.items() if np.ndim(v) == 2}
-            n = next(iter(m.values())).shape[0] if m else 0
-            blocks.append(([{"env": env, "agent": i} for i in range(n)], m))
-    else:  # {env: {variant: {metric: [seeds, evals]}}}
-        for env, per in result["results"].items():
-            for variant, m in per.items():
-                m = {k: v for k, v in m.items() if np.ndim(v) == 2}
-                n = next(iter(m.values())).shape[0] if m else 0
-                blocks.append(([{"env": env, "variant": variant, "seed": s} for s in range(n)], m))
-    return blocks
+        return [block({k: np.swapaxes(v, 0, 1) for k, v in m.items() if np.ndim(v) == 2},
+                      lambda i, env=env: {"env": env, "agent": i}) for env, m in result["metrics"].items()]
+    # {env: {variant: {metric: [seeds, evals]}}}
+    return [block(m, lambda s, env=env, variant=variant: {"env": env, "variant": variant, "seed": s})
+            for env, per in result["results"].items() for variant, m in per.items()]
 
 
 def alpha_digest(alpha) -> str:
