@@ -28,41 +28,48 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 # The main job: every paper's quick-scale table plus throughput, on the CPU; then the results index.
-# The throughput part runs alone (it measures speed). The four paper parts then run two at a time: alone,
-# each keeps about 1.1-1.4 of the 2 cores busy (XLA compiles a program on little more than one core, and
-# small networks step on one), so side by side they finish sooner; their tables do not depend on it (only
-# their wall and compile times do, and the Meta-Critic '+updates' K, a measured wall-time ratio). Each
-# part's output appears when it ends (progress lines every 60 s); BENCH_JOBS=1: one at a time.
+# The throughput part runs alone (it measures speed). The four paper parts then run two at a time: one after
+# another they keep 1.4 of the 2 cores busy on average (XLA compiles a program on little more than one core,
+# and small networks step on one), side by side 1.8 (reports/make-bench-quick). Their tables do not depend on
+# it, only their wall and compile times do (and the Meta-Critic '+updates' K, a measured wall-time ratio).
+# Each part's output shows when it ends and goes to results/logs/<part>.log as it runs (progress lines every
+# 60 s); BENCH_JOBS=1 runs the parts one by one with live progress bars.
 # The rejax comparison (24 more whole-run compilations) runs with `make bench-throughput` alone, so that
 # `make bench` stays within its budget on a 2-core CPU.
 PAPER_PARTS = bench-meta-critic bench-model-based-critic bench-metagenrl bench-outer-value
 BENCH_JOBS ?= 2
+LANES = $(if $(filter 1,$(BENCH_JOBS)),,BENCH_LOG=1 TQDM_MININTERVAL=60)
 
 bench: THROUGHPUT_FLAGS = --no-rejax
 bench: bench-throughput
-	@echo "== the paper parts, $(BENCH_JOBS) at a time: $(PAPER_PARTS:bench-%=%) (each part's output shows when it \
-	ends; BENCH_JOBS=1 runs them one by one with live progress bars)"
-	@$(if $(filter 1,$(BENCH_JOBS)),,TQDM_MININTERVAL=60) $(MAKE) --no-print-directory -j$(BENCH_JOBS) --output-sync=target $(PAPER_PARTS)
+	@echo "== the paper parts, $(BENCH_JOBS) at a time: $(PAPER_PARTS:bench-%=%)$(if $(LANES), (each part's \
+	output shows when it ends; meanwhile: tail -f results/logs/<part>.log),)"
+	@$(LANES) $(MAKE) --no-print-directory -j$(BENCH_JOBS) --output-sync=target $(PAPER_PARTS)
 	@$(MAKE) --no-print-directory report
 
 # results/index.md: every table and figure under results/ with its run record (no jax; under a second).
 report: $(STAMP)
 	$(PY) -m metarl.report --root results
 
+# A part's command; with BENCH_LOG set (make bench's lanes) its output also goes to results/logs/<name>.log
+# while it runs, and is printed whole when it ends, with the command's exit status.
+part = $(if $(BENCH_LOG),mkdir -p results/logs && { $(2) > results/logs/$(1).log 2>&1; s=$$?; \
+	cat results/logs/$(1).log; exit $$s; },$(2))
+
 bench-throughput: $(STAMP)
 	$(PY) -m benchmarks.throughput --scale $(SCALE) $(THROUGHPUT_FLAGS)
 
 bench-meta-critic: $(STAMP)
-	$(PY) -m benchmarks.meta_critic --scale $(SCALE)
+	$(call part,meta_critic,$(PY) -m benchmarks.meta_critic --scale $(SCALE))
 
 bench-outer-value: $(STAMP)
-	$(PY) -m benchmarks.outer_value --scale $(SCALE)
+	$(call part,outer_value,$(PY) -m benchmarks.outer_value --scale $(SCALE))
 
 bench-model-based-critic: $(STAMP)
-	$(PY) -m benchmarks.model_based_critic --scale $(SCALE)
+	$(call part,model_based_critic,$(PY) -m benchmarks.model_based_critic --scale $(SCALE))
 
 bench-metagenrl: $(STAMP)
-	$(PY) -m benchmarks.metagenrl --scale $(SCALE)
+	$(call part,metagenrl,$(PY) -m benchmarks.metagenrl --scale $(SCALE))
 
 # MetaGenRL's Section 5.2 ablations (not part of `make bench`: six meta-training runs).
 bench-metagenrl-ablations: $(STAMP)
