@@ -56,11 +56,23 @@ def run_module(module: str, args: Iterable[str]) -> None:
         sys.argv = saved
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it"):
-    """A tqdm bar on stderr (a no-op when not ``enabled``); tqdm is imported here, when a run starts."""
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it", initial: int = 0):
+    """A tqdm bar on stderr (a no-op when not ``enabled``); tqdm is imported here, when a run starts.
+
+    Its ``set_postfix`` redraws at most every ``mininterval`` seconds, as ``update`` does (tqdm's own redraws
+    at every call): with ``TQDM_MININTERVAL=60`` (make bench's lanes, whose output goes to a log) a bar
+    writes a line a minute at most."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    class Bar(tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            if self.disable:  # a disabled bar has no clock
+                return
+            due = refresh and self._time() - self.last_print_t >= self.mininterval
+            super().set_postfix(ordered_dict, due, **kwargs)
+
+    return Bar(total=total, initial=initial, desc=desc, disable=not enabled, unit=unit, file=sys.stderr,
+               dynamic_ncols=True)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

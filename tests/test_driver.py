@@ -271,3 +271,22 @@ def test_vmapped_run_guard_names_the_seed_and_skips_its_checkpoint(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "seed(s) 0, 1, 2 in segment 2 of 3" in msg and "['w']" in msg, msg
     assert read_segments(d2 + "/checkpoint")["done"] == 1 and e.value.failures["runs"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("interval", ["0", "60"])
+def test_progress_bar_redraws_at_most_every_mininterval(interval):
+    """Every run's bar (metarl.cli.progress_bar, the Driver's too): set_postfix redraws under the same
+    mininterval as update (tqdm's own redraws at every call), so make bench's lanes, which set
+    TQDM_MININTERVAL=60 (read when tqdm is imported) and log each part to a file, write a line a minute at
+    most."""
+    script = ("from metarl.cli import progress_bar\n"
+              "bar = progress_bar(10, 'run')\n"
+              "for i in range(5):\n"
+              "    bar.set_postfix(ret=f'r{i}')\n"
+              "    bar.update(1)\n")
+    env = dict(os.environ, TQDM_MININTERVAL=interval)
+    drawn = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           check=True).stderr
+    # the bar's close at exit draws the last state (ret=r4) in both cases
+    postfixes = sum(f"ret=r{i}" in drawn for i in range(4))
+    assert postfixes == (4 if interval == "0" else 0), drawn

@@ -163,10 +163,10 @@ class Driver:
 
     def make_bar(self, start: int):
         """The progress bar (tqdm on stderr; disabled without ``progress``), at ``start`` chunks done."""
-        from tqdm import tqdm
+        from metarl.cli import progress_bar
 
-        return tqdm(total=self.num_chunks * self.units_per_chunk, initial=start * self.units_per_chunk,
-                    disable=not self.progress, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
+        return progress_bar(self.num_chunks * self.units_per_chunk, self.desc, self.progress, self.unit,
+                            initial=start * self.units_per_chunk)
 
     def finish_extra(self, run_time: float, chunks_run: int) -> dict:
         """What meta.json records when a session ends, besides its status and the sessions' times."""
