@@ -36,15 +36,17 @@ def metrics_blocks(result: dict, mode: str) -> list:
     """:func:`meta_train`'s or :func:`meta_test`'s result as blocks for metarl.driver.write_metrics_csv (a row
     per agent and evaluation): meta-train, per environment, its agents' metrics; meta-test, per environment
     and variant (learned objectives, baselines, on-policy rows), its seeds'."""
-    def block(m, label):  # the 2-d metrics of one group, a row per entry of their first axis
-        m = {k: np.asarray(v) for k, v in m.items() if np.ndim(v) == 2}
+    def two_d(m):  # the metrics with a row axis and a point axis
+        return {k: np.asarray(v) for k, v in m.items() if np.ndim(v) == 2}
+
+    def block(m, label):  # a row per entry of the first axis
         return [label(i) for i in range(next(iter(m.values())).shape[0] if m else 0)], m
 
     if mode == "meta-train":  # {env: {metric: [evals, agents]}}
-        return [block({k: np.swapaxes(v, 0, 1) for k, v in m.items() if np.ndim(v) == 2},
-                      lambda i, env=env: {"env": env, "agent": i}) for env, m in result["metrics"].items()]
+        return [block({k: v.T for k, v in two_d(m).items()}, lambda i, env=env: {"env": env, "agent": i})
+                for env, m in result["metrics"].items()]
     # {env: {variant: {metric: [seeds, evals]}}}
-    return [block(m, lambda s, env=env, variant=variant: {"env": env, "variant": variant, "seed": s})
+    return [block(two_d(m), lambda s, env=env, variant=variant: {"env": env, "variant": variant, "seed": s})
             for env, per in result["results"].items() for variant, m in per.items()]
 
 
