@@ -21,8 +21,8 @@ Scales (environments and training set: MetaGenRL's protocol, metarl.meta.metagen
           (Houthooft et al. evolved for far longer on 256 workers): meant for accelerators.
 
 Writes ``epg.json`` (config, per-generation population returns, meta-test per seed and its IQM [CI] per
-environment, versions, device, wall time) and ``metrics.csv`` (the history, a row per seed and generation)
-into ``--out``; prints one line per test environment.
+environment, versions, device, wall time) and ``metrics.csv`` / ``metrics.json`` (the history, a row per seed
+and generation) into ``--out``; prints one line per test environment.
 """
 from __future__ import annotations
 

@@ -8,9 +8,9 @@
 Writes into --out (default results/lirpg/<scale>/<env>): config.json (the run record: config, variants,
 seeds, package versions), checkpoint/ after every evaluation (``--resume`` continues from it; the
 settings and package versions must be the same; a folder holding an earlier run is refused unless --resume
-or --overwrite), result.json and metrics.csv (every run at every evaluation), summary.json (per variant: IQM [95% CI] over
-seeds of the final return, max average return; P(PPO-LIRPG > PPO) with its interval and verdict) and
-curves.png. The algorithm: metarl/meta/lirpg.py; PPO is the same program with the intrinsic reward off.
+or --overwrite), result.json, metrics.csv and metrics.json (every run at every evaluation), summary.json (per
+variant: IQM [95% CI] over seeds of the final return, max average return; P(PPO-LIRPG > PPO) with its interval
+and verdict) and curves.png. The algorithm: metarl/meta/lirpg.py; PPO is the same program with the intrinsic reward off.
 
 Scales (:data:`SCALES`; every field of :class:`LIRPGExperiment` can be overridden on the command line):
   quick   brax/inverted_pendulum, 2 seeds, 8k steps, 4 envs x 125 steps per batch, evaluations every 1k
@@ -85,7 +85,8 @@ def curves_png(result: dict, title: str, path: str, variants=("ppo", "lirpg")):
 
 
 # What a run writes into --out (a new run refuses a folder holding any of them unless --overwrite).
-RUN_FILES = ("config.json", "meta.json") + CHECKPOINT_NAMES + ("result.json", "metrics.csv", "summary.json", "curves.png")
+RUN_FILES = ("config.json", "meta.json") + CHECKPOINT_NAMES + ("result.json", "metrics.csv", "metrics.json", "summary.json",
+                                                             "curves.png")
 
 
 def main(argv=None):

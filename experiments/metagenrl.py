@@ -118,7 +118,8 @@ def main(argv=None):
             refuse(f"--train: unknown environment label(s) {', '.join(bad)}; valid at scale "
                     f"{parsed.scale}: {', '.join(scale.envs)}")
         stages = scale.stages or 0
-        run_files = CHECKPOINT_NAMES + ("meta_train.json", "metrics.csv", "initial", "final", "config.json", "meta.json") + \
+        run_files = CHECKPOINT_NAMES + ("meta_train.json", "metrics.csv", "metrics.json", "initial", "final", "config.json",
+                                        "meta.json") + \
             tuple(f"stage_{j + 1}" for j in range(stages))
     else:
         bad = [t for t in args.test if t not in scale.envs]
@@ -134,7 +135,7 @@ def main(argv=None):
             refuse("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
         if o.resume:
             refuse("--resume applies to meta-train only (meta-test runs are short; rerun them)")
-        run_files = ("meta_test.json", "metrics.csv", "config.json", "meta.json")
+        run_files = ("meta_test.json", "metrics.csv", "metrics.json", "config.json", "meta.json")
     from metarl.driver import RunError, prepare_out_dir
 
     try:  # an earlier run in --out: refused unless --resume (meta-train) or --overwrite
@@ -144,8 +145,7 @@ def main(argv=None):
     from metarl import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated or resumed run skips the compilation
-    from metarl.driver import RunRecord, device_info, package_versions, write_json
-    from metarl.driver import write_metrics_csv
+    from metarl.driver import RunRecord, device_info, package_versions, write_json, write_metrics
     from metarl.meta.metagenrl.runs import meta_test, meta_train, metrics_blocks, onpolicy_test
 
     info = dict(scale=parsed.scale, package_versions=package_versions(), device=device_info())
@@ -166,7 +166,7 @@ def main(argv=None):
                                _objective_config(args, scale.train.objective), args.inner_steps,
                                progress=o.progress, resume=o.resume, stop=stop)
                 write_json(os.path.join(o.out, "meta_train.json"), {**info, **r})
-                write_metrics_csv(os.path.join(o.out, "metrics.csv"), metrics_blocks(r, "meta-train"))
+                write_metrics(o.out, metrics_blocks(r, "meta-train"))
         except Interrupted as e:
             cmd = " ".join(["python -m experiments.metagenrl"] + [x for x in argv if x != "--resume"] + ["--resume"])
             print(f"python -m experiments.metagenrl: interrupted ({e}); continue with: {cmd}", file=sys.stderr)
@@ -188,7 +188,7 @@ def main(argv=None):
                     r["results"][env].update(onp["results"][env])
                 r["onpolicy_config"] = onp["config"]
             write_json(os.path.join(o.out, "meta_test.json"), {**info, **r})
-            write_metrics_csv(os.path.join(o.out, "metrics.csv"), metrics_blocks(r, "meta-test"))
+            write_metrics(o.out, metrics_blocks(r, "meta-test"))
             for env, per in r["results"].items():
                 for v, x in per.items():
                     print(f"{env:12s} {v:28s} final eval return {np.mean(x['eval_return'][:, -1]):9.1f}")

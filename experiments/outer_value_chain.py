@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from metarl.config_cli import NonNegFloat, NonNegInt, OpenUnitFloat, PositiveFloat, PositiveInt, UnitFloat, named
+from metarl.driver.records import where_ran
 from metarl.meta import outer_value as ov
 from metarl.meta.outer_value_outputs import (agent_verdicts, check_chunks, fmt, run_cli, run_population,
                                              write_outputs)
@@ -122,13 +123,13 @@ def write_chain_outputs(out_dir: str, result: dict, logs):
     header = list(TABLE_HEADER)
     if any("final_lam" in x for x in result["summary"].values()):
         header.insert(3, "final lambda")
-    env, cfg = result["environment"], result["config"]
+    cfg = result["config"]
     variant = f"critics {cfg['env']['critic']}, inner lambda " + (
         f"meta-learned from {cfg['lam_init']}" if cfg["meta_lambda"] else f"{cfg['env']['lam']}") + \
         f", outer lambda' {cfg['env']['outer_lam']}"
     intro = (f"Discounting Chain, scale {result['scale']} ({variant}): {cfg['num_updates']} meta-updates, "
-             f"{cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on {env['device']} "
-             f"(jax {env['jax']}). IQM [95% stratified-bootstrap CI] over seeds; return and advantages averaged over the last 10% of "
+             f"{cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
+             f"{where_ran(result)}. IQM [95% stratified-bootstrap CI] over seeds; return and advantages averaged over the last 10% of "
              f"training. The paper's columns are its analytic-critic, gamma-only runs.")
     write_outputs(out_dir, result, logs, header, table_rows(result["summary"]), intro,
                   f"Discounting Chain ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds",

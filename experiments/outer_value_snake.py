@@ -25,6 +25,7 @@ from typing import Annotated
 
 from metarl.config_cli import NonNegInt, PositiveInt, named
 
+from metarl.driver.records import where_ran
 from metarl.meta import outer_value as ov
 from metarl.meta.outer_value_outputs import (agent_verdicts, check_chunks, fmt, run_cli, run_population,
                                              write_outputs)
@@ -108,10 +109,10 @@ def write_snake_outputs(out_dir: str, result: dict, logs):
     header = list(TABLE_HEADER)
     if any("final_lam" in x for x in result["summary"].values()):
         header.insert(3, "final lambda")
-    env, cfg = result["environment"], result["config"]
+    cfg = result["config"]
     intro = (f"Snake 6x6, scale {result['scale']}: {cfg['num_updates']} updates of {cfg['env']['num_envs']} envs x "
              f"{cfg['env']['horizon']} steps, {cfg['num_seeds']} seeds, wall time {result['wall_time_s']:.0f} s on "
-             f"{env['device']} (jax {env['jax']}). IQM [95% stratified-bootstrap CI] over seeds; return and outer advantage averaged over the "
+             f"{where_ran(result)}. IQM [95% stratified-bootstrap CI] over seeds; return and outer advantage averaged over the "
              f"last 10% of training.")
     write_outputs(out_dir, result, logs, header, table_rows(result["summary"]), intro,
                   f"Snake 6x6 ({result['scale']}): mean ± sd over {cfg['num_seeds']} seeds")

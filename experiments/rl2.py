@@ -19,8 +19,8 @@ Scales (environments and training set: MetaGenRL's protocol, metarl.meta.metagen
           1000-step episodes): meant for an accelerator.
 
 Writes ``rl2.json`` (config, per-segment training history, meta-test per seed and its IQM [CI] per
-environment, versions, device, wall time) and ``metrics.csv`` (the history, a row per seed and evaluation)
-into ``--out``; prints one line per test environment.
+environment, versions, device, wall time) and ``metrics.csv`` / ``metrics.json`` (the history, a row per seed
+and evaluation) into ``--out``; prints one line per test environment.
 """
 from __future__ import annotations
 

@@ -228,7 +228,8 @@ def test_chain_killed_after_its_first_chunk_resumes_bit_for_bit(tmp_path, capsys
         for m, v in logs.items():
             np.testing.assert_array_equal(resumed["logs"][agent][m], v, err_msg=f"{agent} {m}")
     assert json.dumps(resumed["summary"]) == json.dumps(whole["summary"])  # NaN-aware (A2C has no outer advantage)
-    assert (d / "curves.csv").read_text() == (tmp_path / "whole" / "curves.csv").read_text()
+    for f in ("curves.csv", "metrics.csv", "metrics.json"):  # metrics.*: a row per agent, seed and log point
+        assert (d / f).read_text() == (tmp_path / "whole" / f).read_text(), f
     meta = json.loads((d / "meta.json").read_text())
     assert meta["status"] == "finished" and meta["sessions"][-1]["from_chunk"] == 1
     assert [(s["status"], s["resume"]) for s in meta["sessions"]] == [("running", False), ("finished", True)]

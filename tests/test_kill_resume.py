@@ -120,12 +120,15 @@ def _json(path):
         return json.load(f)
 
 
-def _csv(d):
-    """metrics.csv: a row per run and evaluation point (every experiment's, metarl.driver.write_metrics_csv)."""
-    with open(os.path.join(d, "metrics.csv")) as f:
+def _metrics(d, prefix=""):
+    """metrics.csv and metrics.json: every run's metrics at every evaluation point (each experiment's, one layout:
+    metarl.driver.write_metrics; the JSON at full precision)."""
+    with open(os.path.join(d, f"{prefix}metrics.csv")) as f:
         text = f.read()
     assert text.count("\n") > 1, text
-    return text
+    data = _json(os.path.join(d, f"{prefix}metrics.json"))
+    assert data["blocks"] and all(b["runs"] and b["metrics"] for b in data["blocks"]), data
+    return {"csv": text, "json": data}
 
 
 def _meta_critic_results(d):
@@ -133,8 +136,7 @@ def _meta_critic_results(d):
     from experiments.meta_critic import RUN_DIRS
 
     summary = _json(os.path.join(d, "summary.json"))
-    runs = {r: [_json(os.path.join(d, r, "metrics.json")), _csv(os.path.join(d, r))] for r in RUN_DIRS
-            if os.path.isdir(os.path.join(d, r))}
+    runs = {r: _metrics(os.path.join(d, r)) for r in RUN_DIRS if os.path.isdir(os.path.join(d, r))}
     return {"table": summary["table"], "runs": runs}
 
 
@@ -142,19 +144,19 @@ def _metagenrl_results(d):
     """The metrics of every agent per evaluation and the final objective's arrays."""
     rec = _json(os.path.join(d, "meta_train.json"))
     return {"metrics": rec["metrics"], "meta_grad_norm": rec["meta_grad_norm"], "alpha": rec["alpha_sha256"],
-            "csv": _csv(d)}
+            "files": _metrics(d)}
 
 
 def _lirpg_results(d):
     rec = _json(os.path.join(d, "result.json"))
-    return {"csv": _csv(d), **{v: {k: rec[v][k] for k in ("eval_return", "train_return", "meta_loss")}
+    return {"metrics": _metrics(d), **{v: {k: rec[v][k] for k in ("eval_return", "train_return", "meta_loss")}
                                for v in rec["variants"]}}
 
 
 def _baseline_results(name):
     def results(d):
         rec = _json(os.path.join(d, f"{name}.json"))
-        return {"history": rec["history"], "results": rec["results"], "csv": _csv(d)}
+        return {"history": rec["history"], "results": rec["results"], "metrics": _metrics(d)}
     return results
 
 
@@ -166,10 +168,8 @@ def _pointmass_results(d):
 def _reacher_results(d):
     """The summary's numbers (not its wall times), and the meta-training curves of the three methods."""
     rec = _json(os.path.join(d, "reacher_summary.json"))
-    with open(os.path.join(d, "reacher_metrics.csv")) as f:
-        csv = f.read()
     return {k: rec[k] for k in ("final_train_error", "final_train_error_seeds", "meta_test_mean_error", "claims",
-                                "grids")} | {"csv": csv}
+                                "grids")} | {"metrics": _metrics(d, "reacher_")}
 
 
 def _snake_results(d):
@@ -177,7 +177,7 @@ def _snake_results(d):
     rec = _json(os.path.join(d, "result.json"))
     with open(os.path.join(d, "curves.csv")) as f:
         curves = f.read()
-    return {"summary": rec["summary"], "curves": curves, "csv": _csv(d)}
+    return {"summary": rec["summary"], "curves": curves, "metrics": _metrics(d)}
 
 
 CASES = {  # setup, the function that writes a checkpoint, the results, the run record's file prefix

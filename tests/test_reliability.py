@@ -243,9 +243,10 @@ def test_nonfinite_stops_the_run_with_its_step(tmp_path, capsys):
     assert "run 1 (seed 0, actor_lr=0.001, critic_lr=1e+30) went non-finite: critic_loss at env step" in line, line
     step = int(line.split("env step ")[1].split()[0].rstrip(";"))
     assert 101 <= step <= 300  # in the first chunk (updates start at step 101)
-    metrics = strict_json(d / "metrics.json")  # valid JSON: non-finite values are null
-    assert metrics["runs"][0]["status"] == "ok" and metrics["runs"][1]["status"] == "failed"
-    assert metrics["runs"][1]["nonfinite"] == {"step": step, "metric": "critic_loss"}
+    block = strict_json(d / "metrics.json")["blocks"][0]  # valid JSON: non-finite values are null
+    runs, metrics = block["runs"], block["metrics"]
+    assert runs[0]["status"] == "ok" and runs[1]["status"] == "failed"
+    assert runs[1]["nonfinite_metric"] == "critic_loss" and runs[0]["nonfinite_metric"] == ""
     assert None in metrics["critic_loss"][1] and metrics["nonfinite_step"][1][0] == step
     meta = strict_json(d / "meta.json")
     assert meta["status"] == "failed" and meta["failed_runs"]["1"]["step"] == step
@@ -261,7 +262,7 @@ def test_nonfinite_continue_keeps_the_other_runs(tmp_path, capsys):
     assert list(runner.failures) == [1] and (m["nonfinite_step"][0] == -1).all()
     assert np.isfinite(m["eval_return"][0]).all() and np.isfinite(m["critic_loss"][0]).all()
     metrics = strict_json(d / "metrics.json")
-    assert [r["status"] for r in metrics["runs"]] == ["ok", "failed"]
+    assert [r["status"] for r in metrics["blocks"][0]["runs"]] == ["ok", "failed"]
     meta = strict_json(d / "meta.json")
     assert meta["status"] == "finished" and list(meta["failed_runs"]) == ["1"]
 
@@ -539,7 +540,7 @@ def _check_interrupted(d, line, chunk, base, capsys):
     assert sorted(os.listdir(d)) == ["checkpoint", "config.json", "meta.json", "metrics.csv", "metrics.json"]
     T.main(shlex.split(line.split("resume with: python -m metarl.train ")[1]))  # the printed command
     capsys.readouterr()
-    m = strict_json(d / "metrics.json")
+    m = strict_json(d / "metrics.json")["blocks"][0]["metrics"]
     np.testing.assert_array_equal(m["eval_return"], base["metrics"]["eval_return"])
     assert strict_json(d / "meta.json")["status"] == "finished"
 

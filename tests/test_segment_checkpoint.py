@@ -167,6 +167,28 @@ def test_metrics_csv_has_a_row_per_run_and_point():
         metrics_csv([([{"seed": 0}], {"r": np.zeros(3)})])
 
 
+def test_write_metrics_writes_the_csv_and_the_same_numbers_as_json(tmp_path):
+    """metarl.driver.write_metrics, every experiment's metrics files: <prefix>metrics.csv and <prefix>metrics.json
+    hold the same blocks (the JSON at full precision, NaN as null, extra fields beside them); a metric of the
+    wrong shape is refused before either file is written."""
+    import json
+
+    from metarl.driver import metrics_csv, write_metrics
+
+    x = np.array([[1 / 3, np.nan]], np.float32)
+    blocks = [([{"agent": "mg", "seed": 0}], {"gamma": x, "v": np.ones((1, 2, 2))})]
+    write_metrics(str(tmp_path), blocks, point="log_index", prefix="p_", sweep=[{"lr": 0.1}])
+    assert sorted(os.listdir(tmp_path)) == ["p_metrics.csv", "p_metrics.json"]
+    assert (tmp_path / "p_metrics.csv").read_text() == metrics_csv(blocks, "log_index")
+    data = json.loads((tmp_path / "p_metrics.json").read_text())
+    assert data == {"point": "log_index", "sweep": [{"lr": 0.1}], "blocks": [
+        {"runs": [{"agent": "mg", "seed": 0}], "metrics": {"gamma": [[float(np.float32(1 / 3)), None]],
+                                                           "v": [[[1.0, 1.0], [1.0, 1.0]]]}}]}
+    with pytest.raises(ValueError, match="metric 'r' has shape"):
+        write_metrics(str(tmp_path / "bad"), [([{"seed": 0}], {"r": np.zeros(3)})])
+    assert not os.path.exists(tmp_path / "bad")
+
+
 def test_a_first_save_cut_short_is_not_a_checkpoint(tmp_path):
     """A stage killed (or crashed) during its first save leaves only checkpoint.partial without its marker:
     its resume starts the stage from the beginning (and ends as a run straight through) instead of refusing;

@@ -119,10 +119,10 @@ def test_cli_trains_and_resumes(tiny_run, tmp_path):
             "--run-dir", str(tmp_path)]
     T.main(args)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    np.testing.assert_allclose(m["eval_return"], metrics["eval_return"], rtol=1e-6)
+    np.testing.assert_allclose(m["blocks"][0]["metrics"]["eval_return"], metrics["eval_return"], rtol=1e-6)
     T.main(args + ["--resume"])  # already finished: resumes at the end and rewrites the same results
     m2 = json.loads((tmp_path / "metrics.json").read_text())
-    assert m2["eval_return"] == m["eval_return"]
+    assert m2 == m
 
 
 @pytest.mark.parametrize("kwargs,match", [

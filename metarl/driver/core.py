@@ -14,7 +14,7 @@ import numpy as np
 from metarl import cli
 from metarl.driver.errors import ON_NONFINITE, CheckpointError, Interrupted, NonFiniteError
 from metarl.driver.records import (device_info, flat_diff, json_norm, now, package_versions, read_json, read_stored_run,
-                                   refuse_resume, version_diff, write_json)
+                                   refuse_resume, version_diff, write_json, write_metrics)
 from metarl.driver.checkpoints import (CHECKPOINT_NAMES, MARKER, abandon_partial, has_checkpoint, promote_checkpoint,
                                        restore_checkpoint, save_checkpoint)
 from metarl.driver.rundir import DeferredSigint, check_run_dir, clear_run_files
@@ -43,6 +43,9 @@ class Driver:
     the state or an infinite metric; "continue" (needs ``runs``, the size of the state's leading vmapped
     axis, whose entries are independent runs, each a ``run_unit``) marks the runs concerned failed
     (meta.json ``failed_runs``, one warning line each) and goes on while any run is finite.
+    ``metrics_blocks``: ``(stacked metrics) -> (blocks, point)`` for :func:`metarl.driver.write_metrics`: the
+    metrics per run and evaluation point in the layout every experiment writes (metrics.json and metrics.csv);
+    without it metrics.json holds the stacked leaves (``{"chunks_done", "metrics"}``) and there is no CSV.
 
     ``run(resume)`` returns (final state, metrics) with every metric leaf stacked over the chunks:
     ``[num_chunks, ...]`` (numpy).
@@ -63,7 +66,7 @@ class Driver:
                  units_per_chunk: int = 1, postfix: Callable | None = None, overwrite: bool = False,
                  allow_version_change: bool = False, resume_hint: str | None = None, flag: str = "--out",
                  tensorboard: str | None = None, on_nonfinite: str = "stop", runs: int | None = None,
-                 run_unit: str = "seed", checkpoint_every: int = 1):
+                 run_unit: str = "seed", checkpoint_every: int = 1, metrics_blocks: Callable | None = None):
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
         if checkpoint_every < 1:
@@ -85,6 +88,7 @@ class Driver:
         self.resume_hint = resume_hint or "the same command with --resume"
         self.flag = flag
         self.tensorboard = tensorboard
+        self.metrics_blocks = metrics_blocks
         self.compile_time: dict = {}
         self._meta: dict = {}
         self._sig = DeferredSigint()
@@ -180,7 +184,12 @@ class Driver:
         return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *history)
 
     def write_metrics(self, history: list, final: bool = False):
-        """metrics.json (after every checkpoint, on failure, and ``final``-ly at the end)."""
+        """metrics.json (and with ``metrics_blocks`` metrics.csv) after every checkpoint, on failure, and
+        ``final``-ly at the end."""
+        if self.metrics_blocks is not None:
+            if history:
+                write_metrics(self.out_dir, *self.metrics_blocks(self.stack(history)))
+            return
         write_json(os.path.join(self.out_dir, "metrics.json"),
                    {"chunks_done": len(history), "metrics": self.stack(history)})
 

@@ -110,16 +110,28 @@ def write_json(path: str, obj):
                                 default=lambda o: jsonable(np.asarray(o).tolist())))
 
 
-def write_result(path: str, results: dict, config=None, wall_time_s: float | None = None, **extra) -> dict:
-    """A benchmark's result file: ``{"config", "versions", "device", "wall_time_s", "written_at", **extra,
-    **results}`` as strict JSON, written whole. ``config`` may be a dataclass. Returns the written object."""
+def result_header(config=None, wall_time_s: float | None = None) -> dict:
+    """What every result and summary file opens with: ``{"config", "versions" (packages and Python), "device"
+    (:func:`host_info`), "wall_time_s", "written_at"}``. ``config`` may be a dataclass."""
     import dataclasses
     import platform
 
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
-    obj = {"config": config, "versions": {**package_versions(), "python": platform.python_version()},
-           "device": host_info(), "wall_time_s": wall_time_s, "written_at": now(), **extra, **results}
+    return {"config": config, "versions": {**package_versions(), "python": platform.python_version()},
+            "device": host_info(), "wall_time_s": wall_time_s, "written_at": now()}
+
+
+def where_ran(record: dict) -> str:
+    """``"cpu:0 (jax 0.10.2)"``: the first device and the jax version of a :func:`result_header`."""
+    devices = (record.get("device") or {}).get("devices") or ["?"]
+    return f"{devices[0]} (jax {(record.get('versions') or {}).get('jax', '?')})"
+
+
+def write_result(path: str, results: dict, config=None, wall_time_s: float | None = None, **extra) -> dict:
+    """A benchmark's result file: :func:`result_header` then ``**extra, **results``, as strict JSON, written
+    whole. Returns the written object."""
+    obj = {**result_header(config, wall_time_s), **extra, **results}
     write_json(path, obj)
     return json_norm(obj)
 
@@ -153,9 +165,28 @@ def metrics_csv(blocks: list, point: str = "eval_index") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_metrics_csv(path: str, blocks: list, point: str = "eval_index"):
-    """:func:`metrics_csv` written whole to ``path``."""
-    write_text(path, metrics_csv(blocks, point))
+def metrics_files(prefix: str = "") -> tuple[str, str]:
+    """The two files :func:`write_metrics` writes: (``<prefix>metrics.csv``, ``<prefix>metrics.json``)."""
+    return f"{prefix}metrics.csv", f"{prefix}metrics.json"
+
+
+def metrics_json(blocks: list, point: str = "eval_index", **extra) -> dict:
+    """The blocks of :func:`metrics_csv` as one JSON object, values at full precision: ``{"point": point,
+    **extra, "blocks": [{"runs": [labels], "metrics": {name: [runs, points, ...]}}]}`` (NaN/inf written as
+    null)."""
+    return {"point": point, **extra, "blocks": [{"runs": [dict(r) for r in runs],
+                                        "metrics": {k: np.asarray(v) for k, v in sorted(metrics.items())}}
+                                       for runs, metrics in blocks]}
+
+
+def write_metrics(out_dir: str, blocks: list, point: str = "eval_index", prefix: str = "", **extra):
+    """Every run's metrics at every evaluation point, written whole to ``out_dir``: ``<prefix>metrics.csv``
+    (:func:`metrics_csv`, a row per run and point, ``%.6g``) and ``<prefix>metrics.json`` (:func:`metrics_json`,
+    the same numbers at full precision, with ``extra`` fields). The layout is the same for every experiment."""
+    csv_name, json_name = metrics_files(prefix)
+    text = metrics_csv(blocks, point)  # checks the shapes before anything is written
+    write_json(os.path.join(out_dir, json_name), metrics_json(blocks, point, **extra))
+    write_text(os.path.join(out_dir, csv_name), text)
 
 
 def read_json(path: str):

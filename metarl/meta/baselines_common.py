@@ -37,8 +37,10 @@ def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
     One-line RunError otherwise. Called after the settings validate, before anything is compiled."""
     from metarl.driver import CHECKPOINT_NAMES, prepare_out_dir
 
-    prepare_out_dir(out_dir, resume, overwrite, CHECKPOINT_NAMES + (f"{name}.json", "metrics.csv", "config.json",
-                                                                    "meta.json"),
+    from metarl.driver.records import metrics_files
+
+    prepare_out_dir(out_dir, resume, overwrite, CHECKPOINT_NAMES + (f"{name}.json", "config.json", "meta.json") +
+                    metrics_files(),
                     resume_from=CHECKPOINT_NAMES)
 
 
@@ -69,7 +71,8 @@ def finish(out_dir: str | None, name: str, record: dict, results: dict, history:
     """A baseline run's result: ``record`` (its settings) with the per-environment ``results``, their
     summary over seeds (IQM [95% CI] of ``final``), the meta-training ``history`` ({metric: [seeds, points,
     ...]}, each point a ``point``), wall times from ``t0`` (perf_counter) and of meta-training; written to
-    ``<out_dir>/<name>.json``, and the history to ``<out_dir>/metrics.csv`` (a row per seed and point).
+    ``<out_dir>/<name>.json``, and the history to ``<out_dir>/metrics.csv`` and ``metrics.json`` (a row per seed
+    and point: metarl.driver.write_metrics).
     Returns it."""
     import time
 
@@ -78,10 +81,9 @@ def finish(out_dir: str | None, name: str, record: dict, results: dict, history:
                meta_train_wall_s=t_train)
     write_record(out_dir, name, out)
     if out_dir and history:
-        from metarl.driver import write_metrics_csv
+        from metarl.driver import write_metrics
 
-        write_metrics_csv(os.path.join(out_dir, "metrics.csv"), [([{"seed": s} for s in range(record["seeds"])],
-                                                                  history)], point)
+        write_metrics(out_dir, [([{"seed": s} for s in range(record["seeds"])], history)], point)
     return out
 
 

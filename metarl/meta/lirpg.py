@@ -372,7 +372,7 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
     metrics)`` after evaluation i (0-based), the metrics of every run (variant-major) on the host.
     Returns {variant: {eval_return [seeds, evals], train_return, env_steps, meta_loss, ...}}, plus
     "wall_s" and "complete"."""
-    from metarl.driver import CheckpointMismatch, identity_diff, write_json, write_metrics_csv
+    from metarl.driver import CheckpointMismatch, identity_diff, write_json, write_metrics
 
     config.validate()
     variants = tuple(variants)
@@ -426,6 +426,5 @@ def train(config: LIRPGConfig, env, key, seeds: int, variants: Sequence[str] = V
         write_json(os.path.join(run_dir, "result.json"),
                    dict(record, wall_s=out["wall_s"],
                         **{v: {k: x.tolist() for k, x in out[v].items()} for v in variants}))
-        write_metrics_csv(os.path.join(run_dir, "metrics.csv"),
-                          [([{"variant": v, "seed": s} for v in variants for s in range(seeds)], stacked)])
+        write_metrics(run_dir, [([{"variant": v, "seed": s} for v in variants for s in range(seeds)], stacked)])
     return out

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import io
 import os
-import platform
 import sys
 from typing import ClassVar
 
@@ -41,7 +40,9 @@ def checkpoint_files(part: str) -> tuple[str, ...]:
 def part_files(part: str) -> tuple[str, ...]:
     """What a part's run writes into the shared output folder and a new run must not silently replace: its
     summary, its run record (<part>_config.json, <part>_meta.json: metarl.driver.RunRecord) and its checkpoints."""
-    return (f"{part}_summary.json", f"{part}_metrics.csv", f"{part}_config.json", f"{part}_meta.json") + \
+    from metarl.driver.records import metrics_files
+
+    return (f"{part}_summary.json", f"{part}_config.json", f"{part}_meta.json") + metrics_files(f"{part}_") + \
         checkpoint_files(part)
 
 
@@ -261,33 +262,30 @@ class UnitCheckpoints:
 
 
 def metadata(config, wall_time: float) -> dict:
-    """The summary files' record: config, package versions (metarl.driver.records), device and wall time."""
-    import jax
+    """The summary files' record: config, versions, device, wall time (metarl.driver.records.result_header)."""
+    from metarl.driver.records import result_header
 
-    from metarl.driver.records import package_versions
-
-    return {"config": config, "versions": dict(package_versions(), python=platform.python_version()),
-            "device": str(jax.devices()[0]), "backend": jax.default_backend(),
-            "wall_time_s": round(wall_time, 2)}
+    return result_header(config, round(wall_time, 2))
 
 
 
 
 def save_meta_training(out_dir: str, part: str, title: str, ours, ddpg, meta_critic):
     """The three methods' meta-training curves (training error, [seeds, iterations]): ``<part>_curves.npz``
-    and ``<part>_metrics.csv`` (a row per method, seed and meta-iteration; written whole) and Fig. 4 as
+    and ``<part>_metrics.csv`` / ``<part>_metrics.json`` (a row per method, seed and meta-iteration:
+    metarl.driver.write_metrics) and Fig. 4 as
     ``fig4_<part>_meta_training.png`` (mean and sd over seeds, log scale)."""
     import matplotlib
     import numpy as np
 
-    from metarl.driver import write_metrics_csv
+    from metarl.driver import write_metrics
 
     buf = io.BytesIO()
     np.savez(buf, ours=ours, ddpg=ddpg, meta_critic=meta_critic)
     write_text(os.path.join(out_dir, f"{part}_curves.npz"), buf.getvalue())
-    write_metrics_csv(os.path.join(out_dir, f"{part}_metrics.csv"),
-                      [([{"method": m, "seed": s} for s in range(len(c))], {"train_error": c})
-                       for m, c in zip(METHODS, (ours, ddpg, meta_critic))], point="meta_iteration")
+    write_metrics(out_dir, [([{"method": m, "seed": s} for s in range(len(c))], {"train_error": c})
+                            for m, c in zip(METHODS, (ours, ddpg, meta_critic))], point="meta_iteration",
+                  prefix=f"{part}_")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

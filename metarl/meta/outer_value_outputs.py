@@ -11,7 +11,6 @@ import dataclasses
 import io
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -23,16 +22,6 @@ from metarl.config_cli import RunOptions
 from metarl.driver import write_text
 
 CURVE_METRICS = ("gamma", "lam", "return", "expected_return", "outer_advantage", "outer_advantage_step0", "meta_grad")
-
-
-def environment_record() -> dict:
-    """Python, device and package versions of this process (result.json's ``environment``)."""
-    import jax
-
-    from metarl.driver.records import package_versions
-
-    return {"python": platform.python_version(), "device": str(jax.devices()[0]), "platform": jax.default_backend(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), **package_versions()}
 
 
 def to_jsonable(obj):
@@ -150,8 +139,10 @@ def run_population(name: str, exp, problem, mcfg_for, scale: str, out_dir: str |
                                   progress=progress, desc=f"{name.removeprefix('outer_value_')} ({scale})",
                                   overwrite=overwrite, resume_hint=resume_hint, tensorboard=tensorboard,
                                   on_nonfinite=on_nonfinite)
-    result = {"experiment": name, "scale": scale, "config": to_jsonable(exp), "wall_time_s": time.time() - t0,
-              "environment": environment_record(), "summary": summarise(logs), "notes": notes}
+    from metarl.driver.records import result_header
+
+    result = {"experiment": name, "scale": scale, **result_header(to_jsonable(exp), time.time() - t0),
+              "summary": summarise(logs), "notes": notes}
     return result, logs
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from metarl.driver import (Driver, NonFiniteError, as_array, current_command, device_info, find_checkpoint, flat_diff,
                            json_norm, now, package_versions, read_stored_run, refuse_resume, restore_checkpoint,
-                           save_checkpoint, version_diff, write_json, write_metrics_csv)
+                           save_checkpoint, version_diff, write_metrics)
 from metarl.agents import agent_config
 from metarl.train.config import TrainConfig
 from metarl.train.program import guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs
@@ -209,7 +209,9 @@ class Runner(Driver):
         return {k: np.concatenate([as_array(h[k]) for h in history], axis=1) for k in keys}
 
     def write_metrics(self, history: list, final: bool = False):
-        """metrics.json and metrics.csv (per run and evaluation point); ``final``: the learning curve too."""
+        """metrics.json and metrics.csv (per run and evaluation point, metarl.driver.write_metrics: each run's
+        combination index into ``sweep``, seed, status and the metric that went non-finite, if one did);
+        ``final``: the learning curve too."""
         metrics = self.stack(history)
         if not metrics:
             return
@@ -218,11 +220,9 @@ class Runner(Driver):
         runs = []
         for r, (c, s) in enumerate(labels):
             f = self.failures.get(r)
-            runs.append({"combo": self.combos[c], "seed": s, "status": "failed" if f else "ok",
-                         "nonfinite": ({"step": f["step"], "metric": f["metric"]} if f else None)})
-        write_json(os.path.join(self.run_dir, "metrics.json"), {"runs": runs, **metrics})
-        write_metrics_csv(os.path.join(self.run_dir, "metrics.csv"),
-                          [([{"combo": c, "seed": s} for c, s in labels], metrics)])
+            runs.append({"combo": c, "seed": s, "status": "failed" if f else "ok",
+                         "nonfinite_metric": f["metric"] if f else ""})
+        write_metrics(self.run_dir, [(runs, metrics)], sweep=self.combos)
         if final:
             from metarl.plots import learning_curve
 

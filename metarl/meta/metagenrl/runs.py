@@ -33,7 +33,7 @@ def _stack(history: list, name: str, axis: int = 0) -> dict:
 
 
 def metrics_blocks(result: dict, mode: str) -> list:
-    """:func:`meta_train`'s or :func:`meta_test`'s result as blocks for metarl.driver.write_metrics_csv (a row
+    """:func:`meta_train`'s or :func:`meta_test`'s result as blocks for metarl.driver.write_metrics (a row
     per agent and evaluation): meta-train, per environment, its agents' metrics; meta-test, per environment
     and variant (learned objectives, baselines, on-policy rows), its seeds'."""
     def two_d(m):  # the metrics with a row axis and a point axis

@@ -49,14 +49,13 @@ def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], ag
     resume_hint, ...).
 
     Returns ``(states, logs)`` with ``logs[agent][metric]`` a numpy array ``[num_updates //
-    updates_per_log, num_seeds]`` (also written to ``out_dir/metrics.csv``, a row per agent, seed and log
-    point). ``num_updates`` must be a multiple of ``updates_per_log * logs_per_chunk``.
+    updates_per_log, num_seeds]``, also written to ``out_dir`` after every chunk (metrics.json and metrics.csv,
+    a row per agent, seed and log point: metarl.driver.write_metrics). ``num_updates`` must be a multiple of
+    ``updates_per_log * logs_per_chunk``.
     """
-    import os
-
     import numpy as np
 
-    from metarl.driver import Driver, write_metrics_csv
+    from metarl.driver import Driver
 
     chunk_updates = updates_per_log * logs_per_chunk
     if num_updates % chunk_updates:
@@ -64,17 +63,19 @@ def train_population(problem: Problem, mcfg_for: Callable[[str], MetaConfig], ag
                          f"updates_per_log * logs_per_chunk = {chunk_updates}")
     init, chunk = make_population_program(problem, mcfg_for, agents, num_seeds, updates_per_log, logs_per_chunk,
                                           seed_axis)
+
+    def by_log(stacked):  # [chunks, logs, seeds] -> [logs, seeds], the agents in the given order
+        return {a.name: {m: x.reshape((-1,) + x.shape[2:]) for m, x in stacked[a.name].items()} for a in agents}
+
+    def blocks(stacked):  # a row per agent, seed and log point
+        logs = by_log(stacked)
+        return [([{"agent": a.name, "seed": s} for s in range(num_seeds)],
+                 {m: np.swapaxes(x, 0, 1) for m, x in logs[a.name].items()}) for a in agents], "log_index"
+
     driver_options = {"unit": "upd", "units_per_chunk": chunk_updates, "postfix": _headline, **driver_options}
     state, logs = Driver(init, chunk, key, num_updates // chunk_updates, out_dir, config or {}, runs=num_seeds,
-                         **driver_options).run(resume)
-    # [chunks, logs, seeds] -> [logs, seeds], the agents in the given order (pytrees sort dict keys)
-    logs = {a.name: {m: x.reshape((-1,) + x.shape[2:]) for m, x in logs[a.name].items()} for a in agents}
-    if out_dir:
-        write_metrics_csv(os.path.join(out_dir, "metrics.csv"),
-                          [([{"agent": a.name, "seed": s} for s in range(num_seeds)],
-                            {m: np.swapaxes(x, 0, 1) for m, x in logs[a.name].items()}) for a in agents],
-                          point="log_index")
-    return state["agents"], logs
+                         metrics_blocks=blocks, **driver_options).run(resume)
+    return state["agents"], by_log(logs)
 
 
 def _headline(logs) -> dict:
