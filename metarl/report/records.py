@@ -68,7 +68,7 @@ def run_record(obj) -> dict:
             rec.setdefault("backend", v)
         elif kl in ("versions", "package_versions") and isinstance(v, dict) and "versions" not in rec:
             rec["versions"] = {str(a): str(b) for a, b in v.items() if isinstance(b, (str, int, float))}
-        elif kl == "environment" and isinstance(v, dict) and "jax" in v:  # outer-value environment_record
+        elif kl == "environment" and isinstance(v, dict) and "jax" in v:  # outer-value result.json written before result_header
             rec.setdefault("versions", {a: str(v[a]) for a in VERSION_KEYS if a in v})
             if "device" in v:
                 rec.setdefault("device", _device(v["device"]))
