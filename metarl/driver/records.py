@@ -174,9 +174,9 @@ def metrics_json(blocks: list, point: str = "eval_index", **extra) -> dict:
     """The blocks of :func:`metrics_csv` as one JSON object, values at full precision: ``{"point": point,
     **extra, "blocks": [{"runs": [labels], "metrics": {name: [runs, points, ...]}}]}`` (NaN/inf written as
     null)."""
-    return {"point": point, **extra, "blocks": [{"runs": [dict(r) for r in runs],
-                                        "metrics": {k: np.asarray(v) for k, v in sorted(metrics.items())}}
-                                       for runs, metrics in blocks]}
+    return {"point": point, **extra,
+            "blocks": [{"runs": [dict(r) for r in runs], "metrics": {k: np.asarray(v) for k, v in sorted(metrics.items())}}
+                       for runs, metrics in blocks]}
 
 
 def write_metrics(out_dir: str, blocks: list, point: str = "eval_index", prefix: str = "", **extra):

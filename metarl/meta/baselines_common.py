@@ -35,9 +35,7 @@ def claim_out_dir(out_dir: str, name: str, resume: bool, overwrite: bool):
     """The run-directory policy (metarl.driver.prepare_out_dir): a new run refuses an --out holding an
     earlier run's checkpoint, <name>.json or run record (config.json, meta.json) unless ``overwrite``; ``resume`` needs a checkpoint.
     One-line RunError otherwise. Called after the settings validate, before anything is compiled."""
-    from metarl.driver import CHECKPOINT_NAMES, prepare_out_dir
-
-    from metarl.driver.records import metrics_files
+    from metarl.driver import CHECKPOINT_NAMES, metrics_files, prepare_out_dir
 
     prepare_out_dir(out_dir, resume, overwrite, CHECKPOINT_NAMES + (f"{name}.json", "config.json", "meta.json") +
                     metrics_files(),

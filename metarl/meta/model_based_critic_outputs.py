@@ -268,8 +268,6 @@ def metadata(config, wall_time: float) -> dict:
     return result_header(config, round(wall_time, 2))
 
 
-
-
 def save_meta_training(out_dir: str, part: str, title: str, ours, ddpg, meta_critic):
     """The three methods' meta-training curves (training error, [seeds, iterations]): ``<part>_curves.npz``
     and ``<part>_metrics.csv`` / ``<part>_metrics.json`` (a row per method, seed and meta-iteration:
