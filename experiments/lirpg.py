@@ -27,6 +27,7 @@ from typing import Literal
 
 from metarl.config_cli import NonNegInt, PositiveFloat, PositiveInt, RunOptions
 from metarl.driver.checkpoints import CHECKPOINT_NAMES
+from metarl.driver.records import metrics_files
 
 VARIANTS = ("ppo", "lirpg")  # metarl.meta.lirpg.VARIANTS (not imported here: a bad argument fails before jax loads)
 
@@ -85,8 +86,7 @@ def curves_png(result: dict, title: str, path: str, variants=("ppo", "lirpg")):
 
 
 # What a run writes into --out (a new run refuses a folder holding any of them unless --overwrite).
-RUN_FILES = ("config.json", "meta.json") + CHECKPOINT_NAMES + ("result.json", "metrics.csv", "metrics.json", "summary.json",
-                                                             "curves.png")
+RUN_FILES = ("config.json", "meta.json") + CHECKPOINT_NAMES + ("result.json", "summary.json", "curves.png") + metrics_files()
 
 
 def main(argv=None):

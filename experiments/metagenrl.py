@@ -81,6 +81,7 @@ def main(argv=None):
     from metarl import config_cli
     from metarl.cli import fail
     from metarl.driver.checkpoints import CHECKPOINT_NAMES
+    from metarl.driver.records import metrics_files
     from metarl.driver.segments import StopFlag
 
     prog = "python -m experiments.metagenrl"
@@ -118,8 +119,8 @@ def main(argv=None):
             refuse(f"--train: unknown environment label(s) {', '.join(bad)}; valid at scale "
                     f"{parsed.scale}: {', '.join(scale.envs)}")
         stages = scale.stages or 0
-        run_files = CHECKPOINT_NAMES + ("meta_train.json", "metrics.csv", "metrics.json", "initial", "final", "config.json",
-                                        "meta.json") + \
+        run_files = CHECKPOINT_NAMES + ("meta_train.json", "initial", "final", "config.json", "meta.json") + \
+            metrics_files() + \
             tuple(f"stage_{j + 1}" for j in range(stages))
     else:
         bad = [t for t in args.test if t not in scale.envs]
@@ -135,7 +136,7 @@ def main(argv=None):
             refuse("meta-test: nothing to test: give --objective LABEL=PATH, or drop --no-baselines")
         if o.resume:
             refuse("--resume applies to meta-train only (meta-test runs are short; rerun them)")
-        run_files = ("meta_test.json", "metrics.csv", "metrics.json", "config.json", "meta.json")
+        run_files = ("meta_test.json", "config.json", "meta.json") + metrics_files()
     from metarl.driver import RunError, prepare_out_dir
 
     try:  # an earlier run in --out: refused unless --resume (meta-train) or --overwrite

@@ -14,7 +14,7 @@ import numpy as np
 from metarl import cli
 from metarl.driver.errors import ON_NONFINITE, CheckpointError, Interrupted, NonFiniteError
 from metarl.driver.records import (device_info, flat_diff, json_norm, now, package_versions, read_json, read_stored_run,
-                                   refuse_resume, version_diff, write_json, write_metrics)
+                                   metrics_files, refuse_resume, version_diff, write_json, write_metrics)
 from metarl.driver.checkpoints import (CHECKPOINT_NAMES, MARKER, abandon_partial, has_checkpoint, promote_checkpoint,
                                        restore_checkpoint, save_checkpoint)
 from metarl.driver.rundir import DeferredSigint, check_run_dir, clear_run_files
@@ -22,7 +22,7 @@ from metarl.driver.guard import listing, nonfinite_names, nonfinite_runs
 from metarl.driver.runrecord import current_command, session_totals, start_session
 
 
-RECORD_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv") + CHECKPOINT_NAMES
+RECORD_FILES = ("config.json", "meta.json") + metrics_files() + CHECKPOINT_NAMES
 
 
 class Driver:

@@ -13,14 +13,14 @@ import numpy as np
 
 from metarl.driver import (Driver, NonFiniteError, as_array, current_command, device_info, find_checkpoint, flat_diff,
                            json_norm, now, package_versions, read_stored_run, refuse_resume, restore_checkpoint,
-                           save_checkpoint, version_diff, write_metrics)
+                           metrics_files, save_checkpoint, version_diff, write_metrics)
 from metarl.agents import agent_config
 from metarl.train.config import TrainConfig
 from metarl.train.program import guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs
 
 
-RUN_FILES = ("config.json", "meta.json", "metrics.json", "metrics.csv", "learning_curve.png",
-             "checkpoint", "checkpoint.partial", "checkpoint.old")
+RUN_FILES = ("config.json", "meta.json") + metrics_files() + ("learning_curve.png", "checkpoint", "checkpoint.partial",
+                                                            "checkpoint.old")
 STATUSES = Driver.STATUSES
 
 
