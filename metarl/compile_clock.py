@@ -3,7 +3,9 @@
 JAX reports each of the three as a time span through ``jax.monitoring``; :class:`CompileClock` listens
 while it is active and measures the union of those spans (a jit traced inside another one's trace
 is counted once), so ``run_s = wall_s - compile_s`` is the time the compiled programs ran plus the
-host's own work. A hit in the persistent compilation cache shows up as a short backend compile (the
+host's own work. ``by_program`` says where the compile time went: per jitted function name, its compiles
+and the line of the project's code that called it (a lambda's name says little), its compiles and their
+trace, lowering and XLA seconds, largest first: the lever for a part that compiles longer than it runs. A hit in the persistent compilation cache shows up as a short backend compile (the
 executable's retrieval) and is counted in ``cache_hits``.
 
     with CompileClock() as clock:
@@ -14,6 +16,8 @@ executable's retrieval) and is counted in ``cache_hits``.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -22,6 +26,20 @@ LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 BACKEND = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT = "/jax/compilation_cache/cache_hits"
 _KIND = {TRACE: "trace", LOWER: "lower", BACKEND: "xla"}
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding metarl/ (and experiments/)
+_PROJECT = tuple(os.path.join(_ROOT, d) + os.sep for d in ("metarl", "experiments", "benchmarks", "tests"))
+
+
+def caller_in_project(skip: str = __file__) -> str:
+    """'path:line' (relative to the project) of the innermost frame of the current thread in metarl/,
+    experiments/, benchmarks/ or tests/ other than ``skip``; '?' if none."""
+    f = sys._getframe(1)
+    while f is not None:
+        name = f.f_code.co_filename
+        if name.startswith(_PROJECT) and name != skip:
+            return f"{os.path.relpath(name, _ROOT)}:{f.f_lineno}"
+        f = f.f_back
+    return "?"
 
 
 def union_length(spans) -> float:
@@ -44,15 +62,21 @@ class CompileClock:
 
     def __init__(self):
         self.spans = {k: [] for k in _KIND.values()}
+        self.sites = {k: [] for k in _KIND.values()}  # each span's program: "name at path:line"
         self.cache_hits = 0
         self.t0 = self.t1 = None
         self._lock = threading.Lock()
 
-    def _on_span(self, event, start, end, **_):
+    def _on_span(self, event, start, end, fun_name=None, **_):
         kind = _KIND.get(event)
         if kind is not None and self.t1 is None:
             with self._lock:
                 self.spans[kind].append((start, end))
+                # the listener runs in the compiling thread, under its caller's frames; a trace names the
+                # function bare, lowering and XLA as jit(name)
+                name = fun_name or "?"
+                name = name if name.startswith("jit(") else f"jit({name})"
+                self.sites[kind].append(f"{name} at {caller_in_project()}")
 
     def _on_event(self, event, **_):
         if event == CACHE_HIT and self.t1 is None:
@@ -75,17 +99,30 @@ class CompileClock:
         monitoring.unregister_event_listener(self._on_event)
         return False
 
-    def summary(self) -> dict:
-        """wall_s, compile_s (the union of all spans), run_s, and per kind (trace/lower/xla, each a union)."""
+    def summary(self, top: int = 20) -> dict:
+        """wall_s, compile_s (the union of all spans), run_s, per kind (trace/lower/xla, each a union), and
+        by_program: the ``top`` programs by compile seconds, {"name" (the jitted function's name and its
+        call site in the project), "compiles" (XLA compiles), "trace_s", "lower_s", "xla_s"} (a jit traced
+        inside another's trace counts in both programs' trace_s)."""
         end = self.t1 if self.t1 is not None else time.time()
         with self._lock:
             spans = {k: list(v) for k, v in self.spans.items()}
+            sites = {k: list(v) for k, v in self.sites.items()}
             hits = self.cache_hits
         wall = end - self.t0
         compile_s = union_length([s for v in spans.values() for s in v])
+        by_site = {}
+        for kind in _KIND.values():
+            for site, (s, e) in zip(sites[kind], spans[kind]):
+                row = by_site.setdefault(site, {"name": site, "compiles": 0, "trace_s": 0.0, "lower_s": 0.0,
+                                                "xla_s": 0.0})
+                row[f"{kind}_s"] += e - s
+                row["compiles"] += kind == "xla"
+        ranked = sorted(by_site.values(), key=lambda r: -(r["trace_s"] + r["lower_s"] + r["xla_s"]))[:top]
         return {"wall_s": wall, "compile_s": compile_s, "run_s": wall - compile_s,
                 **{f"{k}_s": union_length(v) for k, v in spans.items()},
-                "programs_compiled": len(spans["xla"]), "cache_hits": hits}
+                "programs_compiled": len(spans["xla"]), "cache_hits": hits,
+                "by_program": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in ranked]}
 
     def line(self) -> str:
         s = self.summary()
@@ -96,7 +133,8 @@ class CompileClock:
 
 class compile_report:
     """``with compile_report("benchmarks.x", out_dir): ...``: on a normal exit, prints one line with the
-    part's compile time apart from its run time and writes it to ``out_dir/<filename>``."""
+    part's compile time apart from its run time and the three programs that compiled longest, and writes
+    the summary to ``out_dir/<filename>``."""
 
     def __init__(self, name: str, out_dir: str, filename: str = "compile_time.json"):
         self.name, self.out_dir, self.filename = name, out_dir, filename
@@ -112,6 +150,9 @@ class compile_report:
 
         self.clock.__exit__(exc_type, *rest)
         if exc_type is None:
-            write_json(os.path.join(self.out_dir, self.filename), {"part": self.name, **self.clock.summary()})
-            print(f"{self.name}: {self.clock.line()}", flush=True)
+            summary = self.clock.summary()
+            write_json(os.path.join(self.out_dir, self.filename), {"part": self.name, **summary})
+            top = "; ".join(f"{p['name']} {p['trace_s'] + p['lower_s'] + p['xla_s']:.0f} s ({p['compiles']}x)"
+                            for p in summary["by_program"][:3])
+            print(f"{self.name}: {self.clock.line()}" + (f"; compiling most: {top}" if top else ""), flush=True)
         return False

@@ -149,6 +149,26 @@ def test_nan_in_the_state_is_detected_and_named(tmp_path):
     assert json.loads((d / "checkpoint" / D.MARKER).read_text())["chunk"] == 2  # the NaN state is never saved
 
 
+def test_guard_reads_host_arrays_as_the_device_programs_do():
+    """On the CPU the guard reads arrays in place; on an accelerator it runs _any_nonfinite/_runs_nonfinite
+    there. Both ways name the same leaves and runs (a NaN, an inf, an int leaf, a leaf without the run axis)."""
+    from metarl.driver import guard
+
+    x = np.zeros((3, 2, 2), np.float32)
+    x[1, 0, 1] = np.nan
+    y = np.ones((3, 4), np.float32)
+    y[2, 3] = -np.inf
+    tree = {"a": jnp.asarray(x), "b": {"c": jnp.asarray(y), "n": jnp.arange(3)}, "g": jnp.ones(5), "h": np.ones((3, 1))}
+    assert guard.nonfinite_leaves(tree) == ["['a']", "['b']['c']"]
+    assert guard.nonfinite_runs(tree, 3) == [1, 2]
+    assert guard.nonfinite_runs(tree, 3, ignore=("c",)) == [1]
+    leaves = [tree["a"], tree["b"]["c"], tree["g"]]
+    assert np.asarray(guard._any_nonfinite(leaves)).tolist() == [True, True, False]
+    per_run = np.asarray(guard._runs_nonfinite([tree["a"], tree["b"]["c"], jnp.asarray(tree["h"])]))
+    assert per_run.any(axis=0).tolist() == [False, True, True] and per_run[:, 0].tolist() == [False, False, False]
+    assert guard._on_host([np.ones(2), jnp.ones(2)]) == (jax.default_backend() == "cpu")
+
+
 def test_nonfinite_continue_marks_the_run_failed_and_goes_on(tmp_path, capsys):
     """on_nonfinite="continue" with runs=3 (the toy's three entries of x as independent runs): the run whose
     entry went NaN is marked failed (one warning line, meta.json failed_runs), the others finish; metrics.json

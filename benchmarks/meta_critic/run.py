@@ -36,7 +36,8 @@ def run_bench(cfg: BenchConfig, jobs, out: str, resume: bool = False) -> str:
     if tab_on:
         for actor in cfg.tab_actors:
             t = time.perf_counter()
-            kw = {"actor": actor} | ({} if cfg.tabular_episodes is None else {"episodes": cfg.tabular_episodes})
+            kw = {"actor": actor} | ({} if cfg.tabular_episodes is None else {"episodes": cfg.tabular_episodes}) | (
+                {} if cfg.tabular_seeds is None else {"seeds": cfg.tabular_seeds})
             tcfg = TabularConfig(**kw).validate()
             fig_dir = out if actor == "tanh" else os.path.join(out, f"tabular_{actor}")
             base, traces = run_tabular(tcfg)

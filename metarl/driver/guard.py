@@ -11,7 +11,8 @@ from metarl.driver.errors import NonFiniteError
 
 def nonfinite_leaves(tree) -> list[str]:
     """Paths (``jax.tree_util.keystr``) of the floating leaves of ``tree`` holding a NaN or +-inf.
-    The test runs on the device, one flag per leaf comes back."""
+    On an accelerator the test runs there and one flag per leaf comes back; arrays on the host are read
+    in place (no program to compile for each state's structure)."""
     paths, leaves = [], []
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
@@ -19,8 +20,16 @@ def nonfinite_leaves(tree) -> list[str]:
             leaves.append(leaf)
     if not leaves:
         return []
-    flags = np.asarray(_any_nonfinite(leaves))
+    if _on_host(leaves):
+        flags = [not np.isfinite(np.asarray(x)).all() for x in leaves]
+    else:
+        flags = np.asarray(_any_nonfinite(leaves))
     return [p for p, bad in zip(paths, flags) if bad]
+
+
+def _on_host(leaves) -> bool:
+    """Every leaf a numpy value or a jax array held by the CPU (``np.asarray`` then costs no copy)."""
+    return all(not isinstance(x, jax.Array) or all(d.platform == "cpu" for d in x.devices()) for x in leaves)
 
 
 @jax.jit
@@ -47,7 +56,10 @@ def nonfinite_runs(tree, runs: int, ignore: tuple = ()) -> list[int]:
               and not any(n in jax.tree_util.keystr(path) for n in ignore)]
     if not leaves:
         return []
-    bad = np.asarray(_runs_nonfinite(leaves)).any(axis=0)
+    if _on_host(leaves):
+        bad = np.stack([~np.isfinite(np.asarray(x).reshape(runs, -1)).all(axis=1) for x in leaves]).any(axis=0)
+    else:
+        bad = np.asarray(_runs_nonfinite(leaves)).any(axis=0)
     return [int(i) for i in np.nonzero(bad)[0]]
 
 

@@ -63,14 +63,23 @@ def make_functions(config: TrainConfig, agent_fn=None):
         return run.replace(env_state=env_state, obs=ts.obs, buffer=buf, key=key,
                            env_steps=run.env_steps + 1), ts
 
-    def init(key, hp):
-        k_agent, k_env, k_run, k_warm = jax.random.split(key, 4)
-        agent_state = agent.init(k_agent, hp)
+    def init_env(key):
+        """The run before its agent: reset, buffer, ``learning_starts`` uniform random steps (agent None)."""
+        _, k_env, k_run, k_warm = jax.random.split(key, 4)
         env_state, ts = env.reset(k_env)
         example = _transition(ts.obs, jnp.zeros((adim,)), ts)
-        run = RunState(agent_state, env_state, ts.obs, buffers.init(example, capacity), k_run,
-                       jnp.zeros((), jnp.int32))
+        run = RunState(None, env_state, ts.obs, buffers.init(example, capacity), k_run, jnp.zeros((), jnp.int32))
         return random_warm_up(run, lambda run, a, k: env_step(run, a), k_warm, config.learning_starts, adim)
+
+    def init_agent(key, hp):
+        return agent.init(jax.random.split(key, 4)[0], hp)
+
+    def init(key, hp):
+        return init_env(key).replace(agent=init_agent(key, hp))
+
+    # The warm-up never reads the agent: compiled on its own (Runner), one program serves every agent and
+    # variant of a task (warm_up_identity).
+    init.parts = (init_env, init_agent)
 
     ups = config.updates_per_step
 
@@ -127,6 +136,12 @@ def make_functions(config: TrainConfig, agent_fn=None):
         return jax.lax.scan(segment, run, None, length=config.evals_per_chunk)
 
     return env, agent, init, run_chunk, evaluate
+
+
+def warm_up_identity(config: TrainConfig) -> tuple:
+    """What ``init_env`` of :func:`make_functions` depends on (not the agent, its networks or hp)."""
+    return (config.env, config.backend, config.max_episode_steps, config.normalize_obs,
+            min(config.buffer_size, config.total_steps), config.learning_starts)
 
 
 def _tree_nonfinite(tree) -> jax.Array:

@@ -16,7 +16,8 @@ from metarl.driver import (Driver, NonFiniteError, as_array, current_command, de
                            metrics_files, save_checkpoint, version_diff, write_metrics)
 from metarl.agents import agent_config
 from metarl.train.config import TrainConfig
-from metarl.train.program import guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs
+from metarl.train.program import (guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs,
+                                  warm_up_identity)
 
 
 RUN_FILES = ("config.json", "meta.json") + metrics_files() + ("learning_curve.png", "checkpoint", "checkpoint.partial",
@@ -52,6 +53,9 @@ class Runner(Driver):
         self.combos, self.keys, self.hp = run_keys_and_hp(config)
         self.num_runs = self.keys.shape[0]
         self.sharding = run_sharding(self.num_runs, devices)
+        init_env, init_agent = init.parts
+        self._init_env = jax.jit(jax.vmap(init_env), out_shardings=self.sharding)
+        self._init_agent = jax.jit(jax.vmap(init_agent), out_shardings=self.sharding)
         super().__init__(jax.jit(jax.vmap(init), out_shardings=self.sharding),
                          jax.jit(jax.vmap(run_chunk), out_shardings=self.sharding, donate_argnums=0), None,
                          config.num_chunks, run_dir, dataclasses.asdict(config), progress=progress,
@@ -109,13 +113,23 @@ class Runner(Driver):
     def place(self, run):
         return run  # placed by init and restore themselves (run_sharding)
 
+    # The compiled warm-ups of this process, by task, run count and sharding: a Brax warm-up compiles for
+    # ~10 s on a CPU, and a benchmark runs several agents and variants on one task.
+    _warm_ups: dict = {}
+
     def init_state(self):
+        """The initial runs: the warm-up (compiled once per task in this process) and the agents, two programs
+        that compute what ``init`` does."""
         self.failures = {}
         t = time.perf_counter()
-        args = shard_runs((self.keys, self.hp), self.sharding)
-        compiled = self.init.lower(*args).compile()
+        keys, hp = shard_runs((self.keys, self.hp), self.sharding)
+        ident = (warm_up_identity(self.config), self.num_runs, self.sharding)
+        warm = Runner._warm_ups.get(ident)
+        if warm is None:
+            warm = Runner._warm_ups[ident] = self._init_env.lower(keys).compile()
+        agent = self._init_agent.lower(keys, hp).compile()
         self.compile_time["init"] = time.perf_counter() - t
-        return compiled(*args)
+        return warm(keys).replace(agent=agent(keys, hp))
 
     def save(self, run, chunk_idx: int, history: list):
         """Checkpoint ``run`` with the history and failures so far (:func:`metarl.driver.save_checkpoint`:
