@@ -122,7 +122,7 @@ class CompileClock:
         return {"wall_s": wall, "compile_s": compile_s, "run_s": wall - compile_s,
                 **{f"{k}_s": union_length(v) for k, v in spans.items()},
                 "programs_compiled": len(spans["xla"]), "cache_hits": hits,
-                "by_program": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in ranked]}
+                "by_program": ranked}
 
     def line(self) -> str:
         s = self.summary()

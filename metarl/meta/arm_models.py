@@ -111,9 +111,14 @@ def make_task(spec: ArmSpec) -> tuple[Task, ArmParams]:
     def prepare(dyn: ArmParams):
         return with_params(sys, spec, dyn)
 
+    # Jitted so that Brax's pipeline is traced once per shape and its jaxpr reused by every rollout, gradient
+    # and vmap that calls it (each trace of the pipeline's Python costs ~0.5 s; a meta-training program holds
+    # dozens); inside an outer jit they are inlined, the same computation.
+    @jax.jit
     def init(s):
         return gpipeline.init(s, jnp.zeros(n), jnp.zeros(n))
 
+    @jax.jit
     def step(s, st, u):
         return gpipeline.step(s, st, jnp.clip(u, -1.0, 1.0))
 
