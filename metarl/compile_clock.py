@@ -3,10 +3,11 @@
 JAX reports each of the three as a time span through ``jax.monitoring``; :class:`CompileClock` listens
 while it is active and measures the union of those spans (a jit traced inside another one's trace
 is counted once), so ``run_s = wall_s - compile_s`` is the time the compiled programs ran plus the
-host's own work. ``by_program`` says where the compile time went: per jitted function name, its compiles
-and the line of the project's code that called it (a lambda's name says little), its compiles and their
-trace, lowering and XLA seconds, largest first: the lever for a part that compiles longer than it runs. A hit in the persistent compilation cache shows up as a short backend compile (the
-executable's retrieval) and is counted in ``cache_hits``.
+host's own work. ``by_program`` says where the compile time went: per program (the jitted function's name
+and the line of the project that called it; a lambda's name alone says little), its compiles and their
+trace, lowering and XLA seconds, largest first: the lever for a part that compiles longer than it runs. A
+hit in the persistent compilation cache shows up as a short backend compile (the executable's retrieval)
+and is counted in ``cache_hits``.
 
     with CompileClock() as clock:
         ...  # anything that jits

@@ -45,6 +45,26 @@ def test_same_key_same_metrics(tiny_run):
         np.testing.assert_array_equal(metrics[k], again[k], err_msg=k)
 
 
+def test_runner_init_is_init_and_shares_the_warm_up_across_agents():
+    """The Runner initialises with two programs (warm-up, agent); together they compute what ``init`` does, bit
+    for bit, and a Runner of another agent on the same task reuses the compiled warm-up."""
+    import dataclasses
+
+    first = T.Runner(TINY, None, progress=False)
+    state = first.init_state()
+    whole = first.init(first.keys, first.hp)
+    a, b = jax.tree.leaves(state), jax.tree.leaves(whole)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    held = dict(T.Runner._warm_ups)
+    sac = dataclasses.replace(TINY, algo="sac")
+    other = T.Runner(sac, None, progress=False)
+    other.init_state()
+    assert T.Runner._warm_ups == held  # the same task, run count and sharding: nothing compiled anew
+    longer = T.Runner(dataclasses.replace(sac, learning_starts=300, total_steps=900), None, progress=False)
+    longer.init_state()
+    assert len(T.Runner._warm_ups) == len(held) + 1  # a longer warm-up and buffer: its own program
+
+
 def test_vmapped_seed_equals_single_run(tiny_run):
     _, metrics, _ = tiny_run
     train = jax.jit(T.make_train(TINY))
