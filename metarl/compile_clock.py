@@ -71,13 +71,13 @@ class CompileClock:
     def _on_span(self, event, start, end, fun_name=None, **_):
         kind = _KIND.get(event)
         if kind is not None and self.t1 is None:
+            # the listener runs in the compiling thread, under its caller's frames; a trace names the
+            # function bare, lowering and XLA as jit(name)
+            name = fun_name or "?"
+            site = f"{name if name.startswith('jit(') else f'jit({name})'} at {caller_in_project()}"
             with self._lock:
                 self.spans[kind].append((start, end))
-                # the listener runs in the compiling thread, under its caller's frames; a trace names the
-                # function bare, lowering and XLA as jit(name)
-                name = fun_name or "?"
-                name = name if name.startswith("jit(") else f"jit({name})"
-                self.sites[kind].append(f"{name} at {caller_in_project()}")
+                self.sites[kind].append(site)
 
     def _on_event(self, event, **_):
         if event == CACHE_HIT and self.t1 is None:
@@ -125,8 +125,9 @@ class CompileClock:
                 "programs_compiled": len(spans["xla"]), "cache_hits": hits,
                 "by_program": ranked}
 
-    def line(self) -> str:
-        s = self.summary()
+    def line(self, s: dict | None = None) -> str:
+        """The one-line account of ``s`` (default: :meth:`summary` now)."""
+        s = s if s is not None else self.summary()
         return (f"compile {s['compile_s']:.1f} s (trace {s['trace_s']:.1f}, lower {s['lower_s']:.1f}, XLA "
                 f"{s['xla_s']:.1f}; {s['programs_compiled']} programs, {s['cache_hits']} from the persistent "
                 f"cache), run {s['run_s']:.1f} s, wall {s['wall_s']:.1f} s")
@@ -155,5 +156,5 @@ class compile_report:
             write_json(os.path.join(self.out_dir, self.filename), {"part": self.name, **summary})
             top = "; ".join(f"{p['name']} {p['trace_s'] + p['lower_s'] + p['xla_s']:.0f} s ({p['compiles']}x)"
                             for p in summary["by_program"][:3])
-            print(f"{self.name}: {self.clock.line()}" + (f"; compiling most: {top}" if top else ""), flush=True)
+            print(f"{self.name}: {self.clock.line(summary)}" + (f"; compiling most: {top}" if top else ""), flush=True)
         return False

@@ -53,7 +53,7 @@ def make_functions(config: TrainConfig, agent_fn=None):
         raise ValueError(f"eval_every={config.eval_every} must be a multiple of the agent's update period "
                          f"{period} (TD3's policy delay)")
     batch_size = agent.config.batch_size
-    capacity = min(config.buffer_size, config.total_steps)
+    capacity = buffer_capacity(config)
     adim = env.spec.action_dim
 
     def env_step(run: RunState, action):
@@ -138,10 +138,15 @@ def make_functions(config: TrainConfig, agent_fn=None):
     return env, agent, init, run_chunk, evaluate
 
 
+def buffer_capacity(config: TrainConfig) -> int:
+    """The replay buffer's size: no larger than the run's environment steps."""
+    return min(config.buffer_size, config.total_steps)
+
+
 def warm_up_identity(config: TrainConfig) -> tuple:
     """What ``init_env`` of :func:`make_functions` depends on (not the agent, its networks or hp)."""
-    return (config.env, config.backend, config.max_episode_steps, config.normalize_obs,
-            min(config.buffer_size, config.total_steps), config.learning_starts)
+    return (config.env, config.backend, config.max_episode_steps, config.normalize_obs, buffer_capacity(config),
+            config.learning_starts)
 
 
 def _tree_nonfinite(tree) -> jax.Array:
