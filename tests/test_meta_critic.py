@@ -283,6 +283,31 @@ def test_td3_mc_meta_steps_only_on_policy_steps_in_the_runner():
     assert mc_off <= 1.01 * critic_only, (critic_only, mc_off)
 
 
+def test_overhead_flops_are_the_timed_loops_one_period():
+    """measure_overhead reads the FLOPs of one period from the timed program, a scan of n periods, because
+    XLA's cost analysis counts a loop's body once: checked against the period compiled alone (a JAX/XLA
+    that counted every iteration would make the FLOP ratios n times too large without this failing)."""
+    from metarl import envs
+    from metarl.meta.meta_critic_overhead import compiled_flops, runner_period
+
+    spec = envs.make("gymnax/Pendulum-v1").spec
+    base = make_agent("td3", spec, actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=8)
+    for agent in (base, make_meta_critic(base, MetaCriticConfig(hidden=(8,)))[0]):
+        _, f = runner_period(agent)
+        vf = jax.vmap(f)
+        state = jax.vmap(lambda k: agent.init(k, {}))(jax.random.split(jax.random.PRNGKey(0), 1))
+        b = dict(obs=jnp.ones((1, 8, 3)), action=jnp.zeros((1, 8, 1)), reward=jnp.ones((1, 8)),
+                 next_obs=jnp.ones((1, 8, 3)), terminated=jnp.zeros((1, 8), bool), done=jnp.zeros((1, 8), bool))
+        one = compiled_flops(jax.jit(vf).lower(state, b, jax.random.split(jax.random.PRNGKey(1), 1)).compile())
+
+        def loop(s):
+            return jax.lax.scan(lambda s, key: (vf(s, b, key[None]), None), s,
+                                jax.random.split(jax.random.PRNGKey(1), 5))[0]
+
+        looped = compiled_flops(jax.jit(loop).lower(state).compile())
+        assert abs(looped / one - 1) < 0.01, (one, looped)
+
+
 # ----------------------------------------------------------------------------------------------------
 # The tabular MDP analysis (Fig. 6): one compiled program, DDPG and DDPG-MC vmapped with the seeds
 # ----------------------------------------------------------------------------------------------------

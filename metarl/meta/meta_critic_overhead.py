@@ -34,9 +34,9 @@ def runner_period(agent):
     return period, f
 
 
-def xla_flops(fn, *args) -> float:
-    """FLOPs of ``fn(*args)`` as XLA's cost analysis of the compiled program counts them."""
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+def compiled_flops(compiled) -> float:
+    """FLOPs of a compiled program as XLA's cost analysis counts them (a loop's body counted once)."""
+    cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost["flops"])
 
@@ -47,9 +47,9 @@ def measure_overhead(cfg, spec, n_periods: int = 10, rounds: int = 15) -> dict:
     What is measured is the training loop's own update program (:func:`runner_period`: TD3's delay laid
     out statically, so TD3-MC meta-steps on its policy steps only), vmapped over a run axis of 1 as in
     :class:`metarl.train.Runner`, with the same networks and batch size as the runs (``cfg.agent``) and the
-    default meta-critic (no guard, no extra updates). FLOPs: XLA's cost analysis of one period. Wall
-    time: ``n_periods`` periods per timed call (a ``lax.scan``, so no per-update dispatch), compiled and
-    warmed up before timing, the two programs timed in alternating order over ``rounds`` rounds so that
+    default meta-critic (no guard, no extra updates). FLOPs: XLA's cost analysis of one period (the timed
+    program's loop body). Wall time: ``n_periods`` periods per timed call (a ``lax.scan``, so no per-update
+    dispatch), compiled and warmed up before timing, the two programs timed in alternating order over ``rounds`` rounds so that
     load from other processes hits both alike; the ratio is the median of the per-round ratios.
     ``time_overhead`` = wall_ratio - 1 is the '+updates' control's K when it is measured."""
     from metarl.meta.meta_critic import param_overhead
@@ -73,15 +73,17 @@ def measure_overhead(cfg, spec, n_periods: int = 10, rounds: int = 15) -> dict:
         vf = jax.vmap(f)
         state = jax.vmap(lambda kk: ag.init(kk, {}))(jax.random.split(k, 1))
         b = batch_of(ag.config.batch_size)
-        flops = xla_flops(vf, state, b, jax.random.split(k, 1))
 
         def loop(s, b=b, vf=vf):
             def body(s, key):
                 return vf(s, b, key[None]), None
             return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), n_periods))[0]
 
-        lf = jax.jit(loop)
-        jax.block_until_ready(lf(state))  # compile + first run, not timed
+        # One compile serves both measures: XLA's cost analysis counts a loop's body once, so the timed
+        # program's FLOPs are one period's (tests/test_meta_critic.py checks them against the period alone).
+        lf = jax.jit(loop).lower(state).compile()
+        flops = compiled_flops(lf)
+        jax.block_until_ready(lf(state))  # first run, not timed
         jax.block_until_ready(lf(state))  # one more warm-up call
         progs[name] = (lf, state, flops)
     times = {"base": [], "mc": []}
