@@ -1,6 +1,7 @@
 """Source adapters: Brax, Gymnax and Jumanji environments as :class:`RawEnv` (no reset, no time limit)."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from metarl.envs.core import EnvSpec, RawEnv
@@ -26,13 +27,18 @@ def make_brax(name: str, backend: str = "positional", **kwargs) -> RawEnv:
     spec = EnvSpec(name=f"brax/{name}", obs_shape=(env.observation_size,), discrete=False,
                    action_dim=env.action_size, action_low=low, action_high=high, max_episode_steps=1000)
 
+    # Brax's reset and step are jitted: a program that steps the env in several places (the warm-up, the
+    # training loop, the evaluation) and every program of the process reuse one trace per shape (a Brax
+    # step costs ~1 s of Python to trace; the compiled arithmetic is the same).
+    env_reset, env_step = jax.jit(env.reset), jax.jit(env.step)
+
     def reset(key):
-        s = env.reset(key)
+        s = env_reset(key)
         return s, s.obs
 
     def step(s, action, key):
         del key  # Brax dynamics are deterministic
-        s = env.step(s, action)
+        s = env_step(s, action)
         return s, s.obs, s.reward, s.done > 0.5
 
     return RawEnv(spec, reset, step, params=env)
