@@ -176,3 +176,33 @@ class RejaxPeer(LinePeer):
     def run(self, req: dict) -> dict:
         self.send(req)
         return self.receive()
+
+
+# ----------------------------------------------------------------------------------------------------
+# `python3 -m benchmarks.peers.drivers brax torch`: the peers' venvs built ahead (make bench builds them
+# beside our own venv, both mostly waiting on pip); the throughput part then finds them ready. Standard
+# library only, so the system interpreter runs it before our venv exists.
+# ----------------------------------------------------------------------------------------------------
+PEER_VENVS = {"brax": (BRAX_VENV, "brax_requirements.txt"), "torch": (TORCH_VENV, "torch_requirements.txt"),
+              "rejax": (REJAX_VENV, "rejax_requirements.txt")}
+
+
+def build_venvs(names, log_dir: str) -> dict:
+    """Build the named peers' venvs in parallel (those already matching their requirements are kept).
+    Returns {name: None when usable, else the reason}; a failure is not fatal: the throughput part tries
+    again and reports it in its one line."""
+    os.makedirs(log_dir, exist_ok=True)
+    jobs = {}
+    for name in names:
+        path, req = PEER_VENVS[name]
+        log = os.path.join(log_dir, f"{name}-peer-venv.log")
+        jobs[name] = (start_venv(path, os.path.join(PEERS, req), log), path, os.path.join(PEERS, req), log)
+    return {name: finish_venv(*job) for name, job in jobs.items()}
+
+
+if __name__ == "__main__":
+    unknown = [n for n in sys.argv[1:] if n not in PEER_VENVS]
+    if unknown:
+        sys.exit(f"benchmarks.peers.drivers: unknown peer(s) {', '.join(unknown)}; valid: {', '.join(PEER_VENVS)}")
+    for name, why in build_venvs(sys.argv[1:], os.path.join(ROOT, "results", "throughput")).items():
+        print(f"{name} peer venv: {'ready' if why is None else one_line(why)}", flush=True)
