@@ -283,29 +283,29 @@ def test_td3_mc_meta_steps_only_on_policy_steps_in_the_runner():
     assert mc_off <= 1.01 * critic_only, (critic_only, mc_off)
 
 
-def test_overhead_flops_are_the_timed_loops_one_period():
-    """measure_overhead reads the FLOPs of one period from the timed program, a scan of n periods, because
-    XLA's cost analysis counts a loop's body once: checked against the period compiled alone (a JAX/XLA
-    that counted every iteration would make the FLOP ratios n times too large without this failing)."""
+def test_overhead_flops_are_one_period_of_the_timed_loop():
+    """measure_overhead reads one period's FLOPs from the program it times, a scan of periods, because XLA's
+    cost analysis counts a loop's body once: its per-update FLOPs against the period compiled alone (a
+    JAX/XLA that counted every iteration would make them n_periods times too large, and this fail)."""
+    from types import SimpleNamespace
+
     from metarl import envs
-    from metarl.meta.meta_critic_overhead import compiled_flops, runner_period
+    from metarl.meta.meta_critic_overhead import compiled_flops, measure_overhead, runner_period
 
     spec = envs.make("gymnax/Pendulum-v1").spec
-    base = make_agent("td3", spec, actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=8)
-    for agent in (base, make_meta_critic(base, MetaCriticConfig(hidden=(8,)))[0]):
-        _, f = runner_period(agent)
-        vf = jax.vmap(f)
+    cfg = SimpleNamespace(algo="td3", agent=dict(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=8),
+                          lookahead="all", weight_decay="decoupled")
+    out = measure_overhead(cfg, spec, n_periods=5, rounds=1)
+    base = make_agent("td3", spec, **cfg.agent)
+    for name, agent in (("base", base), ("mc", make_meta_critic(base, MetaCriticConfig())[0])):
+        n = agent.config.batch_size  # -MC's batch holds its two base batches (d_trn, d_val)
+        b = dict(obs=jnp.ones((1, n, 3)), action=jnp.zeros((1, n, 1)), reward=jnp.ones((1, n)),
+                 next_obs=jnp.ones((1, n, 3)), terminated=jnp.zeros((1, n), bool), done=jnp.zeros((1, n), bool))
+        period, f = runner_period(agent)
         state = jax.vmap(lambda k: agent.init(k, {}))(jax.random.split(jax.random.PRNGKey(0), 1))
-        b = dict(obs=jnp.ones((1, 8, 3)), action=jnp.zeros((1, 8, 1)), reward=jnp.ones((1, 8)),
-                 next_obs=jnp.ones((1, 8, 3)), terminated=jnp.zeros((1, 8), bool), done=jnp.zeros((1, 8), bool))
-        one = compiled_flops(jax.jit(vf).lower(state, b, jax.random.split(jax.random.PRNGKey(1), 1)).compile())
-
-        def loop(s):
-            return jax.lax.scan(lambda s, key: (vf(s, b, key[None]), None), s,
-                                jax.random.split(jax.random.PRNGKey(1), 5))[0]
-
-        looped = compiled_flops(jax.jit(loop).lower(state).compile())
-        assert abs(looped / one - 1) < 0.01, (one, looped)
+        alone = jax.jit(jax.vmap(f)).lower(state, b, jax.random.split(jax.random.PRNGKey(1), 1)).compile()
+        assert period == 2 and abs(out["flops_per_update"][name] * period / compiled_flops(alone) - 1) < 0.01, \
+            (name, out["flops_per_update"][name], compiled_flops(alone))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -49,8 +49,9 @@ def measure_overhead(cfg, spec, n_periods: int = 10, rounds: int = 15) -> dict:
     :class:`metarl.train.Runner`, with the same networks and batch size as the runs (``cfg.agent``) and the
     default meta-critic (no guard, no extra updates). FLOPs: XLA's cost analysis of one period (the timed
     program's loop body). Wall time: ``n_periods`` periods per timed call (a ``lax.scan``, so no per-update
-    dispatch), compiled and warmed up before timing, the two programs timed in alternating order over ``rounds`` rounds so that
-    load from other processes hits both alike; the ratio is the median of the per-round ratios.
+    dispatch), compiled and warmed up before timing, the two programs timed in alternating order over
+    ``rounds`` rounds so that load from other processes hits both alike; the ratio is the median of the
+    per-round ratios.
     ``time_overhead`` = wall_ratio - 1 is the '+updates' control's K when it is measured."""
     from metarl.meta.meta_critic import param_overhead
 
