@@ -4,6 +4,8 @@ validation, the peers' plumbing, the --help timings, the table's verdicts. No ti
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -176,6 +178,38 @@ def test_rejax_peer_unavailable_is_one_line(tmp_path, monkeypatch):
     # no venv and no network: start_venv's install fails and finish_venv says why, without raising
     monkeypatch.setattr(peers, "venv_ready", lambda path, req: False)
     assert peers.finish_venv(None, str(tmp_path / "none"), str(log), str(log)).startswith("could not create")
+
+
+def test_build_venvs_says_which_it_built_and_why_one_failed(tmp_path, monkeypatch):
+    """make bench's peer-venvs step and the throughput part share build_venvs: a venv already matching its
+    requirements is kept (not created), one missing is started and, if it cannot be made, reported."""
+    started = []
+
+    class Done:
+        def wait(self):
+            return 0
+
+    def start(path, req, log):
+        started.append((path, req, log))
+        return Done()
+
+    monkeypatch.setattr(peers, "start_venv", lambda path, req, log: None if path.endswith("ready") else start(path, req, log))
+    monkeypatch.setattr(peers, "venv_ready", lambda path, req: path.endswith("ready"))
+    monkeypatch.setattr(peers, "PEER_VENVS", {"a": (str(tmp_path / "ready"), "brax_requirements.txt"),
+                                              "b": (str(tmp_path / "broken"), "torch_requirements.txt")})
+    out = peers.build_venvs(["a", "b"], str(tmp_path / "logs"))
+    assert out["a"] == (False, None)
+    assert out["b"][0] is True and out["b"][1].startswith("could not create")
+    assert started == [(str(tmp_path / "broken"), os.path.join(peers.PEERS, "torch_requirements.txt"),
+                        peers.venv_log(str(tmp_path / "logs"), "b"))]
+
+
+def test_peer_venvs_command_rejects_an_unknown_peer():
+    p = subprocess.run([sys.executable, "-m", "benchmarks.peers.drivers", "brax", "tensorflow"], capture_output=True,
+                       text=True, cwd=peers.ROOT)
+    assert p.returncode != 0 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [
+        "benchmarks.peers.drivers: unknown peer(s) tensorflow; valid: brax, torch, rejax"]
 
 
 def test_throughput_config_rejects_bad_pendulum_settings():

@@ -187,22 +187,26 @@ PEER_VENVS = {"brax": (BRAX_VENV, "brax_requirements.txt"), "torch": (TORCH_VENV
               "rejax": (REJAX_VENV, "rejax_requirements.txt")}
 
 
+def venv_log(log_dir: str, name: str) -> str:
+    return os.path.join(os.path.abspath(log_dir), f"{name}-peer-venv.log")
+
+
 def build_venvs(names, log_dir: str) -> dict:
-    """Build the named peers' venvs in parallel (those already matching their requirements are kept).
-    Returns {name: None when usable, else the reason}; a failure is not fatal: the throughput part tries
-    again and reports it in its one line."""
+    """Build the named peers' venvs in parallel (those already matching their requirements are kept), each
+    logging to :func:`venv_log`. Returns {name: (created by this call, None when usable else the reason)}."""
     os.makedirs(log_dir, exist_ok=True)
     jobs = {}
     for name in names:
         path, req = PEER_VENVS[name]
-        log = os.path.join(log_dir, f"{name}-peer-venv.log")
-        jobs[name] = (start_venv(path, os.path.join(PEERS, req), log), path, os.path.join(PEERS, req), log)
-    return {name: finish_venv(*job) for name, job in jobs.items()}
+        req, log = os.path.join(PEERS, req), venv_log(log_dir, name)
+        jobs[name] = (start_venv(path, req, log), path, req, log)
+    return {name: (job[0] is not None, finish_venv(*job)) for name, job in jobs.items()}
 
 
 if __name__ == "__main__":
     unknown = [n for n in sys.argv[1:] if n not in PEER_VENVS]
     if unknown:
         sys.exit(f"benchmarks.peers.drivers: unknown peer(s) {', '.join(unknown)}; valid: {', '.join(PEER_VENVS)}")
-    for name, why in build_venvs(sys.argv[1:], os.path.join(ROOT, "results", "throughput")).items():
+    # a failure is not fatal here: the throughput part tries again and reports it in its one line
+    for name, (_, why) in build_venvs(sys.argv[1:], os.path.join(ROOT, "results", "throughput")).items():
         print(f"{name} peer venv: {'ready' if why is None else one_line(why)}", flush=True)

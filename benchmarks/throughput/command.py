@@ -11,9 +11,8 @@ from typing import Literal
 
 from metarl.config_cli import OnlyFlag
 
-from benchmarks.peers.drivers import (BRAX_VENV, PEERS, REJAX_VENV, ROOT, TORCH_VENV, RejaxPeer, TorchPeer,
-                                      _last_log_line, finish_venv, one_line, peer_unavailable_line, run_brax_peer,
-                                      start_venv)
+from benchmarks.peers.drivers import (REJAX_VENV, ROOT, RejaxPeer, TorchPeer, _last_log_line, build_venvs, one_line,
+                                      peer_unavailable_line, run_brax_peer, venv_log)
 from benchmarks.throughput.config import SCALES, config_for
 from benchmarks.throughput.ours import OurSAC, OurTD3Updates, td3_flops_per_update
 from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
@@ -71,23 +70,13 @@ def main(argv=None):
 
     # Peer venvs first, in parallel, before anything is timed (their installs would disturb timings).
     phase("peer venvs")
-    brax_req = os.path.join(PEERS, "brax_requirements.txt")
-    torch_req = os.path.join(PEERS, "torch_requirements.txt")
-    procs = {}
-    rejax_req = os.path.join(PEERS, "rejax_requirements.txt")
-    logs = {name: os.path.join(os.path.abspath(a.out), f"{name}-peer-venv.log") for name in ("brax", "torch", "rejax")}
-    if cfg.run_brax:
-        procs["brax"] = (start_venv(BRAX_VENV, brax_req, logs["brax"]), BRAX_VENV, brax_req)
-    if cfg.run_torch:
-        procs["torch"] = (start_venv(TORCH_VENV, torch_req, logs["torch"]), TORCH_VENV, torch_req)
-    if cfg.run_rejax:
-        procs["rejax"] = (start_venv(REJAX_VENV, rejax_req, logs["rejax"]), REJAX_VENV, rejax_req)
-    venv_created = {k: v[0] is not None for k, v in procs.items()}
-    for name, (proc, path, req) in procs.items():
-        why = finish_venv(proc, path, req, logs[name])
+    built = build_venvs([n for n, on in (("brax", cfg.run_brax), ("torch", cfg.run_torch),
+                                         ("rejax", cfg.run_rejax)) if on], a.out)
+    venv_created = {k: created for k, (created, _) in built.items()}
+    for name, (_, why) in built.items():
         if why and name == "rejax":  # one line: the venv could not be built (no network, as on CI)
-            why = one_line(f"could not build {os.path.relpath(REJAX_VENV, ROOT)} ({_last_log_line(logs[name])}; "
-                           f"log: {logs[name]})")
+            log = venv_log(a.out, name)
+            why = one_line(f"could not build {os.path.relpath(REJAX_VENV, ROOT)} ({_last_log_line(log)}; log: {log})")
             print(peer_unavailable_line("rejax", why), flush=True)
         if why:
             skipped[f"{name} peer"] = why
