@@ -31,6 +31,15 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folde
 _PROJECT = tuple(os.path.join(_ROOT, d) + os.sep for d in ("metarl", "experiments", "benchmarks", "tests"))
 
 
+def xla_flops(program) -> float:
+    """FLOPs of a lowered or compiled JAX program (``jit(f).lower(...)``, or its ``.compile()``) as XLA's cost
+    analysis counts them: a loop's body once; the lowered (unoptimised) program's count needs no compile and is
+    within ~0.1% of the compiled one's on the updates measured here."""
+    cost = program.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"])
+
+
 def caller_in_project(skip: str = __file__) -> str:
     """'path:line' (relative to the project) of the innermost frame of the current thread in metarl/,
     experiments/, benchmarks/ or tests/ other than ``skip``; '?' if none."""

@@ -93,6 +93,8 @@ def td3_flops_per_update(cfg: ThroughputConfig) -> float:
     import jax
     import jax.numpy as jnp
 
+    from metarl.compile_clock import xla_flops
+
     _, agent = _td3_spec_agent(cfg)
     state = agent.init(jax.random.PRNGKey(0), {})
     b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
@@ -101,9 +103,7 @@ def td3_flops_per_update(cfg: ThroughputConfig) -> float:
     key = jax.random.PRNGKey(1)
 
     def flops(fn):  # the lowered (unoptimised) program's count: within 0.1% of the compiled one, no compile
-        ca = jax.jit(fn).lower(state, batch, key).cost_analysis()
-        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-        return float(ca["flops"])
+        return xla_flops(jax.jit(fn).lower(state, batch, key))
 
     return flops(agent.critic_step) + flops(agent.actor_step) / agent.config.policy_delay
 

@@ -61,14 +61,14 @@ def sac_flops_per_update(cfg: ThroughputConfig) -> float:
     import jax
     import jax.numpy as jnp
 
+    from metarl.compile_clock import xla_flops
+
     _, agent = _td3_spec_agent(cfg, "sac")
     state = agent.init(jax.random.PRNGKey(0), {})
     b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
     batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
                  terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
-    ca = jax.jit(agent.update).lower(state, batch, jax.random.PRNGKey(1)).cost_analysis()
-    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-    return float(ca["flops"])
+    return xla_flops(jax.jit(agent.update).lower(state, batch, jax.random.PRNGKey(1)))
 
 
 def n_max_key(counts) -> str:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl.agents import make_agent
+from metarl.compile_clock import xla_flops
 from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
 
 
@@ -32,13 +33,6 @@ def runner_period(agent):
         return state
 
     return period, f
-
-
-def compiled_flops(compiled) -> float:
-    """FLOPs of a compiled program as XLA's cost analysis counts them (a loop's body counted once)."""
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost["flops"])
 
 
 def measure_overhead(cfg, spec, n_periods: int = 10, rounds: int = 15) -> dict:
@@ -83,7 +77,7 @@ def measure_overhead(cfg, spec, n_periods: int = 10, rounds: int = 15) -> dict:
         # One compile serves both measures: XLA's cost analysis counts a loop's body once, so the timed
         # program's FLOPs are one period's (tests/test_meta_critic.py checks them against the period alone).
         lf = jax.jit(loop).lower(state).compile()
-        flops = compiled_flops(lf)
+        flops = xla_flops(lf)
         jax.block_until_ready(lf(state))  # first run, not timed
         jax.block_until_ready(lf(state))  # one more warm-up call
         progs[name] = (lf, state, flops)
