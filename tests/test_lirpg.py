@@ -219,11 +219,11 @@ def test_meta_critic_tables_and_summary_gain_ppo_rows(tmp_path):
     from benchmarks import meta_critic as mc
     from benchmarks import meta_critic_onpolicy as onp
 
-    cfg = mc.bench_config("quick")
-    assert onp.onpolicy_envs(cfg) == ["brax/inverted_pendulum"]
-    lcfg = onp.onpolicy_config(cfg, "brax/inverted_pendulum")
+    quick = mc.bench_config("quick")
+    assert onp.onpolicy_envs(quick) == ["gymnax/Pendulum-v1"]
+    lcfg = onp.onpolicy_config(quick, "gymnax/Pendulum-v1")
     assert lcfg.ppo.total_steps == 4_000 and lcfg.ppo.eval_every == 1_000 and lcfg.ppo.num_evals == 4
-    med = mc.bench_config("medium")
+    cfg = med = mc.bench_config("medium")  # the outputs below: a paper task beside the paper's figures
     assert onp.onpolicy_envs(med) == list(med.table1_envs)
     assert onp.onpolicy_config(med, "brax/inverted_double_pendulum").ppo.total_steps == 30_000
     assert onp.onpolicy_config(med, "brax/reacher").ppo.max_episode_steps == 50
@@ -250,7 +250,7 @@ def test_meta_critic_tables_and_summary_gain_ppo_rows(tmp_path):
     assert ppo["task"] == "InvPend (brax/inverted_pendulum)" and IQM_CI.match(ppo["a: final, IQM [95% CI]"])
     assert ppo["a: max avg, ours / paper"].endswith(" / 971.6") and ppo["b: max avg, ours / paper"].endswith(" / 988.2")
     assert ppo["verdict"] == e["claim_verdict"] and ppo["P(a > b) [95% CI]"].startswith(f"{e['p_improvement']:.2f} [")
-    # the off-policy rows of the quick Table 1 were not run here: the paper's figures alone
+    # the off-policy rows of the medium Table 1 were not run here: the paper's figures alone
     ddpg = next(r for r in t1 if r["a vs b"] == "DDPG-MC vs DDPG" and r["task"].startswith("InvPend"))
     assert ddpg["verdict"] == "not run" and ddpg["a: max avg, ours / paper"] == "- / 1000"
     assert open(tmp_path / "tables.md").read() == md

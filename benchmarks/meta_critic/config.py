@@ -59,14 +59,14 @@ TORCS,6188.1,4932.5,8104.7,9353.3,14841.7,20473.2,27850.4,33684.2,24674.7,11946.
 @dataclass(frozen=True)
 class BenchConfig:
     scale: str = "quick"
-    # Quick: Table 1 on the paper's brax/inverted_pendulum (all three algorithms, vanilla vs MC). Brax
-    # programs compile for minutes on a 2-core CPU, so Tables 2 and 3 (their +params, Eq. 11 and MetaReg
-    # programs compile on their own) run on gymnax's Pendulum-v1, NOT a paper task, labelled as such.
-    table1_envs: tuple = ("brax/inverted_pendulum", "gymnax/Pendulum-v1")
+    # Quick: every table on gymnax's Pendulum-v1, NOT a paper task, labelled as such: a Brax program compiles
+    # for ~30 s on a 2-core CPU, and `make bench` must fit 45 minutes on a CPU 2.4 times as slow as the one it
+    # was sized on. The paper's Brax tasks are the medium scale's (5 seeds, committed under reports/).
+    table1_envs: tuple = ("gymnax/Pendulum-v1",)
     table1_algos: dict = field(default_factory=dict)  # {env: algos}; default: all three
     table3_envs: tuple = ("gymnax/Pendulum-v1",)  # '+updates' / '+params' rows
     table2_env: str = "gymnax/Pendulum-v1"  # the paper: SAC on Walker2d
-    env_steps: dict = field(default_factory=lambda: {"brax/inverted_pendulum": 4_000})  # total_steps overrides
+    env_steps: dict = field(default_factory=dict)  # {env: total_steps} overrides
     seeds: int = 2
     total_steps: int = 4_000
     learning_starts: int = 1_000

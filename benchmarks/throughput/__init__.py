@@ -20,7 +20,7 @@ Three measurements, in one run:
     ``benchmarks/peers/torch_requirements.txt``, the ``bench`` extra of pyproject.toml).
     Both: 400-300 actor and twin critics, batch 100, Adam, target smoothing, policy delay 2, a
     replay buffer of random transitions sampled uniformly on every update.
-(c) Our TD3 with 1, 2, 4 and 8 vmapped seeds: aggregate updates per second.
+(c) Our TD3 with 1 and 8 vmapped seeds (paper scale: 1, 2, 4 and 8): aggregate updates per second.
 (d) Ours against rejax (0.1.3, "vectorizable RL algorithms in pure JAX"), TD3, SAC and PPO on gymnax
     Pendulum-v1 with 1, 8 and 32 vmapped seeds: env steps/s of a whole run (warm-up, training, evaluations)
     as one ``jit(vmap(train))`` program per side, compiled ahead of time and timed apart; per algorithm and
@@ -33,7 +33,7 @@ Three measurements, in one run:
 (e) Roofline: the machine's attainable dense float32 GEMM rate (jax and numpy, all cores) and the TD3 and
     SAC updates' achieved GFLOP/s (XLA cost analysis FLOPs x updates/s) as a fraction of it.
 
-The TD3 sides run interleaved in ``rounds`` (ours 1/2/4/8 seeds, then torch, repeated); figures are
+The TD3 sides run interleaved in ``rounds`` (ours 1 and 8 seeds, then torch, repeated); figures are
 medians over rounds, every sample is in summary.json. Results: ``results/throughput/summary.json`` (with
 "ratios": ours / rejax env steps/s at 8 seeds per algorithm and the updates' GEMM fractions, and
 "compile_s": our TD3 and SAC Pendulum programs at 1 seed, no persistent cache) and

@@ -107,7 +107,7 @@ def main(argv=None):
         sac = {"ours": ours.result(), "brax": brax, "order": "ours before, Brax, ours after (back to back)"}
         del ours
 
-    # (b, c) TD3: compile every seed count, then rounds of [ours 1, 2, 4, 8 seeds; torch 8 seeds]
+    # (b, c) TD3: compile every seed count, then rounds of [ours at each seed count; torch 8 seeds]
     td3_runs = {}
     for n in counts:
         phase(f"our TD3: compile {n} seed(s)")
