@@ -40,7 +40,9 @@ test-fast: $(STAMP)
 # and small networks step on one), side by side 1.8 (reports/make-bench-quick). Their tables do not depend on
 # it, only their wall and compile times do (and the Meta-Critic '+updates' K, a measured wall-time ratio).
 # Each part's output shows when it ends and goes to results/logs/<part>.log as it runs (progress lines every
-# 60 s); BENCH_JOBS=1 runs the parts one by one with live progress bars.
+# 60 s); BENCH_JOBS=1 runs the parts one by one with live progress bars. The order makes the two lanes even:
+# meta-critic and model-based-critic start together, metagenrl follows meta-critic (the shorter) and
+# outer-value the model-based critic (~14 min each on the development CPU).
 # The rejax comparison (24 more whole-run compilations) runs with `make bench-throughput` alone, so that
 # `make bench` stays within its budget on a 2-core CPU.
 PAPER_PARTS = bench-meta-critic bench-model-based-critic bench-metagenrl bench-outer-value
