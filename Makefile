@@ -42,7 +42,7 @@ test-fast: $(STAMP)
 # Each part's output shows when it ends and goes to results/logs/<part>.log as it runs (progress lines every
 # 60 s); BENCH_JOBS=1 runs the parts one by one with live progress bars. The order makes the two lanes even:
 # meta-critic and model-based-critic start together, metagenrl follows meta-critic (the shorter) and
-# outer-value the model-based critic (~14 min each on the development CPU).
+# outer-value the model-based critic (~13.5 min each on the development CPU; reports/make-bench-quick).
 # The rejax comparison (24 more whole-run compilations) runs with `make bench-throughput` alone, so that
 # `make bench` stays within its budget on a 2-core CPU.
 PAPER_PARTS = bench-meta-critic bench-model-based-critic bench-metagenrl bench-outer-value
