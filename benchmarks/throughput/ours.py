@@ -86,21 +86,29 @@ def _td3_spec_agent(cfg: ThroughputConfig, algo: str = "td3"):
     return spec, make_agent(algo, spec)
 
 
+def one_update_args(cfg: ThroughputConfig, algo: str = "td3"):
+    """(agent, state, batch, key): one seed's agent on the synthetic HalfCheetah-sized spec and a zero batch,
+    the arguments of its update whose FLOPs are counted."""
+    import jax
+    import jax.numpy as jnp
+
+    _, agent = _td3_spec_agent(cfg, algo)
+    state = agent.init(jax.random.PRNGKey(0), {})
+    b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
+    batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
+                 terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
+    return agent, state, batch, jax.random.PRNGKey(1)
+
+
 def td3_flops_per_update(cfg: ThroughputConfig) -> float:
     """XLA's FLOP count of one TD3 update of one seed: the critic step plus half an actor step
     (policy delay 2). Turns updates/s into achieved GFLOP/s, which shows whether the update is
     compute-bound (then vmapping seeds cannot raise the aggregate rate on a CPU)."""
     import jax
-    import jax.numpy as jnp
 
     from metarl.compile_clock import xla_flops
 
-    _, agent = _td3_spec_agent(cfg)
-    state = agent.init(jax.random.PRNGKey(0), {})
-    b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
-    batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
-                 terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
-    key = jax.random.PRNGKey(1)
+    agent, state, batch, key = one_update_args(cfg)
 
     def flops(fn):  # the lowered (unoptimised) program's count: within 0.1% of the compiled one, no compile
         return xla_flops(jax.jit(fn).lower(state, batch, key))

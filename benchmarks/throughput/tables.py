@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.throughput.config import ThroughputConfig
-from benchmarks.throughput.ours import _td3_spec_agent
+from benchmarks.throughput.ours import one_update_args
 from benchmarks.throughput.pendulum import PEND_ALGOS
 
 
@@ -59,16 +59,11 @@ def sac_flops_per_update(cfg: ThroughputConfig) -> float:
     """XLA's FLOP count of one SAC update of one seed (critic, actor and temperature steps), on the
     synthetic HalfCheetah-sized spec of the TD3 update benchmark."""
     import jax
-    import jax.numpy as jnp
 
     from metarl.compile_clock import xla_flops
 
-    _, agent = _td3_spec_agent(cfg, "sac")
-    state = agent.init(jax.random.PRNGKey(0), {})
-    b, o, a = agent.config.batch_size, cfg.td3_obs_dim, cfg.td3_act_dim
-    batch = dict(obs=jnp.zeros((b, o)), action=jnp.zeros((b, a)), reward=jnp.zeros(b), next_obs=jnp.zeros((b, o)),
-                 terminated=jnp.zeros(b, bool), done=jnp.zeros(b, bool))
-    return xla_flops(jax.jit(agent.update).lower(state, batch, jax.random.PRNGKey(1)))
+    agent, state, batch, key = one_update_args(cfg, "sac")
+    return xla_flops(jax.jit(agent.update).lower(state, batch, key))
 
 
 def n_max_key(counts) -> str:
