@@ -35,18 +35,20 @@ def test_throughput_cli_rejects_a_bad_scale(capsys):
         throughput.main(["--scale", "huge"])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "'huge'" in err and "quick, paper" in err
+    assert "'huge'" in err and "quick, medium, paper" in err
 
 
 def test_named_scales_are_valid_and_match_the_paper_settings():
-    for scale, counts in (("quick", (1, 8)), ("paper", (1, 2, 4, 8))):
+    for scale, counts in (("quick", (1, 8)), ("medium", (1, 8)), ("paper", (1, 2, 4, 8))):
         cfg = throughput.config_for(scale)
         assert cfg.td3_seed_counts == counts
         assert cfg.torch_seeds == 8
         assert cfg.sac_learning_starts >= 256
     assert throughput.config_for("paper").sac_steps_per_chunk > throughput.config_for("quick").sac_steps_per_chunk
-    with pytest.raises(ValueError, match="'medium'"):
-        throughput.config_for("medium")
+    quick, medium = throughput.config_for("quick"), throughput.config_for("medium")
+    assert medium.pend_train_steps > quick.pend_train_steps and medium.pend_repeats >= quick.pend_repeats
+    with pytest.raises(ValueError, match="'huge'"):
+        throughput.config_for("huge")
 
 
 @pytest.mark.parametrize("field, value, words", [
@@ -57,6 +59,7 @@ def test_named_scales_are_valid_and_match_the_paper_settings():
     ("brax_epochs", 1, "brax_epochs"),
     ("sac_learning_starts", 100, "256"),
     ("td3_buffer_size", 50, "100"),
+    ("td3_updates_per_call", 51, "policy delay 2"),
     ("rounds", 0, "rounds"),
     ("torch_threads", -1, "torch_threads"),
     ("backend", "warp", "positional"),
@@ -65,6 +68,19 @@ def test_throughput_config_rejects_bad_values(field, value, words):
     cfg = dataclasses.replace(throughput.ThroughputConfig(), **{field: value})
     with pytest.raises(ValueError, match=words):
         cfg.validate()
+
+
+def test_td3_update_program_runs_the_counted_update():
+    """The timed TD3 update program (b, c, e) does the work its FLOP count assumes (a critic step per update,
+    an actor step per 2nd): XLA's count of its loop body (one policy-delay period; a loop's body is counted
+    once) per update against the counted update. Under vmap, ``agent.update``'s lax.cond is a select that
+    runs both branches, two critic steps and an actor step per update: ~1.8x the count, which fails here."""
+    from benchmarks.throughput.ours import OurTD3Updates, td3_flops_per_update
+    from metarl.compile_clock import xla_flops
+
+    cfg = dataclasses.replace(throughput.ThroughputConfig(), td3_updates_per_call=2, td3_buffer_size=100)
+    u = OurTD3Updates(cfg, 1)
+    assert xla_flops(u.fn) / u.period == pytest.approx(td3_flops_per_update(cfg), rel=0.02)
 
 
 def test_no_timed_chunk_is_an_error():

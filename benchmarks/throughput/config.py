@@ -69,6 +69,9 @@ class ThroughputConfig:
             raise ValueError(f"brax_epochs must be >= 2 (the first one includes compilation), got {self.brax_epochs}")
         if self.sac_learning_starts < 256:
             raise ValueError(f"sac_learning_starts must be >= the SAC batch 256, got {self.sac_learning_starts}")
+        if self.td3_updates_per_call % 2:
+            raise ValueError(f"td3_updates_per_call must be a multiple of TD3's policy delay 2, got "
+                             f"{self.td3_updates_per_call}")
         if self.td3_buffer_size < 100:
             raise ValueError(f"td3_buffer_size must be >= the TD3 batch 100, got {self.td3_buffer_size}")
         counts = tuple(self.td3_seed_counts)
@@ -97,6 +100,14 @@ class ThroughputConfig:
 
 SCALES = {
     "quick": ThroughputConfig(),
+    # medium: the rejax comparison (d) at steady state, where quick's 512 training steps per seed are 2/3 of a
+    # run that also holds a 256-step warm-up and 3 evaluations: 2048 training steps after the same warm-up
+    # (89% of the env steps update), PPO 10 rollouts, 5 paired calls a row, at 1 and 8 seeds (32 seeds of
+    # TD3/SAC at this length would take ~50 min on a 2-core CPU; quick reads them); the TD3 update (b, c,
+    # e) over 4x as many updates per call. ~30 min on a 2-core CPU with the peers.
+    "medium": ThroughputConfig(td3_updates_per_call=200, td3_calls=3, torch_updates=200,
+                               pend_seed_counts=(1, 8), pend_train_steps=2048, pend_eval_every=512, pend_repeats=5,
+                               ppo_rollouts=10),
     "paper": ThroughputConfig(sac_env="halfcheetah", sac_learning_starts=1_000, sac_steps_per_chunk=5_000,
                               sac_chunks_before=2, sac_chunks_after=2, brax_epochs=4, td3_buffer_size=100_000,
                               td3_updates_per_call=500, td3_calls=3, torch_updates=500, torch_warmup=20,

@@ -118,13 +118,15 @@ def td3_flops_per_update(cfg: ThroughputConfig) -> float:
 
 class OurTD3Updates:
     """``n`` seeds of TD3 (or SAC: ``algo="sac"``) (each with its own agent and replay buffer of random transitions) as one
-    compiled program that runs ``updates_per_call`` x (sample a batch, ``agent.update``) in a lax.scan."""
+    compiled program that runs ``updates_per_call`` x (sample a batch, one update) in a lax.scan; TD3's actor and
+    targets move at every 2nd update, laid out statically as in training."""
 
     def __init__(self, cfg: ThroughputConfig, n: int, algo: str = "td3"):
         import jax
         import jax.numpy as jnp
 
         from metarl import buffers
+        from metarl.agents.base import scheduled_update
 
         a_dim, o_dim = cfg.td3_act_dim, cfg.td3_obs_dim
         _, agent = _td3_spec_agent(cfg, algo)
@@ -146,19 +148,26 @@ class OurTD3Updates:
             buf = buffers.add_batch(buffers.init(jax.tree.map(lambda x: x[0], data), size), data)
             return agent.init(k_agent, {}), buf, k_run
 
+        # TD3's policy delay laid out statically, as the training loop does: under vmap, ``agent.update``'s
+        # lax.cond would become a select that runs the actor step at every update, which is neither the
+        # update counted (critic + half an actor step) nor the one training runs.
+        period, update_at = scheduled_update(agent)  # td3_updates_per_call is a multiple of it (validate)
+
         def updates(carry):
             state, buf, key = carry
 
             def body(state, k):
-                k_s, k_u = jax.random.split(k)
-                return agent.update(state, buffers.sample(buf, k_s, c.batch_size), k_u)
+                for j, kj in enumerate(jax.random.split(k, period)):
+                    k_s, k_u = jax.random.split(kj)
+                    state, m = update_at(state, buffers.sample(buf, k_s, c.batch_size), k_u, j)
+                return state, m["critic_loss"]
 
             key, sub = jax.random.split(key)
-            state, m = jax.lax.scan(body, state, jax.random.split(sub, k_upd))
-            return (state, buf, key), m["critic_loss"][-1]
+            state, loss = jax.lax.scan(body, state, jax.random.split(sub, k_upd // period))
+            return (state, buf, key), loss[-1]
 
         keys = jax.random.split(jax.random.PRNGKey(0), n)
-        self.n, self.updates_per_call = n, k_upd
+        self.n, self.updates_per_call, self.period = n, k_upd, period  # period: updates per loop iteration
         self.carry = _block(jax.jit(jax.vmap(init))(keys))
         t = time.perf_counter()
         self.fn = jax.jit(jax.vmap(updates), donate_argnums=0).lower(self.carry).compile()

@@ -133,6 +133,24 @@ def critic_then_actor(critic_step, actor_step):
     return update
 
 
+def scheduled_update(agent: "Agent", static: bool = True):
+    """``(period, update_at)``: the updates as the training loop lays them out. ``update_at(state, batch, key,
+    i)`` is update ``i``, counted from a point where the update count is a multiple of ``period``. An agent
+    with a delayed policy (TD3: ``extras["update_phase"]``) gets ``period`` = its delay and the policy step
+    decided in Python (on every ``period``-th update), because under vmap ``agent.update``'s ``lax.cond``
+    becomes a select that computes the policy step at every update; any other agent, or ``static=False``,
+    gets ``period`` 1 and ``agent.update``."""
+    extras = agent.extras or {}
+    if not (static and "update_phase" in extras):
+        return 1, lambda state, batch, key, i: agent.update(state, batch, key)
+    period = int(extras.get("update_period", 1))
+
+    def update_at(state, batch, key, i: int):
+        return extras["update_phase"](state, batch, key, (i + 1) % period == 0)
+
+    return period, update_at
+
+
 def merge_hp(defaults: dict, overrides: dict | None) -> dict:
     hp = dict(defaults)
     for k, v in (overrides or {}).items():

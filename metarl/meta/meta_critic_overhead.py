@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl.agents import make_agent
+from metarl.agents.base import scheduled_update
 from metarl.compile_clock import xla_flops
 from metarl.meta.meta_critic import MetaCriticConfig, make_meta_critic
 
@@ -22,14 +23,13 @@ def runner_period(agent):
     """(period, f): ``f(state, batch, key)`` is the update work of ``period`` environment steps exactly as
     :func:`metarl.train.make_functions` lays it out (TD3: the delay's phases statically, one policy step
     per period; otherwise one ``update``), so its cost is the cost the training loop pays."""
-    ex = agent.extras or {}
-    period = int(ex.get("update_period", 1)) if "update_phase" in ex else 1
+    period, update_at = scheduled_update(agent)
 
     def f(state, batch, key):
         if period == 1:
             return agent.update(state, batch, key)[0]
         for i, k in enumerate(jax.random.split(key, period)):
-            state = ex["update_phase"](state, batch, k, (i + 1) % period == 0)[0]
+            state = update_at(state, batch, k, i)[0]
         return state
 
     return period, f

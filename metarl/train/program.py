@@ -12,6 +12,7 @@ from flax import struct
 from metarl import buffers, envs
 from metarl.rollout import evaluate_episodes, random_warm_up
 from metarl.agents import make_agent
+from metarl.agents.base import scheduled_update
 from metarl.train.config import TrainConfig, sweep_grid
 
 
@@ -47,8 +48,7 @@ def make_functions(config: TrainConfig, agent_fn=None):
     agent = agent_fn(env.spec) if agent_fn is not None else make_agent(config.algo, env.spec, **config.agent)
     # With a delayed policy (TD3), ``period`` env steps form one scan iteration so that the delay
     # schedule is laid out statically (under vmap, a lax.cond would compute the actor step every time).
-    extras = agent.extras or {}
-    period = int(extras.get("update_period", 1)) if (config.static_schedule and "update_phase" in extras) else 1
+    period, update_at = scheduled_update(agent, config.static_schedule)
     if config.eval_every % period:
         raise ValueError(f"eval_every={config.eval_every} must be a multiple of the agent's update period "
                          f"{period} (TD3's policy delay)")
@@ -93,10 +93,8 @@ def make_functions(config: TrainConfig, agent_fn=None):
             for j, k in enumerate(jax.random.split(k_upd, ups)):
                 k_s, k_u = jax.random.split(k)
                 batch = buffers.sample(run.buffer, k_s, batch_size)
-                if period > 1:  # the update count stays a multiple of period at each group's start
-                    agent_state, m = extras["update_phase"](agent_state, batch, k_u, (i * ups + j + 1) % period == 0)
-                else:
-                    agent_state, m = agent.update(agent_state, batch, k_u)
+                # the update count stays a multiple of period at each group's start
+                agent_state, m = update_at(agent_state, batch, k_u, i * ups + j)
             run = run.replace(agent=agent_state)
             # Non-finite guard: +-inf in a metric (NaN marks a metric not computed at this step, e.g.
             # TD3's delayed actor loss), or NaN/inf anywhere in the agent's state (parameters, targets,
