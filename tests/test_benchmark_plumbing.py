@@ -293,7 +293,22 @@ def test_pendulum_pair_repeats_in_turn_and_reports_medians_and_paired_ratios(mon
     assert ours["ratio_samples"] == [0.5, 1.5, 1.0] and theirs["env_steps_per_s"] == 20.0
     s = {"config": {"pend_seed_counts": [1]}, "rejax": {"sac": {"ours": {"1": ours}, "rejax": {"1": theirs}}}}
     row = next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
-    assert "1.0x (0.50-1.50)" in row and "not resolved" in row, row
+    assert "1.00x (0.50-1.50)" in row and "not resolved" in row, row
+    # The figure is the median of the pairs, not the ratio of the sides' medians: when the machine's speed moves
+    # between calls, both sides move with it and only the pairs cancel it (here 1.11 against 20 / 27 = 0.74).
+    ours.update(env_steps_per_s=20.0, ratio_samples=[10 / 9, 20 / 30, 30 / 27])
+    theirs.update(env_steps_per_s=27.0)
+    row = next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
+    assert "1.11x (0.67-1.11)" in row, row
+    assert (tables.paired_met([1.0, 1.2], 1.0), tables.paired_met([0.9, 0.99], 1.0),
+            tables.paired_met([0.9, 1.1], 1.0)) == (True, False, None)
+    rejax = {"sac": {"ours": {"8": dict(ours)}}, "td3": {"ours": {"8": {"ratio_samples": [1.1, 1.2]}}},
+             "ppo": {"ours": {"8": _pend_row(1.0)}}}  # PPO without pairs: the medians' ratio decides
+    t = tables.rejax_targets(rejax, {"sac_vs_rejax": 20 / 27, "td3_vs_rejax": 1.15, "ppo_vs_rejax": 0.9})
+    sac, td3, ppo = (t[f"{a}_ours_over_rejax_8_seeds"] for a in ("sac", "td3", "ppo"))
+    assert sac["ratio"] == pytest.approx(10 / 9) and sac["medians_ratio"] == 20 / 27 and sac["met"] is None
+    assert sac["verdict"].startswith("not resolved") and td3["met"] is True and td3["verdict"] == "target met"
+    assert ppo["met"] is False and ppo["ratio"] == 0.9 and "verdict" not in ppo
     ours["ratio_samples"] = [1.1, 1.2, 1.05]
     assert "| met |" in next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
     ours["ratio_samples"] = [0.9, 0.95, 0.8]
