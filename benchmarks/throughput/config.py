@@ -104,7 +104,7 @@ SCALES = {
     # run that also holds a 256-step warm-up and 3 evaluations: 2048 training steps after the same warm-up
     # (89% of the env steps update), PPO 10 rollouts, 5 paired calls a row, at 1 and 8 seeds (32 seeds of
     # TD3/SAC at this length would take ~50 min on a 2-core CPU; quick reads them); the TD3 update (b, c,
-    # e) over 4x as many updates per call. ~30 min on a 2-core CPU with the peers.
+    # e) over 4x as many updates per call. ~40 min on a 2-core CPU with the peers (reports/throughput-medium).
     "medium": ThroughputConfig(td3_updates_per_call=200, td3_calls=3, torch_updates=200,
                                pend_seed_counts=(1, 8), pend_train_steps=2048, pend_eval_every=512, pend_repeats=5,
                                ppo_rollouts=10),
