@@ -18,7 +18,7 @@ PAPERS = (
      "docs/model-based-meta-critic.md"),
     ("outer_value", "Outer value function for meta-gradients (Bonnet et al., 2022)",
      "docs/outer-value-function.md"),
-    ("throughput", "Throughput: ours against Brax's trainer and eager PyTorch", "docs/throughput.md"),
+    ("throughput", "Throughput: ours against Brax's trainer, eager PyTorch and rejax", "docs/throughput.md"),
 )
 OTHER = ("Other runs", None)
 
