@@ -138,12 +138,12 @@ def scheduled_update(agent: "Agent", static: bool = True):
     i)`` is update ``i``, counted from a point where the update count is a multiple of ``period``. An agent
     with a delayed policy (TD3: ``extras["update_phase"]``) gets ``period`` = its delay and the policy step
     decided in Python (on every ``period``-th update), because under vmap ``agent.update``'s ``lax.cond``
-    becomes a select that computes the policy step at every update; any other agent, or ``static=False``,
-    gets ``period`` 1 and ``agent.update``."""
+    becomes a select that computes the policy step at every update; any other agent (or a delay of 1), or
+    ``static=False``, gets ``period`` 1 and ``agent.update``."""
     extras = agent.extras or {}
-    if not (static and "update_phase" in extras):
+    period = int(extras.get("update_period", 1)) if (static and "update_phase" in extras) else 1
+    if period <= 1:
         return 1, lambda state, batch, key, i: agent.update(state, batch, key)
-    period = int(extras.get("update_period", 1))
 
     def update_at(state, batch, key, i: int):
         return extras["update_phase"](state, batch, key, (i + 1) % period == 0)
