@@ -304,11 +304,20 @@ def test_pendulum_pair_repeats_in_turn_and_reports_medians_and_paired_ratios(mon
             tables.paired_met([0.9, 1.1], 1.0)) == (True, False, None)
     rejax = {"sac": {"ours": {"8": dict(ours)}}, "td3": {"ours": {"8": {"ratio_samples": [1.1, 1.2]}}},
              "ppo": {"ours": {"8": _pend_row(1.0)}}}  # PPO without pairs: the medians' ratio decides
-    t = tables.rejax_targets(rejax, {"sac_vs_rejax": 20 / 27, "td3_vs_rejax": 1.15, "ppo_vs_rejax": 0.9})
+    rejax["sac"]["rejax"] = {"8": dict(theirs)}
+    rejax["td3"]["rejax"] = {"8": _pend_row(100.0)}
+    rejax["td3"]["ours"]["8"].update(_pend_row(115.0))
+    rejax["ppo"]["rejax"] = {"8": _pend_row(1 / 0.9)}
+    t = tables.rejax_targets(rejax)
     sac, td3, ppo = (t[f"{a}_ours_over_rejax_8_seeds"] for a in ("sac", "td3", "ppo"))
     assert sac["ratio"] == pytest.approx(10 / 9) and sac["medians_ratio"] == 20 / 27 and sac["met"] is None
     assert sac["verdict"].startswith("not resolved") and td3["met"] is True and td3["verdict"] == "target met"
-    assert ppo["met"] is False and ppo["ratio"] == 0.9 and "verdict" not in ppo
+    assert ppo["met"] is False and ppo["ratio"] == pytest.approx(0.9) and "verdict" not in ppo
+    # The summary's "ratios" (read by checks) are the same figures as the targets' and the table's: the pairs'
+    # median where the calls were paired (not the medians' ratio 20 / 27), else the medians' ratio
+    r = throughput.summary_ratios(rejax, None, None, None)
+    assert r["sac_vs_rejax"] == pytest.approx(10 / 9) and r["td3_vs_rejax"] == pytest.approx(1.15)
+    assert r["ppo_vs_rejax"] == pytest.approx(0.9)
     ours["ratio_samples"] = [1.1, 1.2, 1.05]
     assert "| met |" in next(line for line in tables.rejax_table(s).splitlines() if line.startswith("| SAC | 1 |"))
     ours["ratio_samples"] = [0.9, 0.95, 0.8]

@@ -35,8 +35,9 @@ Three measurements, in one run:
 
 The TD3 sides run interleaved in ``rounds`` (ours 1 and 8 seeds, then torch, repeated); figures are
 medians over rounds, every sample is in summary.json. Results: ``results/throughput/summary.json`` (with
-"ratios": ours / rejax env steps/s at 8 seeds per algorithm and the updates' GEMM fractions, and
-"compile_s": our TD3 and SAC Pendulum programs at 1 seed, no persistent cache) and
+"ratios": ours / rejax env steps/s at 8 seeds per algorithm (the median of the paired calls' ratios) and
+the updates' GEMM fractions, and "compile_s": our TD3 and SAC Pendulum programs at 1 seed, no persistent
+cache) and
 ``results/throughput/table.md``. The targets (ours >= Brax; 8 seeds >= 2x one; ours >= 3x torch)
 are figures to report, not assertions: misses are printed as misses.
 

@@ -78,40 +78,50 @@ def ratio(ours, theirs):
     return ours / theirs
 
 
+def paired_ratio(ours: dict | None, theirs: dict | None):
+    """(figure, medians' ratio, pairs) of one rejax row: the figure is the median of the paired calls' ratios
+    (``ratio_samples`` on our side) where the calls were paired, else the sides' medians' ratio; ``pairs`` is
+    None without pairs. The pairs' median is the figure because when the machine's speed moves between calls,
+    both sides move with it and only the pairs cancel it."""
+    medians = ratio(ours["env_steps_per_s"] if ours else None, theirs["env_steps_per_s"] if theirs else None)
+    paired = (ours or {}).get("ratio_samples") if theirs else None
+    return (statistics.median(paired) if paired else medians), medians, (paired or None)
+
+
 def summary_ratios(rejax: dict, td3_gflops: float | None, sac_gflops: float | None, gemm: dict | None,
                    seeds: int = 8) -> dict:
-    """The summary's "ratios": ours / rejax env steps/s at ``seeds`` seeds per algorithm, and the TD3
-    (and SAC) update's achieved GFLOP/s over the attainable GEMM rate. ``rejax``: {algo: {"ours": {seeds:
-    row}, "rejax": {seeds: row} or None}} with rows carrying ``env_steps_per_s``."""
+    """The summary's "ratios": ours / rejax env steps/s at ``seeds`` seeds per algorithm (the table's figure,
+    :func:`paired_ratio`), and the TD3 (and SAC) update's achieved GFLOP/s over the attainable GEMM rate.
+    ``rejax``: {algo: {"ours": {seeds: row}, "rejax": {seeds: row} or None}} with rows carrying
+    ``env_steps_per_s`` (and, paired, ``ratio_samples`` on our side)."""
     out = {}
     for algo in PEND_ALGOS:
         sides = rejax.get(algo) or {}
-        ours = (sides.get("ours") or {}).get(str(seeds))
-        theirs = (sides.get("rejax") or {}).get(str(seeds))
-        out[f"{algo}_vs_rejax"] = ratio(ours["env_steps_per_s"] if ours else None,
-                                        theirs["env_steps_per_s"] if theirs else None)
+        out[f"{algo}_vs_rejax"] = paired_ratio((sides.get("ours") or {}).get(str(seeds)),
+                                               (sides.get("rejax") or {}).get(str(seeds)))[0]
     peak = gemm["attainable_gflops"] if gemm else None
     out["td3_gemm_fraction"] = ratio(td3_gflops, peak)
     out["sac_gemm_fraction"] = ratio(sac_gflops, peak)
     return out
 
 
-def rejax_targets(rejax: dict, ratios: dict, seeds: int = 8) -> dict:
-    """The summary's ours >= rejax targets at ``seeds`` seeds. With the peer's calls paired with ours the
-    verdict is the pairs' (as in the table): ``ratio`` the median of their ratios (``medians_ratio`` the
-    sides' medians' ratio, ``summary_ratios``'), met when every pair is >= 1, missed when none is, not
-    resolved otherwise; without pairs, the medians' ratio against 1."""
+def rejax_targets(rejax: dict, seeds: int = 8) -> dict:
+    """The summary's ours >= rejax targets at ``seeds`` seeds, each with the table's figure and verdict. With
+    the peer's calls paired with ours: ``ratio`` the median of the pairs' ratios (``medians_ratio`` the sides'
+    medians' ratio beside it), met when every pair is >= 1, missed when none is, not resolved otherwise;
+    without pairs, the medians' ratio against 1."""
     out = {}
     for algo in PEND_ALGOS:
-        paired = (((rejax.get(algo) or {}).get("ours") or {}).get(str(seeds)) or {}).get("ratio_samples")
-        t = out[f"{algo}_ours_over_rejax_{seeds}_seeds"] = {"target": 1.0, "ratio": ratios[f"{algo}_vs_rejax"],
-                                                            "ratio_samples": paired}
+        sides = rejax.get(algo) or {}
+        figure, medians, paired = paired_ratio((sides.get("ours") or {}).get(str(seeds)),
+                                               (sides.get("rejax") or {}).get(str(seeds)))
+        t = out[f"{algo}_ours_over_rejax_{seeds}_seeds"] = {"target": 1.0, "ratio": figure, "ratio_samples": paired}
         if paired:
-            t.update(ratio=statistics.median(paired), medians_ratio=t["ratio"], met=paired_met(paired, 1.0))
+            t.update(medians_ratio=medians, met=paired_met(paired, 1.0))
             t["verdict"] = {True: "target met", False: "target missed"}.get(
                 t["met"], "not resolved (paired calls on both sides of the target)")
         else:
-            t["met"] = None if t["ratio"] is None else bool(t["ratio"] >= 1.0)
+            t["met"] = None if figure is None else bool(figure >= 1.0)
     return out
 
 
@@ -127,10 +137,8 @@ def rejax_table(s: dict) -> str:
         for c in counts:
             o = (sides.get("ours") or {}).get(c)
             t = (sides.get("rejax") or {}).get(c)
-            r = ratio(o["env_steps_per_s"] if o else None, t["env_steps_per_s"] if t else None)
-            paired = (o or {}).get("ratio_samples") if t else None
-            shown = "n/a" if not r else _fmt(r, "x") if not paired else (
-                f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})")
+            r, _, paired = paired_ratio(o, t)
+            shown = "n/a" if not r else _fmt(r, "x") if not paired else f"{r:.2f}x ({min(paired):.2f}-{max(paired):.2f})"
             lines.append(f"| {algo.upper()} | {c} | {_fmt(o['env_steps_per_s'] if o else None)} | "
                          f"{_fmt(t['env_steps_per_s'] if t else None)} | {shown} | "
                          f"{_fmt(o['compile_s'] if o else None)} | {_fmt(t['compile_s'] if t else None)} | "
