@@ -8,6 +8,8 @@ import dataclasses
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from metarl.runs import vmap_runs
+
 
 # ----------------------------------------------------------------------------------------------------
 # Compiled programs (built in a thread pool, memoised by key)
@@ -76,11 +78,11 @@ def build_offpolicy(tc_kwargs: dict, mc_variants: tuple | None = None) -> dict:
         hp = {k: jnp.repeat(jnp.asarray([c[k] for c in combos], jnp.float32), cfg.seeds) for k in combos[0]}
     sharding = run_sharding(keys.shape[0])
     t = time.perf_counter()
-    init_c = jax.jit(jax.vmap(init), out_shardings=sharding).lower(keys, hp).compile()
+    init_c = jax.jit(vmap_runs(init), out_shardings=sharding).lower(keys, hp).compile()
     t_init = time.perf_counter() - t
     abstract = jax.eval_shape(jax.vmap(init), keys, hp)
     t = time.perf_counter()
-    chunk_c = jax.jit(jax.vmap(run_chunk), out_shardings=sharding, donate_argnums=0).lower(abstract).compile()
+    chunk_c = jax.jit(vmap_runs(run_chunk), out_shardings=sharding, donate_argnums=0).lower(abstract).compile()
     return dict(init=lambda: init_c(keys, hp), step=lambda s, i: chunk_c(s), config=cfg, runs=int(keys.shape[0]),
                 must_be_finite=lambda m: m["eval_return"],
                 variants=list(mc_variants or []), compile_s={"init": t_init, "chunk": time.perf_counter() - t})

@@ -12,7 +12,8 @@ from the same settings it gives our side (a blank line ends the process)::
      "eval_episodes": 5, "hidden": [400, 300], "batch_size": 100, "lr": 1e-3, "gamma": 0.99,
      "tau": 0.005, "expl_noise": 0.1, "policy_noise": 0.2, "noise_clip": 0.5, "policy_delay": 2}
 
-and the answer is one JSON line: compile time (lower + compile of ``jit(vmap(algo.train))``, apart),
+and the answer is one JSON line: compile time (lower + compile of ``jit(vmap(algo.train))``, apart; at one
+seed ``jit(algo.train)`` on the one key, as ours, through ``metarl.runs.vmap_runs``),
 the run time of one call, env steps per seed, and the evaluation returns [seeds, evals]. The first
 line written is the peer's versions and device.
 
@@ -35,9 +36,15 @@ The mapping to rejax's configuration names (rejax acts in the env's own action u
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
+
+# The project's vmap over runs (jax and the standard library only), so that both sides follow one rule: at one
+# seed, the program of the run alone (rejax's own single-agent call, jit(algo.train)), not vmap over a batch of 1
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from metarl.runs import vmap_runs  # noqa: E402
 
 
 def _info() -> dict:
@@ -112,7 +119,7 @@ def run(req: dict) -> dict:
         algo = make_algo(req)
         keys = jax.random.split(jax.random.PRNGKey(int(req.get("seed", 0))), int(req["seeds"]))
         t = time.perf_counter()
-        fn = jax.jit(jax.vmap(lambda k: algo.train(k)[1])).lower(keys).compile()
+        fn = jax.jit(vmap_runs(lambda k: algo.train(k)[1])).lower(keys).compile()
         _COMPILED[key] = (fn, keys, time.perf_counter() - t)
     fn, keys, compile_s = _COMPILED[key]
     out = {"algo": req["algo"], "seeds": int(req["seeds"]), "compile_s": compile_s}

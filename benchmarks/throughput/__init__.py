@@ -23,7 +23,8 @@ Three measurements, in one run:
 (c) Our TD3 with 1 and 8 vmapped seeds (paper scale: 1, 2, 4 and 8): aggregate updates per second.
 (d) Ours against rejax (0.1.3, "vectorizable RL algorithms in pure JAX"), TD3, SAC and PPO on gymnax
     Pendulum-v1 with 1, 8 and 32 vmapped seeds: env steps/s of a whole run (warm-up, training, evaluations)
-    as one ``jit(vmap(train))`` program per side, compiled ahead of time and timed apart; per algorithm and
+    as one ``jit(vmap(train))`` program per side (at one seed, both sides ``jit(train)`` of the run alone:
+    ``metarl.runs.vmap_runs``), compiled ahead of time and timed apart; per algorithm and
     seed count ours runs, then rejax (interleaved). Both sides get the same settings, read from our configs
     (:func:`pendulum_request`): networks, batch, 1 update per env step (TD3's actor every 2nd), warm-up,
     evaluation cadence and episodes. Then the learning curves of both at equal steps and seeds. rejax runs

@@ -6,6 +6,7 @@ import dataclasses
 import time
 
 from benchmarks.throughput.config import ThroughputConfig
+from metarl.runs import vmap_runs
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -37,16 +38,16 @@ class OurSAC:
         _, self.keys, self.hp = run_keys_and_hp(self.train_config)
         self.compile_s = {}
         t = time.perf_counter()
-        init_c = jax.jit(jax.vmap(init)).lower(self.keys, self.hp).compile()
+        init_c = jax.jit(vmap_runs(init)).lower(self.keys, self.hp).compile()
         self.compile_s["init"] = time.perf_counter() - t
         self.run = _block(init_c(self.keys, self.hp))
         t = time.perf_counter()
-        self.chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0).lower(self.run).compile()
+        self.chunk = jax.jit(vmap_runs(run_chunk), donate_argnums=0).lower(self.run).compile()
         self.compile_s["chunk"] = time.perf_counter() - t
         self.evaluate = None
         if cfg.sac_time_eval:
             t = time.perf_counter()
-            self.evaluate = jax.jit(jax.vmap(evaluate)).lower(self.run.agent, self.keys).compile()
+            self.evaluate = jax.jit(vmap_runs(evaluate)).lower(self.run.agent, self.keys).compile()
             self.compile_s["evaluate_alone"] = time.perf_counter() - t
         self.chunk_s, self.eval_s = [], []
 
@@ -168,9 +169,9 @@ class OurTD3Updates:
 
         keys = jax.random.split(jax.random.PRNGKey(0), n)
         self.n, self.updates_per_call, self.period = n, k_upd, period  # period: updates per loop iteration
-        self.carry = _block(jax.jit(jax.vmap(init))(keys))
+        self.carry = _block(jax.jit(vmap_runs(init))(keys))
         t = time.perf_counter()
-        self.fn = jax.jit(jax.vmap(updates), donate_argnums=0).lower(self.carry).compile()
+        self.fn = jax.jit(vmap_runs(updates), donate_argnums=0).lower(self.carry).compile()
         self.compile_s = time.perf_counter() - t
         self.carry, loss = self.fn(self.carry)  # one untimed call: first-touch effects
         if not bool(jnp.all(jnp.isfinite(_block(loss)))):

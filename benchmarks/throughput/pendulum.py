@@ -6,6 +6,7 @@ import time
 
 from benchmarks.peers.drivers import one_line
 from benchmarks.throughput.config import ThroughputConfig
+from metarl.runs import vmap_runs
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -54,8 +55,9 @@ def pendulum_request(cfg: ThroughputConfig, algo: str, seeds: int, curve: bool =
 
 
 def compile_our_pendulum(req: dict):
-    """Our side of ``req``: the whole run as one program, ``jit(vmap(train))`` over the seeds, compiled
-    ahead of time (no persistent compilation cache in this process). Returns (program, keys, seconds).
+    """Our side of ``req``: the whole run as one program, ``jit(vmap(train))`` over the seeds (one seed: the run
+    alone, ``vmap_runs``), compiled ahead of time (no persistent compilation cache in this process). Returns
+    (program, keys, seconds).
     TD3/SAC: ``metarl.train.make_train`` (what ``Runner`` runs chunk by chunk); PPO:
     ``metarl.agents.onpolicy`` (init, then its evaluation segments in a scan)."""
     import jax
@@ -86,7 +88,7 @@ def compile_our_pendulum(req: dict):
             _, m = jax.lax.scan(lambda s, _: run_segment(s), state, None, length=pc.num_evals)
             return m["eval_return"]
     t = time.perf_counter()
-    fn = jax.jit(jax.vmap(program)).lower(keys).compile()
+    fn = jax.jit(vmap_runs(program)).lower(keys).compile()
     compile_s = time.perf_counter() - t
     return fn, keys, compile_s
 

@@ -42,6 +42,7 @@ from flax import struct
 from metarl import envs
 from metarl.nets import MLP
 from metarl.rollout import evaluate_episodes
+from metarl.runs import vmap_runs
 
 def gae(inputs, gamma, lam):
     """Generalised advantage estimates inside each window, computed backwards; zero at invalid steps.
@@ -340,8 +341,8 @@ def train(config: OnPolicyConfig, env_name: str, key, seeds: int, progress=None)
 
     env = envs.make(env_name, max_episode_steps=config.max_episode_steps)
     init, run_segment, _ = make_onpolicy(config, env)
-    state = jax.jit(jax.vmap(init))(jax.random.split(key, seeds))
-    seg = jax.jit(jax.vmap(run_segment))
+    state = jax.jit(vmap_runs(init))(jax.random.split(key, seeds))
+    seg = jax.jit(vmap_runs(run_segment))
     hist = []
     for i in range(config.num_evals):
         state, m = seg(state)

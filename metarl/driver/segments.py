@@ -177,9 +177,11 @@ def vmapped_run(init, run_segment, key, seeds: int, total: int, ckpt_dir: str | 
     Returns (state, history) as :func:`run_segments`."""
     import jax
 
-    init_v = jax.jit(jax.vmap(init))
+    from metarl.runs import vmap_runs
+
+    init_v = jax.jit(vmap_runs(init))
     keys = jax.random.split(key, seeds)
-    return run_segments(jax.jit(jax.vmap(run_segment)), lambda: init_v(keys), jax.eval_shape(init_v, keys), total,
+    return run_segments(jax.jit(vmap_runs(run_segment)), lambda: init_v(keys), jax.eval_shape(init_v, keys), total,
                         ckpt_dir, identity or {}, resume=resume, on_segment=on_segment, bar=bar, runs=seeds,
                         ignore=ignore)
 

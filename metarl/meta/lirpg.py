@@ -58,6 +58,7 @@ from metarl import envs
 from metarl.driver import ConfigMismatch, has_checkpoint
 from metarl.agents import onpolicy as op
 from metarl.nets import MLP
+from metarl.runs import vmap_runs
 
 LOOKAHEADS = ("adam", "sgd")
 VARIANTS = ("ppo", "lirpg")
@@ -348,7 +349,7 @@ def _programs(config: LIRPGConfig, env):
     if isinstance(env, str):
         env = envs.make(env, max_episode_steps=config.ppo.max_episode_steps)
     init, run_segment, _ = make_lirpg(config, env)
-    return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(run_segment))
+    return jax.jit(vmap_runs(init)), jax.jit(vmap_runs(run_segment))
 
 
 def run_identity(config, env, variants, seeds: int, key) -> dict:

@@ -12,7 +12,8 @@ every random key lives in the state.
 
 Numeric hyperparameters given as lists (``hp={"actor_lr": [1e-3, 3e-4]}``) become a sweep: the grid of
 combinations times the seeds is one flat vmapped axis of runs. Where several devices exist, that axis
-is sharded across them.
+is sharded across them. A single run (one seed, no sweep) compiles as the run alone, not as a vmap over a
+batch of one (:func:`metarl.runs.vmap_runs`: the same shapes, and on a CPU a faster program).
 
 Runs that cannot lie (docs/reliability.md lists each fault and what happens; the functions behind
 them live in :mod:`metarl.driver`, shared with its generic :class:`~metarl.driver.Driver`):

@@ -18,6 +18,7 @@ from metarl.agents import agent_config
 from metarl.train.config import TrainConfig
 from metarl.train.program import (guard_names, make_functions, run_keys_and_hp, run_sharding, shard_runs,
                                   warm_up_identity)
+from metarl.runs import vmap_runs
 
 
 RUN_FILES = ("config.json", "meta.json") + metrics_files() + ("learning_curve.png", "checkpoint", "checkpoint.partial",
@@ -54,10 +55,13 @@ class Runner(Driver):
         self.num_runs = self.keys.shape[0]
         self.sharding = run_sharding(self.num_runs, devices)
         init_env, init_agent = init.parts
-        self._init_env = jax.jit(jax.vmap(init_env), out_shardings=self.sharding)
-        self._init_agent = jax.jit(jax.vmap(init_agent), out_shardings=self.sharding)
-        super().__init__(jax.jit(jax.vmap(init), out_shardings=self.sharding),
-                         jax.jit(jax.vmap(run_chunk), out_shardings=self.sharding, donate_argnums=0), None,
+        # One run compiles as the run alone (faster on a CPU), except a --seed-index run: that one is run i of a
+        # vmapped set, so it keeps the set's batched program (the closest match to it; see run_keys_and_hp)
+        vmap = jax.vmap if config.seed_index is not None else vmap_runs
+        self._init_env = jax.jit(vmap(init_env), out_shardings=self.sharding)
+        self._init_agent = jax.jit(vmap(init_agent), out_shardings=self.sharding)
+        super().__init__(jax.jit(vmap(init), out_shardings=self.sharding),
+                         jax.jit(vmap(run_chunk), out_shardings=self.sharding, donate_argnums=0), None,
                          config.num_chunks, run_dir, dataclasses.asdict(config), progress=progress,
                          desc=f"{config.algo} {config.env}", overwrite=overwrite,
                          allow_version_change=allow_version_change,
