@@ -42,8 +42,9 @@ import sys
 import time
 
 # The project's vmap over runs (jax and the standard library only), so that both sides follow one rule: at one
-# seed, the program of the run alone (rejax's own single-agent call, jit(algo.train)), not vmap over a batch of 1
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# seed, the program of the run alone (rejax's own single-agent call, jit(algo.train)), not vmap over a batch of 1.
+# The repository root goes last on the path: it adds the project's package, and shadows nothing of the peer venv.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from metarl.runs import vmap_runs  # noqa: E402
 
 
