@@ -1,4 +1,6 @@
 """``metarl.runs.vmap_runs``: jax.vmap over runs, except that one run is computed as the run alone."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,3 +66,15 @@ def test_runner_compiles_one_seed_as_the_run_alone(seeds):
     runner = T.Runner(cfg, None, progress=False)
     abstract = jax.eval_shape(runner.init, runner.keys, runner.hp)
     assert _batched_dots(runner.chunk.lower(abstract)) == (seeds > 1)
+
+
+def test_seed_index_runner_does_not_reuse_the_one_seed_warm_up():
+    """A --seed-index run keeps the vmapped set's batched programs, its warm-up too: the warm-up a one-seed
+    Runner compiled (the run alone) on the same task is not reused for it."""
+    cfg = T.TrainConfig(algo="td3", env="gymnax/Pendulum-v1", seeds=1, total_steps=300, learning_starts=100,
+                        eval_every=100, eval_episodes=2, max_episode_steps=50,
+                        agent=dict(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=32))
+    T.Runner(cfg, None, progress=False).init_state()
+    held = dict(T.Runner._warm_ups)
+    T.Runner(dataclasses.replace(cfg, seeds=2, seed_index=1), None, progress=False).init_state()
+    assert len(T.Runner._warm_ups) == len(held) + 1

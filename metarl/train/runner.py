@@ -57,7 +57,8 @@ class Runner(Driver):
         init_env, init_agent = init.parts
         # One run compiles as the run alone (faster on a CPU), except a --seed-index run: that one is run i of a
         # vmapped set, so it keeps the set's batched program (the closest match to it; see run_keys_and_hp)
-        vmap = jax.vmap if config.seed_index is not None else vmap_runs
+        self._batched = config.seed_index is not None  # (part of the warm-up cache's key: it is another program)
+        vmap = jax.vmap if self._batched else vmap_runs
         self._init_env = jax.jit(vmap(init_env), out_shardings=self.sharding)
         self._init_agent = jax.jit(vmap(init_agent), out_shardings=self.sharding)
         super().__init__(jax.jit(vmap(init), out_shardings=self.sharding),
@@ -117,8 +118,9 @@ class Runner(Driver):
     def place(self, run):
         return run  # placed by init and restore themselves (run_sharding)
 
-    # The compiled warm-ups of this process, by task, run count and sharding: a Brax warm-up compiles for
-    # ~10 s on a CPU, and a benchmark runs several agents and variants on one task.
+    # The compiled warm-ups of this process, by task, run count, sharding and vmap form (a --seed-index run's
+    # batched program is not the one-run program of a one-seed config): a Brax warm-up compiles for ~10 s on a
+    # CPU, and a benchmark runs several agents and variants on one task.
     _warm_ups: dict = {}
 
     def init_state(self):
@@ -127,7 +129,7 @@ class Runner(Driver):
         self.failures = {}
         t = time.perf_counter()
         keys, hp = shard_runs((self.keys, self.hp), self.sharding)
-        ident = (warm_up_identity(self.config), self.num_runs, self.sharding)
+        ident = (warm_up_identity(self.config), self.num_runs, self.sharding, self._batched)
         warm = Runner._warm_ups.get(ident)
         if warm is None:
             warm = Runner._warm_ups[ident] = self._init_env.lower(keys).compile()
