@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from metarl import nets
 from metarl.agents.configs import SAC_HP, SACConfig  # noqa: F401  (re-exported)
 from metarl.agents.base import (Agent, AgentState, actor_grads, apply_grads, critic_then_actor, init_actor_critic,
-                               merge_hp, soft_update)
+                               merge_hp, online_parameters, soft_update)
 from metarl.envs import EnvSpec
 
 
@@ -81,4 +81,4 @@ def make_sac(spec: EnvSpec, config: SACConfig = SACConfig()) -> Agent:
     update = critic_then_actor(critic_step, actor_step)
 
     return Agent("sac", config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
-                 actor_step, update, dict(SAC_HP))
+                 actor_step, update, dict(SAC_HP), extras={"finite_probe": online_parameters})

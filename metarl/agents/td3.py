@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from metarl import nets
 from metarl.agents.configs import DDPGConfig, TD3_HP, TD3Config  # noqa: F401  (re-exported)
-from metarl.agents.base import Agent, AgentState, ddpg_steps, init_actor_critic, merge_hp
+from metarl.agents.base import Agent, AgentState, ddpg_steps, init_actor_critic, merge_hp, online_parameters
 from metarl.envs import EnvSpec
 
 
@@ -88,7 +88,7 @@ def make_td3(spec: EnvSpec, config: TD3Config = TD3Config(), name: str = "td3") 
     return Agent(name, config, actor_net, critic_net, init, act, critic_loss, actor_loss, critic_step,
                  actor_step, update, dict(TD3_HP),
                  extras={"target_action": target_action, "update_phase": update_phase,
-                         "update_period": max(config.policy_delay, 1)})
+                         "update_period": max(config.policy_delay, 1), "finite_probe": online_parameters})
 
 
 def make_ddpg(spec: EnvSpec, config: DDPGConfig = DDPGConfig()) -> Agent:

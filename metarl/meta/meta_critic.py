@@ -441,7 +441,12 @@ def make_meta_critic(base: Agent, mc: MetaCriticConfig = MetaCriticConfig()) -> 
         return state.replace(base=b), m
 
     # The training loop lays a delayed policy out statically through update_phase / update_period.
-    extras = {"update_phase": update_phase, "update_period": delay} if delay > 1 else None
+    # The loop's per-update NaN/inf check reads the base agent's probe and the meta-critic's parameters (Adam
+    # moments and the rest are checked at every evaluation point; see metarl.agents.base.online_parameters).
+    base_probe = (base.extras or {}).get("finite_probe", lambda s: s)
+    extras = {"finite_probe": lambda s: (base_probe(s.base), s.w)}
+    if delay > 1:
+        extras.update(update_phase=update_phase, update_period=delay)
     agent = Agent(f"{base.name}-mc", WrappedConfig(base.config, mc, (2 + n_extra) * n), base.actor_net,
                   base.critic_net, init, act, critic_loss, actor_loss, critic_step, actor_step, update,
                   {**base.default_hp, **mc.default_hp()}, extras)

@@ -26,9 +26,10 @@ them live in :mod:`metarl.driver`, shared with its generic :class:`~metarl.drive
 - a checkpoint is complete when its COMPLETE.json (written last) exists; it records the sha256 of every
   file and of every saved array, checked on restore; restore takes the newest complete one of
   ``checkpoint``, ``checkpoint.partial``, ``checkpoint.old``;
-- inside the compiled program every update checks its metrics for +-inf and the agent state for
-  NaN/inf; each evaluation point reports ``nonfinite_step`` (the first bad environment step, -1 if
-  none); the host stops (``on_nonfinite="stop"``) or marks the run failed and goes on ("continue");
+- inside the compiled program every update checks its metrics for +-inf and the agent's online
+  parameters for NaN/inf, every evaluation point the whole agent state; each evaluation point reports
+  ``nonfinite_step`` (the first bad environment step, -1 if none); the host stops
+  (``on_nonfinite="stop"``) or marks the run failed and goes on ("continue");
 - SIGINT finishes the chunk and its checkpoint, then stops with status interrupted (a second SIGINT
   abandons the checkpoint being written; the previous complete one stays).
 
