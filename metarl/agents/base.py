@@ -51,7 +51,9 @@ class Agent(NamedTuple):
     actor_step: Callable  # (state, batch, key, loss_fn=None, extra_grads=None) -> (state, metrics)
     update: Callable  # (state, batch, key) -> (state, metrics): one full update
     default_hp: dict
-    extras: dict | None = None  # algorithm-specific functions (e.g. TD3's target_action)
+    # algorithm-specific functions: TD3's target_action, update_phase and update_period (its delay laid out by
+    # the training loop), finite_probe (what the loop checks for NaN/inf after every update: online_parameters)
+    extras: dict | None = None
 
 
 def adam(lr) -> optax.GradientTransformation:
