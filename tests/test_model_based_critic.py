@@ -564,3 +564,19 @@ def test_pointmass_variant_checkpoint_reads_back_what_was_computed(tmp_path):
     for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(res)):
         assert isinstance(a, np.ndarray) and a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+def test_one_seed_runs_alone_and_matches_its_place_in_a_batch():
+    """A driver given one seed compiles the run alone (metarl.runs.vmap_runs; on a CPU a vmap over a batch of
+    one is a slower program): its curve and final state equal that seed's in a two-seed batch, up to float
+    reassociation between the two programs."""
+    goals = jnp.array([[0.5, 0.5], [-0.4, 0.2]])
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    cfg = mbc.MBCConfig(horizon=5, critic_hidden=(16, 16), policy_hidden=(8, 8), iterations=4)
+    pair, pair_curve, _, _ = mbc.train_ours(cfg, _double_integrator(), None, goals, keys, 2)
+    one, one_curve, _, _ = mbc.train_ours(cfg, _double_integrator(), None, goals, keys[:1], 2)
+    assert one_curve.shape == (1, 4) and pair_curve.shape == (2, 4)
+    np.testing.assert_allclose(one_curve[0], pair_curve[0], rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(pair)):
+        assert a.shape[0] == 1
+        np.testing.assert_allclose(np.asarray(a[0], np.float64), np.asarray(b[0], np.float64), rtol=1e-4, atol=1e-5)

@@ -9,6 +9,7 @@ import time
 import jax
 import numpy as np
 
+from metarl.runs import vmap_runs
 from metarl.meta.model_based_critic.method import MBCConfig, Task, meta_init, meta_train_chunk
 from metarl.meta.model_based_critic.baselines import (DDPGConfig, MetaCriticBaselineConfig, ddpg_init, ddpg_train_chunk,
                                                       mc_init, mc_train_chunk)
@@ -71,7 +72,7 @@ def train_ours(cfg: MBCConfig, task: Task, dyn, goals, keys, chunk: int, pbar=No
     (leading seed axis), the training-error curves (seeds, iterations), the compile+first-chunk time and
     the wall time per meta-iteration after it."""
     states = jax.vmap(lambda k: meta_init(cfg, task, k))(keys)
-    run = jax.jit(jax.vmap(lambda s: meta_train_chunk(cfg, task, s, goals, dyn, chunk)))
+    run = jax.jit(vmap_runs(lambda s: meta_train_chunk(cfg, task, s, goals, dyn, chunk)))
     states, curve, times = run_chunks(run, states, max(1, cfg.iterations // chunk), chunk, pbar, checkpoint,
                                       max_chunks)
     per_iter = sum(times[1:]) / (chunk * (len(times) - 1)) if len(times) > 1 else times[0] / chunk
@@ -86,7 +87,7 @@ def train_ddpg(cfg: DDPGConfig, task: Task, dyn, goals, keys, iterations: int, c
     init_fn = init_fn or ddpg_init
     chunk_fn = chunk_fn or ddpg_train_chunk
     states = jax.vmap(lambda k: init_fn(cfg, task, k))(keys)
-    run = jax.jit(jax.vmap(lambda s: chunk_fn(cfg, task, s, goals, dyn, chunk)))
+    run = jax.jit(vmap_runs(lambda s: chunk_fn(cfg, task, s, goals, dyn, chunk)))
     states, curve, times = run_chunks(run, states, max(1, iterations // chunk), chunk, pbar, checkpoint, max_chunks)
     return states, curve, (sum(times[1:]) / (chunk * (len(times) - 1)) if len(times) > 1 else float("nan"))
 
