@@ -122,6 +122,75 @@ def test_table_reports_ratios_and_misses_honestly():
     assert "| 4 | 180 | 45.0 | 1.8x |" in table
 
 
+def _pairs(ratios, brax=200.0):
+    return [{"brax_epoch": i + 2, "brax_env_steps_per_s": brax, "ours_env_steps_per_s": brax * r, "ratio": r}
+            for i, r in enumerate(ratios)]
+
+
+def test_sac_against_brax_reads_the_paired_epochs():
+    from benchmarks.throughput.tables import sac_target
+
+    s = _summary(ours_sac=150.0, brax_sac=300.0, agg={"1": 100.0, "8": 190.0}, torch_agg=50.0)
+    # without pairs (runs before the pairing): all our chunks against Brax's steady rate
+    assert sac_target(s["sac"]) == {"target": 1.0, "ratio": 0.5, "ratio_samples": None, "met": False}
+    s["sac"]["pairs"] = _pairs([0.9, 1.06, 1.1, 1.2])
+    t = sac_target(s["sac"])
+    assert t["ratio"] == pytest.approx(1.08) and t["ratio_samples"] == [0.9, 1.06, 1.1, 1.2]
+    assert t["met"] is None and "not resolved" in t["verdict"]
+    row = next(line for line in throughput.make_table(s).splitlines() if line.startswith("| SAC env"))
+    # the medians of the paired chunks and epochs, not the figures over all chunks (150 / 300)
+    assert "| 216 | Brax trainer 200 | 1.08x (0.90-1.20, 4 paired epochs) |" in row and "not resolved" in row
+    s["sac"]["pairs"] = _pairs([1.01, 1.02])
+    assert sac_target(s["sac"])["met"] is True
+    s["sac"]["pairs"] = _pairs([0.97, 0.99])
+    assert sac_target(s["sac"])["met"] is False
+    assert "MISSED" in next(ln for ln in throughput.make_table(s).splitlines() if ln.startswith("| SAC env"))
+
+
+# A stand-in for benchmarks/peers/brax_sac.py --pause: three progress reports, each waiting for a line on stdin;
+# it writes the time it waited into its final record, and its stderr (noise) goes to a file.
+_PAUSED_PEER = r"""
+import json, sys, time
+waits = []
+for step in (0, 500, 1000):
+    print("noise on stderr " * 50, file=sys.stderr, flush=True)
+    rec = {"env_steps": step} if step == 0 else {"env_steps": step, "training/sps": 100.0 + step}
+    print(json.dumps({"progress": rec}), flush=True)
+    t = time.perf_counter()
+    if not sys.stdin.readline():
+        sys.exit(3)
+    waits.append(time.perf_counter() - t)
+if "fail" in sys.argv:
+    print("the peer's last words", file=sys.stderr)
+    sys.exit(2)
+print(json.dumps({"peer": "stand-in", "waits": waits}))
+"""
+
+
+def test_a_paused_peer_alternates_with_our_side(tmp_path):
+    import time
+
+    script = tmp_path / "peer.py"
+    script.write_text(_PAUSED_PEER)
+    seen = []
+
+    def between(rec):  # our side: runs while the peer waits
+        seen.append(rec)
+        time.sleep(0.2)
+
+    rc, out, err, progress = peers._run_paused([sys.executable, str(script)], str(tmp_path), 60, between)
+    assert rc == 0 and progress == seen and [r["env_steps"] for r in seen] == [0, 500, 1000]
+    final = json.loads(out.strip().splitlines()[-1])
+    assert final["peer"] == "stand-in" and min(final["waits"]) >= 0.2  # the peer waited for each of our turns
+    assert "noise on stderr" in err and '"progress"' not in out
+    rc, out, err, _ = peers._run_paused([sys.executable, str(script), "fail"], str(tmp_path), 60, lambda r: None)
+    assert rc == 2 and "the peer's last words" in err
+    # a peer that outlives the timeout is killed, not waited on forever
+    t = time.perf_counter()
+    rc, *_ = peers._run_paused([sys.executable, str(script)], str(tmp_path), 1, lambda r: time.sleep(3))
+    assert rc != 0 and time.perf_counter() - t < 30
+
+
 def test_venv_stamp_detects_missing_and_stale_envs(tmp_path):
     req = tmp_path / "req.txt"
     req.write_text("pkg==1.0\n")

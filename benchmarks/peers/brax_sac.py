@@ -11,6 +11,12 @@ excluded) to ``progress_fn``. The first epoch includes the compilation of the pm
 later ones are steady state. Compile time = (prefill + first epoch) wall time - their steps at the
 steady-state rate, plus the first evaluation (compilation of the evaluator and one episode).
 
+``--pause``: at every call of ``progress_fn`` (after the first evaluation and after each epoch's evaluation)
+the peer prints ``{"progress": record}`` on stdout and waits for a line on stdin before it goes on, so the
+parent can run its own side between two epochs while this process sits idle: the two sides alternate epoch
+by epoch and each epoch of Brax has a chunk of ours next to it in time (``training/sps`` times the epoch
+alone, so the wait is outside it).
+
     .venv-brax-peer/bin/python benchmarks/peers/brax_sac.py --env inverted_pendulum --epochs 3 \
         --steps-per-epoch 2000 --min-replay 1000
 """
@@ -37,6 +43,8 @@ def main(argv=None):
     p.add_argument("--grad-updates-per-step", type=int, default=1)
     p.add_argument("--episode-length", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pause", action="store_true",
+                   help="after each progress report, print it on stdout and wait for a line on stdin")
     a = p.parse_args(argv)
     if a.epochs < 2:
         p.error(f"--epochs must be >= 2 (the first one includes compilation), got {a.epochs}")
@@ -54,6 +62,7 @@ def main(argv=None):
     env = envs.get_environment(a.env, backend=a.backend)
     records = []
     t_last = [None]
+    paused_s = [0.0]  # time spent waiting on the parent (--pause), left out of train_call_s
 
     def progress(step, metrics):
         now = time.perf_counter()
@@ -64,6 +73,12 @@ def main(argv=None):
         records.append(rec)
         t_last[0] = now
         print(f"[brax peer] step {step} {rec}", file=sys.stderr, flush=True)
+        if a.pause:
+            print(json.dumps({"progress": rec}), flush=True)
+            if not sys.stdin.readline():
+                raise SystemExit("brax peer: stdin closed while paused")
+            t_last[0] = time.perf_counter()  # wall_since_last_s: this process's own time, not the wait
+            paused_s[0] += t_last[0] - now
 
     # The squashed Gaussian with a state-dependent std, as ours (Brax's default learns one std).
     network_factory = functools.partial(sac_networks.make_sac_networks, hidden_layer_sizes=tuple(a.hidden),
@@ -76,7 +91,7 @@ def main(argv=None):
         num_evals=a.epochs + 1, normalize_observations=False, reward_scaling=1.0, tau=0.005,
         min_replay_size=a.min_replay, max_replay_size=num_timesteps, grad_updates_per_step=a.grad_updates_per_step,
         network_factory=network_factory, progress_fn=progress)
-    total_s = time.perf_counter() - t0
+    total_s = time.perf_counter() - t0 - paused_s[0]
 
     train_recs = [r for r in records if "training/sps" in r]
     if len(train_recs) != a.epochs:
@@ -107,7 +122,7 @@ def main(argv=None):
         "compile_time_s": train_compile_s + first_eval_s,
         "train_compile_s": train_compile_s, "first_eval_s": first_eval_s,
         "epoch_compile_s": max(first_epoch_s - a.steps_per_epoch * a.num_envs / sps, 0.0),
-        "import_s": import_s, "train_call_s": total_s,
+        "import_s": import_s, "train_call_s": total_s, "paused_s": paused_s[0],
         "versions": _versions(),
         "device": {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
         "python": platform.python_version(),

@@ -89,24 +89,72 @@ def _peer_env() -> dict:
 # ----------------------------------------------------------------------------------------------------
 # The peers
 # ----------------------------------------------------------------------------------------------------
-def run_brax_peer(cfg, workdir: str, timeout_s: float | None = None) -> dict:
+def run_brax_peer(cfg, workdir: str, timeout_s: float | None = None, between=None) -> dict:
     """Brax's own SAC trainer (benchmarks/peers/brax_sac.py in .venv-brax-peer) on ``cfg``'s env and budget
-    (a benchmarks.throughput.ThroughputConfig); returns its JSON record plus the subprocess wall time."""
-    if timeout_s is None:  # generous: ~5 env steps/s on a loaded CPU, plus compilation
-        timeout_s = 600 + 0.2 * (cfg.sac_learning_starts + cfg.brax_epochs * cfg.sac_steps_per_chunk)
+    (a benchmarks.throughput.ThroughputConfig); returns its JSON record plus the subprocess wall time.
+
+    ``between(record)``: the peer runs with ``--pause`` and this is called at each of its progress reports
+    (after its first evaluation, then after each epoch; ``record`` has the epoch's ``training/sps``) while
+    the peer waits, so the caller's own side runs between two of its epochs; the peer goes on when it
+    returns. The records come back as ``"progress"``."""
+    if timeout_s is None:  # generous: ~5 env steps/s on a loaded CPU, plus compilation (and our chunks)
+        timeout_s = (600 + 0.2 * (cfg.sac_learning_starts + cfg.brax_epochs * cfg.sac_steps_per_chunk)) * (
+            1 if between is None else 2)
     cmd = [os.path.join(BRAX_VENV, "bin", "python"), os.path.join(PEERS, "brax_sac.py"), "--env", cfg.sac_env,
            "--backend", cfg.backend, "--epochs", str(cfg.brax_epochs), "--steps-per-epoch",
            str(cfg.sac_steps_per_chunk), "--min-replay", str(cfg.sac_learning_starts), "--num-envs", "1",
            "--batch-size", "256", "--hidden", "256", "256", "--grad-updates-per-step", "1"]
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=_peer_env(), cwd=workdir)
+    if between is None:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=_peer_env(), cwd=workdir)
+        rc, stdout, stderr, progress = p.returncode, p.stdout, p.stderr, None
+    else:
+        rc, stdout, stderr, progress = _run_paused(cmd + ["--pause"], workdir, timeout_s, between)
     wall = time.perf_counter() - t
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"Brax peer failed (rc {p.returncode}): {p.stderr[-1500:]}")
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{") and not ln.startswith('{"progress"')]
+    if rc != 0 or not lines:
+        raise RuntimeError(f"Brax peer failed (rc {rc}): {stderr[-1500:]}")
     out = json.loads(lines[-1])
     out["subprocess_wall_s"] = wall
+    if progress is not None:
+        out["progress"] = progress
     return out
+
+
+def _run_paused(cmd: list, workdir: str, timeout_s: float, between):
+    """Run a ``--pause`` peer: at each ``{"progress": ...}`` line call ``between`` with it, then let the peer
+    go on (one line on its stdin). Its stderr goes to a temporary file (read on failure), so a full pipe
+    never stalls it; a watchdog kills it after ``timeout_s``. Returns (rc, stdout, stderr, progress records)."""
+    import tempfile
+    import threading
+
+    progress, kept = [], []
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=_peer_env(), cwd=workdir)
+        watchdog = threading.Timer(timeout_s, proc.kill)
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                if line.startswith('{"progress"'):
+                    rec = json.loads(line)["progress"]
+                    progress.append(rec)
+                    between(rec)
+                    try:
+                        proc.stdin.write("\n")
+                        proc.stdin.flush()
+                    except BrokenPipeError:  # the peer is gone (killed by the watchdog): its rc says so
+                        break
+                else:
+                    kept.append(line)
+            rc = proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        return rc, "".join(kept), err.read(), progress
 
 
 class LinePeer:

@@ -17,7 +17,8 @@ from benchmarks.throughput.config import SCALES, config_for
 from benchmarks.throughput.ours import OurSAC, OurTD3Updates, td3_flops_per_update
 from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
 from benchmarks.throughput.tables import (best_gemm, gemm_rates, help_table, make_table, n_max_key, rejax_table,
-                                          rejax_targets, sac_flops_per_update, summary_ratios)
+                                          rejax_targets, sac_flops_per_update, sac_target,
+                                          summary_ratios)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -95,16 +96,32 @@ def main(argv=None):
         phase("our SAC: timed chunks (before peer)")
         ours.time_chunks(cfg.sac_chunks_before)
         bar.update(1)
-        phase("Brax SAC trainer (subprocess)")
+        phase("Brax SAC trainer (subprocess), alternating with our chunks")
+        pairs = []
         if cfg.run_brax and "brax peer" not in skipped:
+            def between(rec):  # the peer waits: one chunk of ours after its first evaluation and after each epoch
+                ours.time_chunks(1)
+                # Brax's first epoch holds its compilation: the pairs start at its second
+                if "training/sps" in rec and sum("training/sps" in r for r in brax_recs) >= 1:
+                    ours_sps = ours.steps_per_chunk / ours.chunk_s[-1]
+                    pairs.append({"brax_epoch": len(brax_recs) + 1, "brax_env_steps_per_s": rec["training/sps"],
+                                  "ours_env_steps_per_s": ours_sps, "ratio": ours_sps / rec["training/sps"]})
+                if "training/sps" in rec:
+                    brax_recs.append(rec)
+
+            brax_recs = []
             try:
-                brax = run_brax_peer(cfg, os.path.abspath(a.out))
+                brax = run_brax_peer(cfg, os.path.abspath(a.out), between=between)
             except Exception as e:  # report, do not hide our own figures
                 skipped["brax peer"] = str(e)
+                pairs = []
         bar.update(1)
         phase("our SAC: timed chunks (after peer)")
         ours.time_chunks(cfg.sac_chunks_after)
-        sac = {"ours": ours.result(), "brax": brax, "order": "ours before, Brax, ours after (back to back)"}
+        sac = {"ours": ours.result(), "brax": brax, "pairs": pairs,
+               "order": (f"ours {cfg.sac_chunks_before} chunk(s); Brax's trainer with one chunk of ours after its first "
+                         f"evaluation and after each of its epochs (it waits meanwhile); ours {cfg.sac_chunks_after} "
+                         "chunk(s). pairs: each Brax epoch after the first with our chunk right after it")}
         del ours
 
     # (b, c) TD3: compile every seed count, then rounds of [ours at each seed count; torch 8 seeds]
@@ -259,8 +276,6 @@ def main(argv=None):
     agg = td3["ours_aggregate_updates_per_s"]
     n_max = str(max(counts))
     summary["targets"] = {
-        "sac_ours_over_brax": {"target": 1.0, "ratio": (sac["ours"]["env_steps_per_s"] / brax["steady_env_steps_per_s"])
-                               if brax else None},
         f"td3_{n_max}_seeds_over_1": {"target": 2.0, "ratio": agg[n_max] / agg["1"]},
         f"td3_ours_{n_max}_over_torch_{cfg.torch_seeds}": {
             "target": 3.0, "ratio": agg[n_max] / torch_res["aggregate_updates_per_s"] if torch_res else None},
@@ -270,7 +285,7 @@ def main(argv=None):
                                                               "ratio": summary["ratios"][f"{algo}_gemm_fraction"]}
     for t in summary["targets"].values():
         t["met"] = None if t["ratio"] is None else bool(t["ratio"] >= t["target"])
-    summary["targets"].update(rejax_targets(rejax))
+    summary["targets"] = {"sac_ours_over_brax": sac_target(sac), **summary["targets"], **rejax_targets(rejax)}
     slowest = max(helps.items(), key=lambda kv: kv[1]["wall_s"]) if helps else None
     summary["targets"]["cli_help_under_2_s"] = {  # a time, not a ratio: met when the slowest is under 2 s
         "target": 2.0, "ratio": None, "slowest": slowest[0] if slowest else None,

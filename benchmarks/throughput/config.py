@@ -13,7 +13,10 @@ class ThroughputConfig:
     sac_steps_per_chunk: int = 500  # env steps per timed chunk (ours) / per epoch (Brax)
     sac_chunks_before: int = 1  # our timed chunks before the peer runs
     sac_chunks_after: int = 1  # ... and after it
-    brax_epochs: int = 3  # Brax training epochs; the first one includes its compilation
+    # Brax training epochs; the first one includes its compilation. The peer waits after its first evaluation
+    # and after each epoch while one chunk of ours runs: each epoch after the first is paired with the chunk
+    # right after it (brax_epochs - 1 pairs), the figure is the pairs' median ratio
+    brax_epochs: int = 4
     # (b) and (c) TD3 update
     td3_obs_dim: int = 17  # HalfCheetah's observation and action sizes
     td3_act_dim: int = 6
@@ -104,11 +107,12 @@ SCALES = {
     # run that also holds a 256-step warm-up and 3 evaluations: 2048 training steps after the same warm-up
     # (89% of the env steps update), PPO 10 rollouts, 5 paired calls a row, at 1 and 8 seeds (32 seeds of
     # TD3/SAC at this length would take ~50 min on a 2-core CPU; quick reads them); the TD3 update (b, c,
-    # e) over 4x as many updates per call. SAC vs Brax (a) over 3 + 3 of our chunks around 7 Brax epochs and PPO
-    # over 40 rollouts a call: medium run 3 read (a) from 2 chunks of ~2 s (one in the machine's slow state) and
-    # PPO from ~0.4 s calls (both sides moved 41-56k env steps/s between calls). ~45 min on a 2-core CPU with
-    # the peers (reports/throughput-medium).
-    "medium": ThroughputConfig(sac_chunks_before=3, sac_chunks_after=3, brax_epochs=7, td3_updates_per_call=200,
+    # e) over 4x as many updates per call. SAC vs Brax (a) over 8 epoch pairs and PPO over 40 rollouts a call:
+    # medium run 3 read (a) from 2 chunks of ~2 s (one in the machine's slow state) and PPO from ~0.4 s calls
+    # (both sides moved 41-56k env steps/s between calls); run 4 from 3 chunks before and 3 after Brax's epochs
+    # (the three before all in the slow state), hence the pairs. ~47 min on a 2-core CPU with the peers
+    # (reports/throughput-medium).
+    "medium": ThroughputConfig(brax_epochs=9, td3_updates_per_call=200,
                                td3_calls=3, torch_updates=200, pend_seed_counts=(1, 8), pend_train_steps=2048,
                                pend_eval_every=512, pend_repeats=5, ppo_rollouts=40),
     "paper": ThroughputConfig(sac_env="halfcheetah", sac_learning_starts=1_000, sac_steps_per_chunk=5_000,

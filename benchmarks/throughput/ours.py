@@ -26,7 +26,8 @@ class OurSAC:
 
         from metarl.train import TrainConfig, make_functions, run_keys_and_hp
 
-        n_chunks = cfg.sac_chunks_before + cfg.sac_chunks_after
+        # before and after the peer, and one after the peer's first evaluation and after each of its epochs
+        n_chunks = cfg.sac_chunks_before + cfg.sac_chunks_after + (cfg.brax_epochs + 1 if cfg.run_brax else 0)
         self.steps_per_chunk = cfg.sac_steps_per_chunk
         self.train_config = TrainConfig(
             algo="sac", env=f"brax/{cfg.sac_env}", backend=cfg.backend, seeds=1,
