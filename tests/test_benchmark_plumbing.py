@@ -147,6 +147,32 @@ def test_sac_against_brax_reads_the_paired_epochs():
     assert "MISSED" in next(ln for ln in throughput.make_table(s).splitlines() if ln.startswith("| SAC env"))
 
 
+def test_each_brax_epoch_after_the_first_is_paired_with_the_chunk_after_it():
+    from benchmarks.throughput.ours import OurSAC, PairedChunks
+
+    class Ours:  # OurSAC's timing, with chunk times given in turn (and evaluations timed apart, as at paper scale)
+        steps_per_chunk, last_chunk_rate = 500, OurSAC.last_chunk_rate
+
+        def __init__(self, times):
+            self.times, self.chunk_s, self.eval_s = list(times), [], []
+
+        def time_chunks(self, n):
+            for _ in range(n):
+                self.chunk_s.append(self.times.pop(0))
+                self.eval_s.append(0.5)
+
+    ours = Ours([3.0, 3.5, 2.5, 2.0])
+    paired = PairedChunks(ours)
+    for rec in ({"env_steps": 0}, {"training/sps": 40.0}, {"training/sps": 250.0}, {"training/sps": 200.0}):
+        paired(rec)
+    assert ours.chunk_s == [3.0, 3.5, 2.5, 2.0]  # one chunk at every report, the first evaluation's included
+    # epoch 1 (compilation) unpaired; epoch 2 with the chunk after it (2.5 s, 0.5 s of it the evaluation)
+    assert paired.pairs == [
+        {"brax_epoch": 2, "brax_env_steps_per_s": 250.0, "ours_env_steps_per_s": 250.0, "ratio": 1.0},
+        {"brax_epoch": 3, "brax_env_steps_per_s": 200.0, "ours_env_steps_per_s": pytest.approx(333.33, rel=1e-4),
+         "ratio": pytest.approx(1.6667, rel=1e-4)}]
+
+
 # A stand-in for benchmarks/peers/brax_sac.py --pause: three progress reports, each waiting for a line on stdin;
 # it writes the time it waited into its final record, and its stderr (noise) goes to a file.
 _PAUSED_PEER = r"""

@@ -14,7 +14,7 @@ from metarl.config_cli import OnlyFlag
 from benchmarks.peers.drivers import (REJAX_VENV, ROOT, RejaxPeer, TorchPeer, _last_log_line, build_venvs, one_line,
                                       peer_unavailable_line, run_brax_peer, venv_log)
 from benchmarks.throughput.config import SCALES, config_for
-from benchmarks.throughput.ours import OurSAC, OurTD3Updates, td3_flops_per_update
+from benchmarks.throughput.ours import OurSAC, OurTD3Updates, PairedChunks, td3_flops_per_update
 from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
 from benchmarks.throughput.tables import (best_gemm, gemm_rates, help_table, make_table, n_max_key, rejax_table,
                                           rejax_targets, sac_flops_per_update, sac_target,
@@ -99,22 +99,12 @@ def main(argv=None):
         phase("Brax SAC trainer (subprocess), alternating with our chunks")
         pairs = []
         if cfg.run_brax and "brax peer" not in skipped:
-            def between(rec):  # the peer waits: one chunk of ours after its first evaluation and after each epoch
-                ours.time_chunks(1)
-                # Brax's first epoch holds its compilation: the pairs start at its second
-                if "training/sps" in rec and sum("training/sps" in r for r in brax_recs) >= 1:
-                    ours_sps = ours.steps_per_chunk / ours.chunk_s[-1]
-                    pairs.append({"brax_epoch": len(brax_recs) + 1, "brax_env_steps_per_s": rec["training/sps"],
-                                  "ours_env_steps_per_s": ours_sps, "ratio": ours_sps / rec["training/sps"]})
-                if "training/sps" in rec:
-                    brax_recs.append(rec)
-
-            brax_recs = []
+            paired = PairedChunks(ours)
             try:
-                brax = run_brax_peer(cfg, os.path.abspath(a.out), between=between)
+                brax = run_brax_peer(cfg, os.path.abspath(a.out), between=paired)
+                pairs = paired.pairs
             except Exception as e:  # report, do not hide our own figures
                 skipped["brax peer"] = str(e)
-                pairs = []
         bar.update(1)
         phase("our SAC: timed chunks (after peer)")
         ours.time_chunks(cfg.sac_chunks_after)

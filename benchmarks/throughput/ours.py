@@ -63,6 +63,11 @@ class OurSAC:
                 _block(self.evaluate(self.run.agent, self.keys))
                 self.eval_s.append(time.perf_counter() - t)
 
+    def last_chunk_rate(self) -> float:
+        """Env steps/s of the last timed chunk, its evaluation episode taken out where it was timed apart (as
+        :meth:`result` does for all of them)."""
+        return self.steps_per_chunk / max(self.chunk_s[-1] - (self.eval_s[-1] if self.eval_s else 0.0), 1e-9)
+
     def result(self) -> dict:
         steps = self.steps_per_chunk * len(self.chunk_s)
         chunk_total, eval_total = sum(self.chunk_s), sum(self.eval_s)
@@ -73,6 +78,25 @@ class OurSAC:
                 "chunk_s": self.chunk_s, "eval_s": self.eval_s, "steps_per_chunk": self.steps_per_chunk,
                 "compile_time_s": self.compile_s["init"] + self.compile_s["chunk"],
                 "compile_breakdown_s": self.compile_s, "train_config": dataclasses.asdict(self.train_config)}
+
+
+class PairedChunks:
+    """The ``between`` of ``benchmarks.peers.drivers.run_brax_peer``: at each progress report of the waiting
+    Brax peer, one timed chunk of ``ours`` (an :class:`OurSAC`); each Brax epoch after the first (the first holds
+    its compilation) is paired with that chunk, the one right after it, in ``pairs``."""
+
+    def __init__(self, ours):
+        self.ours, self.epochs, self.pairs = ours, [], []
+
+    def __call__(self, rec: dict):
+        self.ours.time_chunks(1)
+        if "training/sps" not in rec:  # the report after Brax's first evaluation, before any epoch
+            return
+        self.epochs.append(rec)
+        if len(self.epochs) > 1:
+            ours_sps = self.ours.last_chunk_rate()
+            self.pairs.append({"brax_epoch": len(self.epochs), "brax_env_steps_per_s": rec["training/sps"],
+                               "ours_env_steps_per_s": ours_sps, "ratio": ours_sps / rec["training/sps"]})
 
 
 # ----------------------------------------------------------------------------------------------------
