@@ -111,7 +111,7 @@ def run_brax_peer(cfg, workdir: str, timeout_s: float | None = None, between=Non
     else:
         rc, stdout, stderr, progress = _run_paused(cmd + ["--pause"], workdir, timeout_s, between)
     wall = time.perf_counter() - t
-    lines = [ln for ln in stdout.splitlines() if ln.startswith("{") and not ln.startswith('{"progress"')]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]  # (_run_paused keeps the progress lines apart)
     if rc != 0 or not lines:
         raise RuntimeError(f"Brax peer failed (rc {rc}): {stderr[-1500:]}")
     out = json.loads(lines[-1])

@@ -86,16 +86,16 @@ class PairedChunks:
     its compilation) is paired with that chunk, the one right after it, in ``pairs``."""
 
     def __init__(self, ours):
-        self.ours, self.epochs, self.pairs = ours, [], []
+        self.ours, self.epochs, self.pairs = ours, 0, []
 
     def __call__(self, rec: dict):
         self.ours.time_chunks(1)
         if "training/sps" not in rec:  # the report after Brax's first evaluation, before any epoch
             return
-        self.epochs.append(rec)
-        if len(self.epochs) > 1:
+        self.epochs += 1
+        if self.epochs > 1:
             ours_sps = self.ours.last_chunk_rate()
-            self.pairs.append({"brax_epoch": len(self.epochs), "brax_env_steps_per_s": rec["training/sps"],
+            self.pairs.append({"brax_epoch": self.epochs, "brax_env_steps_per_s": rec["training/sps"],
                                "ours_env_steps_per_s": ours_sps, "ratio": ours_sps / rec["training/sps"]})
 
 

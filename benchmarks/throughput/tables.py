@@ -115,14 +115,24 @@ def rejax_targets(rejax: dict, seeds: int = 8) -> dict:
         sides = rejax.get(algo) or {}
         figure, medians, paired = paired_ratio((sides.get("ours") or {}).get(str(seeds)),
                                                (sides.get("rejax") or {}).get(str(seeds)))
-        t = out[f"{algo}_ours_over_rejax_{seeds}_seeds"] = {"target": 1.0, "ratio": figure, "ratio_samples": paired}
+        t = out[f"{algo}_ours_over_rejax_{seeds}_seeds"] = paired_target(figure, paired, "calls")
         if paired:
-            t.update(medians_ratio=medians, met=paired_met(paired, 1.0))
-            t["verdict"] = {True: "target met", False: "target missed"}.get(
-                t["met"], "not resolved (paired calls on both sides of the target)")
-        else:
-            t["met"] = None if figure is None else bool(figure >= 1.0)
+            t["medians_ratio"] = medians
     return out
+
+
+def paired_target(figure, paired, what: str) -> dict:
+    """A summary target of ours / the peer >= 1: ``ratio`` the figure, ``ratio_samples`` the paired ratios;
+    with pairs, met when every pair is >= 1, missed when none is, not resolved otherwise (``what``: what was
+    paired, for the verdict); without, the figure against 1."""
+    t = {"target": 1.0, "ratio": figure, "ratio_samples": paired}
+    if paired:
+        t["met"] = paired_met(paired, 1.0)
+        t["verdict"] = {True: "target met", False: "target missed"}.get(
+            t["met"], f"not resolved (paired {what} on both sides of the target)")
+    else:
+        t["met"] = None if figure is None else bool(figure >= 1.0)
+    return t
 
 
 def rejax_table(s: dict) -> str:
@@ -230,14 +240,7 @@ def sac_target(sac: dict) -> dict:
     """The summary's ``sac_ours_over_brax`` target: with pairs, ``ratio`` their median, ``ratio_samples`` the
     pairs, met when every pair is >= 1, missed when none is, not resolved otherwise (as the rejax rows)."""
     _, _, figure, paired = sac_figures(sac)
-    t = {"target": 1.0, "ratio": figure, "ratio_samples": paired}
-    if paired:
-        t["met"] = paired_met(paired, 1.0)
-        t["verdict"] = {True: "target met", False: "target missed"}.get(
-            t["met"], "not resolved (paired epochs on both sides of the target)")
-    else:
-        t["met"] = None if figure is None else bool(figure >= 1.0)
-    return t
+    return paired_target(figure, paired, "epochs")
 
 
 def make_table(s: dict) -> str:
