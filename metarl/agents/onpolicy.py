@@ -43,6 +43,7 @@ from metarl import envs
 from metarl.nets import MLP
 from metarl.rollout import evaluate_episodes
 from metarl.runs import vmap_runs
+from metarl.shuffle import permutation
 
 def gae(inputs, gamma, lam):
     """Generalised advantage estimates inside each window, computed backwards; zero at invalid steps.
@@ -227,19 +228,24 @@ def make_onpolicy(config: OnPolicyConfig, env):
         return OnPolicyState(pi, vf, pi_tx.init(pi), vf_tx.init(vf), env_state, ts.obs, kr, jnp.zeros((), jnp.int32))
 
     def collect(state: OnPolicyState):
-        def step(carry, key):
+        """``rollout`` steps of the ``num_envs`` environments with the current policy. The action noise and the
+        environments' keys of the whole rollout are drawn before the loop (two draws instead of three per
+        step; the loop is bound by its per-step overhead on a CPU), and log pi(a|s) is computed over the
+        batch after it, from each step's mean and log std."""
+        def step(carry, x):
             env_state, obs = carry
-            ka, ke = jax.random.split(key)
+            noise, keys = x
             mean, log_std = policy.apply(state.pi, obs)
-            a = mean + jnp.exp(log_std) * jax.random.normal(ka, mean.shape)
-            env_state, ts = jax.vmap(env.step)(env_state, a, jax.random.split(ke, n))
-            out = dict(obs=obs, action=a, logp=gaussian_logp(mean, log_std, a), reward=ts.reward,
-                       next_obs=ts.next_obs, terminated=ts.terminated, done=ts.done,
-                       episode_return=ts.episode_return)
+            a = mean + jnp.exp(log_std) * noise
+            env_state, ts = jax.vmap(env.step)(env_state, a, keys)
+            out = dict(obs=obs, action=a, mean=mean, log_std=log_std, reward=ts.reward, next_obs=ts.next_obs,
+                       terminated=ts.terminated, done=ts.done, episode_return=ts.episode_return)
             return (env_state, ts.obs), out
 
-        key, k = jax.random.split(state.key)
-        (env_state, obs), traj = jax.lax.scan(step, (state.env_state, state.obs), jax.random.split(k, T))
+        key, ka, ke = jax.random.split(state.key, 3)
+        xs = (jax.random.normal(ka, (T, n, spec.action_dim)), jax.random.split(ke, (T, n)))
+        (env_state, obs), traj = jax.lax.scan(step, (state.env_state, state.obs), xs)
+        traj["logp"] = gaussian_logp(traj.pop("mean"), traj.pop("log_std"), traj["action"])
         return state.replace(env_state=env_state, obs=obs, key=key, env_steps=state.env_steps + n * T), traj
 
     def pi_loss(pi, mb):
@@ -258,7 +264,7 @@ def make_onpolicy(config: OnPolicyConfig, env):
 
     def minibatches(data, k):
         """One epoch's shuffled minibatches: every array of ``data`` gathered once, [m, size, ...]."""
-        idx = jax.random.permutation(k, config.batch)[: m * size]
+        idx = permutation(k, config.batch)[: m * size]
         return jax.tree.map(lambda x: x[idx].reshape((m, size) + x.shape[1:]), data)
 
     def adam_step(params, opt_state, tx, loss_fn, mb):

@@ -59,6 +59,7 @@ from metarl.driver import ConfigMismatch, has_checkpoint
 from metarl.agents import onpolicy as op
 from metarl.nets import MLP
 from metarl.runs import vmap_runs
+from metarl.shuffle import permutation
 
 LOOKAHEADS = ("adam", "sgd")
 VARIANTS = ("ppo", "lirpg")
@@ -223,7 +224,7 @@ def make_lirpg(config: LIRPGConfig, env):
         """PPO's minibatch passes on A_mix, each step followed by the intrinsic reward's meta-step."""
 
         def epoch(carry, k):
-            idx = jax.random.permutation(k, pc.batch)[: m * size].reshape(m, size)
+            idx = permutation(k, pc.batch)[: m * size].reshape(m, size)
 
             def mb_step(carry, i):
                 pi, pi_opt, rin, rin_opt = carry
@@ -252,7 +253,7 @@ def make_lirpg(config: LIRPGConfig, env):
         the policy's minibatches)."""
 
         def epoch(carry, k):
-            idx = jax.random.permutation(k, pc.batch)[: m * size].reshape(m, size)
+            idx = permutation(k, pc.batch)[: m * size].reshape(m, size)
 
             def mb_step(carry, i):
                 params, opt_state = carry
