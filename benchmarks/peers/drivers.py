@@ -125,6 +125,7 @@ def _run_paused(cmd: list, workdir: str, timeout_s: float, between):
     """Run a ``--pause`` peer: at each ``{"progress": ...}`` line call ``between`` with it, then let the peer
     go on (one line on its stdin). Its stderr goes to a temporary file (read on failure), so a full pipe
     never stalls it; a watchdog kills it after ``timeout_s``. Returns (rc, stdout, stderr, progress records)."""
+    import contextlib
     import tempfile
     import threading
 
@@ -153,6 +154,9 @@ def _run_paused(cmd: list, workdir: str, timeout_s: float, between):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            for pipe in (proc.stdin, proc.stdout):  # a write to a dead peer may have left stdin's buffer unflushed
+                with contextlib.suppress(OSError):
+                    pipe.close()
         err.seek(0)
         return rc, "".join(kept), err.read(), progress
 
