@@ -8,7 +8,8 @@ the off-policy REINFORCE baseline uses, on ``[env, time]`` arrays: the trace is 
 ends, a time-limit truncation bootstraps from ``V(s_reached)``, a termination does not, and the last
 step of a rollout bootstraps from the state it reached), and the two networks are trained:
 
-* PPO (Schulman et al., 2017): ``pi_epochs`` passes over the batch in shuffled minibatches, each a
+* PPO (Schulman et al., 2017): ``pi_epochs`` passes over the batch in shuffled minibatches (the shuffle:
+  :func:`metarl.shuffle.permutation`, uniform as ``jax.random.permutation`` and cheaper on a CPU), each a
   step of Adam on the clipped surrogate ``-mean(min(r A, clip(r, 1-eps, 1+eps) A))`` with
   ``r = pi(a|s) / pi_old(a|s)`` and advantages standardised per minibatch; the value network takes
   a step on the same minibatch with ``mean((V(s) - (A + V_old(s)))^2)``.
