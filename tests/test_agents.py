@@ -173,3 +173,28 @@ def test_ppo_interleaved_fits_equal_the_two_fits_one_after_the_other():
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             np.testing.assert_array_equal(a, b)
     assert not np.allclose(jax.tree.leaves(pi)[0], jax.tree.leaves(state.pi)[0])  # the fits moved the nets
+
+
+def test_ppo_collect_draws_fresh_gaussian_noise_per_step_and_env():
+    """PPO's collect draws the rollout's action noise before its loop: each step of each environment acts with
+    the policy's mean plus its std times a fresh standard normal (no step or environment reuses another's draw),
+    log pi(a|s) is the policy's density of the action taken, and the observations chain from step to step."""
+    from metarl.agents import onpolicy as op
+
+    cfg = op.make_config("ppo", num_envs=2, rollout=512, total_steps=1024, eval_every=1024, eval_episodes=1,
+                         hidden=(8,))
+    init, _, fns = op.make_onpolicy(cfg, envs.make("gymnax/Pendulum-v1"))
+    state = init(jax.random.PRNGKey(0))
+    after, traj = jax.jit(fns["collect"])(state)
+    mean, log_std = fns["policy"].apply(state.pi, traj["obs"])
+    np.testing.assert_allclose(traj["logp"], op.gaussian_logp(mean, log_std, traj["action"]), rtol=1e-5, atol=1e-5)
+    z = np.asarray((traj["action"] - mean) / jnp.exp(log_std))[..., 0]  # [T, env]
+    assert abs(z.mean()) < 0.15 and abs(z.std() - 1.0) < 0.1
+    assert abs(np.corrcoef(z[:-1].ravel(), z[1:].ravel())[0, 1]) < 0.15  # step to step
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.15  # environment to environment
+    np.testing.assert_array_equal(traj["obs"][0], state.obs)
+    cont = ~np.asarray(traj["done"][:-1])
+    np.testing.assert_array_equal(np.asarray(traj["next_obs"][:-1])[cont], np.asarray(traj["obs"][1:])[cont])
+    last = ~np.asarray(traj["done"][-1])
+    np.testing.assert_array_equal(np.asarray(after.obs)[last], np.asarray(traj["next_obs"][-1])[last])
+    assert int(after.env_steps) == 1024
