@@ -192,6 +192,15 @@ def rollout_advantages(reward, v, v_reached, terminated, done, gamma, lam):
     return adv, adv + v
 
 
+def minibatch_indices(config: OnPolicyConfig, key) -> jax.Array:
+    """One epoch's shuffle of the flat batch into minibatches: indices ``[num_minibatches, size]`` (size: the
+    minibatch size, or the whole batch when it is None), a batch that does not divide leaving its last
+    samples out. PPO's fits and PPO-LIRPG's (which shares PPO's minibatches) both draw them here."""
+    m = config.num_minibatches
+    size = config.batch if config.minibatch_size is None else config.minibatch_size
+    return permutation(key, config.batch)[: m * size].reshape(m, size)
+
+
 # ----------------------------------------------------------------------------------------------------
 # The training program
 # ----------------------------------------------------------------------------------------------------
@@ -260,13 +269,10 @@ def make_onpolicy(config: OnPolicyConfig, env):
     def vf_loss(vf, mb):
         return jnp.mean(jnp.square(value.apply(vf, mb["obs"]) - mb["target"])), {}
 
-    m = config.num_minibatches
-    size = config.batch if config.minibatch_size is None else config.minibatch_size
-
     def minibatches(data, k):
         """One epoch's shuffled minibatches: every array of ``data`` gathered once, [m, size, ...]."""
-        idx = permutation(k, config.batch)[: m * size]
-        return jax.tree.map(lambda x: x[idx].reshape((m, size) + x.shape[1:]), data)
+        idx = minibatch_indices(config, k)
+        return jax.tree.map(lambda x: x[idx], data)
 
     def adam_step(params, opt_state, tx, loss_fn, mb):
         (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)

@@ -59,7 +59,6 @@ from metarl.driver import ConfigMismatch, has_checkpoint
 from metarl.agents import onpolicy as op
 from metarl.nets import MLP
 from metarl.runs import vmap_runs
-from metarl.shuffle import permutation
 
 LOOKAHEADS = ("adam", "sgd")
 VARIANTS = ("ppo", "lirpg")
@@ -183,8 +182,6 @@ def make_lirpg(config: LIRPGConfig, env):
     vin_tx = optax.adam(pc.vf_lr if config.vin_lr is None else config.vin_lr)
     rin_tx = optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS)  # times -rin_lr (traced)
     n = pc.num_envs
-    m = pc.num_minibatches
-    size = pc.batch if pc.minibatch_size is None else pc.minibatch_size
 
     def init(key, hp):
         k_base, k_r, k_v = jax.random.split(key, 3)
@@ -224,7 +221,7 @@ def make_lirpg(config: LIRPGConfig, env):
         """PPO's minibatch passes on A_mix, each step followed by the intrinsic reward's meta-step."""
 
         def epoch(carry, k):
-            idx = permutation(k, pc.batch)[: m * size].reshape(m, size)
+            idx = op.minibatch_indices(pc, k)
 
             def mb_step(carry, i):
                 pi, pi_opt, rin, rin_opt = carry
@@ -253,7 +250,7 @@ def make_lirpg(config: LIRPGConfig, env):
         the policy's minibatches)."""
 
         def epoch(carry, k):
-            idx = permutation(k, pc.batch)[: m * size].reshape(m, size)
+            idx = op.minibatch_indices(pc, k)
 
             def mb_step(carry, i):
                 params, opt_state = carry
