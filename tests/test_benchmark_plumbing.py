@@ -46,7 +46,10 @@ def test_named_scales_are_valid_and_match_the_paper_settings():
         assert cfg.sac_learning_starts >= 256
     assert throughput.config_for("paper").sac_steps_per_chunk > throughput.config_for("quick").sac_steps_per_chunk
     quick, medium = throughput.config_for("quick"), throughput.config_for("medium")
-    assert medium.pend_train_steps > quick.pend_train_steps and medium.pend_repeats >= quick.pend_repeats
+    assert medium.pend_train_steps > quick.pend_train_steps
+    assert all(medium.repeats_for(n) >= quick.repeats_for(n) for n in medium.pend_seed_counts)
+    assert (medium.repeats_for(1), medium.repeats_for(8), quick.repeats_for(32)) == (9, 5, 3)
+    assert medium.curve_seeds >= 5 and medium.brax_epochs - 1 == medium.repeats_for(1)  # 9 SAC-vs-Brax pairs
     with pytest.raises(ValueError, match="'huge'"):
         throughput.config_for("huge")
 
@@ -328,6 +331,11 @@ def test_throughput_config_rejects_bad_pendulum_settings():
         dataclasses.replace(throughput.ThroughputConfig(), pend_seed_counts=(8, 1)).validate()
     with pytest.raises(ValueError, match="multiple of an even eval_every"):
         dataclasses.replace(throughput.ThroughputConfig(), pend_train_steps=500).validate()
+    for bad in ((3, 5), (3, 0, 5)):  # one per seed count (1, 8, 32), each >= 1
+        with pytest.raises(ValueError, match=r"pend_repeats must be one positive integer or one per"):
+            dataclasses.replace(throughput.ThroughputConfig(), pend_repeats=bad).validate()
+    with pytest.raises(ValueError, match="pend_repeats must be >= 1"):
+        dataclasses.replace(throughput.ThroughputConfig(), pend_repeats=0).validate()
 
 
 def test_pendulum_pair_keeps_our_side_when_the_peer_fails(monkeypatch):
@@ -454,3 +462,66 @@ def test_pendulum_pair_keeps_our_calls_when_the_peer_fails_in_a_repeat(monkeypat
     assert calls == ["ours", "rejax", "ours", "rejax"] and theirs is None
     assert ours["env_steps_per_s_samples"] == [10.0, 30.0] and ours["env_steps_per_s"] == 20.0
     assert "ratio_samples" not in ours and errors == ["rejax peer: died mid-run"]
+
+
+def test_paired_verdicts_come_from_the_sign_test_interval_of_the_median():
+    """Up to 8 pairs the interval is the pairs' range (every pair must clear the target); from 9 it leaves out
+    the lowest and highest, so one pair caught alone in the machine's slow state no longer decides, while two
+    still do. The cell shows the interval and, where it differs, the range; the summary keeps both."""
+    from benchmarks.throughput import tables
+
+    nine = [1.1, 1.2, 0.84, 1.15, 1.12, 1.3, 1.05, 1.18, 1.2]
+    assert tables.paired_met(nine, 1.0) is True
+    assert tables.paired_met(nine[:8], 1.0) is None  # 8 pairs: the range, 0.84 decides
+    assert tables.paired_met([0.9] * 2 + nine[2:], 1.0) is None  # two low pairs of 9 still do
+    assert tables.paired_met([1 / r for r in nine], 1.0) is False
+    assert tables.paired_cell(1.15, nine) == "1.15x (1.05-1.20; range 0.84-1.30)"
+    assert tables.paired_cell(1.15, nine[:8], "8 paired epochs") == "1.14x (0.84-1.30, 8 paired epochs)".replace(
+        "1.14", "1.15")
+    t = tables.paired_target(1.15, nine, "calls")
+    assert t["met"] is True and t["interval"] == [1.05, 1.2] and t["interval_coverage"] == pytest.approx(0.9609375)
+    assert t["verdict"] == "target met"
+    t = tables.paired_target(1.15, nine[:8], "epochs")
+    assert t["met"] is None and "straddles" in t["verdict"] and t["interval"] == [0.84, 1.3]
+
+
+def _curve(rng, seeds, evals, mean):
+    return {"eval_returns": rng.normal(mean, 50.0, (seeds, evals)).tolist()}
+
+
+def test_learning_curves_align_at_the_end_and_compare_final_returns_from_five_seeds(tmp_path):
+    """rejax evaluates once more (at the end of its warm-up): the curves are compared at the env steps both
+    evaluated, the final return of a seed is the mean of its last evaluations, and only from 5 seeds a side
+    is there a reading, from the interval of P(ours > rejax)."""
+    import numpy as np
+
+    from benchmarks.throughput import tables
+
+    rng = np.random.default_rng(0)
+    c = {"seeds": 8, "total_steps": 6000, "learning_starts": 1000, "eval_every": 1000, "eval_episodes": 5,
+         "ours": _curve(rng, 8, 5, -300.0), "rejax": _curve(rng, 8, 6, -600.0)}
+    c["rejax"]["eval_returns"] = [[-1500.0] + row[1:] for row in c["rejax"]["eval_returns"]]  # the extra first one
+    steps, ys = tables.aligned_curves(c)
+    assert steps == [2000, 3000, 4000, 5000, 6000] and ys["ours"].shape == ys["rejax"].shape == (8, 5)
+    assert np.all(ys["rejax"] > -1500.0)  # the warm-up evaluation is the one left out
+    f = tables.curve_final(c, 3)
+    want = np.asarray(c["ours"]["eval_returns"])[:, -3:].mean(1)
+    assert np.allclose(f["ours"], want) and f["reading"] == "ours higher" and f["p_improvement"] == 1.0
+    c["final"] = f
+    c["rejax"]["eval_returns"] = (np.asarray(c["rejax"]["eval_returns"]) + 300.0).tolist()  # same distribution
+    assert tables.curve_final(c, 3)["reading"] == "no difference resolved"
+    c["ours"]["eval_returns"] = (np.asarray(c["ours"]["eval_returns"]) - 1000.0).tolist()
+    assert tables.curve_final(c, 3)["reading"] == "rejax higher"
+    two = dict(c, ours={"eval_returns": c["ours"]["eval_returns"][:2]})
+    assert "reading" not in tables.curve_final(two, 3) and tables.curve_final(dict(c, rejax=None), 3) is None
+    s = {"config": {"pend_seed_counts": [1]}, "rejax": {}, "curves": {"td3": dict(c, final=f)}}
+    table = tables.rejax_table(s)
+    assert "| TD3 (evaluations every 1000 steps after 1000 warm-up) | 8 | 2000 / 3000 / 4000 / 5000 / 6000 |" in table
+    assert "| TD3, last 3 evaluations | 8 / 8 |" in table and table.rstrip().endswith("| ours higher |")
+    long = {"seeds": 2, "total_steps": 150 * 2048, "learning_starts": 0, "eval_every": 2048, "eval_episodes": 5,
+            "ours": _curve(rng, 2, 150, 0.0), "rejax": _curve(rng, 2, 150, 0.0)}
+    row = next(ln for ln in tables.rejax_table({"config": {"pend_seed_counts": [1]}, "rejax": {},
+                                                 "curves": {"ppo": long}}).splitlines() if ln.startswith("| PPO ("))
+    assert row.split(" | ")[2].split(" / ")[-1] == str(150 * 2048) and len(row.split(" | ")[2].split(" / ")) == 10
+    tables.curve_figure({"td3": c, "ppo": long}, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,7 +27,9 @@ Three measurements, in one run:
     ``metarl.runs.vmap_runs``), compiled ahead of time and timed apart; per algorithm and
     seed count ours runs, then rejax (interleaved). Both sides get the same settings, read from our configs
     (:func:`pendulum_request`): networks, batch, 1 update per env step (TD3's actor every 2nd), warm-up,
-    evaluation cadence and episodes. Then the learning curves of both at equal steps and seeds. rejax runs
+    evaluation cadence and episodes; a row's verdict comes from the sign-test interval of its paired
+    calls' median ratio. Then the learning curves of both at equal steps and seeds, one call each (from 5
+    seeds their final returns are compared with intervals; ``curves.png``). rejax runs
     in ``benchmarks/peers/.venv-rejax/`` (``benchmarks/peers/rejax_requirements.txt``), created on first
     use like the other peers; where it cannot be built (no network) one line says so and the rest is
     written.

@@ -16,8 +16,8 @@ from benchmarks.peers.drivers import (REJAX_VENV, ROOT, RejaxPeer, TorchPeer, _l
 from benchmarks.throughput.config import SCALES, config_for
 from benchmarks.throughput.ours import OurSAC, OurTD3Updates, PairedChunks, td3_flops_per_update
 from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
-from benchmarks.throughput.tables import (best_gemm, gemm_rates, help_table, make_table, n_max_key, rejax_table,
-                                          rejax_targets, sac_flops_per_update, sac_target,
+from benchmarks.throughput.tables import (best_gemm, curve_figure, curve_final, gemm_rates, help_table, make_table,
+                                          n_max_key, rejax_table, rejax_targets, sac_flops_per_update, sac_target,
                                           summary_ratios)
 
 
@@ -183,10 +183,10 @@ def main(argv=None):
             skipped["rejax peer"] = one_line(e)
             print(peer_unavailable_line("rejax", skipped["rejax peer"]), flush=True)
 
-    def pair(req):
+    def pair(req, repeats):
         nonlocal peer
         errors = []
-        out = pendulum_pair(req, peer, cfg.overlap_compile, errors, repeats=cfg.pend_repeats)
+        out = pendulum_pair(req, peer, cfg.overlap_compile, errors, repeats=repeats)
         if errors:  # the peer failed: one line, and our side goes on alone
             skipped["rejax peer"] = errors[0]
             print(peer_unavailable_line("rejax", errors[0]), flush=True)
@@ -213,7 +213,7 @@ def main(argv=None):
                 continue
             phase(f"Pendulum {algo}: ours and rejax, {n} seed(s)")
             req = pendulum_request(cfg, algo, n)
-            rejax[algo]["ours"][str(n)], theirs = pair(req)
+            rejax[algo]["ours"][str(n)], theirs = pair(req, cfg.repeats_for(n))
             if theirs is not None:
                 rejax[algo]["rejax"][str(n)] = theirs
             bar.update(1)
@@ -223,16 +223,19 @@ def main(argv=None):
         phase(f"Pendulum {algo}: learning curves, {cfg.curve_seeds} seeds")
         req = pendulum_request(cfg, algo, cfg.curve_seeds, curve=True)
         c = {k: req[k] for k in ("seeds", "total_steps", "learning_starts", "eval_every", "eval_episodes")}
-        for side, res in zip(("ours", "rejax"), pair(req)):
+        for side, res in zip(("ours", "rejax"), pair(req, 1)):  # one call: the curve, not a rate
             if res is not None:
                 import numpy as np
 
                 res["mean_curve"] = np.mean(np.asarray(res["eval_returns"], float), axis=0).tolist()
             c[side] = res
+        c["final"] = curve_final(c, cfg.curve_final_evals)
         curves[algo] = c
         bar.update(1)
     if peer is not None:
         peer.close()
+    if any(c.get("ours") or c.get("rejax") for c in curves.values()):
+        curve_figure(curves, os.path.join(a.out, "curves.png"))
 
     # (e) again: the GEMM rate once more at the end; the attainable rate is the best reading (a single low
     # reading would flatter every fraction), and each update's fraction is taken against it

@@ -8,6 +8,7 @@ import time
 from benchmarks.throughput.config import ThroughputConfig
 from benchmarks.throughput.ours import one_update_args
 from benchmarks.throughput.pendulum import PEND_ALGOS
+from metarl.stats import compare, interval_text, median_interval
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def summary_ratios(rejax: dict, td3_gflops: float | None, sac_gflops: float | No
 def rejax_targets(rejax: dict, seeds: int = 8) -> dict:
     """The summary's ours >= rejax targets at ``seeds`` seeds, each with the table's figure and verdict. With
     the peer's calls paired with ours: ``ratio`` the median of the pairs' ratios (``medians_ratio`` the sides'
-    medians' ratio beside it), met when every pair is >= 1, missed when none is, not resolved otherwise;
+    medians' ratio beside it), the verdict from the sign-test interval of the pairs' median (:func:`paired_met`);
     without pairs, the medians' ratio against 1."""
     out = {}
     for algo in PEND_ALGOS:
@@ -123,13 +124,16 @@ def rejax_targets(rejax: dict, seeds: int = 8) -> dict:
 
 def paired_target(figure, paired, what: str) -> dict:
     """A summary target of ours / the peer >= 1: ``ratio`` the figure, ``ratio_samples`` the paired ratios;
-    with pairs, met when every pair is >= 1, missed when none is, not resolved otherwise (``what``: what was
+    with pairs, ``interval`` the sign test's interval of their median (and its ``interval_coverage``), met when
+    it lies at or above 1, missed when below, not resolved otherwise (:func:`paired_met`; ``what``: what was
     paired, for the verdict); without, the figure against 1."""
     t = {"target": 1.0, "ratio": figure, "ratio_samples": paired}
     if paired:
+        lo, hi, coverage = median_interval(paired)
+        t.update(interval=[lo, hi], interval_coverage=coverage)
         t["met"] = paired_met(paired, 1.0)
         t["verdict"] = {True: "target met", False: "target missed"}.get(
-            t["met"], f"not resolved (paired {what} on both sides of the target)")
+            t["met"], f"not resolved (the interval of the paired {what}' median straddles the target)")
     else:
         t["met"] = None if figure is None else bool(figure >= 1.0)
     return t
@@ -140,7 +144,7 @@ def rejax_table(s: dict) -> str:
     rj = s.get("rejax") or {}
     counts = [str(c) for c in s["config"]["pend_seed_counts"]]
     lines = ["| gymnax/Pendulum-v1, whole run | seeds | ours env steps/s | rejax env steps/s | ours / rejax "
-             "(median of the paired calls' ratios; their range) | "
+             "(median of the paired calls' ratios; its sign-test interval, their range up to 8 pairs) | "
              "ours compile (s) | rejax compile (s) | target (ours >= rejax) |", "|---|---|---|---|---|---|---|---|"]
     for algo in PEND_ALGOS:
         sides = rj.get(algo) or {}
@@ -148,7 +152,7 @@ def rejax_table(s: dict) -> str:
             o = (sides.get("ours") or {}).get(c)
             t = (sides.get("rejax") or {}).get(c)
             r, _, paired = paired_ratio(o, t)
-            shown = "n/a" if not r else _fmt(r, "x") if not paired else f"{r:.2f}x ({min(paired):.2f}-{max(paired):.2f})"
+            shown = "n/a" if not r else _fmt(r, "x") if not paired else paired_cell(r, paired)
             lines.append(f"| {algo.upper()} | {c} | {_fmt(o['env_steps_per_s'] if o else None)} | "
                          f"{_fmt(t['env_steps_per_s'] if t else None)} | {shown} | "
                          f"{_fmt(o['compile_s'] if o else None)} | {_fmt(t['compile_s'] if t else None)} | "
@@ -170,14 +174,69 @@ def rejax_table(s: dict) -> str:
                          f"{_verdict(f, 0.6)} |")
     curves = s.get("curves") or {}
     if curves:
-        lines += ["", "| learning curve (mean eval return over seeds) | seeds | env steps | ours | rejax |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| learning curve (mean eval return over seeds, at the env steps shown) | seeds | env steps | "
+                      "ours | rejax |", "|---|---|---|---|---|"]
         for algo, c in curves.items():
-            ours, theirs = c.get("ours"), c.get("rejax")
-            fmt_curve = lambda r: "n/a" if not r else " / ".join(f"{x:.0f}" for x in r["mean_curve"])
+            steps, ys = aligned_curves(c)
+            pick = _spread(len(steps), CURVE_POINTS)
+            fmt_curve = lambda y: "n/a" if y is None else " / ".join(f"{y.mean(0)[i]:.0f}" for i in pick)
             lines.append(f"| {algo.upper()} (evaluations every {c['eval_every']} steps after {c['learning_starts']} "
-                         f"warm-up) | {c['seeds']} | {c['total_steps']} | {fmt_curve(ours)} | {fmt_curve(theirs)} |")
+                         f"warm-up) | {c['seeds']} | {' / '.join(str(steps[i]) for i in pick) if steps else 'n/a'} | "
+                         f"{fmt_curve(ys.get('ours'))} | {fmt_curve(ys.get('rejax'))} |")
+        finals = {a: c["final"] for a, c in curves.items() if (c.get("final") or {}).get("reading")}
+        if finals:
+            lines += ["", "| final return (the mean of each seed's last evaluations) | seeds | ours IQM [95% CI] | "
+                          "rejax IQM [95% CI] | P(ours > rejax) [95% CI] | reading |", "|---|---|---|---|---|---|"]
+            for algo, f in finals.items():
+                lines.append(f"| {algo.upper()}, last {f['last_evals']} evaluations | {f['n_a']} / {f['n_b']} | "
+                             f"{interval_text(f['iqm_a'], f['ci_a'], '.0f')} | {interval_text(f['iqm_b'], f['ci_b'], '.0f')} | "
+                             f"{interval_text(f['p_improvement'], f['p_improvement_ci'], '.2f')} | {f['reading']} |")
     return "\n".join(lines) + "\n"
+
+
+# The learning curves: points shown per curve in the table; seeds from which the final returns are compared
+CURVE_POINTS = 10
+CURVE_MIN_SEEDS = 5
+
+
+def aligned_curves(c: dict):
+    """(env steps, {side: array [seeds, evals]}) of a learning-curve record: both sides end at the run's last
+    env step with the same cadence, so their last m evaluations (m the shorter side's count) are at the same
+    steps: ``total_steps - eval_every * (m - 1 - j)``. rejax's cadence also counts its warm-up, where it
+    evaluates once more than ours."""
+    import numpy as np
+
+    ys = {side: np.asarray(c[side]["eval_returns"], float) for side in ("ours", "rejax") if c.get(side)}
+    if not ys:
+        return [], {}
+    m = min(y.shape[1] for y in ys.values())
+    steps = [int(c["total_steps"] - c["eval_every"] * (m - 1 - j)) for j in range(m)]
+    return steps, {side: y[:, y.shape[1] - m:] for side, y in ys.items()}
+
+
+def _spread(n: int, k: int) -> list:
+    """At most ``k`` indices of ``range(n)``, evenly spread, the last always among them."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def curve_final(c: dict, last: int, min_seeds: int = CURVE_MIN_SEEDS) -> dict | None:
+    """Each seed's final return (the mean of its last ``last`` evaluations, at the same env steps on both sides)
+    for ours and rejax; from ``min_seeds`` seeds a side also their comparison (:func:`metarl.stats.compare`:
+    the IQMs with stratified-bootstrap intervals and P(ours > rejax) with its interval) and a ``reading``:
+    "ours higher" or "rejax higher" when that interval excludes 0.5, else "no difference resolved". None
+    without both sides."""
+    if not (c.get("ours") and c.get("rejax")):
+        return None
+    _, ys = aligned_curves(c)
+    o, t = (ys[side][:, -last:].mean(1) for side in ("ours", "rejax"))
+    out = {"last_evals": int(last), "ours": o.tolist(), "rejax": t.tolist()}
+    if min(o.size, t.size) >= min_seeds:
+        out.update(compare(o, t))
+        out["reading"] = {"better": "ours higher", "worse": "rejax higher"}.get(out["verdict"],
+                                                                                "no difference resolved")
+    return out
 
 
 def help_table(helps: dict) -> str:
@@ -207,18 +266,31 @@ def _verdict(ratio, target):
 
 
 def _range_verdict(ratios, target):
-    """From paired samples of a ratio: met (every one >= target), MISSED (none), else within the noise."""
+    """From paired samples of a ratio (:func:`paired_met`): met, MISSED, else within the noise."""
     met = paired_met(ratios, target)
-    return "met" if met else "MISSED" if met is False else "not resolved (the paired calls fall on both sides)"
+    return "met" if met else "MISSED" if met is False else "not resolved (the interval straddles the target)"
 
 
 def paired_met(ratios, target) -> bool | None:
-    """True when every paired ratio is >= ``target``, False when none is, None when they fall on both sides."""
-    if min(ratios) >= target:
+    """The verdict on "the paired ratio's median >= ``target``" from the sign test's interval of that median
+    (:func:`metarl.stats.median_interval`, alpha 0.05): True when the interval lies at or above ``target``, False
+    when it lies below, None when it straddles. Up to 8 pairs the interval is their range (every pair must be
+    >= target to meet, none to miss); from 9 pairs on it leaves out the lowest and the highest (96.1%), so one
+    call caught alone in the machine's slow state no longer decides."""
+    lo, hi, _ = median_interval(ratios)
+    if lo >= target:
         return True
-    if max(ratios) < target:
+    if hi < target:
         return False
     return None
+
+
+def paired_cell(figure, ratios, what: str = "") -> str:
+    """A table cell: the pairs' median ratio, its sign-test interval (their range up to 8 pairs), and from 9
+    pairs the range beside it; ``what`` ("8 paired epochs") is added inside the parentheses."""
+    lo, hi, _ = median_interval(ratios)
+    extra = "" if (lo, hi) == (min(ratios), max(ratios)) else f"; range {min(ratios):.2f}-{max(ratios):.2f}"
+    return f"{figure:.2f}x ({lo:.2f}-{hi:.2f}{extra}{', ' + what if what else ''})"
 
 
 def sac_figures(sac: dict):
@@ -238,7 +310,7 @@ def sac_figures(sac: dict):
 
 def sac_target(sac: dict) -> dict:
     """The summary's ``sac_ours_over_brax`` target: with pairs, ``ratio`` their median, ``ratio_samples`` the
-    pairs, met when every pair is >= 1, missed when none is, not resolved otherwise (as the rejax rows)."""
+    pairs, the verdict from the sign-test interval of their median (:func:`paired_met`, as the rejax rows)."""
     _, _, figure, paired = sac_figures(sac)
     return paired_target(figure, paired, "epochs")
 
@@ -248,7 +320,7 @@ def make_table(s: dict) -> str:
     sac, td3 = s["sac"], s["td3"]
     ours_sac, brax_sps, r_sac, sac_pairs = sac_figures(sac)
     if sac_pairs:
-        sac_ratio = f"{r_sac:.2f}x ({min(sac_pairs):.2f}-{max(sac_pairs):.2f}, {len(sac_pairs)} paired epochs)"
+        sac_ratio = paired_cell(r_sac, sac_pairs, f"{len(sac_pairs)} paired epochs")
         sac_verdict = _range_verdict(sac_pairs, 1.0)
     else:
         sac_ratio, sac_verdict = (_fmt(r_sac, 'x') if r_sac else 'n/a'), _verdict(r_sac, 1.0)
@@ -289,3 +361,22 @@ def make_table(s: dict) -> str:
     for name, why in s.get("skipped", {}).items():
         lines.append(f"\n{name} not measured: {why}")
     return "\n".join(lines) + "\n"
+
+
+def curve_figure(curves: dict, path: str):
+    """The learning curves of ours and rejax, one panel per algorithm (mean and +-std over seeds, at the env
+    steps where both sides evaluated), as a PNG."""
+    import numpy as np
+
+    from metarl.plots import _plt, curves as plot_curves, save_fig
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), squeeze=False)
+    for ax, (algo, c) in zip(axes[0], curves.items()):
+        steps, ys = aligned_curves(c)
+        plot_curves(ax, np.asarray(steps), {("metarl" if side == "ours" else "rejax"): y for side, y in ys.items()},
+                    "evaluation return")
+        ax.set_title(f"{algo.upper()}, gymnax Pendulum-v1, {c['seeds']} seeds", fontsize=9)
+        ax.set_xlabel("environment steps")
+    save_fig(fig, path)
+    plt.close(fig)
