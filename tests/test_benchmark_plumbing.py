@@ -512,6 +512,7 @@ def test_learning_curves_align_at_the_end_and_compare_final_returns_from_five_se
     assert tables.curve_final(c, 3)["reading"] == "no difference resolved"
     c["ours"]["eval_returns"] = (np.asarray(c["ours"]["eval_returns"]) - 1000.0).tolist()
     assert tables.curve_final(c, 3)["reading"] == "rejax higher"
+    assert tables.curve_final(c, 9)["last_evals"] == 5  # no more than the 5 aligned evaluations
     two = dict(c, ours={"eval_returns": c["ours"]["eval_returns"][:2]})
     assert "reading" not in tables.curve_final(two, 3) and tables.curve_final(dict(c, rejax=None), 3) is None
     s = {"config": {"pend_seed_counts": [1]}, "rejax": {}, "curves": {"td3": dict(c, final=f)}}

@@ -230,6 +230,7 @@ def curve_final(c: dict, last: int, min_seeds: int = CURVE_MIN_SEEDS) -> dict | 
     if not (c.get("ours") and c.get("rejax")):
         return None
     _, ys = aligned_curves(c)
+    last = min(int(last), ys["ours"].shape[1])  # no more than the evaluations both sides made at the same steps
     o, t = (ys[side][:, -last:].mean(1) for side in ("ours", "rejax"))
     out = {"last_evals": int(last), "ours": o.tolist(), "rejax": t.tolist()}
     if min(o.size, t.size) >= min_seeds:
@@ -371,11 +372,11 @@ def curve_figure(curves: dict, path: str):
     from metarl.plots import _plt, curves as plot_curves, save_fig
 
     plt = _plt()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), squeeze=False)
-    for ax, (algo, c) in zip(axes[0], curves.items()):
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
+    for i, (ax, (algo, c)) in enumerate(zip(axes[0], curves.items())):
         steps, ys = aligned_curves(c)
         plot_curves(ax, np.asarray(steps), {("metarl" if side == "ours" else "rejax"): y for side, y in ys.items()},
-                    "evaluation return")
+                    "evaluation return" if i == 0 else "")
         ax.set_title(f"{algo.upper()}, gymnax Pendulum-v1, {c['seeds']} seeds", fontsize=9)
         ax.set_xlabel("environment steps")
     save_fig(fig, path)
