@@ -526,3 +526,26 @@ def test_learning_curves_align_at_the_end_and_compare_final_returns_from_five_se
     assert row.split(" | ")[2].split(" / ")[-1] == str(150 * 2048) and len(row.split(" | ")[2].split(" / ")) == 10
     tables.curve_figure({"td3": c, "ppo": long}, str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_throughput_command_times_chosen_seed_counts_with_chosen_pairs(capsys):
+    """--pend-seeds / --pend-repeats re-measure some rejax rows alone (e.g. 32 seeds over 9 pairs); without
+    --pend-repeats a count keeps the scale's pairs, and one the scale does not time gets the most of them. Bad
+    values are one line on stderr, before anything runs."""
+    Bench = throughput.ThroughputBench
+    cfg = Bench(pend_seeds=(32,), pend_repeats=9).config()
+    assert cfg.pend_seed_counts == (32,) and cfg.repeats_for(32) == 9
+    cfg = Bench(scale="medium", pend_seeds=(8, 1)).config()
+    assert cfg.pend_seed_counts == (1, 8) and (cfg.repeats_for(1), cfg.repeats_for(8)) == (9, 5)
+    assert Bench(scale="medium", pend_seeds=(32,)).config().repeats_for(32) == 9
+    assert Bench(scale="medium", pend_repeats=4).config().pend_repeats == 4
+    assert Bench().config() == throughput.config_for("quick")
+    cfg = Bench(rejax_only=True).config()
+    assert (cfg.run_brax, cfg.run_torch, cfg.rounds, cfg.td3_seed_counts) == (False, False, 1, (1, 8))
+    for argv, words in ((["--pend-seeds", "8", "8"], "--pend-seeds must not repeat a seed count, got 8 8"),
+                        (["--pend-seeds", "0"], "0")):
+        with pytest.raises(SystemExit) as e:
+            throughput.main(argv + ["--out", "/nonexistent/never-written"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
