@@ -549,3 +549,32 @@ def test_throughput_command_times_chosen_seed_counts_with_chosen_pairs(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_curves_only_runs_the_learning_curves_alone_and_writes_them(tmp_path, monkeypatch, capsys):
+    """--curves-only: each algorithm's learning curve, one call a side, written as summary.json, table.md and
+    curves.png; without a peer (here: --no-rejax) our side alone, and one line says why."""
+    import numpy as np
+
+    from benchmarks.throughput import command, pendulum
+
+    calls = []
+
+    def ours(req, compiled):
+        calls.append((req["algo"], req["seeds"], req["total_steps"], req["eval_mean"]))
+        evals = req["total_steps"] // req["eval_every"] - (req["learning_starts"] // req["eval_every"])
+        return {"env_steps_per_s": 1.0, "run_s": 1.0, "compile_s": 1.0,
+                "eval_returns": np.full((req["seeds"], evals), -100.0).tolist()}
+
+    monkeypatch.setattr(pendulum, "compile_our_pendulum", lambda req: ("fn", "keys", 1.0))
+    monkeypatch.setattr(pendulum, "our_pendulum_run", ours)
+    s = command.main(["--curves-only", "--no-rejax", "--scale", "medium", "--out", str(tmp_path)])
+    cfg = throughput.config_for("medium")
+    assert [c[0] for c in calls] == ["td3", "sac", "ppo"] and all(c[1] == cfg.curve_seeds and c[3] for c in calls)
+    assert calls[2][2] == cfg.ppo_curve_rollouts * 2048
+    assert s["curves_only"] and set(s["curves"]) == {"td3", "sac", "ppo"} and s["skipped"]["rejax peer"] == "--no-rejax"
+    assert all(c["rejax"] is None and c["final"] is None for c in s["curves"].values())
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "summary.json", "table.md"]
+    table = (tmp_path / "table.md").read_text()
+    assert "| TD3 (evaluations every 1000 steps after 1000 warm-up) | 8 |" in table and "rejax peer not measured" in table
+    assert "rejax peer not measured" in capsys.readouterr().out

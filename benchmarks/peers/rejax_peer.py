@@ -30,6 +30,9 @@ The mapping to rejax's configuration names (rejax acts in the env's own action u
       noise_clip
     eval_every, eval_episodes eval_freq, and eval_callback replaced by rejax.evaluate with
                               eval_episodes episodes (rejax's default is 128); no initial evaluation
+    evaluation with the       rejax evaluates SAC and PPO with sampled actions; with "eval_mean": true
+      policy's mean action    (the throughput benchmark's requests) the mean, squashed as the policy
+                              squashes its samples (SAC: tanh, rescaled; PPO: clipped to the range)
     PPO rollout x 1 env,      num_steps, num_envs 1, num_epochs, num_minibatches = rollout / 64,
       10 epochs, minibatch 64 clip_eps, gae_lambda, ent_coef 0, max_grad_norm inf
 """
@@ -94,13 +97,34 @@ def make_algo(req: dict):
     else:
         raise ValueError(f"unknown algo {algo!r}")
     episodes = int(req["eval_episodes"])
+    mean = bool(req.get("eval_mean", False)) and algo in ("sac", "ppo")  # TD3's policy is deterministic already
 
     def eval_callback(alg, ts, rng):
-        _, returns = evaluate(alg.make_act(ts), rng, alg.env, alg.env_params, episodes,
-                              alg.env_params.max_steps_in_episode)
+        act = mean_act(alg, ts, algo) if mean else alg.make_act(ts)
+        _, returns = evaluate(act, rng, alg.env, alg.env_params, episodes, alg.env_params.max_steps_in_episode)
         return returns.mean()
 
     return a.replace(eval_callback=eval_callback)
+
+
+def mean_act(alg, ts, algo: str):
+    """rejax's ``make_act`` with the Gaussian's mean in place of a sample, put through what the policy does to a
+    sample: SAC's tanh and rescaling to the action range (``SquashedGaussianPolicy``), PPO's clip to the range
+    (``GaussianPolicy.act``); no observation normalisation (the requests turn it off)."""
+    import jax.numpy as jnp
+
+    actor, params = alg.actor, ts.actor_ts.params
+    low, high = actor.action_range
+
+    def act(obs, rng):
+        loc = actor.apply(params, jnp.expand_dims(obs, 0), method=lambda m, o: m._action_dist(o).mean())
+        if algo == "sac":
+            a = (high + low) / 2 + jnp.tanh(loc) * (high - low) / 2
+        else:
+            a = jnp.clip(loc, low, high)
+        return jnp.squeeze(a)
+
+    return act
 
 
 _COMPILED = {}  # request (without "run") -> (compiled program, keys, compile seconds)

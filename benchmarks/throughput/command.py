@@ -16,7 +16,7 @@ from benchmarks.peers.drivers import (REJAX_VENV, ROOT, RejaxPeer, TorchPeer, _l
 from benchmarks.throughput.config import SCALES, config_for
 from benchmarks.throughput.ours import OurSAC, OurTD3Updates, PairedChunks, td3_flops_per_update
 from benchmarks.throughput.pendulum import PEND_ALGOS, pendulum_pair, pendulum_request
-from benchmarks.throughput.tables import (best_gemm, curve_figure, curve_final, gemm_rates, help_table, make_table,
+from benchmarks.throughput.tables import (best_gemm, curve_figure, curve_final, curves_table, gemm_rates, help_table, make_table,
                                           n_max_key, rejax_table, rejax_targets, sac_flops_per_update, sac_target,
                                           summary_ratios)
 
@@ -36,6 +36,8 @@ class ThroughputBench:
     rejax_only: OnlyFlag[bool] = False
     """only (d) rejax and (e) the roofline, with our TD3 update at 1 and 8 seeds in one round (no SAC-vs-Brax, no
     torch): for a loaded machine"""
+    curves_only: OnlyFlag[bool] = False
+    """only (d)'s learning curves beside rejax (no rates, peers or roofline)"""
     pend_seeds: tuple[PositiveInt, ...] = ()
     """(d) only these vmapped seed counts, e.g. 32 (default: the scale's; quick 1 8 32, medium 1 8)"""
     pend_repeats: NonNegInt = 0
@@ -64,6 +66,60 @@ class ThroughputBench:
         return self
 
 
+def learning_curve(cfg, algo: str, pair) -> dict:
+    """(d)'s learning curves of ``algo``: ours and rejax at ``cfg.curve_seeds`` seeds, one call each (a curve, not
+    a rate; ``pair(req, repeats)`` runs both sides), with each seed's final return compared
+    (:func:`benchmarks.throughput.tables.curve_final`)."""
+    import numpy as np
+
+    req = pendulum_request(cfg, algo, cfg.curve_seeds, curve=True)
+    c = {k: req[k] for k in ("seeds", "total_steps", "learning_starts", "eval_every", "eval_episodes")}
+    for side, res in zip(("ours", "rejax"), pair(req, 1)):
+        if res is not None:
+            res["mean_curve"] = np.mean(np.asarray(res["eval_returns"], float), axis=0).tolist()
+        c[side] = res
+    c["final"] = curve_final(c, cfg.curve_final_evals)
+    return c
+
+
+def curves_only(a, cfg) -> dict:
+    """``--curves-only``: the learning curves of (d) beside rejax and nothing else; writes summary.json, table.md
+    and curves.png to ``a.out``."""
+    from metarl.driver import write_result, write_text
+
+    t_start = time.perf_counter()
+    os.makedirs(a.out, exist_ok=True)
+    skipped, peer, info = {}, None, None
+    why = build_venvs(["rejax"], a.out)["rejax"][1] if cfg.run_rejax else "--no-rejax"
+    if not why:
+        try:
+            peer = RejaxPeer(os.path.join(REJAX_VENV, "bin", "python"))
+            info = peer.info
+        except Exception as e:
+            why = one_line(e)
+    if why:
+        skipped["rejax peer"] = why
+        print(peer_unavailable_line("rejax", why), flush=True)
+    errors = []
+    curves = {algo: learning_curve(cfg, algo, lambda req, n: pendulum_pair(req, peer, False, errors, n))
+              for algo in PEND_ALGOS}
+    if peer is not None:
+        peer.close()
+    if errors:
+        skipped["rejax peer"] = errors[0]
+    curve_figure(curves, os.path.join(a.out, "curves.png"))
+    summary = {"config": dataclasses.asdict(cfg), "scale": a.scale, "curves_only": True, "curves": curves,
+               "rejax_peer": info, "skipped": skipped}
+    table = curves_table(curves) + "".join(f"\n{k} not measured: {v}\n" for k, v in skipped.items())
+    summary["table_md"] = table
+    wall = time.perf_counter() - t_start
+    write_result(os.path.join(a.out, "summary.json"), summary, config=cfg, wall_time_s=wall)
+    write_text(os.path.join(a.out, "table.md"), f"# Learning curves beside rejax ({a.scale} scale)\n\n"
+               f"Wall time {wall:.0f} s.\n\n" + table)
+    print(table)
+    return summary
+
+
 def main(argv=None):
     from metarl.driver import write_result, write_text
     from metarl.config_cli import parse_command
@@ -76,6 +132,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message="Brax System")  # Brax's maintenance notice, once per env
     scale = a.scale
     cfg = a.config()
+    if a.curves_only:
+        return curves_only(a, cfg)
     t_start = time.perf_counter()
     os.makedirs(a.out, exist_ok=True)
     counts = tuple(cfg.td3_seed_counts)
@@ -243,16 +301,7 @@ def main(argv=None):
             bar.update(1)
             continue
         phase(f"Pendulum {algo}: learning curves, {cfg.curve_seeds} seeds")
-        req = pendulum_request(cfg, algo, cfg.curve_seeds, curve=True)
-        c = {k: req[k] for k in ("seeds", "total_steps", "learning_starts", "eval_every", "eval_episodes")}
-        for side, res in zip(("ours", "rejax"), pair(req, 1)):  # one call: the curve, not a rate
-            if res is not None:
-                import numpy as np
-
-                res["mean_curve"] = np.mean(np.asarray(res["eval_returns"], float), axis=0).tolist()
-            c[side] = res
-        c["final"] = curve_final(c, cfg.curve_final_evals)
-        curves[algo] = c
+        curves[algo] = learning_curve(cfg, algo, pair)
         bar.update(1)
     if peer is not None:
         peer.close()

@@ -24,7 +24,8 @@ def pendulum_request(cfg: ThroughputConfig, algo: str, seeds: int, curve: bool =
     from metarl.agents.td3 import TD3_HP
     from metarl.agents.onpolicy import PRESETS, OnPolicyConfig
 
-    req = {"algo": algo, "seeds": int(seeds), "seed": 0, "eval_episodes": cfg.pend_eval_episodes}
+    req = {"algo": algo, "seeds": int(seeds), "seed": 0, "eval_episodes": cfg.pend_eval_episodes,
+           "eval_mean": True}  # rejax evaluates with the policy's mean action, as ours
     if algo in ("td3", "sac"):
         c = agent_config(algo)
         assert tuple(c.actor_hidden) == tuple(c.critic_hidden)

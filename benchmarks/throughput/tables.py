@@ -173,8 +173,15 @@ def rejax_table(s: dict) -> str:
                          f"{_fmt(row['flops_per_update'] / 1e6)} | {_fmt(row['gflops'])} | {f:.0%} | "
                          f"{_verdict(f, 0.6)} |")
     curves = s.get("curves") or {}
+    return "\n".join(lines) + "\n" + ("\n" + curves_table(curves) if curves else "")
+
+
+def curves_table(curves: dict) -> str:
+    """The learning curves of ours and rejax (the mean over seeds at up to 10 of the env steps both evaluated),
+    and from 5 seeds a side the final returns compared (:func:`curve_final`)."""
+    lines = []
     if curves:
-        lines += ["", "| learning curve (mean eval return over seeds, at the env steps shown) | seeds | env steps | "
+        lines += ["| learning curve (mean eval return over seeds, at the env steps shown) | seeds | env steps | "
                       "ours | rejax |", "|---|---|---|---|---|"]
         for algo, c in curves.items():
             steps, ys = aligned_curves(c)
