@@ -507,6 +507,7 @@ def test_learning_curves_align_at_the_end_and_compare_final_returns_from_five_se
     f = tables.curve_final(c, 3)
     want = np.asarray(c["ours"]["eval_returns"])[:, -3:].mean(1)
     assert np.allclose(f["ours"], want) and f["reading"] == "ours higher" and f["p_improvement"] == 1.0
+    assert f["verdict"] == "descriptive (no claim)" and "claim_verdict" not in f  # no paper claim in the index
     c["final"] = f
     c["rejax"]["eval_returns"] = (np.asarray(c["rejax"]["eval_returns"]) + 300.0).tolist()  # same distribution
     assert tables.curve_final(c, 3)["reading"] == "no difference resolved"
