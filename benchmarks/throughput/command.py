@@ -100,9 +100,15 @@ def curves_only(a, cfg) -> dict:
     if why:
         skipped["rejax peer"] = why
         print(peer_unavailable_line("rejax", why), flush=True)
-    errors = []
-    curves = {algo: learning_curve(cfg, algo, lambda req, n: pendulum_pair(req, peer, False, errors, n))
-              for algo in PEND_ALGOS}
+    from metarl.cli import progress_bar
+
+    errors, curves = [], {}
+    bar = progress_bar(len(PEND_ALGOS), f"learning curves ({a.scale}, {cfg.curve_seeds} seeds)", unit="algo")
+    for algo in PEND_ALGOS:
+        bar.set_postfix_str(algo)
+        curves[algo] = learning_curve(cfg, algo, lambda req, n: pendulum_pair(req, peer, False, errors, n))
+        bar.update(1)
+    bar.close()
     if peer is not None:
         peer.close()
     if errors:
