@@ -66,6 +66,51 @@ class ThroughputBench:
         return self
 
 
+def peer_venvs(names: list, out: str, skipped: dict) -> dict:
+    """Build (or reuse) the named peers' venvs, in parallel; a peer whose venv cannot be built goes into
+    ``skipped`` (rejax's with one line on stdout: no network, as on CI). Returns {name: created this run}."""
+    built = build_venvs(names, out)
+    for name, (_, why) in built.items():
+        if why and name == "rejax":
+            log = venv_log(out, name)
+            why = one_line(f"could not build {os.path.relpath(REJAX_VENV, ROOT)} ({_last_log_line(log)}; log: {log})")
+            print(peer_unavailable_line("rejax", why), flush=True)
+        if why:
+            skipped[f"{name} peer"] = why
+    return {k: created for k, (created, _) in built.items()}
+
+
+class RejaxSide:
+    """The rejax peer process of (d), started unless ``skipped`` already holds it; :meth:`pair` runs ours and
+    rejax on a request. When the peer fails, one line says so, ``skipped`` records it, the process is killed
+    and our side goes on alone."""
+
+    def __init__(self, cfg, skipped: dict):
+        self.cfg, self.skipped, self.peer, self.info = cfg, skipped, None, None
+        if cfg.run_rejax and "rejax peer" not in skipped:
+            try:
+                self.peer = RejaxPeer(os.path.join(REJAX_VENV, "bin", "python"))
+                self.info = self.peer.info
+            except Exception as e:
+                skipped["rejax peer"] = one_line(e)
+                print(peer_unavailable_line("rejax", skipped["rejax peer"]), flush=True)
+
+    def pair(self, req: dict, repeats: int):
+        errors = []
+        out = pendulum_pair(req, self.peer, self.cfg.overlap_compile, errors, repeats=repeats)
+        if errors:
+            self.skipped["rejax peer"] = errors[0]
+            print(peer_unavailable_line("rejax", errors[0]), flush=True)
+            if self.peer.proc.poll() is None:
+                self.peer.proc.kill()  # our own child, in an unknown state
+            self.peer = None
+        return out
+
+    def close(self):
+        if self.peer is not None:
+            self.peer.close()
+
+
 def learning_curve(cfg, algo: str, pair) -> dict:
     """(d)'s learning curves of ``algo``: ours and rejax at ``cfg.curve_seeds`` seeds, one call each (a curve, not
     a rate; ``pair(req, repeats)`` runs both sides), with each seed's final return compared
@@ -89,33 +134,22 @@ def curves_only(a, cfg) -> dict:
 
     t_start = time.perf_counter()
     os.makedirs(a.out, exist_ok=True)
-    skipped, peer, info = {}, None, None
-    why = build_venvs(["rejax"], a.out)["rejax"][1] if cfg.run_rejax else "--no-rejax"
-    if not why:
-        try:
-            peer = RejaxPeer(os.path.join(REJAX_VENV, "bin", "python"))
-            info = peer.info
-        except Exception as e:
-            why = one_line(e)
-    if why:
-        skipped["rejax peer"] = why
-        print(peer_unavailable_line("rejax", why), flush=True)
+    skipped = {} if cfg.run_rejax else {"rejax peer": "--no-rejax"}
+    peer_venvs(["rejax"] if cfg.run_rejax else [], a.out, skipped)
+    side = RejaxSide(cfg, skipped)
     from metarl.cli import progress_bar
 
-    errors, curves = [], {}
+    curves = {}
     bar = progress_bar(len(PEND_ALGOS), f"learning curves ({a.scale}, {cfg.curve_seeds} seeds)", unit="algo")
     for algo in PEND_ALGOS:
         bar.set_postfix_str(algo)
-        curves[algo] = learning_curve(cfg, algo, lambda req, n: pendulum_pair(req, peer, False, errors, n))
+        curves[algo] = learning_curve(cfg, algo, side.pair)
         bar.update(1)
     bar.close()
-    if peer is not None:
-        peer.close()
-    if errors:
-        skipped["rejax peer"] = errors[0]
+    side.close()
     curve_figure(curves, os.path.join(a.out, "curves.png"))
     summary = {"config": dataclasses.asdict(cfg), "scale": a.scale, "curves_only": True, "curves": curves,
-               "rejax_peer": info, "skipped": skipped}
+               "rejax_peer": side.info, "skipped": skipped}
     table = curves_table(curves) + "".join(f"\n{k} not measured: {v}\n" for k, v in skipped.items())
     summary["table_md"] = table
     wall = time.perf_counter() - t_start
@@ -157,16 +191,8 @@ def main(argv=None):
 
     # Peer venvs first, in parallel, before anything is timed (their installs would disturb timings).
     phase("peer venvs")
-    built = build_venvs([n for n, on in (("brax", cfg.run_brax), ("torch", cfg.run_torch),
-                                         ("rejax", cfg.run_rejax)) if on], a.out)
-    venv_created = {k: created for k, (created, _) in built.items()}
-    for name, (_, why) in built.items():
-        if why and name == "rejax":  # one line: the venv could not be built (no network, as on CI)
-            log = venv_log(a.out, name)
-            why = one_line(f"could not build {os.path.relpath(REJAX_VENV, ROOT)} ({_last_log_line(log)}; log: {log})")
-            print(peer_unavailable_line("rejax", why), flush=True)
-        if why:
-            skipped[f"{name} peer"] = why
+    venv_created = peer_venvs([n for n, on in (("brax", cfg.run_brax), ("torch", cfg.run_torch),
+                                               ("rejax", cfg.run_rejax)) if on], a.out, skipped)
     venv_s = time.perf_counter() - t_start
     bar.update(1)
 
@@ -260,30 +286,11 @@ def main(argv=None):
     del sac_upd
 
     # (d) ours vs rejax on gymnax/Pendulum-v1: per algorithm and seed count, ours then rejax (interleaved)
-    peer, rejax_info = None, None
-    if cfg.run_rejax and "rejax peer" not in skipped:
-        try:
-            peer = RejaxPeer(os.path.join(REJAX_VENV, "bin", "python"))
-            rejax_info = peer.info
-        except Exception as e:
-            skipped["rejax peer"] = one_line(e)
-            print(peer_unavailable_line("rejax", skipped["rejax peer"]), flush=True)
-
-    def pair(req, repeats):
-        nonlocal peer
-        errors = []
-        out = pendulum_pair(req, peer, cfg.overlap_compile, errors, repeats=repeats)
-        if errors:  # the peer failed: one line, and our side goes on alone
-            skipped["rejax peer"] = errors[0]
-            print(peer_unavailable_line("rejax", errors[0]), flush=True)
-            if peer.proc.poll() is None:
-                peer.proc.kill()  # our own child, in an unknown state
-            peer = None
-        return out
-
+    side = RejaxSide(cfg, skipped)
+    rejax_info, pair = side.info, side.pair
     rejax = {}
     curves = {}
-    alone = peer is None  # no peer to compare with: only our compile-time rows (the summary's "compile_s")
+    alone = side.peer is None  # no peer to compare with: only our compile-time rows (the summary's "compile_s")
     if alone:
         skipped["Pendulum rows beside rejax"] = (
             "no rejax peer in this run, so ours ran alone only at 1 seed for TD3 and SAC (the compile-time "
@@ -309,8 +316,7 @@ def main(argv=None):
         phase(f"Pendulum {algo}: learning curves, {cfg.curve_seeds} seeds")
         curves[algo] = learning_curve(cfg, algo, pair)
         bar.update(1)
-    if peer is not None:
-        peer.close()
+    side.close()
     if any(c.get("ours") or c.get("rejax") for c in curves.values()):
         curve_figure(curves, os.path.join(a.out, "curves.png"))
 
